@@ -1,0 +1,503 @@
+import Foundation
+import COutpostSystem
+import Logging
+import OutpostCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What to back up and how.
+public struct BackupOptions: Sendable {
+    public var machine: String
+    public var paths: [String]
+    public var exclusions: ExclusionList
+    /// Files processed at once. Each also fans its compression out over the cores.
+    public var workers: Int
+    public var hostname: String
+
+    public init(machine: String, paths: [String], exclusions: ExclusionList = ExclusionList([]),
+                workers: Int = ProcessInfo.processInfo.activeProcessorCount + 1, hostname: String = ProcessInfo.processInfo.hostName) {
+        self.machine = machine
+        self.paths = paths
+        self.exclusions = exclusions
+        self.workers = max(1, workers)
+        self.hostname = hostname
+    }
+}
+
+public struct BackupResult: Sendable {
+    public var point: RecoveryPointInfo
+    public var failures: [FailedFile]
+}
+
+/// Live counters for a progress line.
+public final class BackupProgress: Sendable {
+    public let files = Atomic<Int>(0)
+    public let bytesRead = Atomic<Int64>(0)
+    public let bytesSeen = Atomic<Int64>(0)
+    public init() {}
+}
+
+/// The backup pipeline: walks the selection depth-first (one walker), hands changed files to a bounded pool of
+/// workers (read → FastCDC → SHA-256 → ask the repository what is new → zstd → save), and writes one tree
+/// object per directory bottom-up. Files whose size, mtime, ctime and inode match the previous recovery point
+/// are not read. Memory is bounded: the walker may run at most `queueLimit` files ahead of the workers and
+/// each worker owns one read buffer.
+public final class Archiver: Sendable {
+    let repository: any BlobRepository
+    let options: BackupOptions
+    let logger: Logger
+    public let progress = BackupProgress()
+    private let chunker: FastCDC
+    private let compressors: ResourcePool<ZstdCompressor>
+    private let names = OwnerNames()
+    private let failures = Mutex<[FailedFile]>([])
+    private let summary = Mutex(BackupSummary())
+    private let queue: AsyncSemaphore
+    private let fatal = Mutex<(any Error)?>(nil)
+    static let bufferSize = 16 << 20
+    static let queueLimit = 512
+
+    public init(repository: any BlobRepository, options: BackupOptions, logger: Logger = Logger(label: "outpost.backup")) {
+        self.repository = repository
+        self.options = options
+        self.logger = logger
+        chunker = FastCDC(repository.chunkerParameters)
+        let level = repository.compressionLevel
+        compressors = ResourcePool { ZstdCompressor(level: level) }
+        queue = AsyncSemaphore(permits: Self.queueLimit)
+    }
+
+    struct FileJob: Sendable {
+        let path: [UInt8]
+        let node: Node
+        let result: Future<FileResult>
+    }
+
+    enum FileResult: Sendable {
+        case stored(Node)
+        case skipped
+        case fatal(any Error)
+    }
+
+    public func run() async throws -> BackupResult {
+        let started = Date()
+        let trie = try selectionTrie()
+        let previous = try await repository.latestPoint(machine: options.machine)
+        var previousRoot: Tree?
+        if let prev = previous, let rootID = prev.point.root {
+            previousRoot = try? await loadTree(rootID)
+        }
+        let (jobs, submit) = AsyncStream<FileJob>.makeStream()
+        let rootID: ChunkID = try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<options.workers {
+                group.addTask {
+                    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 64)
+                    defer { buffer.deallocate() }
+                    for await job in jobs {
+                        job.result.fulfil(await self.process(job, buffer: UnsafeTransfer(buffer)))
+                        self.queue.release()
+                    }
+                }
+            }
+            do {
+                let id = try await self.archiveVirtual(trie, path: [0x2f], previous: previousRoot, submit: submit)
+                submit.finish()
+                try await group.waitForAll()
+                return id
+            } catch {
+                submit.finish()
+                group.cancelAll()
+                throw error
+            }
+        }
+        var s = summary.withLock { $0 }
+        s.durationSeconds = Date().timeIntervalSince(started)
+        let failed = failures.withLock { $0 }
+        s.failedFiles = failed.count
+        let point = RecoveryPoint(machine: options.machine, hostname: options.hostname, paths: trie.selectedPaths,
+                                  startedAt: started, finishedAt: Date(), rootTree: rootID, parent: previous?.id.hex, summary: s)
+        let info = try await repository.commit(point)
+        return BackupResult(point: info, failures: failed)
+    }
+
+    // MARK: Selection
+
+    final class PathTrie {
+        var children: [[UInt8]: PathTrie] = [:]
+        var selected = false
+        var selectedPaths: [String] = []
+    }
+
+    /// The selected paths as a trie of components: the recovery point's tree mirrors their absolute paths.
+    private func selectionTrie() throws -> PathTrie {
+        let root = PathTrie()
+        guard !options.paths.isEmpty else { throw ArchiveError(.invalidPath, "no path to back up; name at least one file or folder") }
+        for p in options.paths {
+            let abs = FS.absolute(p)
+            let (_, err) = FS.lstat(Array(abs.utf8))
+            if err != 0 {
+                throw ArchiveError(.invalidPath, "cannot back up \(abs): \(Errno(err).message); check the path")
+            }
+            guard abs != "/" else { throw ArchiveError(.invalidPath, "backing up / as a whole is not supported; name the folders to protect") }
+            root.selectedPaths.append(abs)
+            var node = root
+            for comp in abs.split(separator: "/") {
+                let key = Array(comp.utf8)
+                if node.selected { break }
+                let next = node.children[key] ?? PathTrie()
+                node.children[key] = next
+                node = next
+            }
+            node.selected = true
+            node.children = [:]
+        }
+        root.selectedPaths.sort()
+        return root
+    }
+
+    // MARK: Walking
+
+    private enum Slot {
+        case ready(Node)
+        case pending(Future<FileResult>)
+        case hardlink(Node, Future<FileResult>)
+        case directory(Node, path: [UInt8], previous: ChunkID?, virtual: PathTrie?)
+    }
+
+    private let hardlinks = Mutex<[HardlinkKey: (path: [UInt8], result: Future<FileResult>)]>([:])
+
+    struct HardlinkKey: Hashable { let device: UInt64; let inode: UInt64 }
+
+    private func archiveVirtual(_ trie: PathTrie, path: [UInt8], previous: Tree?,
+                                submit: AsyncStream<FileJob>.Continuation) async throws -> ChunkID {
+        var slots: [Slot] = []
+        for name in trie.children.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            let sub = trie.children[name]!
+            let child = FS.join(path, name)
+            let (st, err) = FS.lstat(child)
+            if err != 0 { record(child, "vanished before it could be read (\(Errno(err).message))"); continue }
+            if sub.selected {
+                if let slot = try await makeSlot(name: name, path: child, st: st, previous: previous?.node(named: name), submit: submit) {
+                    slots.append(slot)
+                }
+            } else {
+                guard FS.type(of: st) == .directory else { record(child, "is no longer a directory"); continue }
+                let node = makeNode(name: name, path: child, st: st, type: .directory)
+                slots.append(.directory(node, path: child, previous: previous?.node(named: name)?.subtree, virtual: sub))
+            }
+        }
+        return try await finish(slots, submit: submit)
+    }
+
+    private func archiveDirectory(_ path: [UInt8], previous: Tree?, submit: AsyncStream<FileJob>.Continuation) async throws -> ChunkID {
+        if let e = fatal.withLock({ $0 }) { throw e }
+        var slots: [Slot] = []
+        let names: [[UInt8]]
+        do { names = try FS.listDirectory(path) } catch {
+            record(path, "the folder could not be listed (\(error.message)); it is saved empty")
+            names = []
+        }
+        for name in names {
+            let child = FS.join(path, name)
+            if options.exclusions.excludes(path: child, name: name) { continue }
+            let (st, err) = FS.lstat(child)
+            if err != 0 {
+                record(child, err == ENOENT ? "vanished during the backup" : "cannot be examined: \(Errno(err).message)")
+                continue
+            }
+            if let slot = try await makeSlot(name: name, path: child, st: st, previous: previous?.node(named: name), submit: submit) {
+                slots.append(slot)
+            }
+        }
+        return try await finish(slots, submit: submit)
+    }
+
+    private func makeSlot(name: [UInt8], path: [UInt8], st: stat, previous: Node?, submit: AsyncStream<FileJob>.Continuation) async throws -> Slot? {
+        guard let type = FS.type(of: st) else { record(path, "has an unknown file type; skipped"); return nil }
+        var node = makeNode(name: name, path: path, st: st, type: type)
+        switch type {
+        case .directory:
+            return .directory(node, path: path, previous: previous?.type == .directory ? previous?.subtree : nil, virtual: nil)
+        case .symlink:
+            do { node.linkTarget = try FS.readLink(path) } catch {
+                record(path, "the link could not be read: \(error.message)"); return nil
+            }
+            node.size = 0
+            countOther()
+            return .ready(node)
+        case .file:
+            progress.bytesSeen.add(Int64(st.st_size), ordering: .relaxed)
+            if st.st_nlink > 1 {
+                let key = HardlinkKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+                if let first = hardlinks.withLock({ $0[key] }) {
+                    node.type = .hardlink
+                    node.linkTarget = first.path
+                    return .hardlink(node, first.result)
+                }
+            }
+            let future = Future<FileResult>()
+            if st.st_nlink > 1 {
+                hardlinks.withLock { $0[HardlinkKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))] = (path, future) }
+            }
+            if let prev = previous, prev.type == .file, prev.size == node.size, prev.mtimeNanos == node.mtimeNanos,
+               prev.ctimeNanos == node.ctimeNanos, prev.inode == node.inode {
+                node.extents = prev.extents
+                summary.withLock { $0.filesUnchanged += 1; $0.bytesTotal += Int64(node.size) }
+                progress.files.add(1, ordering: .relaxed)
+                future.fulfil(.stored(node))
+                return .pending(future)
+            }
+            if previous?.type == .file {
+                summary.withLock { $0.filesChanged += 1 }
+            } else {
+                summary.withLock { $0.filesNew += 1 }
+            }
+            await queue.acquire()
+            submit.yield(FileJob(path: path, node: node, result: future))
+            return .pending(future)
+        case .fifo, .socket, .characterDevice, .blockDevice:
+            node.size = 0
+            countOther()
+            return .ready(node)
+        case .hardlink:
+            return nil
+        }
+    }
+
+    private func countOther() { summary.withLock { $0.otherEntries += 1 } }
+
+    /// Recurses into directories, waits for the files, and stores the tree.
+    private func finish(_ slots: [Slot], submit: AsyncStream<FileJob>.Continuation) async throws -> ChunkID {
+        var nodes: [Node] = []
+        nodes.reserveCapacity(slots.count)
+        for slot in slots {
+            if case .directory(var node, let path, let prevID, let virtual) = slot {
+                var prevTree: Tree?
+                if let prevID { prevTree = try? await loadTree(prevID) }
+                if let virtual {
+                    node.subtree = try await archiveVirtual(virtual, path: path, previous: prevTree, submit: submit)
+                } else {
+                    node.subtree = try await archiveDirectory(path, previous: prevTree, submit: submit)
+                }
+                summary.withLock { $0.directories += 1 }
+                nodes.append(node)
+            }
+        }
+        for slot in slots {
+            switch slot {
+            case .ready(let node):
+                nodes.append(node)
+            case .pending(let future):
+                switch await future.value {
+                case .stored(let node): nodes.append(node)
+                case .skipped: break
+                case .fatal(let error): throw error
+                }
+            case .hardlink(var node, let future):
+                switch await future.value {
+                case .stored(let first):
+                    node.extents = first.extents
+                    node.size = first.size
+                    summary.withLock { $0.otherEntries += 1; $0.bytesTotal += Int64(first.size) }
+                    nodes.append(node)
+                case .skipped:
+                    record(node.linkTarget, "(hard link \(FS.display(node.name))) could not be read either")
+                case .fatal(let error): throw error
+                }
+            case .directory:
+                break
+            }
+        }
+        let tree = Tree(nodes: nodes)
+        return try await store(tree)
+    }
+
+    private func store(_ tree: Tree) async throws -> ChunkID {
+        let bytes = tree.encode()
+        let blob = compressors.with { c in bytes.withUnsafeBytes { PreparedBlob.make(kind: .tree, plaintext: $0, compressor: c) } }
+        if try await !repository.missing([blob.id]).isEmpty {
+            let stats = try await repository.save([blob])
+            summary.withLock { $0.bytesAddedStored += stats.storedBytes }
+        }
+        return blob.id
+    }
+
+    private func loadTree(_ id: ChunkID) async throws -> Tree {
+        try Tree.decode(try await repository.load(id, kind: .tree), id: id)
+    }
+
+    private func makeNode(name: [UInt8], path: [UInt8], st: stat, type: NodeType) -> Node {
+        var n = Node(name: name, type: type)
+        n.mode = UInt32(st.st_mode) & 0o7777
+        n.uid = st.st_uid
+        n.gid = st.st_gid
+        n.user = names.user(st.st_uid)
+        n.group = names.group(st.st_gid)
+        n.mtimeNanos = FS.nanos(st.st_mtim)
+        n.ctimeNanos = FS.nanos(st.st_ctim)
+        n.size = type == .file ? UInt64(st.st_size) : 0
+        n.inode = UInt64(st.st_ino)
+        n.device = UInt64(st.st_dev)
+        n.linkCount = UInt64(st.st_nlink)
+        n.rdev = UInt64(st.st_rdev)
+        n.xattrs = FS.xattrs(path)
+        return n
+    }
+
+    private func record(_ path: [UInt8], _ reason: String) {
+        let display = FS.display(path)
+        logger.warning("\(display): \(reason)")
+        failures.withLock { $0.append(FailedFile(path: display, reason: reason)) }
+    }
+
+    // MARK: Reading files
+
+    private func process(_ job: FileJob, buffer: UnsafeTransfer<UnsafeMutableRawBufferPointer>) async -> FileResult {
+        if let e = fatal.withLock({ $0 }) { return .fatal(e) }
+        var fd = FS.withCPath(job.path) { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | outpost_O_NOATIME) }
+        if fd < 0 && errno == EPERM { fd = FS.withCPath(job.path) { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) } }
+        if fd < 0 {
+            let e = errno
+            record(job.path, e == ENOENT ? "vanished during the backup" : "cannot be read: \(Errno(e).message)")
+            return .skipped
+        }
+        defer { close(fd) }
+        var before = stat()
+        guard fstat(fd, &before) == 0, (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_ino) == job.node.inode else {
+            record(job.path, "was replaced during the backup; it will be read again next time")
+            return .skipped
+        }
+        var node = job.node
+        do {
+            node.extents = try await readExtents(fd: fd, st: before, path: job.path, buffer: buffer.value)
+        } catch let e as Errno {
+            record(job.path, "could not be read: \(e.message)")
+            return .skipped
+        } catch {
+            fatal.withLock { if $0 == nil { $0 = error } }
+            return .fatal(error)
+        }
+        node.size = node.extents.reduce(0) { $0 + UInt64($1.length) }
+        var after = stat()
+        if fstat(fd, &after) == 0,
+           FS.nanos(after.st_mtim) != FS.nanos(before.st_mtim) || after.st_size != before.st_size {
+            record(job.path, "changed while it was being read; this copy may be inconsistent and it will be read again next time")
+            node.mtimeNanos = 0 // forces a re-read next time
+        }
+        summary.withLock { $0.bytesTotal += Int64(node.size) }
+        progress.files.add(1, ordering: .relaxed)
+        return .stored(node)
+    }
+
+    /// Reads the file's data regions (holes of sparse files are skipped via outpost_SEEK_DATA/outpost_SEEK_HOLE) and chunks them.
+    private func readExtents(fd: Int32, st: stat, path: [UInt8], buffer: UnsafeMutableRawBufferPointer) async throws -> [Extent] {
+        let size = Int64(st.st_size)
+        var extents: [Extent] = []
+        let sparse = Int64(st.st_blocks) * 512 < size
+        if !sparse {
+            try await chunkRegion(fd: fd, start: 0, end: nil, buffer: buffer, into: &extents)
+            return extents
+        }
+        var pos: Int64 = 0
+        while pos < size {
+            let data = lseek(fd, off_t(pos), outpost_SEEK_DATA)
+            if data < 0 {
+                if errno == ENXIO { break } // no more data: the rest is a hole
+                throw Errno(errno)
+            }
+            if Int64(data) > pos { extents.append(.hole(length: Int(Int64(data) - pos))) }
+            var hole = Int64(lseek(fd, data, outpost_SEEK_HOLE))
+            if hole < 0 { hole = size }
+            hole = min(hole, size)
+            try await chunkRegion(fd: fd, start: Int64(data), end: hole, buffer: buffer, into: &extents)
+            pos = hole
+        }
+        if pos < size { extents.append(.hole(length: Int(size - pos))) }
+        return extents
+    }
+
+    private func chunkRegion(fd: Int32, start: Int64, end: Int64?, buffer: UnsafeMutableRawBufferPointer, into extents: inout [Extent]) async throws {
+        var offset = start
+        var have = 0
+        var eof = false
+        let maxChunk = chunker.parameters.maxSize
+        let base = buffer.baseAddress!
+        while true {
+            while have < buffer.count && !eof {
+                var want = buffer.count - have
+                if let end { want = Int(min(Int64(want), end - offset)) }
+                if want == 0 { eof = true; break }
+                let n = pread(fd, base + have, want, off_t(offset))
+                if n < 0 { if errno == EINTR { continue }; throw Errno(errno) }
+                if n == 0 { eof = true; break }
+                have += n
+                offset += Int64(n)
+                progress.bytesRead.add(Int64(n), ordering: .relaxed)
+            }
+            var cuts: [(Int, Int)] = []
+            var pos = 0
+            while pos < have {
+                let avail = have - pos
+                if avail < maxChunk && !eof { break }
+                let len = chunker.cut(UnsafeRawBufferPointer(start: base + pos, count: min(avail, maxChunk)))
+                cuts.append((pos, len))
+                pos += len
+            }
+            if !cuts.isEmpty {
+                extents += try await storeChunks(base: UnsafeRawPointer(base), cuts: cuts)
+            }
+            summary.withLock { $0.bytesRead += Int64(pos) }
+            if pos < have { memmove(base, base + pos, have - pos) }
+            have -= pos
+            if eof && have == 0 { return }
+        }
+    }
+
+    /// Hashes the chunks, asks the repository which are new, compresses those over the cores and saves them.
+    private func storeChunks(base: UnsafeRawPointer, cuts: [(Int, Int)]) async throws -> [Extent] {
+        let ids = cuts.map { ChunkID.hash(UnsafeRawBufferPointer(start: base + $0.0, count: $0.1)) }
+        let missing = try await repository.missing(ids)
+        var work: [(ChunkID, Int, Int)] = []
+        var queued = Set<ChunkID>()
+        for (i, id) in ids.enumerated() where missing.contains(id) && !queued.contains(id) {
+            queued.insert(id)
+            work.append((id, cuts[i].0, cuts[i].1))
+        }
+        if !work.isEmpty {
+            let blobs = await compress(work, base: UnsafeTransfer(base))
+            let stats = try await repository.save(blobs)
+            summary.withLock {
+                $0.bytesAddedRaw += stats.rawBytes
+                $0.bytesAddedStored += stats.storedBytes
+                $0.chunksAdded += stats.blobs
+            }
+        }
+        return zip(ids, cuts).map { .chunk($0, length: $1.1) }
+    }
+
+    private func compress(_ work: [(ChunkID, Int, Int)], base: UnsafeTransfer<UnsafeRawPointer>) async -> [PreparedBlob] {
+        let lanes = min(work.count, max(1, ProcessInfo.processInfo.activeProcessorCount))
+        if lanes == 1 {
+            return compressors.with { c in
+                work.map { PreparedBlob.make(id: $0.0, kind: .data, plaintext: UnsafeRawBufferPointer(start: base.value + $0.1, count: $0.2), compressor: c) }
+            }
+        }
+        return await withTaskGroup(of: [(Int, PreparedBlob)].self) { group in
+            for lane in 0..<lanes {
+                group.addTask {
+                    self.compressors.with { c in
+                        stride(from: lane, to: work.count, by: lanes).map { i in
+                            let w = work[i]
+                            return (i, PreparedBlob.make(id: w.0, kind: .data, plaintext: UnsafeRawBufferPointer(start: base.value + w.1, count: w.2), compressor: c))
+                        }
+                    }
+                }
+            }
+            var out = [PreparedBlob?](repeating: nil, count: work.count)
+            for await part in group { for (i, b) in part { out[i] = b } }
+            return out.map { $0! }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+import Foundation
+import COutpostSystem
+import OutpostCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// File-system helpers: raw-byte paths, lstat into `Node`, xattrs, owner names.
+enum FS {
+    static func lstat(_ path: [UInt8]) -> (stat, Int32) {
+        var st = stat()
+        let r = withCPath(path) { Glibc.lstat($0, &st) }
+        return (st, r == 0 ? 0 : errno)
+    }
+
+    static func withCPath<R>(_ path: [UInt8], _ body: (UnsafePointer<CChar>) -> R) -> R {
+        var z = path
+        z.append(0)
+        return z.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { body($0.baseAddress!) } }
+    }
+
+    static func display(_ path: [UInt8]) -> String { String(decoding: path, as: UTF8.self) }
+
+    static func join(_ dir: [UInt8], _ name: [UInt8]) -> [UInt8] {
+        if dir == [0x2f] { return dir + name }
+        return dir + [0x2f] + name
+    }
+
+    /// Entry names of a directory (raw bytes), sorted, without `.` and `..`.
+    static func listDirectory(_ path: [UInt8]) throws(Errno) -> [[UInt8]] {
+        guard let dir = withCPath(path, { opendir($0) }) else { throw Errno(errno) }
+        defer { closedir(dir) }
+        var names: [[UInt8]] = []
+        errno = 0
+        while let ent = readdir(dir) {
+            let name = withUnsafePointer(to: &ent.pointee.d_name) { p in
+                p.withMemoryRebound(to: UInt8.self, capacity: 256) { Array(UnsafeBufferPointer(start: $0, count: strlen(UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)))) }
+            }
+            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
+            names.append(name)
+        }
+        if errno != 0 { throw Errno(errno) }
+        return names.sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    static func type(of st: stat) -> NodeType? {
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: .file
+        case S_IFDIR: .directory
+        case S_IFLNK: .symlink
+        case S_IFIFO: .fifo
+        case S_IFSOCK: .socket
+        case S_IFCHR: .characterDevice
+        case S_IFBLK: .blockDevice
+        default: nil
+        }
+    }
+
+    static func nanos(_ ts: timespec) -> Int64 { Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec) }
+
+    static func timespec(nanos: Int64) -> timespec {
+        var s = nanos / 1_000_000_000, n = nanos % 1_000_000_000
+        if n < 0 { n += 1_000_000_000; s -= 1 }
+        return Glibc.timespec(tv_sec: Int(s), tv_nsec: Int(n))
+    }
+
+    static func readLink(_ path: [UInt8]) throws(Errno) -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = withCPath(path) { p in buf.withUnsafeMutableBufferPointer { readlink(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), 4096) } }
+        if n < 0 { throw Errno(errno) }
+        return Array(buf[0..<n])
+    }
+
+    static func xattrs(_ path: [UInt8]) -> [ExtendedAttribute] {
+        withCPath(path) { p -> [ExtendedAttribute] in
+            let size = outpost_llistxattr(p, nil, 0)
+            guard size > 0 else { return [] }
+            var names = [CChar](repeating: 0, count: size)
+            let got = outpost_llistxattr(p, &names, size)
+            guard got > 0 else { return [] }
+            var out: [ExtendedAttribute] = []
+            var start = 0
+            for i in 0..<got where names[i] == 0 {
+                let name = names[start..<i].map { UInt8(bitPattern: $0) }
+                start = i + 1
+                guard !name.isEmpty else { continue }
+                let value: [UInt8]? = withCPath(name) { n in
+                    let vs = outpost_lgetxattr(p, n, nil, 0)
+                    guard vs >= 0 else { return nil }
+                    var v = [UInt8](repeating: 0, count: vs)
+                    let r = v.withUnsafeMutableBytes { outpost_lgetxattr(p, n, $0.baseAddress, vs) }
+                    return r >= 0 ? Array(v[0..<r]) : nil
+                }
+                if let value { out.append(ExtendedAttribute(name: name, value: value)) }
+            }
+            return out.sorted { $0.name.lexicographicallyPrecedes($1.name) }
+        }
+    }
+
+    /// Lexically normalises a user-given path to an absolute path (no `.`/`..`/`//`), without following links.
+    static func absolute(_ path: String) -> String {
+        var p = path
+        if !p.hasPrefix("/") { p = FileManager.default.currentDirectoryPath + "/" + p }
+        var parts: [Substring] = []
+        for c in p.split(separator: "/", omittingEmptySubsequences: true) {
+            if c == "." { continue }
+            if c == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(c)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+}
+
+struct Errno: Error {
+    let code: Int32
+    init(_ code: Int32) { self.code = code }
+    var message: String { String(cString: strerror(code)) }
+}
+
+/// Caches uid → user name and gid → group name (and back) for the life of a job.
+final class OwnerNames: Sendable {
+    private let users = Mutex<[UInt32: [UInt8]]>([:])
+    private let groups = Mutex<[UInt32: [UInt8]]>([:])
+
+    func user(_ uid: UInt32) -> [UInt8] {
+        if let n = users.withLock({ $0[uid] }) { return n }
+        var pw = passwd(), result: UnsafeMutablePointer<passwd>?
+        var buf = [CChar](repeating: 0, count: 4096)
+        var name: [UInt8] = []
+        if getpwuid_r(uid, &pw, &buf, buf.count, &result) == 0, result != nil, let p = pw.pw_name {
+            name = Array(String(cString: p).utf8)
+        }
+        users.withLock { $0[uid] = name }
+        return name
+    }
+
+    func group(_ gid: UInt32) -> [UInt8] {
+        if let n = groups.withLock({ $0[gid] }) { return n }
+        var gr = Glibc.group(), result: UnsafeMutablePointer<Glibc.group>?
+        var buf = [CChar](repeating: 0, count: 4096)
+        var name: [UInt8] = []
+        if getgrgid_r(gid, &gr, &buf, buf.count, &result) == 0, result != nil, let p = gr.gr_name {
+            name = Array(String(cString: p).utf8)
+        }
+        groups.withLock { $0[gid] = name }
+        return name
+    }
+
+    static func uid(named name: [UInt8]) -> UInt32? {
+        guard !name.isEmpty else { return nil }
+        var pw = passwd(), result: UnsafeMutablePointer<passwd>?
+        var buf = [CChar](repeating: 0, count: 4096)
+        let r = FS.withCPath(name) { getpwnam_r($0, &pw, &buf, buf.count, &result) }
+        return r == 0 && result != nil ? pw.pw_uid : nil
+    }
+
+    static func gid(named name: [UInt8]) -> UInt32? {
+        guard !name.isEmpty else { return nil }
+        var gr = Glibc.group(), result: UnsafeMutablePointer<Glibc.group>?
+        var buf = [CChar](repeating: 0, count: 4096)
+        let r = FS.withCPath(name) { getgrnam_r($0, &gr, &buf, buf.count, &result) }
+        return r == 0 && result != nil ? gr.gr_gid : nil
+    }
+}
+
+/// `--exclude` patterns (fnmatch(3)): a pattern with a `/` matches the whole absolute path, one without
+/// matches the entry's name, wherever it is.
+public struct ExclusionList: Sendable {
+    public let patterns: [String]
+    public init(_ patterns: [String]) { self.patterns = patterns }
+
+    func excludes(path: [UInt8], name: [UInt8]) -> Bool {
+        for p in patterns {
+            let subject = p.contains("/") ? path : name
+            let hit = FS.withCPath(subject) { s in fnmatch(p, s, 0) == 0 }
+            if hit { return true }
+        }
+        return false
+    }
+}
+
+/// A counting semaphore for async code: bounds how much work a producer may queue ahead of its consumers.
+final class AsyncSemaphore: Sendable {
+    private struct State { var permits: Int; var waiters: [CheckedContinuation<Void, Never>] = [] }
+    private let state: Mutex<State>
+
+    init(permits: Int) { state = Mutex(State(permits: permits)) }
+
+    func acquire() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let resume = state.withLock { s -> Bool in
+                if s.permits > 0 { s.permits -= 1; return true }
+                s.waiters.append(c)
+                return false
+            }
+            if resume { c.resume() }
+        }
+    }
+
+    func release() {
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if s.waiters.isEmpty { s.permits += 1; return nil }
+            return s.waiters.removeFirst()
+        }
+        next?.resume()
+    }
+}
+
+/// A value that one task produces and others await (a file's extents, a hardlink's first occurrence).
+final class Future<Value: Sendable>: Sendable {
+    private struct State { var value: Value?; var waiters: [CheckedContinuation<Value, Never>] = [] }
+    private let state = Mutex(State(value: nil))
+
+    func fulfil(_ v: Value) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Value, Never>] in
+            s.value = v
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume(returning: v) }
+    }
+
+    var value: Value {
+        get async {
+            await withCheckedContinuation { (c: CheckedContinuation<Value, Never>) in
+                let v = state.withLock { s -> Value? in
+                    if let v = s.value { return v }
+                    s.waiters.append(c)
+                    return nil
+                }
+                if let v { c.resume(returning: v) }
+            }
+        }
+    }
+}

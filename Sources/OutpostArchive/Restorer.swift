@@ -1,0 +1,425 @@
+import COutpostSystem
+import Foundation
+import Logging
+import OutpostCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What to do when the target already holds an entry the restore would create.
+public enum ExistingEntries: String, Sendable, CaseIterable {
+    /// Refuse before writing anything, listing what is in the way (the default).
+    case refuse
+    /// Replace existing files, links and empty directories in the way.
+    case overwrite
+    /// Leave existing entries as they are and restore the rest.
+    case skip
+}
+
+public struct RestoreOptions: Sendable {
+    public var target: String
+    /// Absolute paths inside the recovery point; empty means everything.
+    public var include: [String]
+    public var existing: ExistingEntries
+    public var restoreOwnership: Bool
+    public var workers: Int
+
+    public init(target: String, include: [String] = [], existing: ExistingEntries = .refuse,
+                restoreOwnership: Bool = geteuid() == 0, workers: Int = ProcessInfo.processInfo.activeProcessorCount * 2) {
+        self.target = target
+        self.include = include
+        self.existing = existing
+        self.restoreOwnership = restoreOwnership
+        self.workers = max(1, workers)
+    }
+}
+
+public struct RestoreResult: Sendable {
+    public var files = 0
+    public var directories = 0
+    public var otherEntries = 0
+    public var skipped = 0
+    public var bytes: Int64 = 0
+    public var failures: [FailedFile] = []
+}
+
+/// Restores a recovery point (or some paths of it) into a target directory.
+///
+/// Every entry is created relative to an open descriptor of its parent directory, with O_NOFOLLOW and names
+/// checked by `Tree.decode`: whatever a damaged or hostile store holds, nothing is written outside the target.
+/// Files are written by a bounded pool of workers; a directory's metadata is applied after its content.
+public final class Restorer: Sendable {
+    let repository: any BlobRepository
+    let point: RecoveryPointInfo
+    let options: RestoreOptions
+    let logger: Logger
+    private let result = Mutex(RestoreResult())
+    private let restoredFiles = Mutex(Set<[UInt8]>())
+    private let hardlinks = Mutex<[(parent: [[UInt8]], node: Node)]>([])
+    private let slots: AsyncSemaphore
+    private let fatal = Mutex<(any Error)?>(nil)
+    public let progressBytes = Atomic<Int64>(0)
+
+    public init(repository: any BlobRepository, point: RecoveryPointInfo, options: RestoreOptions, logger: Logger = Logger(label: "outpost.restore")) {
+        self.repository = repository
+        self.point = point
+        self.options = options
+        self.logger = logger
+        slots = AsyncSemaphore(permits: options.workers)
+    }
+
+    /// Which part of the tree a path is in, given the `include` list.
+    struct Filter: Sendable {
+        let includes: [[[UInt8]]]
+        enum Decision { case all, ancestor, none }
+        func decide(_ components: [[UInt8]]) -> Decision {
+            if includes.isEmpty { return .all }
+            var ancestor = false
+            for inc in includes {
+                if components.count >= inc.count && Array(components[0..<inc.count]) == inc { return .all }
+                if components.count < inc.count && Array(inc[0..<components.count]) == components { ancestor = true }
+            }
+            return ancestor ? .ancestor : .none
+        }
+    }
+
+    public func run() async throws -> RestoreResult {
+        guard let rootID = point.point.root else { throw ArchiveError(.notFound, "recovery point \(point.id.shortHex) has no root tree") }
+        let filter = Filter(includes: options.include.map { FS.absolute($0).split(separator: "/").map { Array($0.utf8) } })
+        let root = try await loadTree(rootID)
+        for inc in filter.includes where !(try await exists(inc, in: root)) {
+            throw ArchiveError(.notFound, "\("/" + inc.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")) is not in recovery point \(point.id.shortHex); list its content with `outpost ls`")
+        }
+        let target = FS.absolute(options.target)
+        do { try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true) }
+        catch { throw ArchiveError(.io, "cannot create the restore target \(target): \(error.localizedDescription)") }
+        let targetFD = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if targetFD < 0 { throw ArchiveError.system(errno, "opening the restore target", target) }
+        defer { close(targetFD) }
+        if options.existing == .refuse, let names = try? FileManager.default.contentsOfDirectory(atPath: target), !names.isEmpty {
+            var conflicts: [String] = []
+            try await findConflicts(root, dirPath: target, components: [], filter: filter, into: &conflicts)
+            if !conflicts.isEmpty {
+                let shown = conflicts.prefix(5).joined(separator: ", ")
+                throw ArchiveError(.conflict, "the target already holds \(conflicts.count) of the entries to restore (\(shown)\(conflicts.count > 5 ? ", …" : "")); nothing was written: restore into an empty directory, or pass --overwrite or --skip")
+            }
+        }
+        try await restoreDirectory(root, fd: targetFD, components: [], filter: filter)
+        try await linkHardlinks(targetFD: targetFD)
+        if let e = fatal.withLock({ $0 }) { throw e }
+        return result.withLock { $0 }
+    }
+
+    private func exists(_ components: [[UInt8]], in root: Tree) async throws -> Bool {
+        var tree = root
+        for (i, c) in components.enumerated() {
+            guard let n = tree.node(named: c) else { return false }
+            if i == components.count - 1 { return true }
+            guard n.type == .directory, let sub = n.subtree else { return false }
+            tree = try await loadTree(sub)
+        }
+        return true
+    }
+
+    private func loadTree(_ id: ChunkID) async throws -> Tree {
+        try Tree.decode(try await repository.load(id, kind: .tree), id: id)
+    }
+
+    private func findConflicts(_ tree: Tree, dirPath: String, components: [[UInt8]], filter: Filter, into out: inout [String]) async throws {
+        for node in tree.nodes {
+            let comps = components + [node.name]
+            let decision = filter.decide(comps)
+            if decision == .none { continue }
+            let path = dirPath + "/" + node.nameString
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            if node.type == .directory && (st.st_mode & S_IFMT) == S_IFDIR {
+                if let sub = node.subtree { try await findConflicts(try await loadTree(sub), dirPath: path, components: comps, filter: filter, into: &out) }
+            } else {
+                out.append(path)
+            }
+            if out.count > 100 { return }
+        }
+    }
+
+    // MARK: Walking
+
+    private func restoreDirectory(_ tree: Tree, fd dirFD: Int32, components: [[UInt8]], filter: Filter) async throws {
+        await withTaskGroup(of: Void.self) { files in
+            for node in tree.nodes {
+                if fatal.withLock({ $0 != nil }) { break }
+                let comps = components + [node.name]
+                let decision = filter.decide(comps)
+                if decision == .none { continue }
+                do {
+                    switch node.type {
+                    case .directory:
+                        try await restoreSubdirectory(node, parentFD: dirFD, components: comps, filter: filter)
+                    case .file:
+                        await slots.acquire()
+                        files.addTask {
+                            defer { self.slots.release() }
+                            await self.restoreFile(node, parentFD: dirFD, components: comps)
+                        }
+                    case .hardlink:
+                        hardlinks.withLock { $0.append((components, node)) }
+                    case .symlink, .fifo, .socket, .characterDevice, .blockDevice:
+                        try restoreSpecial(node, parentFD: dirFD, components: comps)
+                    }
+                } catch let e as ArchiveError where e.code == .diskFull {
+                    setFatal(e)
+                } catch {
+                    fail(comps, "\(error)")
+                }
+            }
+            await files.waitForAll()
+        }
+    }
+
+    private func restoreSubdirectory(_ node: Node, parentFD: Int32, components: [[UInt8]], filter: Filter) async throws {
+        guard let fd = try openDirectory(node.name, in: parentFD, components: components) else { return }
+        defer { close(fd) }
+        if let sub = node.subtree {
+            try await restoreDirectory(try await loadTree(sub), fd: fd, components: components, filter: filter)
+        }
+        applyMetadata(node, fd: fd, components: components)
+        result.withLock { $0.directories += 1 }
+    }
+
+    /// Creates (or, when allowed, reuses) a directory and opens it without following links.
+    private func openDirectory(_ name: [UInt8], in parentFD: Int32, components: [[UInt8]]) throws -> Int32? {
+        let made = FS.withCPath(name) { mkdirat(parentFD, $0, 0o700) }
+        if made != 0 && errno != EEXIST { throw ArchiveError.system(errno, "creating directory", display(components)) }
+        var fd = FS.withCPath(name) { openat(parentFD, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+        if fd < 0 && (errno == ENOTDIR || errno == ELOOP) {
+            // Something that is not a directory is in the way.
+            switch options.existing {
+            case .overwrite:
+                if FS.withCPath(name, { unlinkat(parentFD, $0, 0) }) != 0 { throw ArchiveError.system(errno, "removing", display(components)) }
+                if FS.withCPath(name, { mkdirat(parentFD, $0, 0o700) }) != 0 { throw ArchiveError.system(errno, "creating directory", display(components)) }
+                fd = FS.withCPath(name) { openat(parentFD, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            case .skip:
+                result.withLock { $0.skipped += 1 }
+                return nil
+            case .refuse:
+                throw ArchiveError(.conflict, "\(display(components)) exists and is not a directory")
+            }
+        }
+        if fd < 0 { throw ArchiveError.system(errno, "opening directory", display(components)) }
+        return fd
+    }
+
+    private func restoreFile(_ node: Node, parentFD: Int32, components: [[UInt8]]) async {
+        do {
+            guard let fd = try createFile(node.name, in: parentFD, components: components) else { return }
+            defer { close(fd) }
+            try await writeContent(node, fd: fd, components: components)
+            applyMetadata(node, fd: fd, components: components)
+            restoredFiles.withLock { _ = $0.insert(Self.pointPath(components)) }
+            result.withLock { $0.files += 1; $0.bytes += Int64(node.size) }
+        } catch let e as ArchiveError where e.code == .diskFull {
+            setFatal(e)
+        } catch {
+            fail(components, "\(error)")
+        }
+    }
+
+    private func createFile(_ name: [UInt8], in parentFD: Int32, components: [[UInt8]]) throws -> Int32? {
+        let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
+        var fd = FS.withCPath(name) { openat(parentFD, $0, flags, 0o600) }
+        if fd < 0 && errno == EEXIST {
+            switch options.existing {
+            case .skip:
+                result.withLock { $0.skipped += 1 }
+                return nil
+            case .refuse:
+                throw ArchiveError(.conflict, "\(display(components)) already exists")
+            case .overwrite:
+                try removeExisting(name, in: parentFD, components: components)
+                fd = FS.withCPath(name) { openat(parentFD, $0, flags, 0o600) }
+            }
+        }
+        if fd < 0 { throw ArchiveError.system(errno, "creating", display(components)) }
+        return fd
+    }
+
+    /// Removes a file or link (never a non-empty directory) that stands where an entry is restored.
+    private func removeExisting(_ name: [UInt8], in parentFD: Int32, components: [[UInt8]]) throws {
+        var st = stat()
+        guard FS.withCPath(name, { fstatat(parentFD, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0 else { return }
+        let isDir = (st.st_mode & S_IFMT) == S_IFDIR
+        if FS.withCPath(name, { unlinkat(parentFD, $0, isDir ? AT_REMOVEDIR : 0) }) != 0 {
+            throw ArchiveError.system(errno, isDir ? "removing the directory in the way at" : "removing", display(components))
+        }
+    }
+
+    private func writeContent(_ node: Node, fd: Int32, components: [[UInt8]]) async throws {
+        var offset: Int64 = 0
+        var pieces: [(ChunkID, Int64, Int)] = []
+        for e in node.extents {
+            if case .chunk(let id, let len) = e { pieces.append((id, offset, len)) }
+            offset += Int64(e.length)
+        }
+        let path = display(components)
+        let chunks = pieces
+        let lanes = min(chunks.count, 2)
+        if lanes <= 1 {
+            for p in chunks { try await writeChunk(p.0, at: p.1, length: p.2, fd: fd, path: path) }
+        } else {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<lanes {
+                    group.addTask {
+                        for i in stride(from: lane, to: chunks.count, by: lanes) {
+                            try await self.writeChunk(chunks[i].0, at: chunks[i].1, length: chunks[i].2, fd: fd, path: path)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        if ftruncate(fd, off_t(node.size)) != 0 { throw ArchiveError.system(errno, "setting the size of", path) }
+    }
+
+    private func writeChunk(_ id: ChunkID, at offset: Int64, length: Int, fd: Int32, path: String) async throws {
+        let data = try await repository.load(id, kind: .data)
+        guard data.count == length else {
+            throw ArchiveError(.io, "chunk \(id.shortHex) of \(path) has \(data.count) bytes, the tree says \(length)")
+        }
+        try data.withUnsafeBytes { buf in
+            var done = 0
+            while done < buf.count {
+                let n = pwrite(fd, buf.baseAddress! + done, buf.count - done, off_t(offset) + off_t(done))
+                if n < 0 { if errno == EINTR { continue }; throw ArchiveError.system(errno, "writing", path) }
+                done += n
+            }
+        }
+        progressBytes.add(Int64(length), ordering: .relaxed)
+    }
+
+    private func restoreSpecial(_ node: Node, parentFD: Int32, components: [[UInt8]]) throws {
+        let path = display(components)
+        func create() -> Int32 {
+            FS.withCPath(node.name) { name -> Int32 in
+                switch node.type {
+                case .symlink: return FS.withCPath(node.linkTarget) { symlinkat($0, parentFD, name) }
+                case .fifo: return mkfifoat(parentFD, name, 0o600)
+                case .characterDevice: return mknodat(parentFD, name, S_IFCHR | 0o600, dev_t(node.rdev))
+                case .blockDevice: return mknodat(parentFD, name, S_IFBLK | 0o600, dev_t(node.rdev))
+                default: return 0
+                }
+            }
+        }
+        if node.type == .socket {
+            // A socket is created by the program that listens on it; nothing to restore.
+            result.withLock { $0.skipped += 1 }
+            return
+        }
+        if (node.type == .characterDevice || node.type == .blockDevice) && geteuid() != 0 {
+            fail(components, "device nodes can only be restored as root; skipped")
+            return
+        }
+        var r = create()
+        if r != 0 && errno == EEXIST {
+            switch options.existing {
+            case .skip: result.withLock { $0.skipped += 1 }; return
+            case .refuse: throw ArchiveError(.conflict, "\(path) already exists")
+            case .overwrite:
+                try removeExisting(node.name, in: parentFD, components: components)
+                r = create()
+            }
+        }
+        if r != 0 { throw ArchiveError.system(errno, "creating", path) }
+        if options.restoreOwnership {
+            let (uid, gid) = owner(node)
+            _ = FS.withCPath(node.name) { fchownat(parentFD, $0, uid, gid, AT_SYMLINK_NOFOLLOW) }
+        }
+        if node.type != .symlink {
+            _ = FS.withCPath(node.name) { fchmodat(parentFD, $0, mode_t(node.mode), 0) }
+        }
+        var times = [FS.timespec(nanos: node.mtimeNanos), FS.timespec(nanos: node.mtimeNanos)]
+        _ = FS.withCPath(node.name) { utimensat(parentFD, $0, &times, AT_SYMLINK_NOFOLLOW) }
+        result.withLock { $0.otherEntries += 1 }
+    }
+
+    private func owner(_ node: Node) -> (uid_t, gid_t) {
+        (OwnerNames.uid(named: node.user) ?? node.uid, OwnerNames.gid(named: node.group) ?? node.gid)
+    }
+
+    /// Owner, mode, xattrs and times, in that order (chown clears set-id bits; times last).
+    private func applyMetadata(_ node: Node, fd: Int32, components: [[UInt8]]) {
+        if options.restoreOwnership {
+            let (uid, gid) = owner(node)
+            if fchown(fd, uid, gid) != 0 { fail(components, "owner not restored: \(Errno(errno).message)") }
+        }
+        for x in node.xattrs {
+            let r = FS.withCPath(x.name) { n in x.value.withUnsafeBytes { outpost_fsetxattr(fd, n, $0.baseAddress, x.value.count) } }
+            if r != 0 { fail(components, "extended attribute \(String(decoding: x.name, as: UTF8.self)) not restored: \(Errno(errno).message)") }
+        }
+        if fchmod(fd, mode_t(node.mode)) != 0 { fail(components, "mode not restored: \(Errno(errno).message)") }
+        var times = [FS.timespec(nanos: node.mtimeNanos), FS.timespec(nanos: node.mtimeNanos)]
+        if futimens(fd, &times) != 0 { fail(components, "times not restored: \(Errno(errno).message)") }
+    }
+
+    // MARK: Hard links
+
+    /// Links each hard link to its first occurrence when that was restored in this run; otherwise writes its
+    /// content. Both ends are reached through O_NOFOLLOW directory descriptors from the target.
+    private func linkHardlinks(targetFD: Int32) async throws {
+        let links = hardlinks.withLock { $0 }
+        for (parent, node) in links {
+            let comps = parent + [node.name]
+            guard let parentFD = openPath(parent, from: targetFD) else { fail(comps, "its folder could not be opened"); continue }
+            defer { close(parentFD) }
+            let targetComps = node.linkTarget.split(separator: 0x2f).map(Array.init)
+            let firstRestored = restoredFiles.withLock { $0.contains(Self.pointPath(targetComps)) }
+            if firstRestored, !targetComps.isEmpty, let srcParent = openPath(Array(targetComps.dropLast()), from: targetFD) {
+                defer { close(srcParent) }
+                var r = FS.withCPath(targetComps.last!) { s in FS.withCPath(node.name) { d in linkat(srcParent, s, parentFD, d, 0) } }
+                if r != 0 && errno == EEXIST && options.existing == .overwrite {
+                    try removeExisting(node.name, in: parentFD, components: comps)
+                    r = FS.withCPath(targetComps.last!) { s in FS.withCPath(node.name) { d in linkat(srcParent, s, parentFD, d, 0) } }
+                }
+                if r == 0 { result.withLock { $0.otherEntries += 1 }; continue }
+                if errno == EEXIST && options.existing == .skip { result.withLock { $0.skipped += 1 }; continue }
+            }
+            var copy = node
+            copy.type = .file
+            await restoreFile(copy, parentFD: parentFD, components: comps)
+        }
+    }
+
+    private func openPath(_ components: [[UInt8]], from root: Int32) -> Int32? {
+        var fd = dup(root)
+        for c in components {
+            guard Node.isSafeName(c) else { close(fd); return nil }
+            let next = FS.withCPath(c) { openat(fd, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            close(fd)
+            if next < 0 { return nil }
+            fd = next
+        }
+        return fd
+    }
+
+    // MARK: Bookkeeping
+
+    private static func pointPath(_ components: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        for c in components { out.append(0x2f); out += c }
+        return out
+    }
+
+    private func display(_ components: [[UInt8]]) -> String {
+        options.target + String(decoding: Self.pointPath(components), as: UTF8.self)
+    }
+
+    private func fail(_ components: [[UInt8]], _ reason: String) {
+        let path = display(components)
+        logger.warning("\(path): \(reason)")
+        result.withLock { $0.failures.append(FailedFile(path: path, reason: reason)) }
+    }
+
+    private func setFatal(_ error: any Error) {
+        fatal.withLock { if $0 == nil { $0 = error } }
+    }
+}

@@ -1,0 +1,40 @@
+/// An error of the formats layer: a byte sequence that is not what its format says.
+///
+/// Carries a stable `code` for scripts and a message that names the object and the cause.
+public struct FormatError: Error, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable {
+        case truncated, badMagic, unsupportedVersion, invalidValue, checksumMismatch, compression
+    }
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// Process exit codes shared by every command. Documented in docs/exit-codes.md; never renumber.
+public enum ExitCode: Int32, Sendable {
+    case success = 0
+    case failure = 1
+    /// A backup finished and committed, but some files could not be read.
+    case partialBackup = 3
+    case notAStore = 10
+    case unsupportedVersion = 11
+    case locked = 12
+    case damageFound = 13
+    case notFound = 14
+    case refused = 15
+    case diskFull = 16
+    case ioError = 17
+    case corruptData = 18
+    case usage = 64
+}
+
+/// Errors that know how they should end the process and what the operator should do.
+public protocol OperatorFacingError: Error, CustomStringConvertible {
+    var exitCode: ExitCode { get }
+}

@@ -1,0 +1,71 @@
+import CZstd
+
+/// A reusable zstd compression context. Not thread-safe: one per worker (see `ResourcePool`).
+public final class ZstdCompressor {
+    private let ctx: OpaquePointer
+    public let level: Int32
+
+    public init(level: Int32 = 3) {
+        guard let c = ZSTD_createCCtx() else { fatalError("zstd: out of memory creating a compression context") }
+        ctx = c
+        self.level = level
+        ZSTD_CCtx_setParameter(ctx, ZSTD_c_compressionLevel, level)
+        // A frame checksum lets `check` find damage in a compressed blob before re-hashing it.
+        ZSTD_CCtx_setParameter(ctx, ZSTD_c_checksumFlag, 1)
+    }
+
+    deinit { ZSTD_freeCCtx(ctx) }
+
+    /// Compresses `source`; returns nil when the result would not be at least 1/32 smaller (store it raw then).
+    public func compressIfSmaller(_ source: UnsafeRawBufferPointer) -> [UInt8]? {
+        let bound = ZSTD_compressBound(source.count)
+        let limit = source.count - source.count / 32
+        var failed = false
+        let out = [UInt8](unsafeUninitializedCapacity: bound) { dst, count in
+            let r = ZSTD_compress2(ctx, dst.baseAddress, bound, source.baseAddress, source.count)
+            if ZSTD_isError(r) != 0 { failed = true; count = 0 } else { count = r }
+        }
+        if failed || out.count >= limit { return nil }
+        return out
+    }
+
+    public func compress(_ source: [UInt8]) -> [UInt8] {
+        source.withUnsafeBytes { src in
+            let bound = ZSTD_compressBound(src.count)
+            return [UInt8](unsafeUninitializedCapacity: bound) { dst, count in
+                let r = ZSTD_compress2(ctx, dst.baseAddress, bound, src.baseAddress, src.count)
+                precondition(ZSTD_isError(r) == 0, "zstd compression failed: \(String(cString: ZSTD_getErrorName(r)))")
+                count = r
+            }
+        }
+    }
+}
+
+/// A reusable zstd decompression context. Not thread-safe.
+public final class ZstdDecompressor {
+    private let ctx: OpaquePointer
+
+    public init() {
+        guard let c = ZSTD_createDCtx() else { fatalError("zstd: out of memory creating a decompression context") }
+        ctx = c
+    }
+
+    deinit { ZSTD_freeDCtx(ctx) }
+
+    /// Decompresses a frame that must expand to exactly `rawLength` bytes.
+    public func decompress(_ source: UnsafeRawBufferPointer, rawLength: Int, what: @autoclosure () -> String) throws -> [UInt8] {
+        var error: String?
+        let out = [UInt8](unsafeUninitializedCapacity: rawLength) { dst, count in
+            let r = ZSTD_decompressDCtx(ctx, dst.baseAddress, rawLength, source.baseAddress, source.count)
+            if ZSTD_isError(r) != 0 {
+                error = String(cString: ZSTD_getErrorName(r)); count = 0
+            } else if r != rawLength {
+                error = "expanded to \(r) bytes, expected \(rawLength)"; count = 0
+            } else {
+                count = r
+            }
+        }
+        if let error { throw FormatError(.compression, "\(what()) does not decompress: \(error)") }
+        return out
+    }
+}

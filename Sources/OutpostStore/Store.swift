@@ -1,0 +1,276 @@
+import Foundation
+import Logging
+import OutpostCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The relay's local repository: zstd-compressed blobs in append-only packs, indexed by SQLite.
+///
+/// Write ordering (docs/format.md, "Invariants"): a pack is durable under its final name before the index
+/// references it; a recovery point is recorded (one transaction) only after every blob it needs is indexed.
+/// So a killed process can leave unreferenced packs (gc removes them) but never a point with missing data.
+public final class Store: Sendable {
+    public let layout: StoreLayout
+    public let config: StoreConfig
+    public let index: StoreIndex
+    let logger: Logger
+    private let lock: StoreLock
+    private let writer: Mutex<WriterState>
+    private let readers = PackReaderCache()
+    let compressors: ResourcePool<ZstdCompressor>
+    let decompressors = ResourcePool { ZstdDecompressor() }
+
+    struct WriterState: ~Copyable {
+        var pack: PackWriter?
+        /// Blobs written by this process (sealed or not): dedup within and across this process's jobs.
+        var written = Set<ChunkID>()
+        var addedStored: Int64 = 0
+    }
+
+    private init(layout: StoreLayout, config: StoreConfig, lockMode: StoreLock.Mode, purpose: String, create: Bool, logger: Logger) throws {
+        self.layout = layout
+        self.config = config
+        self.logger = logger
+        lock = try StoreLock(path: layout.lockPath, mode: lockMode, what: purpose)
+        index = try StoreIndex(path: layout.indexPath, create: create)
+        writer = Mutex(WriterState())
+        let level = config.compressionLevel
+        compressors = ResourcePool { ZstdCompressor(level: level) }
+        if lockMode == .exclusive { cleanTemporaryFiles() }
+    }
+
+    /// Creates a new, empty store in `path` (which must not exist or be an empty directory).
+    public static func initialize(at path: String, config: StoreConfig? = nil, logger: Logger = Logger(label: "outpost.store")) throws -> Store {
+        let layout = StoreLayout(root: path)
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: layout.root, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw StoreError(.alreadyExists, "\(layout.root) exists and is not a directory; choose another path for the store") }
+            let contents = (try? fm.contentsOfDirectory(atPath: layout.root)) ?? []
+            if contents.contains("config") { throw StoreError(.alreadyExists, "\(layout.root) already holds a store; use it as it is, or choose an empty directory") }
+            guard contents.isEmpty else { throw StoreError(.alreadyExists, "\(layout.root) is not empty; a store needs an empty or new directory") }
+        } else {
+            do { try fm.createDirectory(atPath: layout.root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) }
+            catch { throw StoreError(.io, "cannot create the store directory \(layout.root): \(error.localizedDescription)") }
+        }
+        try FileIO.makeDirectory(layout.packsRoot)
+        try FileIO.makeDirectory(layout.tmpDirectory)
+        var random = [UInt8](repeating: 0, count: 16)
+        for i in random.indices { random[i] = UInt8.random(in: 0...255) }
+        let cfg = config ?? StoreConfig(id: Hex.encode(random), createdAt: Date())
+        try cfg.chunker.validate()
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.dateEncodingStrategy = .iso8601
+        // The index first, the config last: a directory with a config is a complete store.
+        let store = try Store(layout: layout, config: cfg, lockMode: .exclusive, purpose: "store init", create: true, logger: logger)
+        try FileIO.writeAtomically(Array(try enc.encode(cfg)), to: layout.configPath, mode: 0o600)
+        return store
+    }
+
+    /// Opens an existing store. `purpose` names the command in the message shown when the store is locked.
+    public static func open(at path: String, lock: StoreLock.Mode = .shared, purpose: String,
+                            logger: Logger = Logger(label: "outpost.store")) throws -> Store {
+        let layout = StoreLayout(root: path)
+        guard let data = FileManager.default.contents(atPath: layout.configPath) else {
+            var isDir: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: layout.root, isDirectory: &isDir) {
+                throw StoreError(.notAStore, "there is no store at \(layout.root); create one with `outpost store init --store \(layout.root)`")
+            }
+            throw StoreError(.notAStore, "\(layout.root) is not an Outpost store (it has no config file); check the --store path, or create a store with `outpost store init`")
+        }
+        struct Probe: Decodable { var format: String?; var version: Int? }
+        guard let probe = try? JSONDecoder().decode(Probe.self, from: data), probe.format == StoreConfig.magic, let version = probe.version else {
+            throw StoreError(.notAStore, "\(layout.configPath) is not an Outpost store config; check the --store path")
+        }
+        guard version <= StoreConfig.currentVersion else {
+            throw StoreError(.unsupportedVersion, "the store \(layout.root) has format version \(version); this outpost reads up to version \(StoreConfig.currentVersion): upgrade outpost")
+        }
+        let dec = JSONDecoder()
+        dec.dateDecodingStrategy = .iso8601
+        let config: StoreConfig
+        do { config = try dec.decode(StoreConfig.self, from: data) }
+        catch { throw StoreError(.corrupt, "the store config \(layout.configPath) is damaged: \(error)") }
+        return try Store(layout: layout, config: config, lockMode: lock, purpose: purpose, create: false, logger: logger)
+    }
+
+    private func cleanTemporaryFiles() {
+        for f in (try? FileManager.default.contentsOfDirectory(atPath: layout.tmpDirectory)) ?? [] {
+            unlink(layout.tmpDirectory + "/" + f)
+        }
+    }
+
+    // MARK: Writing
+
+    /// Of `ids`, those neither indexed nor written by this process.
+    public func missing(_ ids: [ChunkID]) throws -> Set<ChunkID> {
+        let unknown = writer.withLock { state in ids.filter { !state.written.contains($0) } }
+        if unknown.isEmpty { return [] }
+        let present = try index.present(unknown)
+        return Set(unknown.filter { !present.contains($0) })
+    }
+
+    /// Appends blobs to the open pack, dropping those already stored; seals the pack when it is full.
+    @discardableResult
+    public func save(_ blobs: [PreparedBlob]) throws -> SaveStats {
+        try writer.withLock { state in
+            var stats = SaveStats()
+            for blob in blobs where !state.written.contains(blob.id) {
+                stats.blobs += 1
+                stats.rawBytes += Int64(blob.rawLength)
+                stats.storedBytes += Int64(blob.stored.count + PackFormat.blobHeaderSize + PackFormat.entrySize)
+                if state.pack == nil { state.pack = try PackWriter(layout: layout) }
+                try state.pack!.append(blob)
+                state.written.insert(blob.id)
+                state.addedStored += Int64(blob.stored.count)
+                if state.pack!.size >= config.packTargetSize {
+                    let pack = state.pack!
+                    state.pack = nil
+                    try seal(pack)
+                }
+            }
+            return stats
+        }
+    }
+
+    /// Seals the open pack, if any, so that everything saved so far is durable and indexed.
+    public func flush() throws {
+        try writer.withLock { state in
+            if let pack = state.pack {
+                state.pack = nil
+                try seal(pack)
+            }
+        }
+    }
+
+    private func seal(_ pack: PackWriter) throws {
+        if pack.isEmpty { pack.abandon(); return }
+        let sealed = try pack.seal()
+        try index.addPack(name: sealed.name, size: sealed.size, entries: sealed.entries)
+        logger.debug("sealed pack", metadata: ["pack": "\(sealed.name)", "bytes": "\(sealed.size)", "blobs": "\(sealed.entries.count)"])
+    }
+
+    /// Forgets what this process wrote (after a failed job whose open pack was abandoned).
+    public func discardOpenPack() {
+        writer.withLock { state in
+            if let pack = state.pack {
+                for e in pack.entries { state.written.remove(e.id) }
+                pack.abandon()
+            }
+            state.pack = nil
+        }
+    }
+
+    /// Stores a blob from plaintext (trees and point records).
+    @discardableResult
+    public func saveBlob(kind: BlobKind, plaintext: [UInt8]) throws -> ChunkID {
+        let blob = compressors.with { c in plaintext.withUnsafeBytes { PreparedBlob.make(kind: kind, plaintext: $0, compressor: c) } }
+        if try missing([blob.id]).isEmpty { return blob.id }
+        try save([blob])
+        return blob.id
+    }
+
+    /// Records a recovery point: its record blob is written and every pack sealed first, then one transaction.
+    public func commit(_ point: RecoveryPoint) throws -> RecoveryPointInfo {
+        let id = try saveBlob(kind: .point, plaintext: point.encoded())
+        try flush()
+        try index.commitPoint(id: id, point: point)
+        return RecoveryPointInfo(id: id, point: point)
+    }
+
+    // MARK: Reading
+
+    /// The plaintext of a blob, verified against its id.
+    public func load(_ id: ChunkID) throws -> [UInt8] {
+        guard let loc = try index.location(of: id) else {
+            throw StoreError(.notFound, "blob \(id.shortHex) is not in the store \(layout.root); run `outpost check` to see what is affected")
+        }
+        return try load(id, at: loc)
+    }
+
+    public func load(_ id: ChunkID, at loc: BlobLocation) throws -> [UInt8] {
+        let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
+        do {
+            return try decompressors.with { d in
+                try stored.withUnsafeBytes {
+                    try PreparedBlob.open(stored: $0, id: id, compression: loc.compression, rawLength: loc.rawLength,
+                                          decompressor: d, what: "blob \(id.shortHex) in pack \(loc.packName)")
+                }
+            }
+        } catch let e as FormatError {
+            throw StoreError(.corrupt, "\(e.message); run `outpost check --read-data` to list the damage")
+        }
+    }
+
+    public func loadTree(_ id: ChunkID) throws -> Tree {
+        do { return try Tree.decode(try load(id), id: id) }
+        catch let e as FormatError { throw StoreError(.corrupt, e.message) }
+    }
+
+    public func loadPoint(_ id: ChunkID) throws -> RecoveryPoint {
+        do { return try RecoveryPoint.decode(try load(id), what: "recovery point \(id.shortHex)") }
+        catch let e as FormatError { throw StoreError(.corrupt, e.message) }
+    }
+
+    /// Finds a recovery point by `latest` or by a unique prefix (at least 4 hex digits) of its id.
+    public func resolvePoint(_ ref: String, machine: String?) throws -> RecoveryPointInfo {
+        let points = try index.points(machine: machine)
+        return try Self.resolve(ref, in: points, machine: machine, where: layout.root)
+    }
+
+    public static func resolve(_ ref: String, in points: [RecoveryPointInfo], machine: String?, where place: String) throws -> RecoveryPointInfo {
+        let scope = machine.map { " of machine \($0)" } ?? ""
+        if ref == "latest" {
+            guard let p = points.max(by: { $0.point.finishedAt < $1.point.finishedAt }) else {
+                throw StoreError(.notFound, "there is no recovery point\(scope) in \(place); run a backup first, or check the machine name")
+            }
+            return p
+        }
+        let prefix = ref.lowercased()
+        guard prefix.count >= 4, Hex.isHex(prefix) else {
+            throw StoreError(.invalid, "\(ref.debugDescription) is not a recovery point id: give `latest` or at least 4 hex digits of an id from `outpost points`")
+        }
+        let matches = points.filter { $0.id.hex.hasPrefix(prefix) }
+        if matches.count == 1 { return matches[0] }
+        if matches.isEmpty { throw StoreError(.notFound, "no recovery point\(scope) has an id starting with \(prefix); list them with `outpost points`") }
+        throw StoreError(.ambiguous, "\(prefix) names \(matches.count) recovery points (\(matches.map(\.id.shortHex).joined(separator: ", "))); give more digits")
+    }
+
+    /// Removes a recovery point from the catalog; its data goes at the next `outpost store gc`.
+    public func forget(_ id: ChunkID) throws {
+        try index.deletePoint(id)
+    }
+}
+
+/// Open pack files for positional reads, shared by restore workers.
+final class PackReaderCache: Sendable {
+    private let fds = Mutex<[String: Int32]>([:])
+
+    deinit { fds.withLock { for (_, fd) in $0 { close(fd) } } }
+
+    func read(path: String, offset: Int, count: Int) throws -> [UInt8] {
+        let fd = try descriptor(path)
+        return try FileIO.readExactly(fd, offset: offset, count: count, path: path)
+    }
+
+    private func descriptor(_ path: String) throws -> Int32 {
+        if let fd = fds.withLock({ $0[path] }) { return fd }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { throw StoreError(.corrupt, "pack \(path) is missing; run `outpost check` to see what is affected") }
+            throw StoreError.system(errno, "opening pack", path)
+        }
+        return fds.withLock { map in
+            if let existing = map[path] { close(fd); return existing }
+            if map.count >= 256 { for (_, f) in map { close(f) }; map.removeAll() }
+            map[path] = fd
+            return fd
+        }
+    }
+
+    func evict(_ path: String) {
+        fds.withLock { if let fd = $0.removeValue(forKey: path) { close(fd) } }
+    }
+}

@@ -1,0 +1,334 @@
+import Foundation
+import GRDB
+import OutpostCore
+
+/// Where a blob lives, as the index records it.
+public struct BlobLocation: Sendable, Equatable {
+    public var packID: Int64
+    public var packName: String
+    public var kind: BlobKind
+    public var compression: BlobCompression
+    public var offset: Int
+    public var storedLength: Int
+    public var rawLength: Int
+}
+
+/// A sealed pack as the index records it.
+public struct PackRecord: Sendable, Equatable {
+    public var id: Int64
+    public var name: String
+    public var size: Int
+    public var blobCount: Int
+}
+
+/// The store's SQLite index (GRDB `DatabasePool`, WAL): packs, blobs → pack locations, machines and the
+/// recovery point catalog. Schema versions are GRDB migrations ("v1", …), listed in docs/format.md.
+public final class StoreIndex: Sendable {
+    let pool: DatabasePool
+    let path: String
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE packs (
+                    id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    size INTEGER NOT NULL,
+                    blob_count INTEGER NOT NULL,
+                    created_at REAL NOT NULL
+                );
+                CREATE TABLE blobs (
+                    id BLOB PRIMARY KEY,
+                    kind INTEGER NOT NULL,
+                    pack_id INTEGER NOT NULL REFERENCES packs(id),
+                    offset INTEGER NOT NULL,
+                    stored_length INTEGER NOT NULL,
+                    raw_length INTEGER NOT NULL,
+                    compression INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX blobs_by_pack ON blobs(pack_id);
+                CREATE TABLE machines (
+                    id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    created_at REAL NOT NULL
+                );
+                CREATE TABLE recovery_points (
+                    id BLOB PRIMARY KEY,
+                    machine_id INTEGER NOT NULL REFERENCES machines(id),
+                    started_at REAL NOT NULL,
+                    finished_at REAL NOT NULL,
+                    root_tree BLOB NOT NULL,
+                    record BLOB NOT NULL
+                );
+                CREATE INDEX recovery_points_by_machine ON recovery_points(machine_id, finished_at);
+                """)
+        }
+        return m
+    }
+
+    /// Opens (and, with `create`, migrates) the index. Refuses an index whose schema is newer than this code.
+    init(path: String, create: Bool) throws {
+        self.path = path
+        var config = Configuration()
+        config.busyMode = .timeout(60)
+        config.prepareDatabase { db in
+            // Durable commits: a recovery point that was reported committed survives a power cut.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA cache_size = -65536")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            let migrator = Self.migrator
+            let superseded = try pool.read { try migrator.hasBeenSuperseded($0) }
+            if superseded {
+                throw StoreError(.unsupportedVersion, "the store index \(path) has a schema newer than this outpost knows: upgrade outpost")
+            }
+            try migrator.migrate(pool)
+        } catch let e as StoreError {
+            throw e
+        } catch let e as DatabaseError where e.resultCode == .SQLITE_FULL {
+            throw StoreError(.diskFull, "the disk holding the index \(path) is full; free space there and try again")
+        } catch {
+            throw StoreError(.corrupt, "the store index \(path) cannot be opened: \(error); if it is damaged, move it aside and run `outpost store rebuild-index`")
+        }
+    }
+
+    /// Runs `body` in a write transaction, mapping SQLite errors to store errors.
+    func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+        do {
+            return try pool.write(body)
+        } catch let e as StoreError {
+            throw e
+        } catch let e as DatabaseError where e.resultCode == .SQLITE_FULL {
+            throw StoreError(.diskFull, "the disk holding the index \(path) is full while \(what); free space there and run the job again — nothing committed is lost")
+        } catch {
+            throw StoreError(.io, "the store index \(path) failed while \(what): \(error)")
+        }
+    }
+
+    func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+        do {
+            return try pool.read(body)
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw StoreError(.io, "the store index \(path) failed while \(what): \(error)")
+        }
+    }
+
+    // MARK: Packs and blobs
+
+    /// Records a sealed pack and its blobs in one transaction. Blobs another writer indexed meanwhile keep
+    /// their first location (this pack's copy becomes garbage for gc).
+    func addPack(name: String, size: Int, entries: [PackEntry]) throws {
+        try write("recording pack \(name)") { db in
+            try db.execute(sql: "INSERT INTO packs (name, size, blob_count, created_at) VALUES (?, ?, ?, ?)",
+                           arguments: [name, size, entries.count, Date().timeIntervalSince1970])
+            let packID = db.lastInsertedRowID
+            let st = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO blobs (id, kind, pack_id, offset, stored_length, raw_length, compression)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
+            for e in entries {
+                try st.execute(arguments: [e.id.data, Int(e.kind.rawValue), packID, e.offset, e.storedLength, e.rawLength, Int(e.compression.rawValue)])
+            }
+        }
+    }
+
+    /// The subset of `ids` the index holds.
+    func present(_ ids: [ChunkID]) throws -> Set<ChunkID> {
+        var found = Set<ChunkID>()
+        try read("looking up blobs") { db in
+            var start = 0
+            while start < ids.count {
+                let slice = ids[start..<min(ids.count, start + 500)]
+                let marks = Array(repeating: "?", count: slice.count).joined(separator: ",")
+                let rows = try Data.fetchAll(db, sql: "SELECT id FROM blobs WHERE id IN (\(marks))",
+                                             arguments: StatementArguments(slice.map { $0.data }))
+                for r in rows { if let id = ChunkID(bytes: r) { found.insert(id) } }
+                start += 500
+            }
+        }
+        return found
+    }
+
+    public func location(of id: ChunkID) throws -> BlobLocation? {
+        try read("looking up blob \(id.shortHex)") { db in
+            let row = try Row.fetchOne(db, sql: """
+                SELECT b.kind, b.compression, b.offset, b.stored_length, b.raw_length, p.id AS pid, p.name
+                FROM blobs b JOIN packs p ON p.id = b.pack_id WHERE b.id = ?
+                """, arguments: [id.data])
+            return row.map(Self.location)
+        }
+    }
+
+    static func location(_ row: Row) -> BlobLocation {
+        BlobLocation(packID: row["pid"], packName: row["name"],
+                     kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
+                     compression: BlobCompression(rawValue: UInt8(row["compression"] as Int)) ?? .none,
+                     offset: row["offset"], storedLength: row["stored_length"], rawLength: row["raw_length"])
+    }
+
+    public func packs() throws -> [PackRecord] {
+        try read("listing packs") { db in
+            try Row.fetchAll(db, sql: "SELECT id, name, size, blob_count FROM packs ORDER BY id").map {
+                PackRecord(id: $0["id"], name: $0["name"], size: $0["size"], blobCount: $0["blob_count"])
+            }
+        }
+    }
+
+    /// Every blob of one pack, by offset.
+    public func entries(ofPack packID: Int64) throws -> [PackEntry] {
+        try read("listing the blobs of a pack") { db in
+            try Row.fetchAll(db, sql: "SELECT id, kind, compression, offset, stored_length, raw_length FROM blobs WHERE pack_id = ? ORDER BY offset",
+                             arguments: [packID]).map(Self.entry)
+        }
+    }
+
+    static func entry(_ row: Row) -> PackEntry {
+        PackEntry(id: ChunkID(bytes: row["id"] as Data) ?? ChunkID(w0: 0, w1: 0, w2: 0, w3: 0),
+                  kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
+                  compression: BlobCompression(rawValue: UInt8(row["compression"] as Int)) ?? .none,
+                  offset: row["offset"], storedLength: row["stored_length"], rawLength: row["raw_length"])
+    }
+
+    public struct Totals: Sendable {
+        public var packs = 0, blobs = 0, packBytes = 0, rawBytes = 0, storedBytes = 0
+    }
+
+    public func totals() throws -> Totals {
+        try read("counting") { db in
+            var t = Totals()
+            if let r = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS n, COALESCE(SUM(size),0) AS s FROM packs") { t.packs = r["n"]; t.packBytes = r["s"] }
+            if let r = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS n, COALESCE(SUM(raw_length),0) AS r, COALESCE(SUM(stored_length),0) AS s FROM blobs") {
+                t.blobs = r["n"]; t.rawBytes = r["r"]; t.storedBytes = r["s"]
+            }
+            return t
+        }
+    }
+
+    // MARK: Recovery points
+
+    func commitPoint(id: ChunkID, point: RecoveryPoint) throws {
+        try write("committing recovery point \(id.shortHex)") { db in
+            try Self.insertPoint(db, id: id, point: point)
+        }
+    }
+
+    static func insertPoint(_ db: Database, id: ChunkID, point: RecoveryPoint) throws {
+        try db.execute(sql: "INSERT OR IGNORE INTO machines (name, created_at) VALUES (?, ?)",
+                       arguments: [point.machine, Date().timeIntervalSince1970])
+        let machineID = try Int64.fetchOne(db, sql: "SELECT id FROM machines WHERE name = ?", arguments: [point.machine])!
+        try db.execute(sql: """
+            INSERT OR IGNORE INTO recovery_points (id, machine_id, started_at, finished_at, root_tree, record)
+            VALUES (?, ?, ?, ?, ?, ?)
+            """, arguments: [id.data, machineID, point.startedAt.timeIntervalSince1970, point.finishedAt.timeIntervalSince1970,
+                             point.root?.data ?? Data(), Data(point.encoded())])
+    }
+
+    /// Recovery points, oldest first, optionally of one machine.
+    public func points(machine: String? = nil) throws -> [RecoveryPointInfo] {
+        try read("listing recovery points") { db in
+            let rows: [Row]
+            if let machine {
+                rows = try Row.fetchAll(db, sql: """
+                    SELECT r.id, r.record FROM recovery_points r JOIN machines m ON m.id = r.machine_id
+                    WHERE m.name = ? ORDER BY r.finished_at, r.id
+                    """, arguments: [machine])
+            } else {
+                rows = try Row.fetchAll(db, sql: "SELECT id, record FROM recovery_points ORDER BY finished_at, id")
+            }
+            return try rows.map { row in
+                let id = ChunkID(bytes: row["id"] as Data) ?? ChunkID(w0: 0, w1: 0, w2: 0, w3: 0)
+                let record = try RecoveryPoint.decode(Array(row["record"] as Data), what: "recovery point \(id.shortHex)")
+                return RecoveryPointInfo(id: id, point: record)
+            }
+        }
+    }
+
+    public func machines() throws -> [String] {
+        try read("listing machines") { db in try String.fetchAll(db, sql: "SELECT name FROM machines ORDER BY name") }
+    }
+
+    func deletePoint(_ id: ChunkID) throws {
+        try write("deleting recovery point \(id.shortHex)") { db in
+            try db.execute(sql: "DELETE FROM recovery_points WHERE id = ?", arguments: [id.data])
+        }
+    }
+}
+
+extension ChunkID {
+    var data: Data { withUnsafeBytes { Data($0) } }
+}
+
+extension StoreIndex {
+    /// One row per blob: enough for gc and check without touching the packs.
+    public struct BlobRow: Sendable {
+        public var id: ChunkID
+        public var kind: BlobKind
+        public var packID: Int64
+        public var storedLength: Int
+    }
+
+    public func allBlobs() throws -> [BlobRow] {
+        try read("listing every blob") { db in
+            var out: [BlobRow] = []
+            let cursor = try Row.fetchCursor(db, sql: "SELECT id, kind, pack_id, stored_length FROM blobs")
+            while let row = try cursor.next() {
+                guard let id = ChunkID(bytes: row["id"] as Data) else { continue }
+                out.append(BlobRow(id: id, kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
+                                   packID: row["pack_id"], storedLength: row["stored_length"]))
+            }
+            return out
+        }
+    }
+
+    /// Repack and delete in one transaction: new packs take over the live blobs of `oldPacks`, the dead
+    /// blobs and the old pack rows go. The old files are deleted by the caller only after this commits.
+    func replacePacks(newPacks: [(name: String, size: Int, entries: [PackEntry])], oldPacks: [Int64], deadBlobs: [ChunkID]) throws {
+        try write("recording garbage collection") { db in
+            for p in newPacks {
+                try db.execute(sql: "INSERT INTO packs (name, size, blob_count, created_at) VALUES (?, ?, ?, ?)",
+                               arguments: [p.name, p.size, p.entries.count, Date().timeIntervalSince1970])
+                let packID = db.lastInsertedRowID
+                let st = try db.cachedStatement(sql: """
+                    INSERT OR REPLACE INTO blobs (id, kind, pack_id, offset, stored_length, raw_length, compression)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """)
+                for e in p.entries {
+                    try st.execute(arguments: [e.id.data, Int(e.kind.rawValue), packID, e.offset, e.storedLength, e.rawLength, Int(e.compression.rawValue)])
+                }
+            }
+            let del = try db.cachedStatement(sql: "DELETE FROM blobs WHERE id = ?")
+            for id in deadBlobs { try del.execute(arguments: [id.data]) }
+            for pid in oldPacks {
+                let left = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM blobs WHERE pack_id = ?", arguments: [pid]) ?? 0
+                guard left == 0 else {
+                    throw StoreError(.corrupt, "garbage collection would drop pack \(pid) that still holds \(left) live blobs; nothing was changed")
+                }
+                try db.execute(sql: "DELETE FROM packs WHERE id = ?", arguments: [pid])
+            }
+        }
+    }
+
+    /// Replaces the whole index with what the packs hold (rebuild-index).
+    func replaceAll(packs: [(name: String, size: Int, entries: [PackEntry])], points: [(ChunkID, RecoveryPoint)]) throws {
+        try write("rebuilding the index") { db in
+            try db.execute(sql: "DELETE FROM recovery_points; DELETE FROM machines; DELETE FROM blobs; DELETE FROM packs;")
+            for p in packs {
+                try db.execute(sql: "INSERT INTO packs (name, size, blob_count, created_at) VALUES (?, ?, ?, ?)",
+                               arguments: [p.name, p.size, p.entries.count, Date().timeIntervalSince1970])
+                let packID = db.lastInsertedRowID
+                let st = try db.cachedStatement(sql: """
+                    INSERT OR IGNORE INTO blobs (id, kind, pack_id, offset, stored_length, raw_length, compression)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """)
+                for e in p.entries {
+                    try st.execute(arguments: [e.id.data, Int(e.kind.rawValue), packID, e.offset, e.storedLength, e.rawLength, Int(e.compression.rawValue)])
+                }
+            }
+            for (id, point) in points { try Self.insertPoint(db, id: id, point: point) }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import OutpostArchive
+import OutpostCore
+import OutpostStore
+import Synchronization
+
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Back up files and folders into a new recovery point.",
+        discussion: "Exit 0: done. Exit 3: the recovery point was committed, but some files could not be read (listed on stderr)."
+    )
+    @OptionGroup var options: StoreOptions
+    @Option(help: "Name of the protected machine the recovery point belongs to.") var machine: String
+    @Option(name: .customLong("exclude"), help: ArgumentHelp("Skip entries matching this glob (repeatable). With a '/', the pattern matches the whole path; without, any entry's name.", valueName: "glob"))
+    var excludes: [String] = []
+    @Flag(help: "Print the result as JSON on stdout.") var json = false
+    @Argument(help: "Files and folders to protect.") var paths: [String] = []
+
+    func validate() throws {
+        if paths.isEmpty { throw ValidationError("name at least one file or folder to back up") }
+        try validateMachineName(machine)
+    }
+
+    func run() async throws {
+        let store = try Store.open(at: options.store, purpose: "`outpost backup`")
+        let archiver = Archiver(repository: LocalRepository(store: store),
+                                options: BackupOptions(machine: machine, paths: paths, exclusions: ExclusionList(excludes)))
+        let ticker = ProgressTicker { [archiver] elapsed in
+            let files = archiver.progress.files.load(ordering: .relaxed)
+            let read = archiver.progress.bytesRead.load(ordering: .relaxed)
+            let rate = elapsed > 0 ? Double(read) / elapsed : 0
+            return "\(files) files, \(formatBytes(read)) read, \(formatBytes(Int64(rate)))/s"
+        }
+        let result: BackupResult
+        do {
+            result = try await archiver.run()
+            ticker.stop()
+        } catch {
+            ticker.stop()
+            store.discardOpenPack()
+            throw error
+        }
+        try report(result)
+        if !result.failures.isEmpty { throw CommandExit(code: .partialBackup) }
+    }
+
+    func report(_ result: BackupResult) throws {
+        let s = result.point.point.summary
+        if json {
+            struct Out: Encodable { var id: String; var machine: String; var summary: BackupSummary; var failures: [FailedFile] }
+            try printJSON(Out(id: result.point.id.hex, machine: machine, summary: s, failures: result.failures))
+        } else {
+            print("recovery point \(result.point.id.shortHex) saved for machine \(machine)")
+            print("files: \(s.filesNew) new, \(s.filesChanged) changed, \(s.filesUnchanged) unchanged; \(s.directories) folders, \(s.otherEntries) other entries")
+            print("read \(formatBytes(s.bytesRead)) of \(formatBytes(s.bytesTotal)); added \(formatBytes(s.bytesAddedRaw)) of new data, \(formatBytes(s.bytesAddedStored)) stored after dedup and compression; \(String(format: "%.1f", s.durationSeconds)) s")
+        }
+        if !result.failures.isEmpty {
+            printErr("\(result.failures.count) entries could not be backed up:")
+            for f in result.failures { printErr("  \(f.path): \(f.reason)") }
+        }
+    }
+}
+
+func validateMachineName(_ name: String) throws {
+    let ok = !name.isEmpty && name.count <= 64 && name.utf8.allSatisfy { c in
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x2e || c == 0x5f
+    }
+    if !ok { throw ValidationError("machine name \(name.debugDescription) must be 1–64 letters, digits, '.', '-' or '_'") }
+}
+
+/// Redraws one progress line on stderr while a job runs, when stderr is a terminal.
+final class ProgressTicker: Sendable {
+    private let task: Task<Void, Never>?
+
+    init(_ line: @escaping @Sendable (Double) -> String) {
+        guard stderrIsTTY else { task = nil; return }
+        let start = ContinuousClock.now
+        task = Task.detached {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(500))
+                let elapsed = start.duration(to: .now)
+                let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                FileHandle.standardError.write(Data("\r\u{1B}[K\(line(secs))".utf8))
+            }
+        }
+    }
+
+    func stop() {
+        guard let task else { return }
+        task.cancel()
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+}

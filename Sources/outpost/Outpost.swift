@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import Logging
+import OutpostCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Outpost: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "outpost",
+        abstract: "Branch-office backup hub: protected machines → relay → off-site vault.",
+        discussion: "Exit codes are listed in docs/exit-codes.md (0 ok, 3 finished with failed files, 10+ errors).",
+        version: OutpostVersion.string,
+        subcommands: [StoreCommand.self, BackupCommand.self, PointsCommand.self, LsCommand.self, RestoreCommand.self,
+                      CheckCommand.self, ForgetCommand.self]
+    )
+
+    static func main() async {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["OUTPOST_LOG_LEVEL"] ?? "") ?? .error
+            return h
+        }
+        raiseFileLimit()
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? any AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch let e as any OperatorFacingError {
+            FileHandle.standardError.write(Data("error: \(e.description)\n".utf8))
+            Foundation.exit(e.exitCode.rawValue)
+        } catch let e as CommandExit {
+            Foundation.exit(e.code.rawValue)
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    /// Deep trees keep a directory descriptor per level open during restore.
+    static func raiseFileLimit() {
+        var lim = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        }
+    }
+}
+
+enum OutpostVersion {
+    static let string = "0.1.0"
+}
+
+/// Ends the process with a given exit code after the command has printed its own report.
+struct CommandExit: Error {
+    let code: OutpostCore.ExitCode
+}
+
+/// Options shared by every command that works on a local store.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The store directory.", valueName: "dir"))
+    var store: String
+}
+
+func printErr(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+func formatBytes(_ n: Int64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(n)
+    var i = 0
+    while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+    return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    enc.dateEncodingStrategy = .iso8601
+    FileHandle.standardOutput.write(try enc.encode(value))
+    FileHandle.standardOutput.write(Data("\n".utf8))
+}
+
+let stderrIsTTY = isatty(2) == 1

@@ -1,0 +1,156 @@
+import ArgumentParser
+import Foundation
+import OutpostArchive
+import OutpostCore
+import OutpostStore
+import Synchronization
+
+struct PointsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "points", abstract: "List recovery points.")
+    @OptionGroup var options: StoreOptions
+    @Option(help: "Only this machine's recovery points.") var machine: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Out: Encodable {
+        var id: String
+        var machine: String
+        var hostname: String
+        var paths: [String]
+        var startedAt: Date
+        var finishedAt: Date
+        var summary: BackupSummary
+    }
+
+    func run() async throws {
+        let store = try Store.open(at: options.store, purpose: "`outpost points`")
+        let points = try store.index.points(machine: machine)
+        if json {
+            try printJSON(points.map { Out(id: $0.id.hex, machine: $0.point.machine, hostname: $0.point.hostname, paths: $0.point.paths,
+                                           startedAt: $0.point.startedAt, finishedAt: $0.point.finishedAt, summary: $0.point.summary) })
+            return
+        }
+        if points.isEmpty { printErr("no recovery points\(machine.map { " for machine \($0)" } ?? "")"); return }
+        print("ID        TIME                  MACHINE          FILES       SIZE  PATHS")
+        for p in points {
+            let s = p.point.summary
+            let files = s.filesNew + s.filesChanged + s.filesUnchanged
+            let time = p.point.finishedAt.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
+            print("\(p.id.shortHex)  \(time.padding(toLength: 20, withPad: " ", startingAt: 0))  \(p.point.machine.padding(toLength: 15, withPad: " ", startingAt: 0))  \(String(files).leftPad(6))  \(formatBytes(s.bytesTotal).leftPad(10))  \(p.point.paths.joined(separator: " "))")
+        }
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}
+
+struct ForgetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "forget", abstract: "Remove recovery points from the catalog (their data goes at the next `outpost store gc`).")
+    @OptionGroup var options: StoreOptions
+    @Option(help: "The machine the recovery points belong to.") var machine: String?
+    @Argument(help: "Recovery point ids (or unique prefixes).") var points: [String]
+
+    func run() async throws {
+        let store = try Store.open(at: options.store, purpose: "`outpost forget`")
+        for ref in points {
+            let p = try store.resolvePoint(ref, machine: machine)
+            try store.forget(p.id)
+            print("forgot recovery point \(p.id.shortHex) of machine \(p.point.machine)")
+        }
+    }
+}
+
+struct LsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the content of a recovery point.")
+    @OptionGroup var options: StoreOptions
+    @Option(help: "The machine the recovery point belongs to (needed with `latest` when the store has several).") var machine: String?
+    @Flag(name: [.short, .long], help: "Show type, mode, owner, size and time.") var long = false
+    @Argument(help: "Recovery point id (a unique prefix) or `latest`.") var point: String
+    @Argument(help: "Folder or file inside the recovery point (default: everything).") var path: String = "/"
+
+    func run() async throws {
+        let store = try Store.open(at: options.store, purpose: "`outpost ls`")
+        let info = try store.resolvePoint(point, machine: machine)
+        guard let root = info.point.root else { throw StoreError(.corrupt, "recovery point \(info.id.shortHex) has no root tree") }
+        var tree = try store.loadTree(root)
+        var prefix = ""
+        let comps = path.split(separator: "/").map { Array($0.utf8) }
+        for (i, c) in comps.enumerated() {
+            guard let node = tree.node(named: c) else {
+                throw StoreError(.notFound, "\(path) is not in recovery point \(info.id.shortHex); list the top with `outpost ls \(info.id.shortHex)`")
+            }
+            prefix += "/" + node.nameString
+            if i == comps.count - 1 && node.type != .directory { emit(node, path: prefix); return }
+            guard node.type == .directory, let sub = node.subtree else { throw StoreError(.notFound, "\(prefix) is not a folder") }
+            tree = try store.loadTree(sub)
+        }
+        try list(tree, prefix: prefix, store: store)
+    }
+
+    func list(_ tree: Tree, prefix: String, store: Store) throws {
+        for node in tree.nodes {
+            let p = prefix + "/" + node.nameString
+            emit(node, path: p)
+            if node.type == .directory, let sub = node.subtree { try list(try store.loadTree(sub), prefix: p, store: store) }
+        }
+    }
+
+    func emit(_ node: Node, path: String) {
+        guard long else { print(path); return }
+        let t: Character = switch node.type {
+        case .directory: "d"
+        case .symlink: "l"
+        case .fifo: "p"
+        case .socket: "s"
+        case .characterDevice: "c"
+        case .blockDevice: "b"
+        case .hardlink: "h"
+        case .file: "-"
+        }
+        var perms = ""
+        for (i, ch) in "rwxrwxrwx".enumerated() { perms.append(node.mode & (0o400 >> UInt32(i)) != 0 ? ch : "-") }
+        let user = node.user.isEmpty ? String(node.uid) : String(decoding: node.user, as: UTF8.self)
+        let group = node.group.isEmpty ? String(node.gid) : String(decoding: node.group, as: UTF8.self)
+        let date = Date(timeIntervalSince1970: Double(node.mtimeNanos) / 1e9)
+        let link = node.type == .symlink || node.type == .hardlink ? " -> " + String(decoding: node.linkTarget, as: UTF8.self) : ""
+        print("\(t)\(perms) \(user) \(group) \(String(node.size).leftPad(12)) \(date.formatted(.iso8601)) \(path)\(link)")
+    }
+}
+
+struct RestoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore a recovery point, or some of its paths, into a target folder.",
+        discussion: "By default nothing that exists in the target is touched: the restore refuses before writing. Exit 3: finished, but some entries could not be restored (listed)."
+    )
+    @OptionGroup var options: StoreOptions
+    @Option(help: "The machine the recovery point belongs to.") var machine: String?
+    @Option(help: "Folder to restore into (created if needed).") var target: String
+    @Flag(help: "Replace existing files in the target.") var overwrite = false
+    @Flag(help: "Keep existing files in the target and restore the rest.") var skip = false
+    @Argument(help: "Recovery point id (a unique prefix) or `latest`.") var point: String
+    @Argument(help: "Paths inside the recovery point to restore (default: everything).") var paths: [String] = []
+
+    func validate() throws {
+        if overwrite && skip { throw ValidationError("--overwrite and --skip exclude each other; choose one") }
+    }
+
+    func run() async throws {
+        let store = try Store.open(at: options.store, purpose: "`outpost restore`")
+        let info = try store.resolvePoint(point, machine: machine)
+        let restorer = Restorer(repository: LocalRepository(store: store), point: info,
+                                options: RestoreOptions(target: target, include: paths, existing: overwrite ? .overwrite : skip ? .skip : .refuse))
+        let ticker = ProgressTicker { [restorer] elapsed in
+            let b = restorer.progressBytes.load(ordering: .relaxed)
+            return "\(formatBytes(b)) restored, \(formatBytes(Int64(elapsed > 0 ? Double(b) / elapsed : 0)))/s"
+        }
+        let r: RestoreResult
+        do { r = try await restorer.run(); ticker.stop() } catch { ticker.stop(); throw error }
+        print("restored recovery point \(info.id.shortHex) of \(info.point.machine) into \(target): \(r.files) files (\(formatBytes(r.bytes))), \(r.directories) folders, \(r.otherEntries) other entries\(r.skipped > 0 ? ", \(r.skipped) skipped" : "")")
+        if !r.failures.isEmpty {
+            printErr("\(r.failures.count) problems:")
+            for f in r.failures { printErr("  \(f.path): \(f.reason)") }
+            throw CommandExit(code: .partialBackup)
+        }
+    }
+}
