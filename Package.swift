@@ -46,8 +46,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: strict),
-        .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive"],
+        .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
                     swiftSettings: strict),
-        .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore"], swiftSettings: strict),
+        // Drives the real `outpost` binary (built alongside the tests) as operators and scripts do.
+        .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore", "COutpostSystem"], swiftSettings: strict),
     ]
 )

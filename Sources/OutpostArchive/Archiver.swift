@@ -15,6 +15,13 @@ public struct BackupOptions: Sendable {
     /// Files processed at once. Each also fans its compression out over the cores.
     public var workers: Int
     public var hostname: String
+    /// Fault injection for tests: runs before a file is opened and after it was read (path as raw bytes).
+    var hooks = Hooks()
+
+    struct Hooks: Sendable {
+        var beforeOpen: (@Sendable ([UInt8]) -> Void)?
+        var afterRead: (@Sendable ([UInt8]) -> Void)?
+    }
 
     public init(machine: String, paths: [String], exclusions: ExclusionList = ExclusionList([]),
                 workers: Int = ProcessInfo.processInfo.activeProcessorCount + 1, hostname: String = ProcessInfo.processInfo.hostName) {
@@ -356,6 +363,7 @@ public final class Archiver: Sendable {
 
     private func process(_ job: FileJob, buffer: UnsafeTransfer<UnsafeMutableRawBufferPointer>) async -> FileResult {
         if let e = fatal.withLock({ $0 }) { return .fatal(e) }
+        options.hooks.beforeOpen?(job.path)
         var fd = FS.withCPath(job.path) { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | outpost_O_NOATIME) }
         if fd < 0 && errno == EPERM { fd = FS.withCPath(job.path) { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) } }
         if fd < 0 {
@@ -380,6 +388,7 @@ public final class Archiver: Sendable {
             return .fatal(error)
         }
         node.size = node.extents.reduce(0) { $0 + UInt64($1.length) }
+        options.hooks.afterRead?(job.path)
         var after = stat()
         if fstat(fd, &after) == 0,
            FS.nanos(after.st_mtim) != FS.nanos(before.st_mtim) || after.st_size != before.st_size {

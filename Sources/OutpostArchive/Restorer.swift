@@ -56,7 +56,7 @@ public final class Restorer: Sendable {
     let logger: Logger
     private let result = Mutex(RestoreResult())
     private let restoredFiles = Mutex(Set<[UInt8]>())
-    private let hardlinks = Mutex<[(parent: [[UInt8]], node: Node)]>([])
+    private let hardlinks = Mutex<[(parent: [[UInt8]], parentMtime: Int64?, node: Node)]>([])
     private let slots: AsyncSemaphore
     private let fatal = Mutex<(any Error)?>(nil)
     public let progressBytes = Atomic<Int64>(0)
@@ -105,7 +105,7 @@ public final class Restorer: Sendable {
                 throw ArchiveError(.conflict, "the target already holds \(conflicts.count) of the entries to restore (\(shown)\(conflicts.count > 5 ? ", …" : "")); nothing was written: restore into an empty directory, or pass --overwrite or --skip")
             }
         }
-        try await restoreDirectory(root, fd: targetFD, components: [], filter: filter)
+        try await restoreDirectory(root, fd: targetFD, components: [], mtime: nil, filter: filter)
         try await linkHardlinks(targetFD: targetFD)
         if let e = fatal.withLock({ $0 }) { throw e }
         return result.withLock { $0 }
@@ -145,7 +145,7 @@ public final class Restorer: Sendable {
 
     // MARK: Walking
 
-    private func restoreDirectory(_ tree: Tree, fd dirFD: Int32, components: [[UInt8]], filter: Filter) async throws {
+    private func restoreDirectory(_ tree: Tree, fd dirFD: Int32, components: [[UInt8]], mtime: Int64?, filter: Filter) async throws {
         await withTaskGroup(of: Void.self) { files in
             for node in tree.nodes {
                 if fatal.withLock({ $0 != nil }) { break }
@@ -163,7 +163,7 @@ public final class Restorer: Sendable {
                             await self.restoreFile(node, parentFD: dirFD, components: comps)
                         }
                     case .hardlink:
-                        hardlinks.withLock { $0.append((components, node)) }
+                        hardlinks.withLock { $0.append((components, mtime, node)) }
                     case .symlink, .fifo, .socket, .characterDevice, .blockDevice:
                         try restoreSpecial(node, parentFD: dirFD, components: comps)
                     }
@@ -181,7 +181,7 @@ public final class Restorer: Sendable {
         guard let fd = try openDirectory(node.name, in: parentFD, components: components) else { return }
         defer { close(fd) }
         if let sub = node.subtree {
-            try await restoreDirectory(try await loadTree(sub), fd: fd, components: components, filter: filter)
+            try await restoreDirectory(try await loadTree(sub), fd: fd, components: components, mtime: node.mtimeNanos, filter: filter)
         }
         applyMetadata(node, fd: fd, components: components)
         result.withLock { $0.directories += 1 }
@@ -367,10 +367,17 @@ public final class Restorer: Sendable {
     /// content. Both ends are reached through O_NOFOLLOW directory descriptors from the target.
     private func linkHardlinks(targetFD: Int32) async throws {
         let links = hardlinks.withLock { $0 }
-        for (parent, node) in links {
+        for (parent, parentMtime, node) in links {
             let comps = parent + [node.name]
             guard let parentFD = openPath(parent, from: targetFD) else { fail(comps, "its folder could not be opened"); continue }
-            defer { close(parentFD) }
+            defer {
+                // Adding the link changed the folder's mtime: put the backed-up one back.
+                if let parentMtime {
+                    var times = [FS.timespec(nanos: parentMtime), FS.timespec(nanos: parentMtime)]
+                    futimens(parentFD, &times)
+                }
+                close(parentFD)
+            }
             let targetComps = node.linkTarget.split(separator: 0x2f).map(Array.init)
             let firstRestored = restoredFiles.withLock { $0.contains(Self.pointPath(targetComps)) }
             if firstRestored, !targetComps.isEmpty, let srcParent = openPath(Array(targetComps.dropLast()), from: targetFD) {

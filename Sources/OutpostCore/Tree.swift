@@ -87,7 +87,7 @@ public struct Node: Sendable, Equatable {
 /// Encoding, version 1 (docs/format.md, "Tree objects"): u8 version | varint count | nodes, each:
 /// name | u8 type | u32 mode | u32 uid | u32 gid | user | group | i64 mtime ns | i64 ctime ns | u64 size |
 /// u64 inode | u64 device | u64 links | u64 rdev | link target | varint xattr count, (name, value)… |
-/// then for a directory a 32-byte subtree id, for a file varint extent count and extents
+/// then for a directory a 32-byte subtree id, for a file or hard link varint extent count and extents
 /// (u8 0, 32-byte id, varint length | u8 1, varint hole length). Byte strings are varint length + bytes.
 public struct Tree: Sendable, Equatable {
     public static let formatVersion: UInt8 = 1
@@ -124,7 +124,7 @@ public struct Tree: Sendable, Equatable {
             switch n.type {
             case .directory:
                 w.id(n.subtree ?? ChunkID(w0: 0, w1: 0, w2: 0, w3: 0))
-            case .file:
+            case .file, .hardlink:
                 w.varint(n.extents.count)
                 for e in n.extents {
                     switch e {
@@ -179,7 +179,7 @@ public struct Tree: Sendable, Equatable {
             switch type {
             case .directory:
                 n.subtree = try r.id()
-            case .file:
+            case .file, .hardlink:
                 let ec = try r.count(max: r.remaining)
                 n.extents.reserveCapacity(ec)
                 var total: UInt64 = 0

@@ -85,11 +85,15 @@ public final class StoreLock: Sendable {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         if fd < 0 { throw StoreError.system(errno, "opening the lock file", path) }
         if flock(fd, (mode == .shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0 {
-            close(fd)
+            // No close here: the object is fully initialised, so deinit runs and closes it (closing twice
+            // could close a descriptor another thread just opened).
             let why = mode == .shared ? "a garbage collection or index rebuild is running on it" : "another job is using it"
             throw StoreError(.locked, "the store is locked (\(path)): \(why); wait for it to finish and run \(what) again")
         }
     }
+
+    /// Turns an exclusive lock into a shared one (after `store init`).
+    func downgrade() { flock(fd, LOCK_SH) }
 
     deinit { close(fd) }
 }

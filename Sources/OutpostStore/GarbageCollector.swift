@@ -106,6 +106,7 @@ public struct GarbageCollector {
         report.packsWritten = written.count
         if !oldPacks.isEmpty {
             try index.replacePacks(newPacks: written, oldPacks: oldPacks.map(\.0.id), deadBlobs: dead)
+            store.resetWrittenCache()
         }
         let newBytes = written.reduce(0) { $0 + $1.size }
         for (pack, repack) in oldPacks {

@@ -67,6 +67,7 @@ public final class Store: Sendable {
         // The index first, the config last: a directory with a config is a complete store.
         let store = try Store(layout: layout, config: cfg, lockMode: .exclusive, purpose: "store init", create: true, logger: logger)
         try FileIO.writeAtomically(Array(try enc.encode(cfg)), to: layout.configPath, mode: 0o600)
+        store.lock.downgrade()
         return store
     }
 
@@ -160,6 +161,13 @@ public final class Store: Sendable {
                 pack.abandon()
             }
             state.pack = nil
+        }
+    }
+
+    /// Drops the record of what this process wrote: after gc, some of it may be gone.
+    func resetWrittenCache() {
+        writer.withLock { state in
+            state.written = Set(state.pack?.entries.map(\.id) ?? [])
         }
     }
 

@@ -14,15 +14,17 @@ struct StoreCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an empty store.")
         @OptionGroup var options: StoreOptions
         @Option(help: "zstd level for new chunks (1–19).") var compressionLevel: Int32 = 3
+        @Option(help: "Seal pack files at this size, in MiB (1–256).") var packSizeMib = 32
 
         func validate() throws {
             guard (1...19).contains(compressionLevel) else { throw ValidationError("--compression-level must be between 1 and 19") }
+            guard (1...256).contains(packSizeMib) else { throw ValidationError("--pack-size-mib must be between 1 and 256") }
         }
 
         func run() async throws {
             var random = [UInt8](repeating: 0, count: 16)
             for i in random.indices { random[i] = UInt8.random(in: 0...255) }
-            let config = StoreConfig(id: Hex.encode(random), createdAt: Date(), compressionLevel: compressionLevel)
+            let config = StoreConfig(id: Hex.encode(random), createdAt: Date(), compressionLevel: compressionLevel, packTargetSize: packSizeMib << 20)
             let store = try Store.initialize(at: options.store, config: config)
             printErr("created store \(store.layout.root) (id \(config.id.prefix(8)), format version \(config.version), zstd level \(compressionLevel))")
         }
