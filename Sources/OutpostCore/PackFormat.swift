@@ -103,13 +103,15 @@ public enum PackFormat {
                 throw FormatError(.invalidValue, "pack \(pack) trailer holds an unknown blob kind or compression")
             }
             _ = try r.u16()
-            let offset = Int(try r.u64())
+            let rawOffset = try r.u64()
             let stored = Int(try r.u32())
             let raw = Int(try r.u32())
-            guard offset >= headerSize + blobHeaderSize, offset + stored <= packSize else {
+            // Checked without overflow: a hostile trailer can carry any 64-bit value.
+            guard rawOffset <= UInt64(packSize), stored <= packSize, Int(rawOffset) <= packSize - stored,
+                  Int(rawOffset) >= headerSize + blobHeaderSize else {
                 throw FormatError(.invalidValue, "pack \(pack) trailer points blob \(id.shortHex) outside the pack")
             }
-            out.append(PackEntry(id: id, kind: kind, compression: comp, offset: offset, storedLength: stored, rawLength: raw))
+            out.append(PackEntry(id: id, kind: kind, compression: comp, offset: Int(rawOffset), storedLength: stored, rawLength: raw))
         }
         return out
     }

@@ -38,7 +38,7 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
 func expectFormatError(_ code: FormatError.Code, sourceLocation: SourceLocation = #_sourceLocation,
                        _ body: () throws -> Void) -> FormatError? {
     let error = #expect(throws: FormatError.self, sourceLocation: sourceLocation) { try body() }
-    #expect(error?.code == code, "expected .\(code), got \(String(describing: error?.code)): \(String(describing: error))",
+    #expect(error?.code == code, "expected \(code), got \(String(describing: error?.code)): \(String(describing: error))",
             sourceLocation: sourceLocation)
     return error
 }

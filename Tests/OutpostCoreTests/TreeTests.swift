@@ -20,7 +20,8 @@ private func sampleNodes() -> [Node] {
         Node(name: bytes("empty"), type: .file, size: 0),
         Node(name: bytes("dir"), type: .directory, mode: 0o755, subtree: idSub),
         Node(name: bytes("link"), type: .symlink, mode: 0o777, linkTarget: [0x2e, 0x2e, 0x2f, 0xff, 0xfe]),
-        Node(name: bytes("hard"), type: .hardlink, linkCount: 2, linkTarget: bytes("dir/file")),
+        Node(name: bytes("hard"), type: .hardlink, size: 7, linkCount: 2, linkTarget: bytes("dir/file"),
+             extents: [.chunk(idA, length: 7)]),   // hard links carry their extents (docs/format.md §7)
         Node(name: bytes("fifo"), type: .fifo, xattrs: [ExtendedAttribute(name: bytes("user.x"), value: bytes("y"))]),
         Node(name: bytes("sock"), type: .socket),
         Node(name: bytes("tty"), type: .characterDevice, rdev: 0x0501),
@@ -52,6 +53,7 @@ private func unsortedTree(_ nodes: [Node]) -> Tree {
         #expect(decoded.node(named: bytes("dir"))?.subtree == idSub)
         #expect(decoded.node(named: bytes("link"))?.linkTarget == [0x2e, 0x2e, 0x2f, 0xff, 0xfe])
         #expect(decoded.node(named: bytes("sda"))?.rdev == 0x0800)
+        #expect(decoded.node(named: bytes("hard"))?.extents == [.chunk(idA, length: 7)])
     }
 
     @Test func emptyTreeRoundTrips() throws {
@@ -143,6 +145,8 @@ private func unsortedTree(_ nodes: [Node]) -> Tree {
             let encoded = Tree(nodes: [Node(name: bytes("f"), type: .file, size: size, extents: extents)]).encode()
             expectFormatError(.invalidValue) { _ = try Tree.decode(encoded) }
         }
+        let hardlink = Tree(nodes: [Node(name: bytes("h"), type: .hardlink, size: 10, extents: [.hole(length: 9)])]).encode()
+        expectFormatError(.invalidValue) { _ = try Tree.decode(hardlink) }
     }
 
     @Test func extentOverflowIsRejected() {
