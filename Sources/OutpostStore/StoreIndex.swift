@@ -123,16 +123,22 @@ public final class StoreIndex: Sendable {
     /// their first location (this pack's copy becomes garbage for gc).
     func addPack(name: String, size: Int, entries: [PackEntry]) throws {
         try write("recording pack \(name)") { db in
-            try db.execute(sql: "INSERT INTO packs (name, size, blob_count, created_at) VALUES (?, ?, ?, ?)",
-                           arguments: [name, size, entries.count, Date().timeIntervalSince1970])
-            let packID = db.lastInsertedRowID
-            let st = try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO blobs (id, kind, pack_id, offset, stored_length, raw_length, compression)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """)
-            for e in entries {
-                try st.execute(arguments: [e.id.data, Int(e.kind.rawValue), packID, e.offset, e.storedLength, e.rawLength, Int(e.compression.rawValue)])
-            }
+            try Self.insertPack(db, name: name, size: size, entries: entries, replace: false)
+        }
+    }
+
+    /// Inserts a sealed pack and its blobs. `replace` moves blobs that are indexed elsewhere (gc's repack);
+    /// otherwise a blob indexed elsewhere keeps its first location.
+    static func insertPack(_ db: Database, name: String, size: Int, entries: [PackEntry], replace: Bool) throws {
+        try db.execute(sql: "INSERT INTO packs (name, size, blob_count, created_at) VALUES (?, ?, ?, ?)",
+                       arguments: [name, size, entries.count, Date().timeIntervalSince1970])
+        let packID = db.lastInsertedRowID
+        let st = try db.cachedStatement(sql: """
+            INSERT OR \(replace ? "REPLACE" : "IGNORE") INTO blobs (id, kind, pack_id, offset, stored_length, raw_length, compression)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """)
+        for e in entries {
+            try st.execute(arguments: [e.id.data, Int(e.kind.rawValue), packID, e.offset, e.storedLength, e.rawLength, Int(e.compression.rawValue)])
         }
     }
 
@@ -288,18 +294,7 @@ extension StoreIndex {
     /// blobs and the old pack rows go. The old files are deleted by the caller only after this commits.
     func replacePacks(newPacks: [(name: String, size: Int, entries: [PackEntry])], oldPacks: [Int64], deadBlobs: [ChunkID]) throws {
         try write("recording garbage collection") { db in
-            for p in newPacks {
-                try db.execute(sql: "INSERT INTO packs (name, size, blob_count, created_at) VALUES (?, ?, ?, ?)",
-                               arguments: [p.name, p.size, p.entries.count, Date().timeIntervalSince1970])
-                let packID = db.lastInsertedRowID
-                let st = try db.cachedStatement(sql: """
-                    INSERT OR REPLACE INTO blobs (id, kind, pack_id, offset, stored_length, raw_length, compression)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """)
-                for e in p.entries {
-                    try st.execute(arguments: [e.id.data, Int(e.kind.rawValue), packID, e.offset, e.storedLength, e.rawLength, Int(e.compression.rawValue)])
-                }
-            }
+            for p in newPacks { try Self.insertPack(db, name: p.name, size: p.size, entries: p.entries, replace: true) }
             let del = try db.cachedStatement(sql: "DELETE FROM blobs WHERE id = ?")
             for id in deadBlobs { try del.execute(arguments: [id.data]) }
             for pid in oldPacks {
@@ -316,18 +311,7 @@ extension StoreIndex {
     func replaceAll(packs: [(name: String, size: Int, entries: [PackEntry])], points: [(ChunkID, RecoveryPoint)]) throws {
         try write("rebuilding the index") { db in
             try db.execute(sql: "DELETE FROM recovery_points; DELETE FROM machines; DELETE FROM blobs; DELETE FROM packs;")
-            for p in packs {
-                try db.execute(sql: "INSERT INTO packs (name, size, blob_count, created_at) VALUES (?, ?, ?, ?)",
-                               arguments: [p.name, p.size, p.entries.count, Date().timeIntervalSince1970])
-                let packID = db.lastInsertedRowID
-                let st = try db.cachedStatement(sql: """
-                    INSERT OR IGNORE INTO blobs (id, kind, pack_id, offset, stored_length, raw_length, compression)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """)
-                for e in p.entries {
-                    try st.execute(arguments: [e.id.data, Int(e.kind.rawValue), packID, e.offset, e.storedLength, e.rawLength, Int(e.compression.rawValue)])
-                }
-            }
+            for p in packs { try Self.insertPack(db, name: p.name, size: p.size, entries: p.entries, replace: false) }
             for (id, point) in points { try Self.insertPoint(db, id: id, point: point) }
         }
     }
