@@ -180,33 +180,6 @@ public struct ExclusionList: Sendable {
     }
 }
 
-/// A counting semaphore for async code: bounds how much work a producer may queue ahead of its consumers.
-final class AsyncSemaphore: Sendable {
-    private struct State { var permits: Int; var waiters: [CheckedContinuation<Void, Never>] = [] }
-    private let state: Mutex<State>
-
-    init(permits: Int) { state = Mutex(State(permits: permits)) }
-
-    func acquire() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let resume = state.withLock { s -> Bool in
-                if s.permits > 0 { s.permits -= 1; return true }
-                s.waiters.append(c)
-                return false
-            }
-            if resume { c.resume() }
-        }
-    }
-
-    func release() {
-        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            if s.waiters.isEmpty { s.permits += 1; return nil }
-            return s.waiters.removeFirst()
-        }
-        next?.resume()
-    }
-}
-
 /// A value that one task produces and others await (a file's extents, a hardlink's first occurrence).
 final class Future<Value: Sendable>: Sendable {
     private struct State { var value: Value?; var waiters: [CheckedContinuation<Value, Never>] = [] }

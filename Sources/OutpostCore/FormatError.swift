@@ -31,6 +31,12 @@ public enum ExitCode: Int32, Sendable {
     case diskFull = 16
     case ioError = 17
     case corruptData = 18
+    /// The relay refused the credential or the token.
+    case unauthorized = 19
+    /// The relay could not be reached (after retries).
+    case unreachable = 20
+    /// The relay answered with an error (the message says which).
+    case remoteError = 21
     case usage = 64
 }
 

@@ -80,14 +80,14 @@ public struct RecoveryPoint: Codable, Sendable, Equatable {
 }
 
 extension JSONEncoder.DateEncodingStrategy {
-    static let iso8601WithFractions = JSONEncoder.DateEncodingStrategy.custom { date, encoder in
+    public static let iso8601WithFractions = JSONEncoder.DateEncodingStrategy.custom { date, encoder in
         var c = encoder.singleValueContainer()
         try c.encode(date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)))
     }
 }
 
 extension JSONDecoder.DateDecodingStrategy {
-    static let iso8601WithFractions = JSONDecoder.DateDecodingStrategy.custom { decoder in
+    public static let iso8601WithFractions = JSONDecoder.DateDecodingStrategy.custom { decoder in
         let c = try decoder.singleValueContainer()
         let s = try c.decode(String.self)
         if let d = try? Date(s, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)) { return d }

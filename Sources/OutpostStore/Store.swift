@@ -212,6 +212,13 @@ public final class Store: Sendable {
         }
     }
 
+    /// A blob as stored (compressed or not), for sending it on without recompressing; nil when absent.
+    public func loadStored(_ id: ChunkID) throws -> PreparedBlob? {
+        guard let loc = try index.location(of: id) else { return nil }
+        let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
+        return PreparedBlob(id: id, kind: loc.kind, compression: loc.compression, stored: stored, rawLength: loc.rawLength)
+    }
+
     public func loadTree(_ id: ChunkID) throws -> Tree {
         do { return try Tree.decode(try load(id), id: id) }
         catch let e as FormatError { throw StoreError(.corrupt, e.message) }

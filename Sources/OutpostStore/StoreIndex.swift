@@ -64,6 +64,29 @@ public final class StoreIndex: Sendable {
                 CREATE INDEX recovery_points_by_machine ON recovery_points(machine_id, finished_at);
                 """)
         }
+        m.registerMigration("v2") { db in
+            // The relay's catalog of protected machines: credentials, enrollment tokens, and which blobs each
+            // machine has proven it holds (the basis of per-machine dedup answers and of read access).
+            try db.execute(sql: """
+                ALTER TABLE machines ADD COLUMN credential_hash BLOB;
+                ALTER TABLE machines ADD COLUMN enrolled_at REAL;
+                ALTER TABLE machines ADD COLUMN removed_at REAL;
+                CREATE TABLE enrollment_tokens (
+                    token_hash BLOB PRIMARY KEY,
+                    machine TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    expires_at REAL NOT NULL,
+                    used_at REAL
+                );
+                CREATE TABLE machine_blobs (
+                    machine_id INTEGER NOT NULL REFERENCES machines(id),
+                    blob_id BLOB NOT NULL,
+                    verified INTEGER NOT NULL DEFAULT 0,
+                    added_at REAL NOT NULL,
+                    PRIMARY KEY (machine_id, blob_id)
+                ) WITHOUT ROWID;
+                """)
+        }
         return m
     }
 
@@ -296,7 +319,8 @@ extension StoreIndex {
         try write("recording garbage collection") { db in
             for p in newPacks { try Self.insertPack(db, name: p.name, size: p.size, entries: p.entries, replace: true) }
             let del = try db.cachedStatement(sql: "DELETE FROM blobs WHERE id = ?")
-            for id in deadBlobs { try del.execute(arguments: [id.data]) }
+            let disown = try db.cachedStatement(sql: "DELETE FROM machine_blobs WHERE blob_id = ?")
+            for id in deadBlobs { try del.execute(arguments: [id.data]); try disown.execute(arguments: [id.data]) }
             for pid in oldPacks {
                 let left = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM blobs WHERE pack_id = ?", arguments: [pid]) ?? 0
                 guard left == 0 else {

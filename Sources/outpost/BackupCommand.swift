@@ -11,8 +11,8 @@ struct BackupCommand: AsyncParsableCommand {
         abstract: "Back up files and folders into a new recovery point.",
         discussion: "Exit 0: done. Exit 3: the recovery point was committed, but some files could not be read (listed on stderr)."
     )
-    @OptionGroup var options: StoreOptions
-    @Option(help: "Name of the protected machine the recovery point belongs to.") var machine: String
+    @OptionGroup var target: TargetOptions
+    @Option(help: "Name of the protected machine the recovery point belongs to (with --store; a relay knows it from the enrollment).") var machine: String?
     @Option(name: .customLong("exclude"), help: ArgumentHelp("Skip entries matching this glob (repeatable). With a '/', the pattern matches the whole path; without, any entry's name.", valueName: "glob"))
     var excludes: [String] = []
     @Flag(help: "Print the result as JSON on stdout.") var json = false
@@ -20,13 +20,21 @@ struct BackupCommand: AsyncParsableCommand {
 
     func validate() throws {
         if paths.isEmpty { throw ValidationError("name at least one file or folder to back up") }
-        try validateMachineName(machine)
+        if target.store != nil && machine == nil { throw ValidationError("--machine is required with --store: name the protected machine") }
+        if let machine { try validateMachineName(machine) }
     }
 
     func run() async throws {
-        let store = try Store.open(at: options.store, purpose: "`outpost backup`")
-        let archiver = Archiver(repository: LocalRepository(store: store),
-                                options: BackupOptions(machine: machine, paths: paths, exclusions: ExclusionList(excludes)))
+        try await withAccess(target, purpose: "`outpost backup`") { access in try await run(access) }
+    }
+
+    func run(_ access: Access) async throws {
+        let name = access.remoteMachine ?? machine!
+        if let machine, let remote = access.remoteMachine, machine != remote {
+            throw ValidationError("this machine is enrolled as \(remote); --machine \(machine) does not match (leave it out)")
+        }
+        let archiver = Archiver(repository: access.repository,
+                                options: BackupOptions(machine: name, paths: paths, exclusions: ExclusionList(excludes)))
         let ticker = ProgressTicker { [archiver] elapsed in
             let files = archiver.progress.files.load(ordering: .relaxed)
             let read = archiver.progress.bytesRead.load(ordering: .relaxed)
@@ -39,14 +47,14 @@ struct BackupCommand: AsyncParsableCommand {
             ticker.stop()
         } catch {
             ticker.stop()
-            store.discardOpenPack()
+            if case .local(let store) = access { store.discardOpenPack() }
             throw error
         }
-        try report(result)
+        try report(result, machine: name)
         if !result.failures.isEmpty { throw CommandExit(code: .partialBackup) }
     }
 
-    func report(_ result: BackupResult) throws {
+    func report(_ result: BackupResult, machine: String) throws {
         let s = result.point.point.summary
         if json {
             struct Out: Encodable { var id: String; var machine: String; var summary: BackupSummary; var failures: [FailedFile] }

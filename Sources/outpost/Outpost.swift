@@ -13,8 +13,8 @@ struct Outpost: AsyncParsableCommand {
         abstract: "Branch-office backup hub: protected machines → relay → off-site vault.",
         discussion: "Exit codes are listed in docs/exit-codes.md (0 ok, 3 finished with failed files, 10+ errors).",
         version: OutpostVersion.string,
-        subcommands: [StoreCommand.self, BackupCommand.self, PointsCommand.self, LsCommand.self, RestoreCommand.self,
-                      CheckCommand.self, ForgetCommand.self]
+        subcommands: [StoreCommand.self, BackupCommand.self, PointsCommand.self, LsCommand.self, FindCommand.self, RestoreCommand.self,
+                      CheckCommand.self, ForgetCommand.self, RelayCommand.self, EnrollCommand.self]
     )
 
     static func main() async {

@@ -7,7 +7,7 @@ import Synchronization
 
 struct PointsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "points", abstract: "List recovery points.")
-    @OptionGroup var options: StoreOptions
+    @OptionGroup var target: TargetOptions
     @Option(help: "Only this machine's recovery points.") var machine: String?
     @Flag(help: "Print JSON.") var json = false
 
@@ -22,8 +22,7 @@ struct PointsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store = try Store.open(at: options.store, purpose: "`outpost points`")
-        let points = try store.index.points(machine: machine)
+        let points = try await withAccess(target, purpose: "`outpost points`") { try await $0.points(machine: machine) }
         if json {
             try printJSON(points.map { Out(id: $0.id.hex, machine: $0.point.machine, hostname: $0.point.hostname, paths: $0.point.paths,
                                            startedAt: $0.point.startedAt, finishedAt: $0.point.finishedAt, summary: $0.point.summary) })
@@ -62,17 +61,20 @@ struct ForgetCommand: AsyncParsableCommand {
 
 struct LsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the content of a recovery point.")
-    @OptionGroup var options: StoreOptions
+    @OptionGroup var target: TargetOptions
     @Option(help: "The machine the recovery point belongs to (needed with `latest` when the store has several).") var machine: String?
     @Flag(name: [.short, .long], help: "Show type, mode, owner, size and time.") var long = false
     @Argument(help: "Recovery point id (a unique prefix) or `latest`.") var point: String
     @Argument(help: "Folder or file inside the recovery point (default: everything).") var path: String = "/"
 
     func run() async throws {
-        let store = try Store.open(at: options.store, purpose: "`outpost ls`")
-        let info = try store.resolvePoint(point, machine: machine)
+        try await withAccess(target, purpose: "`outpost ls`") { try await run($0) }
+    }
+
+    func run(_ store: Access) async throws {
+        let info = try await store.resolve(point, machine: machine)
         guard let root = info.point.root else { throw StoreError(.corrupt, "recovery point \(info.id.shortHex) has no root tree") }
-        var tree = try store.loadTree(root)
+        var tree = try await store.loadTree(root)
         var prefix = ""
         let comps = path.split(separator: "/").map { Array($0.utf8) }
         for (i, c) in comps.enumerated() {
@@ -82,16 +84,16 @@ struct LsCommand: AsyncParsableCommand {
             prefix += "/" + node.nameString
             if i == comps.count - 1 && node.type != .directory { emit(node, path: prefix); return }
             guard node.type == .directory, let sub = node.subtree else { throw StoreError(.notFound, "\(prefix) is not a folder") }
-            tree = try store.loadTree(sub)
+            tree = try await store.loadTree(sub)
         }
-        try list(tree, prefix: prefix, store: store)
+        try await list(tree, prefix: prefix, store: store)
     }
 
-    func list(_ tree: Tree, prefix: String, store: Store) throws {
+    func list(_ tree: Tree, prefix: String, store: Access) async throws {
         for node in tree.nodes {
             let p = prefix + "/" + node.nameString
             emit(node, path: p)
-            if node.type == .directory, let sub = node.subtree { try list(try store.loadTree(sub), prefix: p, store: store) }
+            if node.type == .directory, let sub = node.subtree { try await list(try await store.loadTree(sub), prefix: p, store: store) }
         }
     }
 
@@ -123,7 +125,7 @@ struct RestoreCommand: AsyncParsableCommand {
         abstract: "Restore a recovery point, or some of its paths, into a target folder.",
         discussion: "By default nothing that exists in the target is touched: the restore refuses before writing. Exit 3: finished, but some entries could not be restored (listed)."
     )
-    @OptionGroup var options: StoreOptions
+    @OptionGroup var source: TargetOptions
     @Option(help: "The machine the recovery point belongs to.") var machine: String?
     @Option(help: "Folder to restore into (created if needed).") var target: String
     @Flag(help: "Replace existing files in the target.") var overwrite = false
@@ -136,9 +138,12 @@ struct RestoreCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let store = try Store.open(at: options.store, purpose: "`outpost restore`")
-        let info = try store.resolvePoint(point, machine: machine)
-        let restorer = Restorer(repository: LocalRepository(store: store), point: info,
+        try await withAccess(source, purpose: "`outpost restore`") { try await run($0) }
+    }
+
+    func run(_ access: Access) async throws {
+        let info = try await access.resolve(point, machine: machine)
+        let restorer = Restorer(repository: access.repository, point: info,
                                 options: RestoreOptions(target: target, include: paths, existing: overwrite ? .overwrite : skip ? .skip : .refuse))
         let ticker = ProgressTicker { [restorer] elapsed in
             let b = restorer.progressBytes.load(ordering: .relaxed)

@@ -1,0 +1,83 @@
+import Foundation
+
+/// JSON bodies of the relay's HTTP API, version 1 (docs/protocol.md, openapi/relay.yaml). Shared by server and client.
+public enum RelayAPI {
+    public static let version = "v1"
+    public static let credentialScheme = "Bearer"
+
+    public struct EnrollRequest: Codable, Sendable {
+        public var token: String
+        public init(token: String) { self.token = token }
+    }
+
+    public struct EnrollResponse: Codable, Sendable {
+        public var machine: String
+        /// `outpost1:<machine>:<secret>`: what the client sends as `Authorization: Bearer …`.
+        public var credential: String
+        public init(machine: String, credential: String) { self.machine = machine; self.credential = credential }
+    }
+
+    public struct Session: Codable, Sendable {
+        public var machine: String
+        public var protocolVersion: Int
+        public var relayVersion: String
+        public var chunker: ChunkerParameters
+        public var compressionLevel: Int32
+        public var dedupScope: String
+        public init(machine: String, protocolVersion: Int, relayVersion: String, chunker: ChunkerParameters, compressionLevel: Int32, dedupScope: String) {
+            self.machine = machine; self.protocolVersion = protocolVersion; self.relayVersion = relayVersion
+            self.chunker = chunker; self.compressionLevel = compressionLevel; self.dedupScope = dedupScope
+        }
+    }
+
+    public struct UploadResult: Codable, Sendable {
+        /// Blobs in the request, all verified.
+        public var received: Int
+        /// Of those, the ones the relay did not hold yet.
+        public var stored: Int
+        public var storedBytes: Int64
+        public var rawBytes: Int64
+        public init(received: Int, stored: Int, storedBytes: Int64, rawBytes: Int64) {
+            self.received = received; self.stored = stored; self.storedBytes = storedBytes; self.rawBytes = rawBytes
+        }
+    }
+
+    public struct PointEntry: Codable, Sendable {
+        public var id: String
+        public var point: RecoveryPoint
+        public init(id: String, point: RecoveryPoint) { self.id = id; self.point = point }
+    }
+
+    public struct ErrorBody: Codable, Sendable {
+        public var error: String
+        public var message: String
+        public init(error: String, message: String) { self.error = error; self.message = message }
+    }
+
+    public static func credential(machine: String, secret: String) -> String { "outpost1:\(machine):\(secret)" }
+
+    /// Splits `outpost1:<machine>:<secret>`.
+    public static func parseCredential(_ s: String) -> (machine: String, secret: String)? {
+        let parts = s.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "outpost1", !parts[1].isEmpty, parts[2].count >= 32 else { return nil }
+        return (String(parts[1]), String(parts[2]))
+    }
+
+    public static func randomSecret(bytes: Int = 32) -> String {
+        var g = SystemRandomNumberGenerator()
+        return Hex.encode((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) })
+    }
+
+    public static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .iso8601WithFractions
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601WithFractions
+        return d
+    }
+}

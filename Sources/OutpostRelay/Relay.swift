@@ -1,0 +1,144 @@
+import Foundation
+import Logging
+import OutpostCore
+import OutpostStore
+
+/// What the relay does for an authenticated machine, independent of HTTP: answer "which chunks are new?",
+/// verify and store uploads, commit recovery points after checking every reference, list and serve the
+/// machine's own data. Errors are `RelayFailure`s that the HTTP layer maps to statuses.
+public final class Relay: Sendable {
+    public let store: Store
+    public let catalog: MachineCatalog
+    public let configuration: RelayConfiguration
+    let logger: Logger
+    let uploads: AsyncSemaphore
+    private let decompressors = ResourcePool { ZstdDecompressor() }
+
+    public init(store: Store, configuration: RelayConfiguration, logger: Logger) {
+        self.store = store
+        self.catalog = MachineCatalog(store: store)
+        self.configuration = configuration
+        self.logger = logger
+        uploads = AsyncSemaphore(permits: configuration.maxConcurrentUploads)
+    }
+
+    /// Of `ids`, those the machine must upload.
+    public func missing(machine: Int64, _ ids: [ChunkID]) throws -> [ChunkID] {
+        let absent = try store.missing(ids)
+        switch configuration.dedupScope {
+        case .relay:
+            return ids.filter { absent.contains($0) }
+        case .machine:
+            let owned = try catalog.owned(by: machine, ids)
+            return ids.filter { absent.contains($0) || !owned.contains($0) }
+        }
+    }
+
+    /// Verifies every frame (decompress, SHA-256) before storing any: one bad frame rejects the whole request.
+    public func upload(machine: Int64, name: String, body: [UInt8]) throws -> RelayAPI.UploadResult {
+        let frames: [PreparedBlob]
+        do { frames = try WireFormat.decodeFrames(body) } catch {
+            throw RelayFailure(.badRequest, "malformed upload from \(name): \(error)")
+        }
+        try decompressors.with { d in
+            for f in frames {
+                guard f.kind == .data || f.kind == .tree else {
+                    throw RelayFailure(.badRequest, "upload from \(name) holds a blob of kind \(f.kind); only data and tree blobs are uploaded")
+                }
+                do {
+                    _ = try f.stored.withUnsafeBytes {
+                        try PreparedBlob.open(stored: $0, id: f.id, compression: f.compression, rawLength: f.rawLength,
+                                              decompressor: d, what: "uploaded blob \(f.id.shortHex)")
+                    }
+                } catch {
+                    logger.warning("rejected upload", metadata: ["machine": "\(name)", "blob": "\(f.id.shortHex)", "reason": "\(error)"])
+                    throw RelayFailure(.unprocessable, "blob \(f.id.shortHex) from \(name) does not match its id (\(error)); nothing from this upload was stored")
+                }
+            }
+        }
+        let absent = try store.missing(frames.map(\.id))
+        let stats = try store.save(frames.filter { absent.contains($0.id) })
+        try catalog.addOwned(by: machine, frames.map(\.id))
+        return RelayAPI.UploadResult(received: frames.count, stored: stats.blobs, storedBytes: stats.storedBytes, rawBytes: stats.rawBytes)
+    }
+
+    /// Commits a recovery point for the machine after checking that every tree and chunk it names is on the
+    /// relay and proven held by this machine; the record's machine name is the authenticated one.
+    public func commit(machine: Int64, name: String, point: RecoveryPoint) throws -> RecoveryPointInfo {
+        guard let root = point.root else { throw RelayFailure(.badRequest, "the recovery point from \(name) has no valid root tree id") }
+        var record = point
+        record.machine = name
+        try store.flush()
+        try validate(machine: machine, name: name, root: root)
+        let info = try store.commit(record)
+        try catalog.addOwned(by: machine, [info.id], verified: true)
+        logger.info("recovery point committed", metadata: ["machine": "\(name)", "point": "\(info.id.shortHex)"])
+        return info
+    }
+
+    private func validate(machine: Int64, name: String, root: ChunkID) throws {
+        var stack = [root]
+        var seen = Set<ChunkID>()
+        while let tid = stack.popLast() {
+            guard seen.insert(tid).inserted else { continue }
+            if try catalog.owned(by: machine, [tid], verifiedOnly: true).contains(tid) { continue }
+            try requireHeld(machine: machine, name: name, [tid], what: "tree")
+            let tree: Tree
+            do { tree = try store.loadTree(tid) } catch {
+                throw RelayFailure(.conflict, "tree \(tid.shortHex) from \(name) cannot be read (\(error)); run the backup again")
+            }
+            var chunks: [ChunkID] = []
+            for n in tree.nodes {
+                if let sub = n.subtree, n.type == .directory { stack.append(sub) }
+                for e in n.extents { if case .chunk(let c, _) = e { chunks.append(c) } }
+            }
+            try requireHeld(machine: machine, name: name, Array(Set(chunks)), what: "chunk")
+            try catalog.addOwned(by: machine, [tid], verified: true)
+        }
+    }
+
+    private func requireHeld(machine: Int64, name: String, _ ids: [ChunkID], what: String) throws {
+        if ids.isEmpty { return }
+        let absent = try store.missing(ids)
+        if let first = ids.first(where: { absent.contains($0) }) {
+            throw RelayFailure(.conflict, "\(what) \(first.shortHex) named by the recovery point from \(name) is not on the relay; run the backup again (it re-sends what is missing)")
+        }
+        let owned = try catalog.owned(by: machine, ids)
+        let foreign = ids.filter { !owned.contains($0) }
+        if foreign.isEmpty { return }
+        if configuration.dedupScope == .relay {
+            try catalog.addOwned(by: machine, foreign)
+            return
+        }
+        throw RelayFailure(.conflict, "\(what) \(foreign[0].shortHex) (and \(foreign.count - 1) more) named by the recovery point from \(name) was never uploaded by it; run the backup again")
+    }
+
+    public func points(name: String) throws -> [RecoveryPointInfo] {
+        try store.index.points(machine: name)
+    }
+
+    /// Stored bytes of blobs the machine holds, as frames; a blob it does not hold is refused (403).
+    public func fetch(machine: Int64, name: String, _ ids: [ChunkID]) throws -> [UInt8] {
+        let owned = try catalog.owned(by: machine, ids)
+        if let foreign = ids.first(where: { !owned.contains($0) }) {
+            throw RelayFailure(.forbidden, "blob \(foreign.shortHex) does not belong to a recovery point of \(name)")
+        }
+        var blobs: [PreparedBlob] = []
+        for id in ids {
+            guard let b = try store.loadStored(id) else {
+                throw RelayFailure(.notFound, "blob \(id.shortHex) is missing from the relay's store; the relay's operator should run `outpost relay check`")
+            }
+            blobs.append(b)
+        }
+        return WireFormat.encodeFrames(blobs)
+    }
+}
+
+/// A failure with the HTTP status class it maps to.
+public struct RelayFailure: Error, CustomStringConvertible, Sendable {
+    public enum Kind: String, Sendable { case badRequest, unauthorized, forbidden, notFound, conflict, unprocessable, tooLarge, diskFull, internalError }
+    public let kind: Kind
+    public let message: String
+    public init(_ kind: Kind, _ message: String) { self.kind = kind; self.message = message }
+    public var description: String { message }
+}

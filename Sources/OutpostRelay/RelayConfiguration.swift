@@ -1,0 +1,116 @@
+import Foundation
+import OutpostCore
+import TOMLKit
+
+/// Whom the answer to "which chunks are new?" is computed for.
+public enum DedupScope: String, Codable, Sendable {
+    /// From the asking machine's own history only: no machine learns what another holds (the default).
+    case machine
+    /// From everything the relay holds: a first backup of a machine with the same files as another sends
+    /// less, but any machine can test whether the relay holds a chunk it can hash, and read it by reference.
+    case relay
+}
+
+/// The relay's settings: `DATA/relay.toml`, written commented at `relay init` (Config/relay.toml is the sample).
+public struct RelayConfiguration: Sendable, Equatable {
+    public var listen = "127.0.0.1:8440"
+    public var tlsCertificate: String?
+    public var tlsPrivateKey: String?
+    public var dedupScope = DedupScope.machine
+    public var tokenValidHours = 24
+    /// Uploads verified at once; further uploads wait with their bodies unread (backpressure, bounded memory).
+    public var maxConcurrentUploads = 2 * ProcessInfo.processInfo.activeProcessorCount
+    public var requestTimeoutSeconds = 300
+
+    public init() {}
+
+    struct File: Codable {
+        var listen: String?
+        var tls_certificate: String?
+        var tls_private_key: String?
+        var dedup_scope: String?
+        var token_valid_hours: Int?
+        var max_concurrent_uploads: Int?
+        var request_timeout_seconds: Int?
+    }
+
+    public static func load(path: String) throws -> RelayConfiguration {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw RelayError(.config, "cannot read the relay configuration \(path); check the path (`outpost relay init` writes DATA/relay.toml)")
+        }
+        let file: File
+        do { file = try TOMLDecoder().decode(File.self, from: text) }
+        catch { throw RelayError(.config, "the relay configuration \(path) is not valid TOML of the expected shape: \(error)") }
+        var c = RelayConfiguration()
+        if let v = file.listen { c.listen = v }
+        c.tlsCertificate = file.tls_certificate
+        c.tlsPrivateKey = file.tls_private_key
+        if let v = file.dedup_scope {
+            guard let scope = DedupScope(rawValue: v) else {
+                throw RelayError(.config, "\(path): dedup_scope must be \"machine\" or \"relay\", not \(v.debugDescription)")
+            }
+            c.dedupScope = scope
+        }
+        if let v = file.token_valid_hours { c.tokenValidHours = v }
+        if let v = file.max_concurrent_uploads { c.maxConcurrentUploads = max(1, v) }
+        if let v = file.request_timeout_seconds { c.requestTimeoutSeconds = max(10, v) }
+        if (c.tlsCertificate == nil) != (c.tlsPrivateKey == nil) {
+            throw RelayError(.config, "\(path): set both tls_certificate and tls_private_key, or neither (then the certificate made at init is used)")
+        }
+        _ = try parseListen(c.listen)
+        return c
+    }
+
+    /// "HOST:PORT" → (host, port).
+    public static func parseListen(_ s: String) throws -> (host: String, port: Int) {
+        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else {
+            throw RelayError(.config, "listen address \(s.debugDescription) must be HOST:PORT, e.g. 127.0.0.1:8440")
+        }
+        var host = String(s[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
+    public static let sample = """
+        # Outpost relay configuration (TOML). Written by `outpost relay init`; edit and restart `outpost relay serve`.
+
+        # Address the relay listens on (HTTPS). Protected machines connect here.
+        listen = "127.0.0.1:8440"
+
+        # An operator-provided certificate and key (PEM). Without them the self-signed certificate made at init
+        # (DATA/tls/) is used; clients pin its SHA-256 fingerprint (`outpost relay fingerprint`).
+        # tls_certificate = "/etc/outpost/relay.crt"
+        # tls_private_key = "/etc/outpost/relay.key"
+
+        # Which chunks a machine is told are new: "machine" answers from the asking machine's own history only,
+        # so no machine can learn what another holds (the store still keeps each chunk once). "relay" answers
+        # from the whole store: faster first backups of similar machines, but any machine can then probe for
+        # and read any chunk whose SHA-256 it knows. Keep "machine" unless all machines trust each other.
+        dedup_scope = "machine"
+
+        # Hours an enrollment token from `outpost relay add-machine` stays valid.
+        token_valid_hours = 24
+
+        # Uploads verified at the same time; more wait unread (bounded memory under many machines).
+        # max_concurrent_uploads = 4
+
+        # A request that takes longer than this is cut off.
+        request_timeout_seconds = 300
+        """
+}
+
+/// The relay layer's error.
+public struct RelayError: OperatorFacingError, Sendable {
+    public enum Code: String, Sendable { case config, notARelay, tls, exists }
+    public let code: Code
+    public let message: String
+    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
+    public var description: String { message }
+    public var exitCode: ExitCode {
+        switch code {
+        case .config: .usage
+        case .notARelay, .exists: .notAStore
+        case .tls: .failure
+        }
+    }
+}

@@ -1,0 +1,231 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import NIOCore
+import OutpostCore
+import OutpostStore
+import OutpostTLS
+import ServiceLifecycle
+import UnixSignals
+
+/// Per-request state: the machine the credential belongs to, once authenticated.
+public struct RelayRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    var machineID: Int64?
+    var machineName: String?
+
+    public init(source: Source) { coreContext = .init(source: source) }
+
+    public var maxUploadSize: Int { WireFormat.maxUploadBytes + (1 << 20) }
+
+    func machine() throws -> (Int64, String) {
+        guard let id = machineID, let name = machineName else { throw RelayFailure(.unauthorized, "this request needs a machine credential") }
+        return (id, name)
+    }
+}
+
+/// The relay's HTTPS server: routes of protocol v1 (docs/protocol.md), authentication, error mapping.
+public struct RelayServer {
+    public let relay: Relay
+    public let identity: TLSIdentity?
+    public let host: String
+    public let port: Int
+    let logger: Logger
+    /// Called with the bound port once the server listens (port 0 picks a free one).
+    let onListening: @Sendable (Int) -> Void
+
+    public init(relay: Relay, identity: TLSIdentity?, host: String, port: Int, logger: Logger, onListening: @escaping @Sendable (Int) -> Void = { _ in }) {
+        self.relay = relay
+        self.identity = identity
+        self.host = host
+        self.port = port
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func buildRouter() -> Router<RelayRequestContext> {
+        let router = Router(context: RelayRequestContext.self)
+        router.add(middleware: ErrorMapping(logger: logger))
+        router.get("/healthz") { _, _ in "ok\n" }
+        let v1 = router.group("v1")
+        let relay = self.relay
+        let certificatePEM = identity?.certificatePEM
+        v1.get("certificate") { _, _ -> Response in
+            guard let pem = certificatePEM else { throw RelayFailure(.notFound, "this relay serves plain HTTP and has no certificate") }
+            return Response(status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: pem)))
+        }
+        v1.post("enroll") { request, context -> Response in
+            let body = try await request.body.collect(upTo: 64 << 10)
+            let req = try decode(RelayAPI.EnrollRequest.self, body)
+            let secret = RelayAPI.randomSecret()
+            switch try relay.catalog.enroll(token: req.token, credential: secret) {
+            case .success(let name):
+                relay.logger.info("machine enrolled", metadata: ["machine": "\(name)"])
+                return try json(RelayAPI.EnrollResponse(machine: name, credential: RelayAPI.credential(machine: name, secret: secret)))
+            case .failure(let why):
+                let text = switch why {
+                case .unknown: "this enrollment token is not known to the relay; ask the relay's operator for a new one (`outpost relay add-machine`)"
+                case .used: "this enrollment token was already used; ask the relay's operator for a new one"
+                case .expired: "this enrollment token has expired; ask the relay's operator for a new one"
+                case .taken: "the machine name is taken"
+                }
+                throw RelayFailure(.unauthorized, text)
+            }
+        }
+        let api = v1.group().add(middleware: Authentication(catalog: relay.catalog))
+        api.get("session") { _, context -> Response in
+            let (_, name) = try context.machine()
+            return try json(RelayAPI.Session(machine: name, protocolVersion: WireFormat.protocolVersion, relayVersion: "0.1.0",
+                                             chunker: relay.store.config.chunker, compressionLevel: relay.store.config.compressionLevel,
+                                             dedupScope: relay.configuration.dedupScope.rawValue))
+        }
+        api.post("chunks/missing") { request, context -> Response in
+            let (id, _) = try context.machine()
+            let body = try await request.body.collect(upTo: WireFormat.maxIDsPerRequest * 32)
+            let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxIDsPerRequest)
+            return binary(WireFormat.encodeIDs(try relay.missing(machine: id, ids)))
+        }
+        api.post("chunks") { request, context -> Response in
+            let (id, name) = try context.machine()
+            // Wait for a slot before reading the body: queued uploads stay in the kernel's buffers.
+            await relay.uploads.acquire()
+            defer { relay.uploads.release() }
+            let body = try await request.body.collect(upTo: WireFormat.maxUploadBytes + WireFormat.maxFetchBlobs * PackFormat.blobHeaderSize)
+            return try json(try relay.upload(machine: id, name: name, body: Array(buffer: body)))
+        }
+        api.post("points") { request, context -> Response in
+            let (id, name) = try context.machine()
+            let body = try await request.body.collect(upTo: 1 << 20)
+            let point = try decode(RecoveryPoint.self, body)
+            let info = try relay.commit(machine: id, name: name, point: point)
+            return try json(RelayAPI.PointEntry(id: info.id.hex, point: info.point), status: .created)
+        }
+        api.get("points") { _, context -> Response in
+            let (_, name) = try context.machine()
+            return try json(try relay.points(name: name).map { RelayAPI.PointEntry(id: $0.id.hex, point: $0.point) })
+        }
+        api.post("blobs") { request, context -> Response in
+            let (id, name) = try context.machine()
+            let body = try await request.body.collect(upTo: WireFormat.maxFetchBlobs * 32)
+            let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxFetchBlobs)
+            return binary(try relay.fetch(machine: id, name: name, ids))
+        }
+        return router
+    }
+
+    /// Runs until SIGTERM or SIGINT; in-flight requests finish first, then the open pack is sealed.
+    public func run() async throws {
+        let router = buildRouter()
+        let server: HTTPServerBuilder
+        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(Int64(relay.configuration.requestTimeoutSeconds))))
+        if let identity {
+            server = try .tls(http1, tlsConfiguration: try identity.serverConfiguration())
+        } else {
+            server = http1
+        }
+        let onListening = self.onListening
+        let app = Application(
+            router: router,
+            server: server,
+            configuration: .init(address: .hostname(host, port: port), serverName: "outpost-relay"),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        try relay.store.flush()
+        logger.info("relay stopped; open pack sealed")
+    }
+}
+
+/// Checks `Authorization: Bearer outpost1:<machine>:<secret>` against the catalog.
+struct Authentication: RouterMiddleware {
+    typealias Context = RelayRequestContext
+    let catalog: MachineCatalog
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization], header.hasPrefix(RelayAPI.credentialScheme + " "),
+              let cred = RelayAPI.parseCredential(String(header.dropFirst(RelayAPI.credentialScheme.count + 1))) else {
+            throw RelayFailure(.unauthorized, "missing or malformed credential: enroll this machine with `outpost enroll` and use its config file")
+        }
+        guard let id = try catalog.authenticate(machine: cred.machine, credential: cred.secret) else {
+            throw RelayFailure(.unauthorized, "the credential for machine \(cred.machine) is not valid (wrong, or the machine was removed); enroll again with a new token")
+        }
+        var ctx = context
+        ctx.machineID = id
+        ctx.machineName = cred.machine
+        return try await next(request, ctx)
+    }
+}
+
+/// Turns every failure into a JSON body `{"error": code, "message": …}` with a fitting status.
+struct ErrorMapping: RouterMiddleware {
+    typealias Context = RelayRequestContext
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let f as RelayFailure {
+            return errorResponse(f.kind.status, f.kind.rawValue, f.message)
+        } catch let e as StoreError {
+            switch e.code {
+            case .diskFull:
+                logger.error("disk full", metadata: ["error": "\(e.message)"])
+                return errorResponse(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "diskFull", "the relay's disk is full; nothing of this request was committed — the relay's operator must free space, then run the backup again (\(e.message))")
+            case .alreadyExists: return errorResponse(.conflict, e.code.rawValue, e.message)
+            case .notFound, .ambiguous: return errorResponse(.notFound, e.code.rawValue, e.message)
+            case .invalid: return errorResponse(.badRequest, e.code.rawValue, e.message)
+            default:
+                logger.error("store failure", metadata: ["error": "\(e.message)"])
+                return errorResponse(.internalServerError, e.code.rawValue, e.message)
+            }
+        } catch let e as FormatError {
+            return errorResponse(.badRequest, "badRequest", e.message)
+        } catch let e as HTTPError {
+            return errorResponse(e.status, "http", e.body ?? e.status.reasonPhrase)
+        } catch let e as DecodingError {
+            return errorResponse(.badRequest, "badRequest", "the request body is not what this endpoint takes: \(e)")
+        } catch {
+            logger.error("unexpected failure", metadata: ["error": "\(error)"])
+            return errorResponse(.internalServerError, "internal", "\(error)")
+        }
+    }
+}
+
+extension RelayFailure.Kind {
+    var status: HTTPResponse.Status {
+        switch self {
+        case .badRequest: .badRequest
+        case .unauthorized: .unauthorized
+        case .forbidden: .forbidden
+        case .notFound: .notFound
+        case .conflict: .conflict
+        case .unprocessable: .unprocessableContent
+        case .tooLarge: .contentTooLarge
+        case .diskFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
+        case .internalError: .internalServerError
+        }
+    }
+}
+
+func errorResponse(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
+    let body = (try? RelayAPI.encoder().encode(RelayAPI.ErrorBody(error: code, message: message))) ?? Data()
+    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+}
+
+func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let data = try RelayAPI.encoder().encode(value)
+    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
+
+func binary(_ bytes: [UInt8]) -> Response {
+    Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+}
+
+func decode<T: Decodable>(_ type: T.Type, _ buffer: ByteBuffer) throws -> T {
+    do { return try RelayAPI.decoder().decode(type, from: Data(buffer.readableBytesView)) }
+    catch { throw RelayFailure(.badRequest, "the request body is not a valid \(T.self): \(error)") }
+}

@@ -1,0 +1,135 @@
+import Crypto
+import Foundation
+import GRDB
+import OutpostCore
+
+/// A protected machine as the relay knows it.
+public struct MachineRecord: Sendable, Equatable, Codable {
+    public var id: Int64
+    public var name: String
+    public var enrolledAt: Date?
+    public var removedAt: Date?
+    public var pendingTokenExpiresAt: Date?
+    public var recoveryPoints: Int
+    public var lastPointAt: Date?
+    public var isActive: Bool { enrolledAt != nil && removedAt == nil }
+}
+
+/// The relay's catalog of protected machines, kept in the store's index (schema v2): enrollment tokens and
+/// credentials (both stored as SHA-256 hashes, never in clear), and the blobs each machine has proven it holds.
+public struct MachineCatalog: Sendable {
+    let index: StoreIndex
+
+    public init(store: Store) { index = store.index }
+
+    static func hash(_ secret: String) -> Data { Data(SHA256.hash(data: Array(secret.utf8))) }
+
+    /// Registers a machine name with a one-time enrollment token. Refuses a name that an enrolled machine uses.
+    public func addMachine(_ name: String, token: String, expiresAt: Date, now: Date = Date()) throws {
+        try index.write("adding machine \(name)") { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT credential_hash, removed_at FROM machines WHERE name = ?", arguments: [name]),
+               row["credential_hash"] as Data? != nil, row["removed_at"] as Double? == nil {
+                throw StoreError(.alreadyExists, "a protected machine named \(name) is already enrolled; two machines cannot share a name — choose another, or `outpost relay remove-machine` the old one first")
+            }
+            try db.execute(sql: "INSERT OR IGNORE INTO machines (name, created_at) VALUES (?, ?)", arguments: [name, now.timeIntervalSince1970])
+            try db.execute(sql: "DELETE FROM enrollment_tokens WHERE machine = ? AND used_at IS NULL", arguments: [name])
+            try db.execute(sql: "INSERT INTO enrollment_tokens (token_hash, machine, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                           arguments: [Self.hash(token), name, now.timeIntervalSince1970, expiresAt.timeIntervalSince1970])
+        }
+    }
+
+    public enum EnrollmentFailure: Error, Sendable { case unknown, used, expired, taken }
+
+    /// Trades a token for a credential (stored hashed). Tokens are single-use and expire.
+    public func enroll(token: String, credential: String, now: Date = Date()) throws -> Result<String, EnrollmentFailure> {
+        try index.write("enrolling a machine") { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT machine, expires_at, used_at FROM enrollment_tokens WHERE token_hash = ?",
+                                             arguments: [Self.hash(token)]) else { return .failure(.unknown) }
+            if row["used_at"] as Double? != nil { return .failure(.used) }
+            if (row["expires_at"] as Double) < now.timeIntervalSince1970 { return .failure(.expired) }
+            let name: String = row["machine"]
+            try db.execute(sql: "UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ?", arguments: [now.timeIntervalSince1970, Self.hash(token)])
+            try db.execute(sql: "UPDATE machines SET credential_hash = ?, enrolled_at = ?, removed_at = NULL WHERE name = ?",
+                           arguments: [Self.hash(credential), now.timeIntervalSince1970, name])
+            return .success(name)
+        }
+    }
+
+    /// The machine's id when `credential` is its current credential (constant-time comparison of hashes).
+    public func authenticate(machine: String, credential: String) throws -> Int64? {
+        let row = try index.read("authenticating \(machine)") { db in
+            try Row.fetchOne(db, sql: "SELECT id, credential_hash FROM machines WHERE name = ? AND removed_at IS NULL", arguments: [machine])
+        }
+        guard let row, let stored = row["credential_hash"] as Data? else { return nil }
+        let given = Self.hash(credential)
+        guard stored.count == given.count else { return nil }
+        var diff: UInt8 = 0
+        for (a, b) in zip(stored, given) { diff |= a ^ b }
+        return diff == 0 ? row["id"] : nil
+    }
+
+    /// Stops protecting a machine: its credential stops working; its recovery points stay until retention.
+    public func removeMachine(_ name: String, now: Date = Date()) throws {
+        let changed = try index.write("removing machine \(name)") { db -> Int in
+            try db.execute(sql: "UPDATE machines SET credential_hash = NULL, removed_at = ? WHERE name = ? AND removed_at IS NULL",
+                           arguments: [now.timeIntervalSince1970, name])
+            try db.execute(sql: "DELETE FROM enrollment_tokens WHERE machine = ? AND used_at IS NULL", arguments: [name])
+            return db.changesCount
+        }
+        if changed == 0 { throw StoreError(.notFound, "no protected machine is named \(name); list them with `outpost relay machines`") }
+    }
+
+    public func machines(now: Date = Date()) throws -> [MachineRecord] {
+        try index.read("listing machines") { db in
+            try Row.fetchAll(db, sql: """
+                SELECT m.id, m.name, m.enrolled_at, m.removed_at,
+                       (SELECT MAX(expires_at) FROM enrollment_tokens t WHERE t.machine = m.name AND t.used_at IS NULL AND t.expires_at > ?) AS token_expires,
+                       (SELECT COUNT(*) FROM recovery_points r WHERE r.machine_id = m.id) AS points,
+                       (SELECT MAX(finished_at) FROM recovery_points r WHERE r.machine_id = m.id) AS last_point
+                FROM machines m ORDER BY m.name
+                """, arguments: [now.timeIntervalSince1970]).map { row in
+                MachineRecord(id: row["id"], name: row["name"],
+                              enrolledAt: (row["enrolled_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                              removedAt: (row["removed_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                              pendingTokenExpiresAt: (row["token_expires"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                              recoveryPoints: row["points"],
+                              lastPointAt: (row["last_point"] as Double?).map(Date.init(timeIntervalSince1970:)))
+            }
+        }
+    }
+
+    // MARK: What each machine holds
+
+    /// Of `ids`, those the machine has proven it holds; `verifiedOnly` narrows to trees already checked.
+    public func owned(by machine: Int64, _ ids: [ChunkID], verifiedOnly: Bool = false) throws -> Set<ChunkID> {
+        var found = Set<ChunkID>()
+        try index.read("looking up a machine's blobs") { db in
+            var start = 0
+            while start < ids.count {
+                let slice = ids[start..<min(ids.count, start + 500)]
+                let marks = Array(repeating: "?", count: slice.count).joined(separator: ",")
+                var args = StatementArguments([machine])
+                args += StatementArguments(slice.map { $0.data })
+                let rows = try Data.fetchAll(db, sql: "SELECT blob_id FROM machine_blobs WHERE machine_id = ? AND blob_id IN (\(marks))\(verifiedOnly ? " AND verified = 1" : "")",
+                                             arguments: args)
+                for r in rows { if let id = ChunkID(bytes: r) { found.insert(id) } }
+                start += 500
+            }
+        }
+        return found
+    }
+
+    public func addOwned(by machine: Int64, _ ids: some Collection<ChunkID>, verified: Bool = false, now: Date = Date()) throws {
+        guard !ids.isEmpty else { return }
+        try index.write("recording a machine's blobs") { db in
+            let st = try db.cachedStatement(sql: verified
+                ? "INSERT INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 1, ?) ON CONFLICT DO UPDATE SET verified = 1"
+                : "INSERT OR IGNORE INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 0, ?)")
+            for id in ids { try st.execute(arguments: [machine, id.data, now.timeIntervalSince1970]) }
+        }
+    }
+
+    public func machineName(_ id: Int64) throws -> String? {
+        try index.read("looking up a machine") { db in try String.fetchOne(db, sql: "SELECT name FROM machines WHERE id = ?", arguments: [id]) }
+    }
+}

@@ -1,0 +1,85 @@
+import ArgumentParser
+import Foundation
+import Logging
+import OutpostClient
+import OutpostCore
+import OutpostStore
+
+/// Where a command reads and writes recovery points: a local store (`--store`), or the relay this machine
+/// enrolled with (the client configuration).
+struct TargetOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("A local store directory, instead of the relay this machine enrolled with.", valueName: "dir"))
+    var store: String?
+    @Option(name: .long, help: ArgumentHelp("The client configuration written by `outpost enroll` (default: ~/.config/outpost/client.toml).", valueName: "file"))
+    var config: String?
+}
+
+enum Access {
+    case local(Store)
+    case remote(RemoteRepository)
+
+    static func open(_ options: TargetOptions, purpose: String) async throws -> Access {
+        if let store = options.store {
+            return .local(try Store.open(at: store, purpose: purpose))
+        }
+        let config = try ClientConfiguration.load(path: options.config ?? ClientConfiguration.defaultPath)
+        let client = try RelayClient(configuration: config)
+        do { return .remote(try await RemoteRepository(client: client)) } catch { await client.close(); throw error }
+    }
+
+    var repository: any BlobRepository {
+        switch self {
+        case .local(let s): LocalRepository(store: s)
+        case .remote(let r): r
+        }
+    }
+
+    /// The machine a remote session acts as (nil for a local store).
+    var remoteMachine: String? {
+        if case .remote(let r) = self { return r.machine }
+        return nil
+    }
+
+    func points(machine: String?) async throws -> [RecoveryPointInfo] {
+        switch self {
+        case .local(let s): try s.index.points(machine: machine)
+        case .remote(let r): try await r.points()
+        }
+    }
+
+    func resolve(_ ref: String, machine: String?) async throws -> RecoveryPointInfo {
+        let where_: String
+        switch self {
+        case .local(let s): where_ = s.layout.root
+        case .remote(let r): where_ = "the relay (machine \(r.machine))"
+        }
+        var m = machine
+        if case .local(let s) = self, m == nil, ref == "latest" {
+            let names = try s.index.machines()
+            if names.count > 1 { throw ValidationError("`latest` needs --machine: the store holds recovery points of \(names.joined(separator: ", "))") }
+        }
+        if case .remote = self { m = nil }
+        return try Store.resolve(ref, in: try await points(machine: m), machine: m, where: where_)
+    }
+
+    func loadTree(_ id: ChunkID) async throws -> Tree {
+        try Tree.decode(try await repository.load(id, kind: .tree), id: id)
+    }
+
+    func close() async {
+        if case .remote(let r) = self { await r.client.close() }
+    }
+}
+
+/// Runs `body` with an open access and closes it whatever happens.
+func withAccess<T>(_ options: TargetOptions, purpose: String, _ body: (Access) async throws -> T) async throws -> T {
+    let access = try await Access.open(options, purpose: purpose)
+    do {
+        let result = try await body(access)
+        await access.close()
+        return result
+    } catch {
+        await access.close()
+        throw error
+    }
+}

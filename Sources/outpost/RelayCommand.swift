@@ -1,0 +1,172 @@
+import ArgumentParser
+import Foundation
+import Logging
+import OutpostClient
+import OutpostCore
+import OutpostRelay
+import OutpostStore
+import OutpostTLS
+
+struct RelayOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The relay's data directory.", valueName: "dir")) var data: String
+    var directory: RelayDataDirectory { RelayDataDirectory(data) }
+}
+
+struct RelayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay",
+        abstract: "Run and administer the branch relay (the backup server protected machines push to).",
+        subcommands: [Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self]
+    )
+
+    struct Init: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a relay data directory: store, self-signed certificate, relay.toml.")
+        @OptionGroup var relay: RelayOptions
+        @Option(help: "Host names for the certificate (repeatable).") var hostname: [String] = []
+
+        func run() async throws {
+            let hosts = hostname.isEmpty ? ["localhost", ProcessInfo.processInfo.hostName] : hostname
+            let fp = try relay.directory.initialize(hosts: hosts)
+            printErr("created relay in \(relay.directory.root); edit \(relay.directory.configPath) and start it with `outpost relay serve --data \(relay.directory.root)`")
+            printErr("certificate SHA-256 fingerprint (give it to `outpost enroll --fingerprint`):")
+            print(fp)
+        }
+    }
+
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the relay until SIGTERM or SIGINT.")
+        @OptionGroup var relay: RelayOptions
+        @Option(help: "HOST:PORT to listen on (overrides relay.toml; port 0 picks a free one).") var listen: String?
+        @Option(help: "Settings file (default: DATA/relay.toml).") var config: String?
+        @Flag(help: "Serve plain HTTP instead of HTTPS (only on a trusted network; credentials travel in clear).") var insecureHttp = false
+        @Option(help: ArgumentHelp("Write the port to this file once listening (for scripts and tests).", valueName: "file")) var portFile: String?
+
+        func run() async throws {
+            let dir = relay.directory
+            try dir.requireRelay()
+            var settings = try dir.configuration(file: config)
+            if let listen { settings.listen = listen }
+            let (host, port) = try RelayConfiguration.parseListen(settings.listen)
+            let identity = insecureHttp ? nil : try dir.identity(settings)
+            var logger = Logger(label: "outpost.relay")
+            logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["OUTPOST_LOG_LEVEL"] ?? "") ?? .info
+            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay serve`", logger: logger)
+            let service = Relay(store: store, configuration: settings, logger: logger)
+            let portFile = self.portFile
+            let scheme = insecureHttp ? "http" : "https"
+            let scope = settings.dedupScope.rawValue
+            let server = RelayServer(relay: service, identity: identity, host: host, port: port, logger: logger) { bound in
+                printErr("relay listening on \(scheme)://\(host):\(bound) (dedup scope: \(scope))")
+                if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
+            }
+            try await server.run()
+        }
+    }
+
+    struct AddMachine: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "add-machine",
+            abstract: "Protect a new machine: prints a one-time enrollment token alone on stdout."
+        )
+        @OptionGroup var relay: RelayOptions
+        @Option(help: "Hours the token stays valid (default: relay.toml's token_valid_hours, 24).") var validHours: Int?
+        @Argument(help: "The machine's name (letters, digits, '.', '-', '_').") var name: String
+
+        func validate() throws { try validateMachineName(name) }
+
+        func run() async throws {
+            let dir = relay.directory
+            try dir.requireRelay()
+            let hours = try validHours ?? dir.configuration().tokenValidHours
+            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay add-machine`")
+            let token = RelayAPI.randomSecret()
+            let expires = Date().addingTimeInterval(Double(hours) * 3600)
+            try MachineCatalog(store: store).addMachine(name, token: token, expiresAt: expires)
+            printErr("machine \(name) added; on it run `outpost enroll --relay https://RELAY:PORT --token TOKEN --fingerprint \((try? dir.identity(dir.configuration()).fingerprint) ?? "FINGERPRINT")` before \(expires.formatted(.iso8601))")
+            print(token)
+        }
+    }
+
+    struct Machines: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List protected machines with their last recovery point.")
+        @OptionGroup var relay: RelayOptions
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try relay.directory.requireRelay()
+            let store = try Store.open(at: relay.directory.storePath, purpose: "`outpost relay machines`")
+            let list = try MachineCatalog(store: store).machines()
+            if json { try printJSON(list); return }
+            print("MACHINE           STATE       POINTS  LAST RECOVERY POINT")
+            for m in list {
+                let state = m.removedAt != nil ? "removed" : m.enrolledAt != nil ? "enrolled" : m.pendingTokenExpiresAt != nil ? "pending" : "local"
+                print("\(m.name.padding(toLength: 16, withPad: " ", startingAt: 0))  \(state.padding(toLength: 10, withPad: " ", startingAt: 0))  \(String(m.recoveryPoints).leftPad(6))  \(m.lastPointAt?.formatted(.iso8601) ?? "-")")
+            }
+        }
+    }
+
+    struct RemoveMachine: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "remove-machine",
+            abstract: "Stop protecting a machine: its credential stops working; its recovery points are kept until retention removes them."
+        )
+        @OptionGroup var relay: RelayOptions
+        @Argument(help: "The machine's name.") var name: String
+
+        func run() async throws {
+            try relay.directory.requireRelay()
+            let store = try Store.open(at: relay.directory.storePath, purpose: "`outpost relay remove-machine`")
+            try MachineCatalog(store: store).removeMachine(name)
+            printErr("machine \(name) removed; its recovery points are kept")
+        }
+    }
+
+    struct Fingerprint: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the SHA-256 fingerprint of the relay's certificate alone on stdout.")
+        @OptionGroup var relay: RelayOptions
+        @Option(help: "Settings file (default: DATA/relay.toml).") var config: String?
+
+        func run() async throws {
+            let dir = relay.directory
+            try dir.requireRelay()
+            print(try dir.identity(dir.configuration(file: config)).fingerprint)
+        }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Verify the relay's store (as `outpost check`); exits 13 on damage.")
+        @OptionGroup var relay: RelayOptions
+        @Flag(help: "Also read, decompress and re-hash every chunk.") var readData = false
+
+        func run() async throws {
+            try relay.directory.requireRelay()
+            var check = CheckCommand()
+            check.options = try StoreOptions.parse(["--store", relay.directory.storePath])
+            check.readData = readData
+            try await check.run()
+        }
+    }
+}
+
+struct EnrollCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enroll",
+        abstract: "Enroll this machine with a relay: pins its certificate and stores the machine's credential."
+    )
+    @Option(help: "The relay's address, https://HOST:PORT.") var relay: String
+    @Option(help: "The one-time token from `outpost relay add-machine`.") var token: String
+    @Option(help: "The relay certificate's SHA-256 fingerprint (from `outpost relay fingerprint`); without it the first certificate seen is trusted.")
+    var fingerprint: String?
+    @Option(help: "Where to write the client configuration (default: ~/.config/outpost/client.toml).") var config: String?
+
+    func run() async throws {
+        let path = config ?? ClientConfiguration.defaultPath
+        try ClientConfiguration.prepareDirectory(for: path)
+        let (cfg, fp) = try await Enrollment.enroll(relay: relay, token: token, expectedFingerprint: fingerprint, logger: Logger(label: "outpost.enroll"))
+        try cfg.save(path: path)
+        if let fp, fingerprint == nil {
+            printErr("pinned the relay certificate \(fp) on first use; compare it with `outpost relay fingerprint` on the relay")
+        }
+        printErr("enrolled as machine \(cfg.machine) with \(relay); configuration written to \(path) (mode 0600)")
+    }
+}
