@@ -90,6 +90,8 @@ let package = Package(
         .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
                     swiftSettings: strict),
         // Drives the real `outpost` binary (built alongside the tests) as operators and scripts do.
-        .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore", "COutpostSystem"], swiftSettings: strict),
+        .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS",
+                                                              .product(name: "Logging", package: "swift-log"),
+                                                              .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: strict),
     ]
 )

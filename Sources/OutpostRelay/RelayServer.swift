@@ -46,72 +46,110 @@ public struct RelayServer {
         self.onListening = onListening
     }
 
+    /// One endpoint of protocol v1. Every route is registered from `routes`, and a test checks this table
+    /// against openapi/relay.yaml, so the document cannot drift from the server.
+    public struct Route: Sendable, Hashable {
+        public let method: String
+        public let path: String
+        public let authenticated: Bool
+    }
+
+    public static let routes: [Route] = [
+        Route(method: "GET", path: "/healthz", authenticated: false),
+        Route(method: "GET", path: "/v1/certificate", authenticated: false),
+        Route(method: "POST", path: "/v1/enroll", authenticated: false),
+        Route(method: "GET", path: "/v1/session", authenticated: true),
+        Route(method: "POST", path: "/v1/chunks/missing", authenticated: true),
+        Route(method: "POST", path: "/v1/chunks", authenticated: true),
+        Route(method: "POST", path: "/v1/points", authenticated: true),
+        Route(method: "GET", path: "/v1/points", authenticated: true),
+        Route(method: "POST", path: "/v1/blobs", authenticated: true),
+    ]
+
+    typealias Handler = @Sendable (Request, RelayRequestContext) async throws -> Response
+
+    func handlers() -> [Route: Handler] {
+        let relay = self.relay
+        let certificatePEM = identity?.certificatePEM
+        func route(_ method: String, _ path: String) -> Route {
+            Self.routes.first { $0.method == method && $0.path == path }!
+        }
+        return [
+            route("GET", "/healthz"): { _, _ in
+                Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+            },
+            route("GET", "/v1/certificate"): { _, _ in
+                guard let pem = certificatePEM else { throw RelayFailure(.notFound, "this relay serves plain HTTP and has no certificate") }
+                return Response(status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: pem)))
+            },
+            route("POST", "/v1/enroll"): { request, _ in
+                let body = try await request.body.collect(upTo: 64 << 10)
+                let req = try decode(RelayAPI.EnrollRequest.self, body)
+                let secret = RelayAPI.randomSecret()
+                switch try relay.catalog.enroll(token: req.token, credential: secret) {
+                case .success(let name):
+                    relay.logger.info("machine enrolled", metadata: ["machine": "\(name)"])
+                    return try json(RelayAPI.EnrollResponse(machine: name, credential: RelayAPI.credential(machine: name, secret: secret)))
+                case .failure(let why):
+                    let text = switch why {
+                    case .unknown: "this enrollment token is not known to the relay; ask the relay's operator for a new one (`outpost relay add-machine`)"
+                    case .used: "this enrollment token was already used; ask the relay's operator for a new one"
+                    case .expired: "this enrollment token has expired; ask the relay's operator for a new one"
+                    case .taken: "the machine name is taken"
+                    }
+                    throw RelayFailure(.unauthorized, text)
+                }
+            },
+            route("GET", "/v1/session"): { _, context in
+                let (_, name) = try context.machine()
+                return try json(RelayAPI.Session(machine: name, protocolVersion: WireFormat.protocolVersion, relayVersion: "0.1.0",
+                                                 chunker: relay.store.config.chunker, compressionLevel: relay.store.config.compressionLevel,
+                                                 dedupScope: relay.configuration.dedupScope.rawValue))
+            },
+            route("POST", "/v1/chunks/missing"): { request, context in
+                let (id, _) = try context.machine()
+                let body = try await request.body.collect(upTo: WireFormat.maxIDsPerRequest * 32)
+                let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxIDsPerRequest)
+                return binary(WireFormat.encodeIDs(try relay.missing(machine: id, ids)))
+            },
+            route("POST", "/v1/chunks"): { request, context in
+                let (id, name) = try context.machine()
+                // Wait for a slot before reading the body: queued uploads stay in the kernel's buffers.
+                await relay.uploads.acquire()
+                defer { relay.uploads.release() }
+                let body = try await request.body.collect(upTo: WireFormat.maxUploadBytes + WireFormat.maxFetchBlobs * PackFormat.blobHeaderSize)
+                return try json(try relay.upload(machine: id, name: name, body: Array(buffer: body)))
+            },
+            route("POST", "/v1/points"): { request, context in
+                let (id, name) = try context.machine()
+                let body = try await request.body.collect(upTo: 1 << 20)
+                let point = try decode(RecoveryPoint.self, body)
+                let info = try relay.commit(machine: id, name: name, point: point)
+                return try json(RelayAPI.PointEntry(id: info.id.hex, point: info.point), status: .created)
+            },
+            route("GET", "/v1/points"): { _, context in
+                let (_, name) = try context.machine()
+                return try json(try relay.points(name: name).map { RelayAPI.PointEntry(id: $0.id.hex, point: $0.point) })
+            },
+            route("POST", "/v1/blobs"): { request, context in
+                let (id, name) = try context.machine()
+                let body = try await request.body.collect(upTo: WireFormat.maxFetchBlobs * 32)
+                let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxFetchBlobs)
+                return binary(try relay.fetch(machine: id, name: name, ids))
+            },
+        ]
+    }
+
     public func buildRouter() -> Router<RelayRequestContext> {
         let router = Router(context: RelayRequestContext.self)
         router.add(middleware: ErrorMapping(logger: logger))
-        router.get("/healthz") { _, _ in "ok\n" }
-        let v1 = router.group("v1")
-        let relay = self.relay
-        let certificatePEM = identity?.certificatePEM
-        v1.get("certificate") { _, _ -> Response in
-            guard let pem = certificatePEM else { throw RelayFailure(.notFound, "this relay serves plain HTTP and has no certificate") }
-            return Response(status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: pem)))
-        }
-        v1.post("enroll") { request, context -> Response in
-            let body = try await request.body.collect(upTo: 64 << 10)
-            let req = try decode(RelayAPI.EnrollRequest.self, body)
-            let secret = RelayAPI.randomSecret()
-            switch try relay.catalog.enroll(token: req.token, credential: secret) {
-            case .success(let name):
-                relay.logger.info("machine enrolled", metadata: ["machine": "\(name)"])
-                return try json(RelayAPI.EnrollResponse(machine: name, credential: RelayAPI.credential(machine: name, secret: secret)))
-            case .failure(let why):
-                let text = switch why {
-                case .unknown: "this enrollment token is not known to the relay; ask the relay's operator for a new one (`outpost relay add-machine`)"
-                case .used: "this enrollment token was already used; ask the relay's operator for a new one"
-                case .expired: "this enrollment token has expired; ask the relay's operator for a new one"
-                case .taken: "the machine name is taken"
-                }
-                throw RelayFailure(.unauthorized, text)
-            }
-        }
-        let api = v1.group().add(middleware: Authentication(catalog: relay.catalog))
-        api.get("session") { _, context -> Response in
-            let (_, name) = try context.machine()
-            return try json(RelayAPI.Session(machine: name, protocolVersion: WireFormat.protocolVersion, relayVersion: "0.1.0",
-                                             chunker: relay.store.config.chunker, compressionLevel: relay.store.config.compressionLevel,
-                                             dedupScope: relay.configuration.dedupScope.rawValue))
-        }
-        api.post("chunks/missing") { request, context -> Response in
-            let (id, _) = try context.machine()
-            let body = try await request.body.collect(upTo: WireFormat.maxIDsPerRequest * 32)
-            let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxIDsPerRequest)
-            return binary(WireFormat.encodeIDs(try relay.missing(machine: id, ids)))
-        }
-        api.post("chunks") { request, context -> Response in
-            let (id, name) = try context.machine()
-            // Wait for a slot before reading the body: queued uploads stay in the kernel's buffers.
-            await relay.uploads.acquire()
-            defer { relay.uploads.release() }
-            let body = try await request.body.collect(upTo: WireFormat.maxUploadBytes + WireFormat.maxFetchBlobs * PackFormat.blobHeaderSize)
-            return try json(try relay.upload(machine: id, name: name, body: Array(buffer: body)))
-        }
-        api.post("points") { request, context -> Response in
-            let (id, name) = try context.machine()
-            let body = try await request.body.collect(upTo: 1 << 20)
-            let point = try decode(RecoveryPoint.self, body)
-            let info = try relay.commit(machine: id, name: name, point: point)
-            return try json(RelayAPI.PointEntry(id: info.id.hex, point: info.point), status: .created)
-        }
-        api.get("points") { _, context -> Response in
-            let (_, name) = try context.machine()
-            return try json(try relay.points(name: name).map { RelayAPI.PointEntry(id: $0.id.hex, point: $0.point) })
-        }
-        api.post("blobs") { request, context -> Response in
-            let (id, name) = try context.machine()
-            let body = try await request.body.collect(upTo: WireFormat.maxFetchBlobs * 32)
-            let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxFetchBlobs)
-            return binary(try relay.fetch(machine: id, name: name, ids))
+        let open = router.group()
+        let authed = router.group().add(middleware: Authentication(catalog: relay.catalog))
+        let table = handlers()
+        for r in Self.routes {
+            guard let handler = table[r] else { preconditionFailure("route \(r.method) \(r.path) has no handler") }
+            let group = r.authenticated ? authed : open
+            group.on(RouterPath(r.path), method: HTTPRequest.Method(r.method)!) { request, context in try await handler(request, context) }
         }
         return router
     }

@@ -73,8 +73,9 @@ public struct MachineCatalog: Sendable {
         let changed = try index.write("removing machine \(name)") { db -> Int in
             try db.execute(sql: "UPDATE machines SET credential_hash = NULL, removed_at = ? WHERE name = ? AND removed_at IS NULL",
                            arguments: [now.timeIntervalSince1970, name])
+            let changed = db.changesCount
             try db.execute(sql: "DELETE FROM enrollment_tokens WHERE machine = ? AND used_at IS NULL", arguments: [name])
-            return db.changesCount
+            return changed
         }
         if changed == 0 { throw StoreError(.notFound, "no protected machine is named \(name); list them with `outpost relay machines`") }
     }

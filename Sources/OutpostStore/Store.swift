@@ -118,19 +118,27 @@ public final class Store: Sendable {
     public func save(_ blobs: [PreparedBlob]) throws -> SaveStats {
         try writer.withLock { state in
             var stats = SaveStats()
-            for blob in blobs where !state.written.contains(blob.id) {
-                stats.blobs += 1
-                stats.rawBytes += Int64(blob.rawLength)
-                stats.storedBytes += Int64(blob.stored.count + PackFormat.blobHeaderSize + PackFormat.entrySize)
-                if state.pack == nil { state.pack = try PackWriter(layout: layout) }
-                try state.pack!.append(blob)
-                state.written.insert(blob.id)
-                state.addedStored += Int64(blob.stored.count)
-                if state.pack!.size >= config.packTargetSize {
-                    let pack = state.pack!
-                    state.pack = nil
-                    try seal(pack)
+            do {
+                for blob in blobs where !state.written.contains(blob.id) {
+                    stats.blobs += 1
+                    stats.rawBytes += Int64(blob.rawLength)
+                    stats.storedBytes += Int64(blob.stored.count + PackFormat.blobHeaderSize + PackFormat.entrySize)
+                    if state.pack == nil { state.pack = try PackWriter(layout: layout) }
+                    try state.pack!.append(blob)
+                    state.written.insert(blob.id)
+                    state.addedStored += Int64(blob.stored.count)
+                    if state.pack!.size >= config.packTargetSize {
+                        let pack = state.pack!
+                        state.pack = nil
+                        do { try seal(pack) } catch { Self.forget(pack, in: &state); throw error }
+                    }
                 }
+            } catch {
+                // A failed write leaves the open pack with a torn blob: drop it whole, and forget its blobs so
+                // that they are asked for (and sent) again.
+                if let pack = state.pack { Self.forget(pack, in: &state) }
+                state.pack = nil
+                throw error
             }
             return stats
         }
@@ -141,9 +149,14 @@ public final class Store: Sendable {
         try writer.withLock { state in
             if let pack = state.pack {
                 state.pack = nil
-                try seal(pack)
+                do { try seal(pack) } catch { Self.forget(pack, in: &state); throw error }
             }
         }
+    }
+
+    private static func forget(_ pack: PackWriter, in state: inout WriterState) {
+        for e in pack.entries { state.written.remove(e.id) }
+        pack.abandon()
     }
 
     private func seal(_ pack: PackWriter) throws {
@@ -156,10 +169,7 @@ public final class Store: Sendable {
     /// Forgets what this process wrote (after a failed job whose open pack was abandoned).
     public func discardOpenPack() {
         writer.withLock { state in
-            if let pack = state.pack {
-                for e in pack.entries { state.written.remove(e.id) }
-                pack.abandon()
-            }
+            if let pack = state.pack { Self.forget(pack, in: &state) }
             state.pack = nil
         }
     }

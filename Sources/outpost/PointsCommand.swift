@@ -16,6 +16,7 @@ struct PointsCommand: AsyncParsableCommand {
         var machine: String
         var hostname: String
         var paths: [String]
+        var rootTree: String
         var startedAt: Date
         var finishedAt: Date
         var summary: BackupSummary
@@ -24,7 +25,7 @@ struct PointsCommand: AsyncParsableCommand {
     func run() async throws {
         let points = try await withAccess(target, purpose: "`outpost points`") { try await $0.points(machine: machine) }
         if json {
-            try printJSON(points.map { Out(id: $0.id.hex, machine: $0.point.machine, hostname: $0.point.hostname, paths: $0.point.paths,
+            try printJSON(points.map { Out(id: $0.id.hex, machine: $0.point.machine, hostname: $0.point.hostname, paths: $0.point.paths, rootTree: $0.point.rootTree,
                                            startedAt: $0.point.startedAt, finishedAt: $0.point.finishedAt, summary: $0.point.summary) })
             return
         }
