@@ -23,11 +23,11 @@ enum CLI {
         var stderr: String
     }
 
-    /// Runs to completion. `prefix` runs the binary through another program (setpriv).
+    /// Runs to completion. Output goes to temporary files, not pipes: nothing in this process has to run
+    /// for the child to make progress, so parallel tests cannot starve each other into a deadlock.
     @discardableResult
     static func run(_ args: [String], prefix: [String] = []) throws -> Result {
         let p = Process()
-        let out = Pipe(), err = Pipe()
         if prefix.isEmpty {
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = args
@@ -35,19 +35,21 @@ enum CLI {
             p.executableURL = URL(fileURLWithPath: prefix[0])
             p.arguments = Array(prefix.dropFirst()) + [binary] + args
         }
+        let base = NSTemporaryDirectory() + "/outpost-cli-\(UUID().uuidString)"
+        FileManager.default.createFile(atPath: base + ".out", contents: nil)
+        FileManager.default.createFile(atPath: base + ".err", contents: nil)
+        defer { unlink(base + ".out"); unlink(base + ".err") }
+        let out = FileHandle(forWritingAtPath: base + ".out")!, err = FileHandle(forWritingAtPath: base + ".err")!
         p.standardOutput = out
         p.standardError = err
         p.standardInput = FileHandle.nullDevice
         try p.run()
-        // Read both pipes before waiting so that a chatty child cannot block on a full pipe.
-        let errData = Task.detached { err.fileHandleForReading.readDataToEndOfFile() }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        let e = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var errBytes = Data()
-        Task { errBytes = await errData.value; e.signal() }
-        e.wait()
-        return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errBytes, as: UTF8.self))
+        try? out.close()
+        try? err.close()
+        let stdout = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
+        let stderr = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
+        return Result(status: p.terminationStatus, stdout: stdout, stderr: stderr)
     }
 
     /// Runs another program (setup steps such as chown).
