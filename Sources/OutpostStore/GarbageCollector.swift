@@ -14,6 +14,8 @@ public struct GCReport: Sendable {
     public var packsWritten = 0
     public var unindexedPacksDeleted = 0
     public var bytesFreed: Int64 = 0
+    /// Packs left alone because they are younger than the grace period.
+    public var packsInGrace = 0
 }
 
 /// Removes what no committed recovery point needs. Marks every blob reachable from the catalog; packs with
@@ -24,11 +26,17 @@ public struct GarbageCollector {
     let store: Store
     /// A pack is rewritten when at least this share of its bytes is dead.
     let repackThreshold: Double
+    /// Packs younger than this are not touched: an interrupted push resumes without re-sending their chunks.
+    let grace: TimeInterval
+    let now: Date
     let logger: Logger
 
-    public init(store: Store, repackThreshold: Double = 0.1, logger: Logger = Logger(label: "outpost.gc")) {
+    public init(store: Store, repackThreshold: Double = 0.1, grace: TimeInterval = 0, now: Date = Date(),
+                logger: Logger = Logger(label: "outpost.gc")) {
         self.store = store
         self.repackThreshold = repackThreshold
+        self.grace = grace
+        self.now = now
         self.logger = logger
     }
 
@@ -70,6 +78,10 @@ public struct GarbageCollector {
         for pack in try index.packs() {
             let e = byPack[pack.id] ?? ([], [], 0)
             report.liveBlobs += e.live.count
+            if grace > 0 && pack.createdAt > now.addingTimeInterval(-grace) {
+                if !e.dead.isEmpty { report.packsInGrace += 1 }
+                continue
+            }
             if e.live.isEmpty {
                 oldPacks.append((pack, false)); dead += e.dead
             } else if !e.dead.isEmpty && Double(e.deadBytes) >= repackThreshold * Double(pack.size) {

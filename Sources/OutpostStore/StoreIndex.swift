@@ -19,6 +19,7 @@ public struct PackRecord: Sendable, Equatable {
     public var name: String
     public var size: Int
     public var blobCount: Int
+    public var createdAt: Date = .distantPast
 }
 
 /// The store's SQLite index (GRDB `DatabasePool`, WAL): packs, blobs → pack locations, machines and the
@@ -201,8 +202,9 @@ public final class StoreIndex: Sendable {
 
     public func packs() throws -> [PackRecord] {
         try read("listing packs") { db in
-            try Row.fetchAll(db, sql: "SELECT id, name, size, blob_count FROM packs ORDER BY id").map {
-                PackRecord(id: $0["id"], name: $0["name"], size: $0["size"], blobCount: $0["blob_count"])
+            try Row.fetchAll(db, sql: "SELECT id, name, size, blob_count, created_at FROM packs ORDER BY id").map {
+                PackRecord(id: $0["id"], name: $0["name"], size: $0["size"], blobCount: $0["blob_count"],
+                           createdAt: Date(timeIntervalSince1970: $0["created_at"]))
             }
         }
     }

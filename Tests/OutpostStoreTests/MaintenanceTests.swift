@@ -117,6 +117,19 @@ func chunkIDs(_ n: Node) -> [ChunkID] {
         #expect(try StoreChecker(store: store, readData: true).run().isClean)
     }
 
+    @Test func gcLeavesYoungPacksForAResumingPush() async throws {
+        let s = Scratch()
+        let store = try makeStore(s)
+        let orphan = try store.saveBlob(kind: .data, plaintext: pseudoRandom(20_000, seed: 10))
+        try store.flush()
+        let young = try GarbageCollector(store: store, grace: 3600).run()
+        #expect(young.deadBlobs == 0)
+        #expect(young.packsInGrace == 1)
+        #expect(try store.missing([orphan]).isEmpty, "a resuming push finds it")
+        let later = try GarbageCollector(store: store, grace: 3600, now: Date().addingTimeInterval(7200)).run()
+        #expect(later.deadBlobs == 1)
+    }
+
     @Test func theIndexIsRebuiltFromThePacksAlone() async throws {
         let s = Scratch()
         do {
