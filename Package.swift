@@ -49,6 +49,12 @@ let package = Package(
             "OutpostCore", "COutpostSystem",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // Keys for the vault: passphrase policy, scrypt-wrapped master key, HKDF sub-keys, AES-GCM sealing, HMAC names.
+        .target(name: "OutpostCrypto", dependencies: [
+            "OutpostCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "CryptoExtras", package: "swift-crypto"),
+        ], swiftSettings: strict),
         // TLS material: self-signed certificates made at init, fingerprints, pinning. Shared by relay and client.
         .target(name: "OutpostTLS", dependencies: [
             "OutpostCore",
@@ -87,6 +93,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: strict),
+        .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto"], swiftSettings: strict),
         .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
                     swiftSettings: strict),
         // Drives the real `outpost` binary (built alongside the tests) as operators and scripts do.

@@ -32,23 +32,16 @@
 #     repository size      ≤ borg's + 5 % (ratio outpost/borg ≤ 1.05)
 #     peak RSS             ≤ 300 MiB
 #
+# The corpus, its marker file and the small helpers live in bench/lib.sh (shared with bench/relay.sh).
+#
 # Reference numbers on this kind of machine (2 cores, 1.84 GiB toolchain corpus): see /work/shared/facts.md.
 
 set -euo pipefail
 
-ROOT=$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WORK=${BENCH_WORK:-$ROOT/bench/work}
-CORPUS_MB=${CORPUS_MB:-2000}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # ROOT, WORK, CORPUS_MB, CORPUS, MARKER, REVERT, LOGS, helpers
 SKIP_OUTPOST=${SKIP_OUTPOST:-0}
 BENCH_CLEAN=${BENCH_CLEAN:-0}
-
-mkdir -p "$WORK"
-WORK=$(cd -P "$WORK" && pwd)
-CORPUS=$WORK/corpus                 # absolute, no symlinks: restic and borg record this path
-MARKER=$WORK/corpus.ready           # written when the corpus is complete
-REVERT=$WORK/corpus.revert          # sizes and mtimes of the files the 1 % change touched
 RUN=$WORK/run                       # repositories and restore directories of this run
-LOGS=$WORK/logs
 RESULTS=$WORK/results.md
 
 if [[ $SKIP_OUTPOST == 1 ]]; then TOOLS=(restic borg); else TOOLS=(outpost restic borg); fi
@@ -59,53 +52,6 @@ export BORG_PASSPHRASE=bench
 export BORG_BASE_DIR=$WORK/cache/borg
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
-export LC_ALL=C
-
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------------------------------------------------
-# Small helpers
-
-# seconds elapsed since $1 (a `date +%s.%N` value), 3 decimals
-since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }
-
-# f DIGITS X: format a number; "-" stays "-"
-f() { if [[ $2 == - ]]; then echo -; else awk -v x="$2" -v d="$1" 'BEGIN { printf "%.*f", d, x }'; fi; }
-
-# ratio A B: A/B with 2 decimals, "-" if either is missing or B is 0
-ratio() {
-    if [[ $1 == - || $2 == - ]]; then echo -; return; fi
-    awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'
-}
-
-# run LOG CMD...: run a command (stdin from /dev/null) with its output appended to LOG; on failure show the
-# end of LOG and stop.
-run() {
-    local log=$1; shift
-    printf '\n$ %s\n' "$*" >>"$log"
-    if ! "$@" </dev/null >>"$log" 2>&1; then
-        printf 'error: command failed: %s\n--- last lines of %s:\n' "$*" "$log" >&2
-        tail -n 25 "$log" >&2
-        exit 1
-    fi
-}
-
-# timed LOG CMD...: sync (untimed), then run CMD and set ELAPSED to its wall time in seconds
-timed() {
-    local log=$1; shift
-    sync
-    local t0; t0=$(date +%s.%N)
-    run "$log" "$@"
-    ELAPSED=$(since "$t0")
-}
-
-# in_dir DIR CMD...: run CMD in DIR (borg extract writes into the current directory)
-in_dir() { (cd "$1" || exit; shift; "$@"); }
-
-# bytes of the regular files under a directory
-tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }'; }
-
 # ---------------------------------------------------------------------------------------------------------
 # 1. Packages
 
@@ -116,12 +62,7 @@ install_packages() {
     command -v zstd >/dev/null || missing+=(zstd)
     [[ -x /usr/bin/time ]] || missing+=(time)
     dpkg -s libzstd-dev >/dev/null 2>&1 || missing+=(libzstd-dev)
-    if ((${#missing[@]})); then
-        say "installing ${missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
+    if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -142,63 +83,7 @@ build_outpost() {
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# 3. Corpus
-
-# Put back the files the 1 % change touched (also after an interrupted run): truncate to the old size and
-# restore the old mtime.
-revert_change() {
-    [[ -f $REVERT ]] || return 0
-    local size mtime path
-    while IFS=$'\t' read -r size mtime path; do
-        [[ -f $path ]] || continue
-        truncate -s "$size" -- "$path"
-        touch -m -d "@$mtime" -- "$path"
-    done <"$REVERT"
-    rm -f -- "$REVERT"
-}
-
-make_corpus() {
-    local want="toolchain=$CORPUS_MB MB"
-    if [[ -f $MARKER && $(<"$MARKER") == "$want" && -d $CORPUS ]]; then
-        say "reusing the corpus in $CORPUS ($want)"
-        return
-    fi
-    rm -rf -- "$CORPUS" "$MARKER" "$REVERT"
-    mkdir -p "$CORPUS"
-
-    local src=/opt/swift/usr/lib
-    [[ -d $src ]] || src=/usr/lib
-    local budget=$((CORPUS_MB * 1000000))
-    local total; total=$(tree_bytes "$src")
-    if ((total <= budget)); then
-        say "corpus: copying all of $src ($((total / 1000000)) MB)"
-        cp -a -- "$src" "$CORPUS/toolchain"
-    else
-        say "corpus: copying the first $CORPUS_MB MB of $src (sorted by path)"
-        mkdir -p "$CORPUS/toolchain"
-        # files and symlinks in path order, as long as they fit in the budget
-        (cd "$src" && find . \( -type f -o -type l \) -printf '%s\t%P\n' | sort -t $'\t' -k 2 |
-            awk -F '\t' -v b="$budget" '$1 + s <= b { s += $1; print $2 }' |
-            xargs -d '\n' -r cp -a --parents -t "$CORPUS/toolchain")
-    fi
-
-    say "corpus: adding 50 MB of random data and 300 small text files"
-    mkdir -p "$CORPUS/random" "$CORPUS/text"
-    local i j
-    for i in 1 2 3 4 5; do
-        head -c 10M /dev/urandom >"$CORPUS/random/random-$i.bin"
-    done
-    for i in $(seq -w 1 10); do
-        mkdir -p "$CORPUS/text/d$i"
-        for j in $(seq -w 1 30); do
-            {
-                printf 'Outpost benchmark text file %s/%s\n\n' "$i" "$j"
-                seq -f "line %g: the quick brown fox jumps over the lazy dog" 1 $((10#$i * 10#$j * 3))
-            } >"$CORPUS/text/d$i/note-$j.txt"
-        done
-    done
-    echo "$want" >"$MARKER"
-}
+# 3. Corpus (make_corpus and revert_change are in lib.sh)
 
 # The 1 % change: every 100th regular file in sorted order gets 4 KiB of random data appended.
 apply_change() {
@@ -235,20 +120,6 @@ cmd_restore() { # TOOL REPO DIR N
         restic)  CMD=(restic restore latest --repo "$2" --target "$3") ;;
         borg)    CMD=(in_dir "$3" borg extract "$2::a$4") ;;
     esac
-}
-
-# Where the corpus landed inside a restore directory: restic and borg recreate the absolute path
-# (DIR/work/.../corpus); accept DIR/corpus or DIR itself too.
-restored_root() {
-    if [[ -d $1$CORPUS ]]; then echo "$1$CORPUS"
-    elif [[ -d $1/corpus ]]; then echo "$1/corpus"
-    else echo "$1"; fi
-}
-
-# listing of types, modes, sizes, file mtimes and link targets, for the metadata comparison
-meta_listing() {
-    (cd "$1" && find . -mindepth 1 \( -type f -printf '%P f %m %s %T@\n' \) -o \( -type d -printf '%P d %m\n' \) \
-        -o \( -type l -printf '%P l -> %l\n' \) -o -printf '%P other\n' | sort)
 }
 
 # verify TOOL DIR: content with diff -r (symlinks compared as links), then metadata; sets V[tool:verify]

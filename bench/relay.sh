@@ -1,0 +1,516 @@
+#!/usr/bin/env bash
+# bench/relay.sh: benchmark Outpost's client → relay path on loopback, against restic → `rclone serve restic`,
+# and 8 machines pushing to one relay at once.
+#
+# This is a benchmark, not a test. It never builds Outpost: build a release binary first, then run it from
+# anywhere, as root (it installs rclone and restic with apt-get when they are missing):
+#
+#     swift build -c release --build-path .build-release --product outpost
+#     bench/relay.sh                                  # 2000 MB corpus; 8 machines × 1000 MB at once
+#     OUTPOST_BIN=/path/to/outpost bench/relay.sh     # another binary
+#     CORPUS_MB=100 CONCURRENT_MB=50 bench/relay.sh   # quick check of the script
+#
+# Environment:
+#     OUTPOST_BIN    the Outpost binary (default .build-release/release/outpost)
+#     CORPUS_MB      as in compare.sh (default 2000): the same corpus, built by bench/lib.sh and reused through its
+#                    marker file (a corpus of another size is rebuilt)
+#     BENCH_WORK     as in compare.sh (default bench/work); results go to $BENCH_WORK/relay-results.md, the
+#                    tools' logs to $BENCH_WORK/logs/relay/; scratch (repositories, restores) to
+#                    $BENCH_WORK/relay-run, deleted at the end
+#     BENCH_CLEAN    1 = also delete the corpus at the end
+#     CONCURRENT_MB  data each machine pushes in part B (default 1000): a copy of the corpus's first files (path
+#                    order) up to this many MB, or the corpus itself when it is smaller
+#     MACHINES       machines pushing at once in part B (default 8)
+#
+# A. One machine: Outpost client → `outpost relay serve` over HTTPS (self-signed, pinned) vs restic →
+#    `rclone serve restic` over plain HTTP, each with a fresh repository: first backup, no-change backup, full
+#    restore (checked with diff -r --no-dereference and a metadata listing), repository size (du -sb; Outpost's
+#    is DATA/store), peak RSS of the client (GNU time %M) and of the server (VmHWM from /proc just before it is
+#    stopped, so over all three steps). Floor: `cp -a` of the corpus.
+# B. Concurrency: one push of the subset to a fresh relay (single-push throughput), then MACHINES machines
+#    (enrolled beforehand) pushing the same subset at once to another fresh relay: wall time until all finish,
+#    aggregate throughput = MACHINES × bytes / wall, dedup ratio = MACHINES × bytes / rawBytes stored
+#    (`outpost store stats`), relay VmHWM. The clients and the relay share the machine's cores, so the
+#    aggregate/single ratio compares bytes per second, not per-machine speed.
+# The corpus is page-cached (caches cannot be dropped here); a `sync` runs, untimed, before each timed step,
+# and times do not include flushing written data to disk.
+#
+# Targets for Outpost:
+#     first backup            ≥ 1.5 × restic's throughput (time ratio outpost/restic ≤ 0.67)
+#     restore                 faster than restic (ratio < 1.00) and within 1.5 × of `cp -a`
+#     8 machines at once      aggregate throughput ≥ 0.80 × the single push's
+#     relay peak RSS          < 500 MiB with 8 machines pushing
+#     dedup                   the data is stored once (dedup ratio ≥ 7.5 with 8 machines)
+#     and: all clients exit 0, the store holds one recovery point per machine, restores are identical.
+
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # ROOT, WORK, CORPUS_MB, CORPUS, MARKER, REVERT, LOGS, helpers
+OUTPOST=${OUTPOST_BIN:-$ROOT/.build-release/release/outpost}
+CONCURRENT_MB=${CONCURRENT_MB:-1000}
+MACHINES=${MACHINES:-8}
+BENCH_CLEAN=${BENCH_CLEAN:-0}
+RUN=$WORK/relay-run                 # relays, repositories, restores, the part B subset, caches
+RLOGS=$LOGS/relay
+RESULTS=$WORK/relay-results.md
+
+export RESTIC_PASSWORD=bench
+export RESTIC_CACHE_DIR=$RUN/cache/restic
+export RCLONE_CONFIG=$RUN/rclone.conf   # none: rclone serves a local path and needs no remotes
+
+declare -A PID      # background servers: name -> pid
+CLIENTS=()          # part B clients running in the background
+declare -A A B      # results of parts A and B
+
+# ---------------------------------------------------------------------------------------------------------
+# Packages and the binary
+
+install_packages() {
+    local missing=()
+    command -v restic >/dev/null || missing+=(restic)
+    command -v rclone >/dev/null || missing+=(rclone)
+    [[ -x /usr/bin/time ]] || missing+=(time)
+    if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Background servers
+
+# capture LOG CMD...: run CMD (stdin from /dev/null), stderr appended to LOG, stdout printed (and logged); on
+# failure show the end of LOG and stop (use as `x=$(capture ...)`: the failed assignment stops the script).
+capture() {
+    local log=$1 out; shift
+    printf '\n$ %s\n' "$*" >>"$log"
+    if ! out=$("$@" </dev/null 2>>"$log"); then
+        printf 'error: command failed: %s\n--- last lines of %s:\n' "$*" "$log" >&2
+        tail -n 25 "$log" >&2
+        exit 1
+    fi
+    printf '%s\n' "$out" >>"$log"
+    printf '%s\n' "$out"
+}
+
+# alive PID: the process exists and is not a zombie (an exited child stays a zombie until `wait`)
+alive() {
+    local state
+    state=$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
+# vmhwm PID: peak resident set size of a running process in MiB, "-" if it cannot be read
+vmhwm() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024; found = 1 } END { if (!found) print "-" }' "/proc/$1/status" 2>/dev/null || echo -; }
+
+# start_server NAME LOG CMD...: run CMD in the background, output appended to LOG
+start_server() {
+    local name=$1 log=$2; shift 2
+    printf '\n$ %s &\n' "$*" >>"$log"
+    "$@" </dev/null >>"$log" 2>&1 &
+    PID[$name]=$!
+}
+
+# stop_server NAME: read its VmHWM into HWM (MiB), SIGTERM it and wait (SIGKILL after 30 s); STOP_RC = its status
+stop_server() {
+    local name=$1 pid=${PID[$1]:-} i
+    HWM=- STOP_RC=0
+    [[ -n $pid ]] || return 0
+    HWM=$(vmhwm "$pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 300; i++)); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then
+        say "$name did not stop within 30 s of SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" || STOP_RC=$?
+    unset "PID[$name]"
+}
+
+# server_died NAME LOG: stop with the end of the server's log
+server_died() {
+    printf 'error: %s exited early\n--- last lines of %s:\n' "$1" "$2" >&2
+    tail -n 25 "$2" >&2
+    exit 1
+}
+
+# A fresh relay in $RUN/NAME, served in the background on a free port; sets FP and PORT.
+relay_up() {
+    local name=$1 dir=$RUN/$1 log=$RLOGS/$1.log i
+    rm -rf -- "$dir" "$dir.port"
+    FP=$(capture "$log" "$OUTPOST" relay init --data "$dir")
+    [[ $FP =~ ^[[:xdigit:]:]+$ ]] || die "unexpected fingerprint from relay init: $FP"
+    start_server "$name" "$log" "$OUTPOST" relay serve --data "$dir" --listen 127.0.0.1:0 --port-file "$dir.port"
+    PORT=
+    for ((i = 0; i < 600; i++)); do
+        if [[ -s $dir.port ]]; then
+            PORT=$(tr -d '[:space:]' <"$dir.port")
+            [[ $PORT =~ ^[0-9]+$ ]] && break
+            PORT=
+        fi
+        alive "${PID[$name]}" || server_died "$name" "$log"
+        sleep 0.1
+    done
+    [[ -n $PORT ]] || die "$name wrote no port to $dir.port within 60 s (see $log)"
+    say "$name listening on https://127.0.0.1:$PORT (pid ${PID[$name]})"
+}
+
+# enroll RELAY MACHINE CONFIG LOG: add the machine to the relay and enroll it (client configuration CONFIG)
+enroll() {
+    local token
+    token=$(capture "$4" "$OUTPOST" relay add-machine --data "$RUN/$1" "$2")
+    run "$4" "$OUTPOST" enroll --relay "https://127.0.0.1:$PORT" --token "$token" --fingerprint "$FP" --config "$3"
+}
+
+# store_stat RELAY FIELD: a number from `outpost store stats --json` of a (stopped) relay's store
+store_stat() {
+    local json=$RUN/$1.stats.json
+    [[ -f $json ]] || capture "$RLOGS/$1.log" "$OUTPOST" store stats --store "$RUN/$1/store" --json >"$json"
+    local v; v=$(tr -d '\n' <"$json" | sed -n "s/.*\"$2\" *: *\([0-9][0-9]*\).*/\1/p")
+    echo "${v:--}"
+}
+
+# a free TCP port on 127.0.0.1 from 18080 up
+free_port() {
+    local p
+    for ((p = 18080; p < 18999; p++)); do
+        if [[ -z $(ss -Htln "sport = :$p") ]]; then echo "$p"; return; fi
+    done
+    die "no free port in 18080–18998"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Restores
+
+# verify TOOL DIR: content with diff -r (symlinks compared as links), then metadata; sets A[tool:content|meta]
+verify_restore() {
+    local tool=$1 got; got=$(restored_root "$2")
+    local out=$RLOGS/$tool.verify
+    if diff -r --no-dereference -q "$CORPUS" "$got" >"$out" 2>&1; then
+        A[$tool:content]=OK
+    else
+        A[$tool:content]="FAILED ($(wc -l <"$out") differences, see $out)"
+    fi
+    if diff <(meta_listing "$CORPUS") <(meta_listing "$got") >"$out.meta" 2>&1; then
+        A[$tool:meta]=OK
+    else
+        A[$tool:meta]="differs ($(grep -c '^<' "$out.meta" || true) entries, see $out.meta)"
+    fi
+}
+
+# mbytes BYTES: megabytes with 1 decimal, "-" stays "-"
+mbytes() { if [[ $1 == - ]]; then echo -; else awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; fi; }
+
+rss_of() { awk 'END { printf "%.1f", $1 / 1024 }' "$1"; }   # last line of a GNU time %M file, KiB -> MiB
+
+# ---------------------------------------------------------------------------------------------------------
+# A. One machine: Outpost → relay (HTTPS) vs restic → rclone serve restic (HTTP)
+
+part_a_outpost() {
+    local log=$RLOGS/a-outpost.log cfg=$RUN/a-client.toml dir=$RUN/a-restore-outpost
+    relay_up a-relay
+    enroll a-relay bench "$cfg" "$log"
+
+    timed "$log" /usr/bin/time -f %M -o "$RUN/a-outpost-backup.rss" "$OUTPOST" backup --config "$cfg" "$CORPUS"
+    A[outpost:first]=$ELAPSED
+    A[outpost:crss]=$(rss_of "$RUN/a-outpost-backup.rss")
+    say "outpost: first backup ${A[outpost:first]} s, client peak RSS ${A[outpost:crss]} MiB"
+
+    timed "$log" "$OUTPOST" backup --config "$cfg" "$CORPUS"
+    A[outpost:nochange]=$ELAPSED
+    say "outpost: no-change backup ${A[outpost:nochange]} s"
+
+    rm -rf -- "$dir"; mkdir -p "$dir"
+    timed "$log" /usr/bin/time -f %M -o "$RUN/a-outpost-restore.rss" \
+        "$OUTPOST" restore --config "$cfg" latest --target "$dir"
+    A[outpost:restore]=$ELAPSED
+    A[outpost:rrss]=$(rss_of "$RUN/a-outpost-restore.rss")
+    verify_restore outpost "$dir"
+    say "outpost: restore ${A[outpost:restore]} s (client peak RSS ${A[outpost:rrss]} MiB), content" \
+        "${A[outpost:content]}, metadata ${A[outpost:meta]}"
+    rm -rf -- "$dir"
+
+    stop_server a-relay
+    A[outpost:srss]=$HWM
+    ((STOP_RC == 0)) || say "warning: the relay exited with status $STOP_RC after SIGTERM (see $RLOGS/a-relay.log)"
+    A[outpost:repo]=$(du -sb "$RUN/a-relay/store" | awk '{ printf "%.1f", $1 / 1e6 }')
+    A[outpost:packs]=$(store_stat a-relay packBytes)
+    A[outpost:points]=$(store_stat a-relay recoveryPoints)
+    say "outpost: relay peak RSS ${A[outpost:srss]} MiB; repository ${A[outpost:repo]} MB" \
+        "(packs $(mbytes "${A[outpost:packs]}") MB, ${A[outpost:points]} recovery points)"
+    rm -rf -- "$RUN/a-relay"
+}
+
+part_a_restic() {
+    local log=$RLOGS/a-restic.log slog=$RLOGS/a-rclone.log repo=$RUN/a-restic-repo dir=$RUN/a-restore-restic i
+    local port; port=$(free_port)
+    local url=rest:http://127.0.0.1:$port/
+    rm -rf -- "$repo"; mkdir -p "$repo"
+    start_server rclone "$slog" rclone serve restic --addr "127.0.0.1:$port" "$repo"
+    for ((i = 0; i < 600; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        alive "${PID[rclone]}" || server_died rclone "$slog"
+        sleep 0.1
+    done
+    ((i < 600)) || die "rclone serve restic did not answer on port $port within 60 s (see $slog)"
+    say "rclone serve restic listening on http://127.0.0.1:$port (pid ${PID[rclone]})"
+    run "$log" restic -r "$url" init
+
+    timed "$log" /usr/bin/time -f %M -o "$RUN/a-restic-backup.rss" restic -r "$url" backup -q "$CORPUS"
+    A[restic:first]=$ELAPSED
+    A[restic:crss]=$(rss_of "$RUN/a-restic-backup.rss")
+    say "restic: first backup ${A[restic:first]} s, client peak RSS ${A[restic:crss]} MiB"
+
+    timed "$log" restic -r "$url" backup -q "$CORPUS"
+    A[restic:nochange]=$ELAPSED
+    say "restic: no-change backup ${A[restic:nochange]} s"
+
+    rm -rf -- "$dir"; mkdir -p "$dir"
+    timed "$log" /usr/bin/time -f %M -o "$RUN/a-restic-restore.rss" restic -r "$url" restore latest --target "$dir"
+    A[restic:restore]=$ELAPSED
+    A[restic:rrss]=$(rss_of "$RUN/a-restic-restore.rss")
+    verify_restore restic "$dir"
+    say "restic: restore ${A[restic:restore]} s (client peak RSS ${A[restic:rrss]} MiB), content" \
+        "${A[restic:content]}, metadata ${A[restic:meta]}"
+    rm -rf -- "$dir"
+
+    stop_server rclone
+    A[restic:srss]=$HWM
+    A[restic:repo]=$(du -sb "$repo" | awk '{ printf "%.1f", $1 / 1e6 }')
+    say "restic: rclone peak RSS ${A[restic:srss]} MiB; repository ${A[restic:repo]} MB"
+    rm -rf -- "$repo"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# B. Concurrency
+
+# SUBSET: the corpus's first files (path order) up to CONCURRENT_MB MB, or the corpus itself when smaller
+make_subset() {
+    local budget=$((CONCURRENT_MB * 1000000))
+    if ((CORPUS_BYTES <= budget)); then
+        SUBSET=$CORPUS
+    else
+        SUBSET=$RUN/subset
+        say "part B: copying the corpus's first $CONCURRENT_MB MB to $SUBSET"
+        rm -rf -- "$SUBSET"; mkdir -p "$SUBSET"
+        (cd "$CORPUS" && find . \( -type f -o -type l \) -printf '%s\t%P\n' | sort -t $'\t' -k 2 |
+            awk -F '\t' -v b="$budget" '$1 + s <= b { s += $1; print $2 }' |
+            xargs -d '\n' -r cp -a --parents -t "$SUBSET")
+    fi
+    SUBSET_BYTES=$(tree_bytes "$SUBSET")
+    SUBSET_FILES=$(find "$SUBSET" -type f | wc -l)
+    say "part B: $((SUBSET_BYTES / 1000000)) MB in $SUBSET_FILES files per machine ($SUBSET)"
+}
+
+part_b_single() {
+    local log=$RLOGS/b-single.log cfg=$RUN/b-single.toml
+    relay_up b-single-relay
+    enroll b-single-relay solo "$cfg" "$log"
+    timed "$log" /usr/bin/time -f %M -o "$RUN/b-single.rss" "$OUTPOST" backup --config "$cfg" "$SUBSET"
+    B[single]=$ELAPSED
+    B[single_crss]=$(rss_of "$RUN/b-single.rss")
+    stop_server b-single-relay
+    B[single_srss]=$HWM
+    ((STOP_RC == 0)) || say "warning: the relay exited with status $STOP_RC after SIGTERM (see $RLOGS/b-single-relay.log)"
+    say "part B: single push ${B[single]} s, relay peak RSS ${B[single_srss]} MiB"
+    rm -rf -- "$RUN/b-single-relay"
+}
+
+part_b_concurrent() {
+    local log=$RLOGS/b-concurrent.log i pid rc
+    relay_up b-relay
+    for ((i = 1; i <= MACHINES; i++)); do enroll b-relay "m$i" "$RUN/b-m$i.toml" "$log"; done
+    say "part B: $MACHINES machines enrolled; pushing at once"
+
+    sync
+    local t0; t0=$(date +%s.%N)
+    CLIENTS=()
+    for ((i = 1; i <= MACHINES; i++)); do
+        /usr/bin/time -f '%e %M' -o "$RUN/b-m$i.time" "$OUTPOST" backup --config "$RUN/b-m$i.toml" "$SUBSET" \
+            </dev/null >"$RLOGS/b-m$i.log" 2>&1 &
+        CLIENTS+=($!)
+    done
+    B[ok]=0
+    local failed=()
+    for ((i = 1; i <= MACHINES; i++)); do
+        pid=${CLIENTS[i - 1]}; rc=0
+        wait "$pid" || rc=$?
+        if ((rc == 0)); then B[ok]=$((B[ok] + 1)); else failed+=("m$i (exit $rc, see $RLOGS/b-m$i.log)"); fi
+    done
+    B[wall]=$(since "$t0")
+    CLIENTS=()
+    B[failed]=${failed[*]:-}
+    ((${#failed[@]} == 0)) || say "warning: clients failed: ${failed[*]}"
+
+    # per-client times and peak RSS: the last line of each GNU time file is "SECONDS KIB"
+    read -r B[tmin] B[tmed] B[tmax] B[crss] < <(
+        for ((i = 1; i <= MACHINES; i++)); do tail -n 1 "$RUN/b-m$i.time"; done |
+            sort -n | awk '{ t[NR] = $1; if ($2 > m) m = $2 }
+                END { printf "%s %s %s %.1f\n", t[1], (NR % 2 ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2), t[NR], m / 1024 }')
+
+    stop_server b-relay
+    B[srss]=$HWM
+    ((STOP_RC == 0)) || say "warning: the relay exited with status $STOP_RC after SIGTERM (see $RLOGS/b-relay.log)"
+    B[raw]=$(store_stat b-relay rawBytes)
+    B[packs]=$(store_stat b-relay packBytes)
+    B[points]=$(store_stat b-relay recoveryPoints)
+    say "part B: $MACHINES machines at once ${B[wall]} s (clients ${B[tmin]}–${B[tmax]} s), ${B[ok]}/$MACHINES exit 0," \
+        "${B[points]} recovery points, relay peak RSS ${B[srss]} MiB"
+    rm -rf -- "$RUN/b-relay"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# C. Report
+
+report() {
+    local t m
+    for t in outpost restic; do
+        for m in first nochange restore repo crss rrss srss content meta; do : "${A[$t:$m]:=-}"; done
+    done
+    local mb; mb=$(awk -v b="$CORPUS_BYTES" 'BEGIN { printf "%.1f", b / 1e6 }')
+    local smb; smb=$(awk -v b="$SUBSET_BYTES" 'BEGIN { printf "%.1f", b / 1e6 }')
+
+    row() { # LABEL METRIC DIGITS
+        printf '| %s | %s | %s | %s |\n' "$1" "$(f "$3" "${A[outpost:$2]}")" "$(f "$3" "${A[restic:$2]}")" \
+            "$(ratio "${A[outpost:$2]}" "${A[restic:$2]}")"
+    }
+    mbps() { [[ $2 == - ]] && echo - || awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1e6 / s }'; }
+    target() { # DESCRIPTION VALUE CONDITION(awk, on x)
+        local x=$2
+        if [[ $x == - ]]; then printf -- '- %s: -\n' "$1"
+        else printf -- '- %s: %s\n' "$1" "$(awk -v x="$x" "BEGIN { print ($3) ? \"met\" : \"MISSED\" }") ($x)"; fi
+    }
+
+    local single_tp agg_tp agg_ratio dedup
+    single_tp=$(mbps "$SUBSET_BYTES" "${B[single]:--}")
+    agg_tp=$(mbps "$((MACHINES * SUBSET_BYTES))" "${B[wall]:--}")
+    agg_ratio=$(ratio "$(awk -v n="$MACHINES" -v s="${B[single]:--}" 'BEGIN { print (s == "-") ? "-" : n * s }')" "${B[wall]:--}")
+    dedup=$(ratio "$((MACHINES * SUBSET_BYTES))" "${B[raw]:--}")
+
+    {
+        echo "# Outpost relay vs restic + rclone serve restic — $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo
+        echo "Corpus: $mb MB in $CORPUS_FILES files ($CORPUS; toolchain $CORPUS_MB MB max + 50 MB random + 300 text" \
+             "files). $(nproc) cores, loopback. The corpus is page-cached (caches cannot be dropped here); times are" \
+             "wall seconds without the final flush to disk. Outpost speaks HTTPS (pinned self-signed" \
+             "certificate); rclone serves restic's REST protocol over plain HTTP."
+        echo "Versions: outpost $("$OUTPOST" --version 2>/dev/null || echo '?') ($OUTPOST), restic" \
+             "$(restic version | awk '{ print $2 }'), $(rclone version 2>/dev/null | head -n 1)."
+        echo
+        echo "## A. One machine over loopback"
+        echo
+        echo '| | outpost → relay | restic → rclone | outpost/restic |'
+        echo '|---|---:|---:|---:|'
+        row 'first backup s' first 2
+        row 'no-change backup s' nochange 2
+        row 'full restore s' restore 2
+        row 'repository MB' repo 1
+        row 'client peak RSS MiB (first backup)' crss 1
+        row 'client peak RSS MiB (restore)' rrss 1
+        row 'server peak RSS MiB (VmHWM, whole run)' srss 1
+        echo
+        echo "First-backup throughput: outpost $(mbps "$CORPUS_BYTES" "${A[outpost:first]}") MB/s, restic" \
+             "$(mbps "$CORPUS_BYTES" "${A[restic:first]}") MB/s. Restore throughput: outpost" \
+             "$(mbps "$CORPUS_BYTES" "${A[outpost:restore]}") MB/s, restic $(mbps "$CORPUS_BYTES" "${A[restic:restore]}") MB/s." \
+             "Floor: \`cp -a\` of the corpus $(f 2 "$FLOOR_CP") s."
+        echo "Outpost's store: $(mbytes "${A[outpost:packs]:--}") MB in packs," \
+             "${A[outpost:points]:--} recovery points."
+        echo
+        echo "Restore check (diff -r --no-dereference; metadata = types, modes, sizes, file mtimes, link targets):"
+        for t in outpost restic; do echo "- $t: content ${A[$t:content]}, metadata ${A[$t:meta]}"; done
+        echo
+        echo "## B. $MACHINES machines pushing the same $smb MB ($SUBSET_FILES files) at once"
+        echo
+        echo '| | value |'
+        echo '|---|---:|'
+        echo "| single push (1 machine, fresh relay) s | $(f 2 "${B[single]:--}") |"
+        echo "| single-push throughput MB/s | $single_tp |"
+        echo "| $MACHINES machines at once: wall s (until all finished) | $(f 2 "${B[wall]:--}") |"
+        echo "| per-machine time s (min / median / max) | $(f 2 "${B[tmin]:--}") / $(f 2 "${B[tmed]:--}") / $(f 2 "${B[tmax]:--}") |"
+        echo "| aggregate throughput MB/s ($MACHINES × bytes / wall) | $agg_tp |"
+        echo "| aggregate / single | $agg_ratio |"
+        echo "| clients that exited 0 | ${B[ok]:--} / $MACHINES |"
+        echo "| recovery points in the store | ${B[points]:--} |"
+        echo "| stored raw MB (rawBytes) / packs MB (packBytes) | $(mbytes "${B[raw]:--}") / $(mbytes "${B[packs]:--}") |"
+        echo "| dedup ratio ($MACHINES × bytes / rawBytes) | $dedup |"
+        echo "| relay peak RSS MiB ($MACHINES machines) | $(f 1 "${B[srss]:--}") |"
+        echo "| relay peak RSS MiB (single push) | $(f 1 "${B[single_srss]:--}") |"
+        echo "| client peak RSS MiB (max of $MACHINES / single) | $(f 1 "${B[crss]:--}") / $(f 1 "${B[single_crss]:--}") |"
+        echo
+        echo "The $MACHINES clients and the relay share $(nproc) cores: the ratio compares bytes per second, not per-machine speed."
+        [[ -z ${B[failed]:-} ]] || echo "Failed clients: ${B[failed]}."
+        echo
+        echo "## Targets"
+        echo
+        target 'first backup ≥ 1.5 × restic throughput (outpost/restic time ≤ 0.67)' \
+            "$(ratio "${A[outpost:first]}" "${A[restic:first]}")" 'x <= 0.67'
+        target 'restore faster than restic (outpost/restic < 1.00)' \
+            "$(ratio "${A[outpost:restore]}" "${A[restic:restore]}")" 'x < 1.00'
+        target 'restore within 1.5 × cp -a (outpost/cp ≤ 1.50)' \
+            "$(ratio "${A[outpost:restore]}" "$FLOOR_CP")" 'x <= 1.50'
+        target "$MACHINES-machine aggregate ≥ 0.8 × single (aggregate/single ≥ 0.80)" "$agg_ratio" 'x >= 0.80'
+        target 'relay peak RSS < 500 MiB' "${B[srss]:--}" 'x < 500'
+        target "dedup stores the data once (dedup ratio ≥ $(awk -v n="$MACHINES" 'BEGIN { printf "%.1f", n - 0.5 }'))" \
+            "$dedup" "x >= $MACHINES - 0.5"
+        local ok=MISSED
+        [[ ${B[ok]:-0} == "$MACHINES" && ${B[points]:--} == "$MACHINES" ]] && ok=met
+        echo "- all $MACHINES clients exit 0 and the store holds $MACHINES recovery points: $ok" \
+             "(${B[ok]:--} exited 0, ${B[points]:--} recovery points)"
+        ok=MISSED
+        [[ ${A[outpost:content]} == OK && ${A[outpost:meta]} == OK ]] && ok=met
+        echo "- the restore is identical to the corpus (content and metadata): $ok"
+    } | tee "$RESULTS"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# D. Cleanup (also on failure or Ctrl-C): stop background servers and clients, drop relays, repositories,
+# restores, the subset and caches.
+
+cleanup() {
+    local name pid
+    for pid in "${CLIENTS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for name in "${!PID[@]}"; do
+        pid=${PID[$name]}
+        kill -TERM "$pid" 2>/dev/null || true
+        say "stopped $name (pid $pid)"
+    done
+    local i
+    for pid in "${CLIENTS[@]}" "${PID[@]}"; do
+        for ((i = 0; i < 100; i++)); do alive "$pid" || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf -- "$RUN"
+    if [[ $BENCH_CLEAN == 1 ]]; then rm -rf -- "$CORPUS" "$MARKER"; fi
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Main
+
+install_packages
+[[ -x $OUTPOST ]] || die "no Outpost binary at $OUTPOST (build one: swift build -c release --build-path .build-release --product outpost; or set OUTPOST_BIN)"
+"$OUTPOST" relay --help >/dev/null 2>&1 || die "$OUTPOST has no \`relay\` command (an old build?)"
+revert_change                       # an interrupted compare.sh may have left its 1 % change behind
+make_corpus
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+rm -rf -- "$RUN" "$RLOGS"
+mkdir -p "$RUN" "$RLOGS"
+
+CORPUS_BYTES=$(tree_bytes "$CORPUS")
+CORPUS_FILES=$(find "$CORPUS" -type f | wc -l)
+say "corpus: $((CORPUS_BYTES / 1000000)) MB in $CORPUS_FILES files; warming the page cache"
+tar -cf - -C "$WORK" corpus >/dev/null
+
+timed "$RLOGS/floors.log" cp -a -- "$CORPUS" "$RUN/restore-cp"
+FLOOR_CP=$ELAPSED
+rm -rf -- "$RUN/restore-cp"
+say "floor: cp -a $FLOOR_CP s"
+
+part_a_outpost
+part_a_restic
+
+make_subset
+part_b_single
+part_b_concurrent
+
+echo
+report
