@@ -55,6 +55,9 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "CryptoExtras", package: "swift-crypto"),
         ], swiftSettings: strict),
+        // The vault's object storage: the ObjectStore protocol, a durable file-system implementation (the
+        // embedded default), an in-memory one for tests, and the geo-redundant (GRS) replicating decorator.
+        .target(name: "OutpostObjects", dependencies: ["OutpostCore"], swiftSettings: strict),
         // TLS material: self-signed certificates made at init, fingerprints, pinning. Shared by relay and client.
         .target(name: "OutpostTLS", dependencies: [
             "OutpostCore",
@@ -93,7 +96,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: strict),
-        .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto"], swiftSettings: strict),
+        .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostObjects"], swiftSettings: strict),
         .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
                     swiftSettings: strict),
         // Drives the real `outpost` binary (built alongside the tests) as operators and scripts do.
