@@ -80,6 +80,19 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ], swiftSettings: strict),
+        // The off-site vault server: containers per relay, credentials files, soft delete, immutability, GRS.
+        .target(name: "OutpostVault", dependencies: [
+            "OutpostCore", "OutpostObjects", "OutpostTLS",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
         // The push client kit: the relay seen as a BlobRepository over HTTPS (AsyncHTTPClient, pinned certificate).
         .target(name: "OutpostClient", dependencies: [
             "OutpostCore", "OutpostTLS",
@@ -92,6 +105,7 @@ let package = Package(
         ], swiftSettings: strict),
         .executableTarget(name: "outpost", dependencies: [
             "OutpostCore", "OutpostStore", "OutpostArchive", "OutpostTLS", "OutpostRelay", "OutpostClient",
+            "OutpostVault", "OutpostObjects", "OutpostCrypto",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),

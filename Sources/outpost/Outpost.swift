@@ -14,7 +14,7 @@ struct Outpost: AsyncParsableCommand {
         discussion: "Exit codes are listed in docs/exit-codes.md (0 ok, 3 finished with failed files, 10+ errors).",
         version: OutpostVersion.string,
         subcommands: [StoreCommand.self, BackupCommand.self, PointsCommand.self, LsCommand.self, FindCommand.self, RestoreCommand.self,
-                      CheckCommand.self, ForgetCommand.self, RelayCommand.self, EnrollCommand.self]
+                      CheckCommand.self, ForgetCommand.self, RelayCommand.self, EnrollCommand.self, VaultCommand.self]
     )
 
     static func main() async {

@@ -1,0 +1,121 @@
+import Crypto
+import Foundation
+import OutpostCore
+import Synchronization
+
+/// The relays registered with a vault and the credentials files issued for it, kept in registry.json.
+/// Secrets are stored as SHA-256 hashes only.
+public final class VaultRegistry: Sendable {
+    public struct Relay: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var credentialHash: String
+        public var registeredAt: Date
+        public var removedAt: Date?
+    }
+
+    public struct Issued: Codable, Sendable, Equatable {
+        public var secretHash: String
+        public var expiresAt: Date
+        public var usedAt: Date?
+        /// Set for a recovery credentials file: it re-attaches that relay's container instead of making a new one.
+        public var recoverRelay: String?
+    }
+
+    struct State: Codable { var relays: [Relay] = []; var issued: [Issued] = [] }
+
+    let path: String
+    private let state: Mutex<State>
+
+    public init(path: String) throws {
+        self.path = path
+        if let data = FileManager.default.contents(atPath: path) {
+            let d = JSONDecoder()
+            d.dateDecodingStrategy = .iso8601
+            do { state = Mutex(try d.decode(State.self, from: data)) }
+            catch { throw VaultError(.notAVault, "the vault registry \(path) is damaged: \(error)") }
+        } else {
+            state = Mutex(State())
+        }
+    }
+
+    static func hash(_ s: String) -> String { Hex.encode(Array(SHA256.hash(data: Array(s.utf8)))) }
+
+    private func persist(_ s: State) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.dateEncodingStrategy = .iso8601
+        try writeAtomically(Array(try e.encode(s)), to: path)
+    }
+
+    public func issue(secret: String, expiresAt: Date, recoverRelay: String? = nil) throws {
+        try state.withLock { s in
+            if let r = recoverRelay, !s.relays.contains(where: { $0.id == r || $0.name == r }) {
+                throw VaultError(.invalid, "no relay \(r) is registered with this vault; list them with `outpost vault relays`")
+            }
+            let id = recoverRelay.flatMap { r in s.relays.first { $0.id == r || $0.name == r }?.id }
+            s.issued.append(Issued(secretHash: Self.hash(secret), expiresAt: expiresAt, recoverRelay: id))
+            try persist(s)
+        }
+    }
+
+    public enum RegisterOutcome: Sendable { case registered(Relay, credential: String), refused(String) }
+
+    /// Trades a credentials-file secret for a relay credential: single use, before expiry, at most `maxRelays`.
+    public func register(secret: String, relayName: String, maxRelays: Int, now: Date = Date()) throws -> RegisterOutcome {
+        try state.withLock { s in
+            guard let i = s.issued.firstIndex(where: { $0.secretHash == Self.hash(secret) }) else {
+                return .refused("this vault credentials file was not issued by this vault (or belongs to another vault); download a new one with `outpost vault credentials`")
+            }
+            if s.issued[i].usedAt != nil { return .refused("this vault credentials file was already used; download a new one with `outpost vault credentials`") }
+            if s.issued[i].expiresAt < now { return .refused("this vault credentials file expired on \(s.issued[i].expiresAt.formatted(.iso8601)); download a new one with `outpost vault credentials`") }
+            let credential = RandomSecret.make()
+            var relay: Relay
+            if let recover = s.issued[i].recoverRelay, let j = s.relays.firstIndex(where: { $0.id == recover }) {
+                s.relays[j].credentialHash = Self.hash(credential)
+                s.relays[j].removedAt = nil
+                relay = s.relays[j]
+            } else {
+                let active = s.relays.filter { $0.removedAt == nil }.count
+                if active >= maxRelays { return .refused("this vault already serves \(active) relays, its limit (\(maxRelays)); remove one or raise max_relays") }
+                relay = Relay(id: RandomSecret.make(bytes: 8), name: relayName, credentialHash: Self.hash(credential), registeredAt: now)
+                s.relays.append(relay)
+            }
+            s.issued[i].usedAt = now
+            try persist(s)
+            return .registered(relay, credential: credential)
+        }
+    }
+
+    public func authenticate(relayID: String, secret: String) -> Relay? {
+        state.withLock { s in
+            guard let r = s.relays.first(where: { $0.id == relayID && $0.removedAt == nil }) else { return nil }
+            let given = Array(Self.hash(secret).utf8), stored = Array(r.credentialHash.utf8)
+            guard given.count == stored.count else { return nil }
+            var diff: UInt8 = 0
+            for (a, b) in zip(given, stored) { diff |= a ^ b }
+            return diff == 0 ? r : nil
+        }
+    }
+
+    public func remove(_ idOrName: String, now: Date = Date()) throws -> Relay {
+        try state.withLock { s in
+            guard let i = s.relays.firstIndex(where: { ($0.id == idOrName || $0.name == idOrName) && $0.removedAt == nil }) else {
+                throw VaultError(.invalid, "no active relay \(idOrName) in this vault")
+            }
+            s.relays[i].removedAt = now
+            s.relays[i].credentialHash = ""
+            try persist(s)
+            return s.relays[i]
+        }
+    }
+
+    public var relays: [Relay] { state.withLock { $0.relays } }
+}
+
+public enum RandomSecret {
+    public static func make(bytes: Int = 32) -> String {
+        var g = SystemRandomNumberGenerator()
+        return Hex.encode((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) })
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import NIOCore
+import OutpostCore
+import OutpostObjects
+import OutpostTLS
+import ServiceLifecycle
+import UnixSignals
+
+public struct VaultRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    var relay: VaultRegistry.Relay?
+    public init(source: Source) { coreContext = .init(source: source) }
+    public var maxUploadSize: Int { 64 << 20 }
+}
+
+/// The off-site vault: each registered relay reads and writes only its own container
+/// (`containers/<relay id>/…`); deletes are soft (kept `softDeleteDays`), and refused on an immutable vault.
+public struct VaultServer {
+    public let directory: VaultDataDirectory
+    public let settings: VaultSettings
+    public let registry: VaultRegistry
+    public let objects: any ObjectStore
+    public let identity: TLSIdentity
+    let host: String
+    let port: Int
+    let logger: Logger
+    let onListening: @Sendable (Int) -> Void
+
+    public init(directory: VaultDataDirectory, host: String, port: Int, logger: Logger, onListening: @escaping @Sendable (Int) -> Void) throws {
+        self.directory = directory
+        settings = try directory.settings()
+        registry = try VaultRegistry(path: directory.registryPath)
+        objects = try directory.objectStore(settings)
+        guard let cert = try? String(contentsOfFile: directory.certificatePath, encoding: .utf8),
+              let key = try? String(contentsOfFile: directory.keyPath, encoding: .utf8) else {
+            throw VaultError(.notAVault, "the vault's TLS certificate or key under \(directory.root)/tls cannot be read")
+        }
+        identity = TLSIdentity(certificatePEM: cert, privateKeyPEM: key)
+        self.host = host
+        self.port = port
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public static let maxObjectBytes = 64 << 20
+
+    public func buildRouter() -> Router<VaultRequestContext> {
+        let router = Router(context: VaultRequestContext.self)
+        router.add(middleware: VaultErrors(logger: logger))
+        let settings = self.settings, registry = self.registry, objects = self.objects, logger = self.logger
+        let pem = identity.certificatePEM
+        router.get("/healthz") { _, _ in "ok\n" }
+        router.get("/v1/certificate") { _, _ in Response(status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: pem))) }
+        router.post("/v1/register") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 64 << 10)
+            let req = try JSONDecoder().decode(VaultAPI.RegisterRequest.self, from: Data(body.readableBytesView))
+            switch try registry.register(secret: req.secret, relayName: req.relayName, maxRelays: settings.maxRelays) {
+            case .registered(let relay, let credential):
+                logger.info("relay registered", metadata: ["relay": "\(relay.name)", "id": "\(relay.id)"])
+                let out = VaultAPI.RegisterResponse(relayID: relay.id, credential: VaultAPI.credential(relayID: relay.id, secret: credential))
+                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(out))))
+            case .refused(let why):
+                throw VaultFailure(.unauthorized, why)
+            }
+        }
+        let api = router.group("v1").add(middleware: VaultAuthentication(registry: registry))
+        @Sendable func key(_ context: VaultRequestContext) throws -> String {
+            guard let relay = context.relay else { throw VaultFailure(.unauthorized, "this request needs a relay credential") }
+            let rel = context.parameters.getCatchAll().joined(separator: "/")
+            try ObjectKey.validate(rel)
+            return "containers/\(relay.id)/\(rel)"
+        }
+        api.put("objects/**") { request, context -> Response in
+            let k = try key(context)
+            let body = try await request.body.collect(upTo: Self.maxObjectBytes)
+            let created = try objects.putIfAbsent(k, Array(buffer: body))
+            return Response(status: created ? .created : .ok)
+        }
+        api.get("objects/**") { _, context -> Response in
+            guard let bytes = try objects.get(try key(context)) else { throw VaultFailure(.notFound, "no such object in this relay's container") }
+            return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+        api.delete("objects/**") { _, context -> Response in
+            if settings.immutable {
+                throw VaultFailure(.forbidden, "this vault is immutable: nothing is deleted before its retention expires, whoever asks")
+            }
+            let k = try key(context)
+            guard let bytes = try objects.get(k) else { return Response(status: .noContent) }
+            // Soft delete: kept under trash/ with the deletion time for softDeleteDays, then purged.
+            let stamp = Int(Date().timeIntervalSince1970)
+            _ = try objects.putIfAbsent("trash/\(stamp)/\(k)", bytes)
+            try objects.delete(k)
+            return Response(status: .noContent)
+        }
+        api.get("list") { request, context -> Response in
+            guard let relay = context.relay else { throw VaultFailure(.unauthorized, "this request needs a relay credential") }
+            let prefix = request.uri.queryParameters.get("prefix") ?? ""
+            let base = "containers/\(relay.id)/"
+            let list = try objects.list(prefix: base + prefix).map { VaultAPI.ObjectEntry(key: String($0.key.dropFirst(base.count)), size: $0.size) }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(list))))
+        }
+        return router
+    }
+
+    /// Purges soft-deleted objects and removed relays' containers older than the soft-delete period.
+    public func purge(now: Date = Date()) throws -> Int {
+        let cutoff = now.addingTimeInterval(-Double(settings.softDeleteDays) * 86400)
+        var purged = 0
+        for o in try objects.list(prefix: "trash/") {
+            let parts = o.key.split(separator: "/")
+            if parts.count > 1, let t = Double(parts[1]), t < cutoff.timeIntervalSince1970, !settings.immutable {
+                try objects.delete(o.key); purged += 1
+            }
+        }
+        for r in registry.relays where r.removedAt.map({ $0 < cutoff }) ?? false {
+            for o in try objects.list(prefix: "containers/\(r.id)/") { try objects.delete(o.key); purged += 1 }
+        }
+        return purged
+    }
+
+    public func run() async throws {
+        let server = try HTTPServerBuilder.tls(.http1(configuration: .init(idleTimeout: .seconds(300))), tlsConfiguration: try identity.serverConfiguration())
+        let onListening = self.onListening
+        let app = Application(router: buildRouter(), server: server,
+                              configuration: .init(address: .hostname(host, port: port), serverName: "outpost-vault"),
+                              onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) }, logger: logger)
+        _ = try? purge()
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+    }
+}
+
+struct VaultAuthentication: RouterMiddleware {
+    typealias Context = VaultRequestContext
+    let registry: VaultRegistry
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let h = request.headers[.authorization], h.hasPrefix("Bearer "), let c = VaultAPI.parseCredential(String(h.dropFirst(7))) else {
+            throw VaultFailure(.unauthorized, "missing or malformed relay credential: register the relay with `outpost relay register`")
+        }
+        guard let relay = registry.authenticate(relayID: c.relayID, secret: c.secret) else {
+            throw VaultFailure(.unauthorized, "the relay credential is not valid (wrong, or the relay was removed from the vault)")
+        }
+        var ctx = context
+        ctx.relay = relay
+        return try await next(request, ctx)
+    }
+}
+
+public struct VaultFailure: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable { case badRequest, unauthorized, forbidden, notFound }
+    public let kind: Kind
+    public let message: String
+    public init(_ kind: Kind, _ message: String) { self.kind = kind; self.message = message }
+    public var description: String { message }
+}
+
+struct VaultErrors: RouterMiddleware {
+    typealias Context = VaultRequestContext
+    let logger: Logger
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        func answer(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
+            let body = (try? JSONEncoder().encode(["error": code, "message": message])) ?? Data()
+            return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        }
+        do {
+            return try await next(request, context)
+        } catch let f as VaultFailure {
+            switch f.kind {
+            case .badRequest: return answer(.badRequest, "badRequest", f.message)
+            case .unauthorized: return answer(.unauthorized, "unauthorized", f.message)
+            case .forbidden: return answer(.forbidden, "forbidden", f.message)
+            case .notFound: return answer(.notFound, "notFound", f.message)
+            }
+        } catch let e as ObjectStoreError {
+            switch e.code {
+            case .invalidKey: return answer(.badRequest, "invalidKey", e.message)
+            case .diskFull: return answer(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "diskFull", "the vault's disk is full")
+            case .io: logger.error("storage failure", metadata: ["error": "\(e.message)"]); return answer(.internalServerError, "io", "the vault could not store or read the object")
+            }
+        } catch let e as HTTPError {
+            return answer(e.status, "http", e.body ?? e.status.reasonPhrase)
+        } catch let e as DecodingError {
+            return answer(.badRequest, "badRequest", "malformed request body: \(e)")
+        } catch {
+            logger.error("unexpected failure", metadata: ["error": "\(error)"])
+            return answer(.internalServerError, "internal", "\(error)")
+        }
+    }
+}

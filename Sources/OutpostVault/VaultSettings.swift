@@ -1,0 +1,100 @@
+import Foundation
+import OutpostCore
+import OutpostObjects
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Storage replication, as in Azure: GRS keeps a second, independent copy set; LRS one.
+public enum Replication: String, Codable, Sendable { case grs, lrs }
+
+/// The vault's settings and identity: `DATA/vault.json`.
+public struct VaultSettings: Codable, Sendable, Equatable {
+    public var format = "outpost-vault"
+    public var version = 1
+    public var id: String
+    public var name: String
+    public var url: String
+    public var replication: Replication
+    /// Where GRS keeps its second copy set.
+    public var secondary: String?
+    public var immutable = false
+    /// Once locked, immutability cannot be turned off.
+    public var locked = false
+    /// Days a removed relay's container and deleted objects are kept before purging (at least 14).
+    public var softDeleteDays = 14
+    public var maxRelays = 50
+
+    public init(id: String, name: String, url: String, replication: Replication, secondary: String?) {
+        self.id = id; self.name = name; self.url = url; self.replication = replication; self.secondary = secondary
+    }
+}
+
+/// The vault's error.
+public struct VaultError: OperatorFacingError, Sendable {
+    public enum Code: String, Sendable { case notAVault, exists, refused, invalid, credentials }
+    public let code: Code
+    public let message: String
+    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
+    public var description: String { message }
+    public var exitCode: ExitCode {
+        switch code {
+        case .notAVault, .exists: .notAStore
+        case .refused: .refused
+        case .invalid: .usage
+        case .credentials: .unauthorized
+        }
+    }
+}
+
+/// The vault's data directory: vault.json, registry.json (relays and issued credentials), tls/, objects/.
+public struct VaultDataDirectory: Sendable {
+    public let root: String
+    public var settingsPath: String { root + "/vault.json" }
+    public var registryPath: String { root + "/registry.json" }
+    public var certificatePath: String { root + "/tls/cert.pem" }
+    public var keyPath: String { root + "/tls/key.pem" }
+    public var objectsPath: String { root + "/objects" }
+
+    public init(_ root: String) {
+        var r = root
+        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
+        self.root = r
+    }
+
+    public func settings() throws -> VaultSettings {
+        guard let data = FileManager.default.contents(atPath: settingsPath) else {
+            throw VaultError(.notAVault, "\(root) is not a vault data directory; create one with `outpost vault init --data \(root) --name NAME --url https://HOST:PORT`")
+        }
+        do { return try JSONDecoder().decode(VaultSettings.self, from: data) }
+        catch { throw VaultError(.notAVault, "\(settingsPath) is damaged: \(error)") }
+    }
+
+    public func save(_ settings: VaultSettings) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(Array(try e.encode(settings)), to: settingsPath)
+    }
+
+    /// The object store per the settings: one copy set, or primary + secondary for GRS.
+    public func objectStore(_ s: VaultSettings) throws -> any ObjectStore {
+        let primary = try FileObjectStore(root: objectsPath)
+        guard s.replication == .grs else { return primary }
+        let secondary = try FileObjectStore(root: s.secondary ?? (root + "/secondary"))
+        return ReplicatedObjectStore(primary: primary, secondary: secondary)
+    }
+
+    /// True when any relay's container holds an object (replication can no longer change).
+    public func holdsBackupItems(_ s: VaultSettings) throws -> Bool {
+        !(try objectStore(s).list(prefix: "containers/").isEmpty)
+    }
+}
+
+func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws {
+    let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw VaultError(.invalid, "cannot write \(path): \(String(cString: strerror(errno)))") }
+    let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) == $0.count } && fsync(fd) == 0
+    close(fd)
+    guard ok, rename(tmp, path) == 0 else { unlink(tmp); throw VaultError(.invalid, "cannot write \(path): \(String(cString: strerror(errno)))") }
+}
