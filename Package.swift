@@ -68,7 +68,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The relay server (Hummingbird 2 over TLS): ingest with per-chunk verification, catalog, restore.
         .target(name: "OutpostRelay", dependencies: [
-            "OutpostCore", "OutpostStore", "OutpostTLS",
+            "OutpostCore", "OutpostStore", "OutpostTLS", "OutpostForwarder", "OutpostCrypto",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -93,6 +93,15 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // The relay's MARS-style agent: registration with a vault, keys, encrypted resumable forwarding, throttling.
+        .target(name: "OutpostForwarder", dependencies: [
+            "OutpostCore", "OutpostStore", "OutpostCrypto", "OutpostTLS",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
         // The push client kit: the relay seen as a BlobRepository over HTTPS (AsyncHTTPClient, pinned certificate).
         .target(name: "OutpostClient", dependencies: [
             "OutpostCore", "OutpostTLS",
@@ -105,7 +114,8 @@ let package = Package(
         ], swiftSettings: strict),
         .executableTarget(name: "outpost", dependencies: [
             "OutpostCore", "OutpostStore", "OutpostArchive", "OutpostTLS", "OutpostRelay", "OutpostClient",
-            "OutpostVault", "OutpostObjects", "OutpostCrypto",
+            "OutpostVault", "OutpostObjects", "OutpostCrypto", "OutpostForwarder",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),

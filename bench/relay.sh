@@ -309,6 +309,7 @@ part_b_single() {
     stop_server b-single-relay
     B[single_srss]=$HWM
     ((STOP_RC == 0)) || say "warning: the relay exited with status $STOP_RC after SIGTERM (see $RLOGS/b-single-relay.log)"
+    B[single_raw]=$(store_stat b-single-relay rawBytes)
     say "part B: single push ${B[single]} s, relay peak RSS ${B[single_srss]} MiB"
     rm -rf -- "$RUN/b-single-relay"
 }
@@ -383,6 +384,8 @@ report() {
     agg_tp=$(mbps "$((MACHINES * SUBSET_BYTES))" "${B[wall]:--}")
     agg_ratio=$(ratio "$(awk -v n="$MACHINES" -v s="${B[single]:--}" 'BEGIN { print (s == "-") ? "-" : n * s }')" "${B[wall]:--}")
     dedup=$(ratio "$((MACHINES * SUBSET_BYTES))" "${B[raw]:--}")
+    local cross=-
+    [[ ${B[single_raw]:--} == - ]] || cross=$(ratio "$((MACHINES * B[single_raw]))" "${B[raw]:--}")
 
     {
         echo "# Outpost relay vs restic + rclone serve restic — $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -430,11 +433,15 @@ report() {
         echo "| recovery points in the store | ${B[points]:--} |"
         echo "| stored raw MB (rawBytes) / packs MB (packBytes) | $(mbytes "${B[raw]:--}") / $(mbytes "${B[packs]:--}") |"
         echo "| dedup ratio ($MACHINES × bytes / rawBytes) | $dedup |"
+        echo "| cross-machine dedup ($MACHINES × rawBytes of the single push / rawBytes) | $cross |"
         echo "| relay peak RSS MiB ($MACHINES machines) | $(f 1 "${B[srss]:--}") |"
         echo "| relay peak RSS MiB (single push) | $(f 1 "${B[single_srss]:--}") |"
         echo "| client peak RSS MiB (max of $MACHINES / single) | $(f 1 "${B[crss]:--}") / $(f 1 "${B[single_crss]:--}") |"
         echo
-        echo "The $MACHINES clients and the relay share $(nproc) cores: the ratio compares bytes per second, not per-machine speed."
+        echo "The $MACHINES clients and the relay share $(nproc) cores: the ratio compares bytes per second, not per-machine speed." \
+             "The dedup ratio also counts duplicate chunks inside one machine's data (so it can exceed $MACHINES);" \
+             "the cross-machine figure compares with the single push's store and is $MACHINES when every machine's" \
+             "data is stored exactly once."
         [[ -z ${B[failed]:-} ]] || echo "Failed clients: ${B[failed]}."
         echo
         echo "## Targets"

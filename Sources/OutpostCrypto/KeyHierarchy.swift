@@ -140,6 +140,14 @@ public struct MasterKey: Sendable {
     let key: SymmetricKey
     init(_ key: SymmetricKey) { self.key = key }
 
+    /// Hex of the raw key, for the relay's 0600 key file.
+    public func exported() -> String { key.withUnsafeBytes { Hex.encode(Array($0)) } }
+
+    public init?(exported: String) {
+        guard let bytes = Hex.decode(exported.trimmingCharacters(in: .whitespacesAndNewlines)), bytes.count == 32 else { return nil }
+        key = SymmetricKey(data: bytes)
+    }
+
     /// AES-256-GCM key for object contents (HKDF-SHA256, info "outpost data v1").
     public var dataKey: SymmetricKey { derive("outpost data v1") }
     /// HMAC-SHA256 key for object names (info "outpost names v1").

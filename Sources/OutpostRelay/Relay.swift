@@ -13,12 +13,19 @@ public final class Relay: Sendable {
     let logger: Logger
     let uploads: AsyncSemaphore
     private let decompressors = ResourcePool { ZstdDecompressor() }
+    /// Tier 2: where a blob the store lacks is fetched from (the vault), if the relay is registered.
+    let tier2: (@Sendable (ChunkID) async throws -> PreparedBlob?)?
+    /// Told after every commit (the forwarder).
+    let committed: (@Sendable () -> Void)?
 
-    public init(store: Store, configuration: RelayConfiguration, logger: Logger) {
+    public init(store: Store, configuration: RelayConfiguration, logger: Logger,
+                tier2: (@Sendable (ChunkID) async throws -> PreparedBlob?)? = nil, committed: (@Sendable () -> Void)? = nil) {
         self.store = store
         self.catalog = MachineCatalog(store: store)
         self.configuration = configuration
         self.logger = logger
+        self.tier2 = tier2
+        self.committed = committed
         uploads = AsyncSemaphore(permits: configuration.maxConcurrentUploads)
     }
 
@@ -73,6 +80,7 @@ public final class Relay: Sendable {
         let info = try store.commit(record)
         try catalog.addOwned(by: machine, [info.id], verified: true)
         logger.info("recovery point committed", metadata: ["machine": "\(name)", "point": "\(info.id.shortHex)"])
+        committed?()
         return info
     }
 
@@ -118,17 +126,21 @@ public final class Relay: Sendable {
     }
 
     /// Stored bytes of blobs the machine holds, as frames; a blob it does not hold is refused (403).
-    public func fetch(machine: Int64, name: String, _ ids: [ChunkID]) throws -> [UInt8] {
+    public func fetch(machine: Int64, name: String, _ ids: [ChunkID]) async throws -> [UInt8] {
         let owned = try catalog.owned(by: machine, ids)
         if let foreign = ids.first(where: { !owned.contains($0) }) {
             throw RelayFailure(.forbidden, "blob \(foreign.shortHex) does not belong to a recovery point of \(name)")
         }
         var blobs: [PreparedBlob] = []
         for id in ids {
-            guard let b = try store.loadStored(id) else {
-                throw RelayFailure(.notFound, "blob \(id.shortHex) is missing from the relay's store; the relay's operator should run `outpost relay check`")
+            if let b = try store.loadStored(id) { blobs.append(b); continue }
+            // Tier 2: the vault, when the relay lost the blob (or is being rebuilt).
+            if let tier2, let b = try await tier2(id) {
+                logger.info("served from the vault", metadata: ["blob": "\(id.shortHex)"])
+                blobs.append(b)
+                continue
             }
-            blobs.append(b)
+            throw RelayFailure(.notFound, "blob \(id.shortHex) is missing from the relay's store\(tier2 == nil ? "" : " and from the vault"); the relay's operator should run `outpost relay check`")
         }
         return WireFormat.encodeFrames(blobs)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import OutpostCore
+import OutpostForwarder
 import TOMLKit
 
 /// Whom the answer to "which chunks are new?" is computed for.
@@ -21,6 +22,12 @@ public struct RelayConfiguration: Sendable, Equatable {
     /// Uploads verified at once; further uploads wait with their bodies unread (backpressure, bounded memory).
     public var maxConcurrentUploads = 2 * ProcessInfo.processInfo.activeProcessorCount
     public var requestTimeoutSeconds = 300
+    /// Forward each recovery point as soon as it is committed.
+    public var forwardAfterEachPoint = true
+    /// Up to three times of day ("HH:MM") at which the forwarder also runs.
+    public var forwardTimes: [String] = []
+    public var throttle = ThrottleSchedule()
+    public var proxy: ProxySettings?
 
     public init() {}
 
@@ -32,6 +39,15 @@ public struct RelayConfiguration: Sendable, Equatable {
         var token_valid_hours: Int?
         var max_concurrent_uploads: Int?
         var request_timeout_seconds: Int?
+        var forward_after_each_point: Bool?
+        var forward_times: [String]?
+        var throttle_work_kbps: Int?
+        var throttle_other_kbps: Int?
+        var work_days: [Int]?
+        var work_hours: String?
+        var proxy: String?
+        var proxy_user: String?
+        var proxy_password: String?
     }
 
     public static func load(path: String) throws -> RelayConfiguration {
@@ -54,11 +70,52 @@ public struct RelayConfiguration: Sendable, Equatable {
         if let v = file.token_valid_hours { c.tokenValidHours = v }
         if let v = file.max_concurrent_uploads { c.maxConcurrentUploads = max(1, v) }
         if let v = file.request_timeout_seconds { c.requestTimeoutSeconds = max(10, v) }
+        if let v = file.forward_after_each_point { c.forwardAfterEachPoint = v }
+        if let v = file.forward_times {
+            guard v.count <= 3, v.allSatisfy({ RelayConfiguration.parseClock($0) != nil }) else {
+                throw RelayError(.config, "\(path): forward_times takes at most 3 times of day as \"HH:MM\"")
+            }
+            c.forwardTimes = v
+        }
+        func rate(_ kbps: Int?, _ key: String) throws -> Int? {
+            guard let kbps, kbps > 0 else { return nil }
+            let r = kbps * 1000 / 8
+            guard r >= ThrottleSchedule.minimumRate, r <= ThrottleSchedule.maximumRate else {
+                throw RelayError(.config, "\(path): \(key) must be 512 to 1047552 Kbit/s (512 Kbit/s to 1023 Mbit/s), or 0 for no limit")
+            }
+            return r
+        }
+        c.throttle.workRate = try rate(file.throttle_work_kbps, "throttle_work_kbps")
+        c.throttle.otherRate = try rate(file.throttle_other_kbps, "throttle_other_kbps")
+        if let d = file.work_days {
+            guard d.allSatisfy({ (1...7).contains($0) }) else { throw RelayError(.config, "\(path): work_days are 1 (Monday) to 7 (Sunday)") }
+            c.throttle.workDays = Set(d)
+        }
+        if let h = file.work_hours {
+            let parts = h.split(separator: "-").map(String.init)
+            guard parts.count == 2, let a = RelayConfiguration.parseClock(parts[0]), let b = RelayConfiguration.parseClock(parts[1]), a < b else {
+                throw RelayError(.config, "\(path): work_hours must look like \"08:00-18:00\"")
+            }
+            (c.throttle.workStart, c.throttle.workEnd) = (a, b)
+        }
+        if let p = file.proxy, !p.isEmpty {
+            guard let u = URLComponents(string: p), let host = u.host, let port = u.port else {
+                throw RelayError(.config, "\(path): proxy must look like \"http://proxy.example:3128\"")
+            }
+            c.proxy = ProxySettings(host: host, port: port, user: file.proxy_user, password: file.proxy_password)
+        }
         if (c.tlsCertificate == nil) != (c.tlsPrivateKey == nil) {
             throw RelayError(.config, "\(path): set both tls_certificate and tls_private_key, or neither (then the certificate made at init is used)")
         }
         _ = try parseListen(c.listen)
         return c
+    }
+
+    /// "HH:MM" → minutes since midnight.
+    public static func parseClock(_ s: String) -> Int? {
+        let p = s.split(separator: ":")
+        guard p.count == 2, let h = Int(p[0]), let m = Int(p[1]), (0..<24).contains(h), (0..<60).contains(m) else { return nil }
+        return h * 60 + m
     }
 
     /// "HOST:PORT" → (host, port).
@@ -96,6 +153,21 @@ public struct RelayConfiguration: Sendable, Equatable {
 
         # A request that takes longer than this is cut off.
         request_timeout_seconds = 300
+
+        # --- Forwarding to the vault (after `outpost relay register`) ---
+        # Send each recovery point off-site as soon as it is committed.
+        forward_after_each_point = true
+        # And/or at up to three times of day.
+        # forward_times = ["01:00", "13:00"]
+        # Bandwidth limits in Kbit/s (512 to 1047552; 0 = none) for work hours and for other hours.
+        throttle_work_kbps = 0
+        throttle_other_kbps = 0
+        work_days = [1, 2, 3, 4, 5]      # 1 = Monday … 7 = Sunday
+        work_hours = "08:00-18:00"
+        # Reach the vault through an HTTP proxy, with optional credentials.
+        # proxy = "http://proxy.branch.lan:3128"
+        # proxy_user = "backup"
+        # proxy_password = "…"
         """
 }
 

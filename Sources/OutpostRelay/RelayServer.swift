@@ -36,9 +36,12 @@ public struct RelayServer {
     let logger: Logger
     /// Called with the bound port once the server listens (port 0 picks a free one).
     let onListening: @Sendable (Int) -> Void
+    let services: [any Service]
 
-    public init(relay: Relay, identity: TLSIdentity?, host: String, port: Int, logger: Logger, onListening: @escaping @Sendable (Int) -> Void = { _ in }) {
+    public init(relay: Relay, identity: TLSIdentity?, host: String, port: Int, logger: Logger, services: [any Service] = [],
+                onListening: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.relay = relay
+        self.services = services
         self.identity = identity
         self.host = host
         self.port = port
@@ -135,7 +138,7 @@ public struct RelayServer {
                 let (id, name) = try context.machine()
                 let body = try await request.body.collect(upTo: WireFormat.maxFetchBlobs * 32)
                 let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxFetchBlobs)
-                return binary(try relay.fetch(machine: id, name: name, ids))
+                return binary(try await relay.fetch(machine: id, name: name, ids))
             },
         ]
     }
@@ -169,6 +172,7 @@ public struct RelayServer {
             router: router,
             server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: "outpost-relay"),
+            services: services,
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
             logger: logger
         )

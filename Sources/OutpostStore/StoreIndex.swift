@@ -88,6 +88,22 @@ public final class StoreIndex: Sendable {
                 ) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v3") { db in
+            // The forwarder's state: which blobs the vault has acknowledged, and each recovery point's progress.
+            try db.execute(sql: """
+                CREATE TABLE vault_blobs (
+                    blob_id BLOB PRIMARY KEY,
+                    sent_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE forwarding (
+                    point_id BLOB PRIMARY KEY,
+                    state TEXT NOT NULL,
+                    reason TEXT,
+                    bytes INTEGER NOT NULL DEFAULT 0,
+                    updated_at REAL NOT NULL
+                );
+                """)
+        }
         return m
     }
 

@@ -2,6 +2,9 @@ import Crypto
 import Foundation
 import OutpostCore
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The relays registered with a vault and the credentials files issued for it, kept in registry.json.
 /// Secrets are stored as SHA-256 hashes only.
@@ -22,40 +25,62 @@ public final class VaultRegistry: Sendable {
         public var recoverRelay: String?
     }
 
-    struct State: Codable { var relays: [Relay] = []; var issued: [Issued] = [] }
+    struct State: Codable {
+        var relays: [Relay] = []
+        var issued: [Issued] = []
+        /// mtime of registry.json when it was read: the file is re-read when another process (the
+        /// `vault credentials` command) changed it.
+        var loadedStamp: Double? = nil
+        enum CodingKeys: String, CodingKey { case relays, issued }
+    }
 
     let path: String
     private let state: Mutex<State>
 
     public init(path: String) throws {
         self.path = path
-        if let data = FileManager.default.contents(atPath: path) {
-            let d = JSONDecoder()
-            d.dateDecodingStrategy = .iso8601
-            do { state = Mutex(try d.decode(State.self, from: data)) }
-            catch { throw VaultError(.notAVault, "the vault registry \(path) is damaged: \(error)") }
-        } else {
-            state = Mutex(State())
-        }
+        state = Mutex(try Self.read(path))
+    }
+
+    static func stamp(_ path: String) -> Double? {
+        guard let a = try? FileManager.default.attributesOfItem(atPath: path), let m = a[.modificationDate] as? Date else { return nil }
+        return m.timeIntervalSince1970 + Double((a[.systemFileNumber] as? Int) ?? 0)
+    }
+
+    static func read(_ path: String) throws -> State {
+        guard let data = FileManager.default.contents(atPath: path) else { return State() }
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        do {
+            var s = try d.decode(State.self, from: data)
+            s.loadedStamp = stamp(path)
+            return s
+        } catch { throw VaultError(.notAVault, "the vault registry \(path) is damaged: \(error)") }
+    }
+
+    private func refresh(_ s: inout State) throws {
+        if Self.stamp(path) != s.loadedStamp { s = try Self.read(path) }
     }
 
     static func hash(_ s: String) -> String { Hex.encode(Array(SHA256.hash(data: Array(s.utf8)))) }
 
-    private func persist(_ s: State) throws {
+    private func persist(_ s: inout State) throws {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         e.dateEncodingStrategy = .iso8601
         try writeAtomically(Array(try e.encode(s)), to: path)
+        s.loadedStamp = Self.stamp(path)
     }
 
     public func issue(secret: String, expiresAt: Date, recoverRelay: String? = nil) throws {
         try state.withLock { s in
+            try refresh(&s)
             if let r = recoverRelay, !s.relays.contains(where: { $0.id == r || $0.name == r }) {
                 throw VaultError(.invalid, "no relay \(r) is registered with this vault; list them with `outpost vault relays`")
             }
             let id = recoverRelay.flatMap { r in s.relays.first { $0.id == r || $0.name == r }?.id }
             s.issued.append(Issued(secretHash: Self.hash(secret), expiresAt: expiresAt, recoverRelay: id))
-            try persist(s)
+            try persist(&s)
         }
     }
 
@@ -64,6 +89,7 @@ public final class VaultRegistry: Sendable {
     /// Trades a credentials-file secret for a relay credential: single use, before expiry, at most `maxRelays`.
     public func register(secret: String, relayName: String, maxRelays: Int, now: Date = Date()) throws -> RegisterOutcome {
         try state.withLock { s in
+            try refresh(&s)
             guard let i = s.issued.firstIndex(where: { $0.secretHash == Self.hash(secret) }) else {
                 return .refused("this vault credentials file was not issued by this vault (or belongs to another vault); download a new one with `outpost vault credentials`")
             }
@@ -82,13 +108,14 @@ public final class VaultRegistry: Sendable {
                 s.relays.append(relay)
             }
             s.issued[i].usedAt = now
-            try persist(s)
+            try persist(&s)
             return .registered(relay, credential: credential)
         }
     }
 
     public func authenticate(relayID: String, secret: String) -> Relay? {
         state.withLock { s in
+            try? refresh(&s)
             guard let r = s.relays.first(where: { $0.id == relayID && $0.removedAt == nil }) else { return nil }
             let given = Array(Self.hash(secret).utf8), stored = Array(r.credentialHash.utf8)
             guard given.count == stored.count else { return nil }
@@ -100,12 +127,13 @@ public final class VaultRegistry: Sendable {
 
     public func remove(_ idOrName: String, now: Date = Date()) throws -> Relay {
         try state.withLock { s in
+            try refresh(&s)
             guard let i = s.relays.firstIndex(where: { ($0.id == idOrName || $0.name == idOrName) && $0.removedAt == nil }) else {
                 throw VaultError(.invalid, "no active relay \(idOrName) in this vault")
             }
             s.relays[i].removedAt = now
             s.relays[i].credentialHash = ""
-            try persist(s)
+            try persist(&s)
             return s.relays[i]
         }
     }

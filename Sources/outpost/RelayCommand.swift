@@ -6,6 +6,9 @@ import OutpostCore
 import OutpostRelay
 import OutpostStore
 import OutpostTLS
+import OutpostForwarder
+import OutpostCrypto
+import ServiceLifecycle
 
 struct RelayOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The relay's data directory.", valueName: "dir")) var data: String
@@ -16,7 +19,8 @@ struct RelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "relay",
         abstract: "Run and administer the branch relay (the backup server protected machines push to).",
-        subcommands: [Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self]
+        subcommands: [Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self,
+                      Register.self, ChangePassphrase.self, Forward.self, Forwarding.self]
     )
 
     struct Init: AsyncParsableCommand {
@@ -51,11 +55,25 @@ struct RelayCommand: AsyncParsableCommand {
             var logger = Logger(label: "outpost.relay")
             logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["OUTPOST_LOG_LEVEL"] ?? "") ?? .info
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay serve`", logger: logger)
-            let service = Relay(store: store, configuration: settings, logger: logger)
+            // The embedded forwarder runs when the relay is registered with a vault.
+            var services: [any Service] = []
+            var tier2: (@Sendable (ChunkID) async throws -> PreparedBlob?)?
+            var forwarding: ForwardingService?
+            if FileManager.default.fileExists(atPath: VaultLink.paths(dir.root).link) {
+                let forwarder = try makeForwarder(dir: dir, store: store, settings: settings, logger: logger)
+                let f = ForwardingService(forwarder: forwarder, configuration: settings, logger: logger)
+                forwarding = f
+                services.append(f)
+                let sealer = ObjectSealer(master: try Registration.loadMaster(data: dir.root))
+                let vault = forwarder.vault
+                tier2 = { id in try await Forwarder.fetch(id, vault: vault, sealer: sealer) }
+            }
+            let notify = forwarding
+            let service = Relay(store: store, configuration: settings, logger: logger, tier2: tier2, committed: { notify?.pointCommitted() })
             let portFile = self.portFile
             let scheme = insecureHttp ? "http" : "https"
             let scope = settings.dedupScope.rawValue
-            let server = RelayServer(relay: service, identity: identity, host: host, port: port, logger: logger) { bound in
+            let server = RelayServer(relay: service, identity: identity, host: host, port: port, logger: logger, services: services) { bound in
                 printErr("relay listening on \(scheme)://\(host):\(bound) (dedup scope: \(scope))")
                 if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
             }

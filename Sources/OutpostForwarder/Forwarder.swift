@@ -1,0 +1,159 @@
+import Foundation
+import Logging
+import OutpostCore
+import OutpostCrypto
+import OutpostStore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The relay's MARS-style agent: sends every recovery point off-site, encrypted.
+///
+/// For each recovery point not yet forwarded: every blob it needs that the vault has not acknowledged is
+/// sealed (AES-256-GCM over the blob as stored, compressed) under an HMAC name and put (put-if-absent, so a
+/// retry after an interruption never duplicates), then the sealed point record. The ledger records each
+/// acknowledged blob as it goes: an interrupted run resumes without re-uploading what the vault acknowledged.
+public final class Forwarder: Sendable {
+    public let store: Store
+    let data: String
+    public let vault: VaultClient
+    let sealer: ObjectSealer
+    let ledger: ForwardingLedger
+    let throttle: Throttle?
+    let logger: Logger
+    let concurrency: Int
+    public let sentBytes = Atomic<Int64>(0)
+
+    public init(store: Store, data: String, vault: VaultClient, master: MasterKey, throttle: Throttle?, concurrency: Int = 4, logger: Logger) {
+        self.store = store
+        self.data = data
+        self.vault = vault
+        self.sealer = ObjectSealer(master: master)
+        self.ledger = ForwardingLedger(store: store)
+        self.throttle = throttle
+        self.concurrency = max(1, concurrency)
+        self.logger = logger
+    }
+
+    public struct Report: Sendable { public var points = 0; public var blobs = 0; public var bytes: Int64 = 0; public var backlog = 0 }
+
+    /// Vault object kinds (the sealed object's kind byte).
+    enum Kind: UInt8 { case data = 1, tree = 2, point = 3 }
+
+    /// MARS's rule: the staging area must have free space of at least 5 % of the data the relay protects.
+    public func checkStaging() throws {
+        let totals = try store.index.totals()
+        var fs = statvfs()
+        guard statvfs(data, &fs) == 0 else { return }
+        let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
+        let needed = Int64(totals.rawBytes) / 20
+        if free < needed {
+            throw ForwarderError(.staging, "the forwarder's staging area \(data) has \(free / 1_048_576) MiB free; it needs at least 5 % of the \(totals.rawBytes / 1_048_576) MiB the relay protects (\(needed / 1_048_576) MiB): free space there before forwarding")
+        }
+    }
+
+    public func run() async throws -> Report {
+        try checkStaging()
+        var report = Report()
+        let pending = try ledger.entries().filter { $0.state != .forwarded }
+        report.backlog = pending.count
+        for entry in pending {
+            guard let id = ChunkID(hex: entry.point) else { continue }
+            do {
+                try ledger.set(id, .forwarding)
+                let (blobs, bytes) = try await forward(point: id)
+                try ledger.set(id, .forwarded, bytes: bytes)
+                report.points += 1
+                report.blobs += blobs
+                report.bytes += bytes
+                report.backlog -= 1
+                logger.info("recovery point forwarded", metadata: ["point": "\(id.shortHex)", "blobs": "\(blobs)", "bytes": "\(bytes)"])
+            } catch {
+                try? ledger.set(id, .failed, reason: "\(error)")
+                throw error
+            }
+        }
+        return report
+    }
+
+    private func forward(point id: ChunkID) async throws -> (Int, Int64) {
+        let info = try store.index.points().first { $0.id == id }
+        guard let info, let root = info.point.root else { throw ForwarderError(.vault, "recovery point \(id.shortHex) vanished from the catalog") }
+        // Every blob the point needs, trees first so that a partial vault copy is walkable.
+        var needed: [ChunkID] = []
+        var seen = Set<ChunkID>()
+        var stack = [root]
+        while let t = stack.popLast() {
+            guard seen.insert(t).inserted else { continue }
+            needed.append(t)
+            for n in try store.loadTree(t).nodes {
+                if let s = n.subtree, n.type == .directory { stack.append(s) }
+                for e in n.extents { if case .chunk(let c, _) = e, seen.insert(c).inserted { needed.append(c) } }
+            }
+        }
+        let todo = try ledger.unsent(needed)
+        var sent = 0
+        var bytes: Int64 = 0
+        try await withThrowingTaskGroup(of: (ChunkID, Int).self) { group in
+            var next = 0
+            var acked: [ChunkID] = []
+            func launch() {
+                guard next < todo.count else { return }
+                let blobID = todo[next]
+                next += 1
+                group.addTask { (blobID, try await self.upload(blobID)) }
+            }
+            for _ in 0..<concurrency { launch() }
+            while let (blobID, size) = try await group.next() {
+                acked.append(blobID)
+                sent += 1
+                bytes += Int64(size)
+                if acked.count >= 64 { try ledger.markSent(acked); acked.removeAll() }
+                launch()
+            }
+            try ledger.markSent(acked)
+        }
+        let record = try JSONEncoder().encode(PointRecord(id: id.hex, record: info.point))
+        let name = "p/" + sealer.objectName(label: "point:" + id.hex)
+        let sealed = try sealer.seal(Array(record), name: name, kind: Kind.point.rawValue)
+        try await throttle?.consume(sealed.count)
+        _ = try await vault.put(name, sealed)
+        return (sent, bytes + Int64(sealed.count))
+    }
+
+    /// Seals one blob as stored and puts it; returns the bytes sent.
+    private func upload(_ id: ChunkID) async throws -> Int {
+        guard let blob = try store.loadStored(id) else {
+            throw ForwarderError(.vault, "blob \(id.shortHex) is missing from the relay's store; run `outpost relay check`")
+        }
+        var plain = BinaryWriter(capacity: blob.stored.count + 16)
+        plain.u8(blob.compression.rawValue)
+        plain.u32(UInt32(blob.rawLength))
+        plain.raw(blob.stored)
+        let name = Self.objectKey(sealer.objectName(for: id))
+        let sealed = try sealer.seal(plain.bytes, name: name, kind: blob.kind == .tree ? Kind.tree.rawValue : Kind.data.rawValue)
+        try await throttle?.consume(sealed.count)
+        _ = try await vault.put(name, sealed)
+        sentBytes.add(Int64(sealed.count), ordering: .relaxed)
+        return sealed.count
+    }
+
+    static func objectKey(_ name: String) -> String { "c/" + name.prefix(2) + "/" + name }
+
+    /// A blob back from the vault (tier 2): unsealed, decompressed and checked against its id.
+    public static func fetch(_ id: ChunkID, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {
+        let name = objectKey(sealer.objectName(for: id))
+        guard let sealed = try await vault.get(name) else { return nil }
+        let (kind, plain) = try sealer.open(sealed, name: name)
+        var r = BinaryReader(plain, what: "vault object \(name)")
+        guard let comp = BlobCompression(rawValue: try r.u8()) else { throw ForwarderError(.tampered, "vault object \(name) names an unknown compression") }
+        let raw = Int(try r.u32())
+        let stored = try r.raw(r.remaining)
+        let blob = PreparedBlob(id: id, kind: kind == Kind.tree.rawValue ? .tree : .data, compression: comp, stored: stored, rawLength: raw)
+        _ = try stored.withUnsafeBytes { try PreparedBlob.open(stored: $0, id: id, compression: comp, rawLength: raw, decompressor: ZstdDecompressor(), what: "vault object \(name)") }
+        return blob
+    }
+
+    struct PointRecord: Codable { var id: String; var record: RecoveryPoint }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+import OutpostCore
+import OutpostCrypto
+import OutpostTLS
+
+/// `outpost relay register` and `outpost relay change-passphrase`.
+public enum Registration {
+    /// Registers with the vault named by a credentials file, then sets the encryption passphrase: the master
+    /// key is made, wrapped under the passphrase (scrypt), and the wrapped key stored in the vault and locally.
+    /// The passphrase itself is not stored; the unwrapped master key stays on the relay (0600) so that the
+    /// forwarder can run unattended.
+    public static func register(data: String, credentialsPath: String, passphrase: String, relayName: String,
+                                scrypt: ScryptParameters = .standard, now: Date = Date(), logger: Logger) async throws -> VaultLink {
+        try PassphrasePolicy.check(passphrase)
+        guard let bytes = FileManager.default.contents(atPath: credentialsPath) else {
+            throw ForwarderError(.config, "cannot read the vault credentials file \(credentialsPath)")
+        }
+        let file: VaultCredentialsFile
+        do { file = try VaultCredentialsFile.decode(Array(bytes), path: credentialsPath) } catch let e as FormatError {
+            throw ForwarderError(.credentials, e.message)
+        }
+        if file.expiresAt < now {
+            throw ForwarderError(.credentials, "the vault credentials file \(credentialsPath) expired on \(file.expiresAt.formatted(.iso8601)); download a new one from the vault (`outpost vault credentials`)")
+        }
+        guard (try? TLSIdentity.fingerprint(ofPEM: file.certificate)) == TLSIdentity.normalizeFingerprint(file.fingerprint) else {
+            throw ForwarderError(.credentials, "the vault credentials file \(credentialsPath) is inconsistent (certificate and fingerprint differ); download it again")
+        }
+        if FileManager.default.fileExists(atPath: VaultLink.paths(data).link), file.recoverRelay == nil {
+            throw ForwarderError(.refused, "this relay is already registered with a vault (\(VaultLink.paths(data).link)); registering again would start a new container")
+        }
+        let client = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: nil, logger: logger)
+        defer { Task { await client.close() } }
+        let answer = try await client.register(secret: file.secret, relayName: relayName)
+        let link = VaultLink(url: file.url, vaultID: file.vaultID, vaultName: file.vaultName, relayID: answer.relayID,
+                             credential: answer.credential, fingerprint: TLSIdentity.normalizeFingerprint(file.fingerprint),
+                             certificate: file.certificate, registeredAt: now)
+        try link.save(data: data)
+        let authed = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: answer.credential, logger: logger)
+        defer { Task { await authed.close() } }
+        if file.recoverRelay != nil {
+            // Rebuilding a lost relay: the container already holds the wrapped key; the passphrase must open it.
+            let keyFile = try await newestKeyFile(authed)
+            let master = try keyFile.unwrap(passphrase: passphrase)
+            try saveKeys(data: data, keyFile: keyFile, master: master)
+        } else {
+            let (keyFile, master) = try KeyFile.create(passphrase: passphrase, parameters: scrypt, now: now)
+            _ = try await authed.put(keyObjectName(now), keyFile.encoded())
+            try saveKeys(data: data, keyFile: keyFile, master: master)
+        }
+        await authed.close()
+        await client.close()
+        return link
+    }
+
+    /// Re-wraps the master key under a new passphrase; nothing else is re-uploaded.
+    public static func changePassphrase(data: String, old: String, new: String, now: Date = Date(), logger: Logger) async throws {
+        let link = try VaultLink.load(data: data)
+        guard let bytes = FileManager.default.contents(atPath: VaultLink.paths(data).keyFile) else {
+            throw ForwarderError(.notRegistered, "no key file under \(VaultLink.paths(data).dir); register first")
+        }
+        let keyFile = try KeyFile.decode(Array(bytes))
+        let rewrapped = try keyFile.rewrapped(oldPassphrase: old, newPassphrase: new, now: now)
+        let client = try VaultClient(url: link.url, certificatePEM: link.certificate, credential: link.credential, logger: logger)
+        _ = try await client.put(keyObjectName(now), rewrapped.encoded())
+        await client.close()
+        try writePrivate(rewrapped.encoded(), to: VaultLink.paths(data).keyFile)
+    }
+
+    static func keyObjectName(_ now: Date) -> String { "keys/\(Int(now.timeIntervalSince1970 * 1000)).json" }
+
+    static func newestKeyFile(_ client: VaultClient) async throws -> KeyFile {
+        guard let newest = try await client.list(prefix: "keys/").map(\.key).max(),
+              let bytes = try await client.get(newest) else {
+            throw ForwarderError(.vault, "the vault container holds no key file; it cannot be opened with a passphrase")
+        }
+        return try KeyFile.decode(bytes)
+    }
+
+    static func saveKeys(data: String, keyFile: KeyFile, master: MasterKey) throws {
+        try writePrivate(keyFile.encoded(), to: VaultLink.paths(data).keyFile)
+        try writePrivate(Array(master.exported().utf8), to: VaultLink.paths(data).masterKey)
+    }
+
+    public static func loadMaster(data: String) throws -> MasterKey {
+        guard let bytes = FileManager.default.contents(atPath: VaultLink.paths(data).masterKey),
+              let key = MasterKey(exported: String(decoding: bytes, as: UTF8.self)) else {
+            throw ForwarderError(.notRegistered, "the relay's master key (\(VaultLink.paths(data).masterKey)) is missing; register the relay, or rebuild it with its passphrase")
+        }
+        return key
+    }
+}

@@ -1,0 +1,179 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import OutpostCore
+import OutpostCrypto
+import OutpostTLS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The relay's registration with a vault: `DATA/vault/link.json` (0600), written by `outpost relay register`.
+public struct VaultLink: Codable, Sendable {
+    public var url: String
+    public var vaultID: String
+    public var vaultName: String
+    public var relayID: String
+    public var credential: String
+    public var fingerprint: String
+    public var certificate: String
+    public var registeredAt: Date
+
+    public static func paths(_ data: String) -> (dir: String, link: String, keyFile: String, masterKey: String) {
+        let dir = data + "/vault"
+        return (dir, dir + "/link.json", dir + "/keyfile.json", dir + "/master.key")
+    }
+
+    public static func load(data: String) throws -> VaultLink {
+        guard let bytes = FileManager.default.contents(atPath: paths(data).link) else {
+            throw ForwarderError(.notRegistered, "this relay is not registered with a vault: run `outpost relay register --data \(data) --vault-credentials FILE --passphrase-file FILE` first")
+        }
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        do { return try d.decode(VaultLink.self, from: bytes) } catch {
+            throw ForwarderError(.notRegistered, "\(paths(data).link) is damaged (\(error)); register again")
+        }
+    }
+
+    func save(data: String) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.dateEncodingStrategy = .iso8601
+        try writePrivate(Array(try e.encode(self)), to: Self.paths(data).link)
+    }
+}
+
+/// The forwarder's error.
+public struct ForwarderError: OperatorFacingError, Sendable {
+    public enum Code: String, Sendable { case notRegistered, credentials, unreachable, refused, vault, staging, tampered, config }
+    public let code: Code
+    public let message: String
+    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
+    public var description: String { message }
+    public var exitCode: ExitCode {
+        switch code {
+        case .notRegistered, .config: .usage
+        case .credentials: .unauthorized
+        case .unreachable: .unreachable
+        case .refused: .refused
+        case .vault: .remoteError
+        case .staging: .diskFull
+        case .tampered: .corruptData
+        }
+    }
+}
+
+func writePrivate(_ bytes: [UInt8], to path: String) throws {
+    let dir = (path as NSString).deletingLastPathComponent
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    let tmp = path + ".tmp-\(getpid())"
+    guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes), attributes: [.posixPermissions: 0o600]), rename(tmp, path) == 0 else {
+        unlink(tmp)
+        throw ForwarderError(.config, "cannot write \(path): check the permissions of \(dir)")
+    }
+}
+
+/// An HTTP proxy for reaching the vault (MARS: direct or through a proxy with optional credentials).
+public struct ProxySettings: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var user: String?
+    public var password: String?
+    public init(host: String, port: Int, user: String? = nil, password: String? = nil) {
+        self.host = host; self.port = port; self.user = user; self.password = password
+    }
+}
+
+/// HTTPS to the vault: pinned certificate, the relay's credential, retries with backoff on transient failures.
+public final class VaultClient: Sendable {
+    let base: String
+    let credential: String?
+    let http: HTTPClient
+    let logger: Logger
+    let maxAttempts: Int
+
+    public init(url: String, certificatePEM: String, credential: String?, proxy: ProxySettings? = nil, logger: Logger, maxAttempts: Int = 5) throws {
+        var b = url
+        while b.hasSuffix("/") { b.removeLast() }
+        base = b
+        self.credential = credential
+        self.logger = logger
+        self.maxAttempts = maxAttempts
+        var config = HTTPClient.Configuration(tlsConfiguration: try TLSIdentity.pinnedClientConfiguration(certificatePEM: certificatePEM),
+                                              timeout: .init(connect: .seconds(10), read: .seconds(300)))
+        if let proxy {
+            config.proxy = .server(host: proxy.host, port: proxy.port,
+                                   authorization: proxy.user.map { .basic(username: $0, password: proxy.password ?? "") })
+        }
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }
+
+    public func close() async { try? await http.shutdown() }
+
+    struct Transient: Error { let reason: String }
+
+    /// Returns (status, body) for 2xx and 404; throws for the rest.
+    func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, max: Int = 80 << 20) async throws -> (Int, [UInt8]) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do { return try await once(method, path, body: body, max: max) } catch let t as Transient {
+                if attempt >= maxAttempts {
+                    throw ForwarderError(.unreachable, "the vault at \(base) could not be reached after \(attempt) attempts (\(t.reason)); forwarding resumes where it stopped once it is back")
+                }
+                try await Task.sleep(for: .milliseconds(Int(min(8.0, 0.25 * pow(2.0, Double(attempt - 1))) * 1000)))
+            }
+        }
+    }
+
+    private func once(_ method: HTTPMethod, _ path: String, body: [UInt8]?, max: Int) async throws -> (Int, [UInt8]) {
+        var req = HTTPClientRequest(url: base + path)
+        req.method = method
+        if let credential { req.headers.add(name: "Authorization", value: "Bearer " + credential) }
+        if let body {
+            req.headers.add(name: "Content-Type", value: "application/octet-stream")
+            req.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let resp: HTTPClientResponse
+        do { resp = try await http.execute(req, timeout: .seconds(600), logger: logger) } catch let e as NIOSSLError {
+            throw ForwarderError(.refused, "the TLS connection to the vault failed (\(e)): its certificate is not the one in the credentials file")
+        } catch {
+            throw Transient(reason: "\(error)")
+        }
+        let bytes: [UInt8]
+        do { bytes = Array(buffer: try await resp.body.collect(upTo: max)) } catch { throw Transient(reason: "answer cut off: \(error)") }
+        let code = Int(resp.status.code)
+        if (200..<300).contains(code) || code == 404 { return (code, bytes) }
+        let message = (try? JSONDecoder().decode([String: String].self, from: Data(bytes)))?["message"] ?? String(decoding: bytes.prefix(300), as: UTF8.self)
+        switch code {
+        case 502, 503, 504: throw Transient(reason: "HTTP \(code)")
+        case 401: throw ForwarderError(.credentials, "the vault refused this relay: \(message)")
+        case 403: throw ForwarderError(.refused, "the vault refused: \(message)")
+        default: throw ForwarderError(.vault, "the vault answered \(code): \(message)")
+        }
+    }
+
+    /// Put-if-absent; true when the vault did not have it.
+    public func put(_ key: String, _ bytes: [UInt8]) async throws -> Bool {
+        let (code, _) = try await call(.PUT, "/v1/objects/" + key, body: bytes)
+        return code == 201
+    }
+
+    public func get(_ key: String) async throws -> [UInt8]? {
+        let (code, body) = try await call(.GET, "/v1/objects/" + key)
+        return code == 404 ? nil : body
+    }
+
+    public func list(prefix: String) async throws -> [VaultAPI.ObjectEntry] {
+        let (_, body) = try await call(.GET, "/v1/list?prefix=" + prefix)
+        return try JSONDecoder().decode([VaultAPI.ObjectEntry].self, from: Data(body))
+    }
+
+    public func register(secret: String, relayName: String) async throws -> VaultAPI.RegisterResponse {
+        let (_, body) = try await call(.POST, "/v1/register", body: Array(try JSONEncoder().encode(VaultAPI.RegisterRequest(secret: secret, relayName: relayName))))
+        return try JSONDecoder().decode(VaultAPI.RegisterResponse.self, from: Data(body))
+    }
+}

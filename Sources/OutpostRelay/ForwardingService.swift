@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import OutpostCore
+import OutpostForwarder
+import ServiceLifecycle
+import Synchronization
+
+/// Runs the forwarder inside `relay serve`: after each committed recovery point (when configured), at the
+/// configured times of day, and again with backoff while the vault is unreachable. Backups go on meanwhile.
+public final class ForwardingService: Service, Sendable {
+    let forwarder: Forwarder
+    let configuration: RelayConfiguration
+    let logger: Logger
+    private let trigger: AsyncStream<Void>.Continuation
+    private let triggers: AsyncStream<Void>
+
+    public init(forwarder: Forwarder, configuration: RelayConfiguration, logger: Logger) {
+        self.forwarder = forwarder
+        self.configuration = configuration
+        self.logger = logger
+        (triggers, trigger) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Called when a recovery point was committed.
+    public func pointCommitted() {
+        if configuration.forwardAfterEachPoint { trigger.yield() }
+    }
+
+    public func run() async throws {
+        trigger.yield()  // catch up on anything left from before the restart
+        try await cancelWhenGracefulShutdown {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // The schedule: a trigger at each configured time of day.
+                group.addTask {
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: .seconds(self.secondsToNextScheduledRun()))
+                        if !self.configuration.forwardTimes.isEmpty { self.trigger.yield() }
+                    }
+                }
+                // The runs: one at a time; after a failure, wait (exponential backoff) and try again.
+                group.addTask {
+                    var failures = 0
+                    for await _ in self.triggers {
+                        if Task.isCancelled { return }
+                        do {
+                            let r = try await self.forwarder.run()
+                            if r.points > 0 { self.logger.info("forwarded", metadata: ["points": "\(r.points)", "bytes": "\(r.bytes)"]) }
+                            failures = 0
+                        } catch {
+                            failures += 1
+                            let delay = min(900.0, 5 * pow(2.0, Double(failures - 1)))
+                            self.logger.warning("forwarding failed; backups go on and forwarding retries", metadata: ["error": "\(error)", "retry_in_s": "\(delay)"])
+                            try await Task.sleep(for: .seconds(delay))
+                            self.trigger.yield()
+                        }
+                    }
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+        }
+        await forwarder.vault.close()
+    }
+
+    func secondsToNextScheduledRun(now: Date = Date()) -> Double {
+        let minutes = configuration.forwardTimes.compactMap(RelayConfiguration.parseClock)
+        guard !minutes.isEmpty else { return 3600 }
+        let c = Calendar.current.dateComponents([.hour, .minute, .second], from: now)
+        let h: Int = c.hour ?? 0, m: Int = c.minute ?? 0, sec: Int = c.second ?? 0
+        let nowSec: Int = h * 3600 + m * 60 + sec
+        var best = 86400
+        for t in minutes {
+            let at = t * 60
+            let delta = at > nowSec ? at - nowSec : at + 86400 - nowSec
+            best = min(best, delta)
+        }
+        return Double(max(1, best))
+    }
+}

@@ -1,0 +1,132 @@
+import ArgumentParser
+import Foundation
+import Logging
+import OutpostCore
+import OutpostCrypto
+import OutpostForwarder
+import OutpostRelay
+import OutpostStore
+import Synchronization
+
+/// Reads a passphrase from a file (first line, without the line break).
+func readPassphrase(_ path: String) throws -> String {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw ValidationError("cannot read the passphrase file \(path)")
+    }
+    return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+}
+
+extension RelayCommand {
+    struct Register: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Register the relay with a vault (credentials file) and set the encryption passphrase.",
+            discussion: "The passphrase (at least 16 printable ASCII characters) derives the key that protects everything sent to the vault. It is not stored on the relay. A lost passphrase means the off-site copies cannot be read by anyone: keep it safe."
+        )
+        @OptionGroup var relay: RelayOptions
+        @Option(help: "The vault credentials file from `outpost vault credentials`.") var vaultCredentials: String
+        @Option(help: "A file whose first line is the passphrase.") var passphraseFile: String?
+        @Flag(help: "Generate a strong passphrase and write it to --passphrase-file (mode 0600).") var generatePassphrase = false
+        @Option(help: "This relay's name in the vault (default: the host name).") var name: String?
+        @Flag(help: .hidden) var fastKdfForTests = false
+
+        func validate() throws {
+            if passphraseFile == nil { throw ValidationError("give --passphrase-file FILE (with --generate-passphrase, where to write the new passphrase)") }
+        }
+
+        func run() async throws {
+            try relay.directory.requireRelay()
+            let file = passphraseFile!
+            let passphrase: String
+            if generatePassphrase {
+                if FileManager.default.fileExists(atPath: file) { throw ValidationError("\(file) exists; --generate-passphrase will not overwrite a passphrase") }
+                passphrase = PassphrasePolicy.generate()
+                guard FileManager.default.createFile(atPath: file, contents: Data((passphrase + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                    throw ValidationError("cannot write \(file)")
+                }
+                printErr("generated a passphrase in \(file) (mode 0600). Store a copy somewhere safe, away from this relay: without it the off-site copies cannot be read.")
+            } else {
+                passphrase = try readPassphrase(file)
+            }
+            let link = try await Registration.register(data: relay.directory.root, credentialsPath: vaultCredentials, passphrase: passphrase,
+                                                       relayName: name ?? ProcessInfo.processInfo.hostName,
+                                                       scrypt: fastKdfForTests ? .fastForTests : .standard, logger: Logger(label: "outpost.register"))
+            printErr("registered with vault \(link.vaultName) (\(link.url)) as relay \(link.relayID); recovery points will be forwarded encrypted (restart `outpost relay serve` to start its forwarder; `outpost relay forward --now` forwards at once)")
+        }
+    }
+
+    struct ChangePassphrase: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "change-passphrase", abstract: "Re-wrap the master key under a new passphrase (nothing is re-uploaded).")
+        @OptionGroup var relay: RelayOptions
+        @Option(help: "File with the current passphrase.") var oldPassphraseFile: String
+        @Option(help: "File with the new passphrase.") var newPassphraseFile: String
+
+        func run() async throws {
+            try await Registration.changePassphrase(data: relay.directory.root, old: try readPassphrase(oldPassphraseFile),
+                                                    new: try readPassphrase(newPassphraseFile), logger: Logger(label: "outpost.register"))
+            printErr("passphrase changed; the vault holds the newly wrapped key")
+        }
+    }
+
+    struct Forward: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Forward pending recovery points to the vault now, in the foreground.")
+        @OptionGroup var relay: RelayOptions
+        @Flag(help: "Run now (the only mode of this command; `relay serve` forwards on its own).") var now = false
+        @Option(help: "Limit the upload rate, in Kbit/s (512 to 1047552).") var limitKbps: Int?
+
+        func run() async throws {
+            let dir = relay.directory
+            try dir.requireRelay()
+            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay forward`")
+            let settings = try dir.configuration()
+            let forwarder = try makeForwarder(dir: dir, store: store, settings: settings, overrideKbps: limitKbps, logger: Logger(label: "outpost.forwarder"))
+            let ticker = ProgressTicker { [forwarder] elapsed in
+                let b = forwarder.sentBytes.load(ordering: .relaxed)
+                return "\(formatBytes(b)) sent to the vault, \(formatBytes(Int64(elapsed > 0 ? Double(b) / elapsed : 0)))/s"
+            }
+            let started = Date()
+            do {
+                let r = try await forwarder.run()
+                ticker.stop()
+                let secs = Date().timeIntervalSince(started)
+                print("forwarded \(r.points) recovery points: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", secs)) s (\(formatBytes(Int64(Double(r.bytes) / max(secs, 0.001))))/s); backlog \(r.backlog)")
+            } catch {
+                ticker.stop()
+                await forwarder.vault.close()
+                throw error
+            }
+            await forwarder.vault.close()
+        }
+    }
+
+    struct Forwarding: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show each recovery point's forwarding state.")
+        @OptionGroup var relay: RelayOptions
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let store = try Store.open(at: relay.directory.storePath, purpose: "`outpost relay forwarding`")
+            let entries = try ForwardingLedger(store: store).entries()
+            if json { try printJSON(entries); return }
+            for e in entries {
+                print("\(e.point.prefix(8))  \(e.machine.padding(toLength: 14, withPad: " ", startingAt: 0))  \(e.state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatBytes(e.bytes))\(e.reason.map { "  \($0)" } ?? "")")
+            }
+        }
+    }
+}
+
+/// Builds the forwarder from the relay's registration, keys and settings.
+func makeForwarder(dir: RelayDataDirectory, store: Store, settings: RelayConfiguration, overrideKbps: Int? = nil, logger: Logger) throws -> Forwarder {
+    let link = try VaultLink.load(data: dir.root)
+    let master = try Registration.loadMaster(data: dir.root)
+    let vault = try VaultClient(url: link.url, certificatePEM: link.certificate, credential: link.credential, proxy: settings.proxy, logger: logger)
+    var schedule = settings.throttle
+    if let k = overrideKbps {
+        let rate = k * 1000 / 8
+        guard rate >= ThrottleSchedule.minimumRate, rate <= ThrottleSchedule.maximumRate else {
+            throw ValidationError("--limit-kbps must be between 512 Kbit/s and 1023 Mbit/s")
+        }
+        schedule = ThrottleSchedule(workRate: rate, otherRate: rate)
+    }
+    let throttle = schedule.workRate == nil && schedule.otherRate == nil ? nil : Throttle(schedule: schedule)
+    return Forwarder(store: store, data: dir.root, vault: vault, master: master, throttle: throttle, logger: logger)
+}
