@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
                     swiftSettings: strict),
         // Drives the real `outpost` binary (built alongside the tests) as operators and scripts do.
-        .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS",
+        .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS", "OutpostForwarder",
                                                               .product(name: "Logging", package: "swift-log"),
                                                               .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: strict),
     ]

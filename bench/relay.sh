@@ -59,6 +59,7 @@ export RESTIC_CACHE_DIR=$RUN/cache/restic
 export RCLONE_CONFIG=$RUN/rclone.conf   # none: rclone serves a local path and needs no remotes
 
 declare -A PID      # background servers: name -> pid
+declare -A SLOG     # background servers: name -> log
 CLIENTS=()          # part B clients running in the background
 declare -A A B      # results of parts A and B
 
@@ -106,6 +107,7 @@ start_server() {
     printf '\n$ %s &\n' "$*" >>"$log"
     "$@" </dev/null >>"$log" 2>&1 &
     PID[$name]=$!
+    SLOG[$name]=$log
 }
 
 # stop_server NAME: read its VmHWM into HWM (MiB), SIGTERM it and wait (SIGKILL after 30 s); STOP_RC = its status
@@ -475,6 +477,11 @@ cleanup() {
     for pid in "${CLIENTS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for name in "${!PID[@]}"; do
         pid=${PID[$name]}
+        if ! alive "$pid"; then
+            say "$name (pid $pid) had already exited before the script stopped it; last lines of ${SLOG[$name]}:"
+            tail -n 5 "${SLOG[$name]}" >&2
+            continue
+        fi
         kill -TERM "$pid" 2>/dev/null || true
         say "stopped $name (pid $pid)"
     done

@@ -139,6 +139,37 @@ public final class Forwarder: Sendable {
         return sealed.count
     }
 
+    /// Reads back everything the vault acknowledged and checks it: present, authentic, and hashing to its id.
+    /// Returns one line per damaged or missing object, naming it.
+    public func verify() async throws -> (checked: Int, damage: [String]) {
+        var damage: [String] = []
+        var checked = 0
+        for id in try ledger.sent() {
+            checked += 1
+            let name = Self.objectKey(sealer.objectName(for: id))
+            do {
+                if try await Self.fetch(id, vault: vault, sealer: sealer) == nil { damage.append("vault object \(name) (blob \(id.shortHex)) is missing") }
+            } catch let e as ForwarderError where e.code == .unreachable || e.code == .credentials {
+                throw e
+            } catch {
+                damage.append("\(error)")
+            }
+        }
+        for entry in try ledger.entries() where entry.state == .forwarded {
+            checked += 1
+            let name = "p/" + sealer.objectName(label: "point:" + entry.point)
+            do {
+                guard let sealed = try await vault.get(name) else { damage.append("vault object \(name) (recovery point \(entry.point.prefix(8))) is missing"); continue }
+                _ = try sealer.open(sealed, name: name)
+            } catch let e as ForwarderError where e.code == .unreachable || e.code == .credentials {
+                throw e
+            } catch {
+                damage.append("\(error)")
+            }
+        }
+        return (checked, damage)
+    }
+
     static func objectKey(_ name: String) -> String { "c/" + name.prefix(2) + "/" + name }
 
     /// A blob back from the vault (tier 2): unsealed, decompressed and checked against its id.

@@ -63,16 +63,29 @@ public final class Relay: Sendable {
                 }
             }
         }
-        let absent = try store.missing(frames.map(\.id))
+        let ids = frames.map(\.id)
+        let absent = try store.missing(ids)
+        let ownedBefore = try catalog.owned(by: machine, ids)
         let stats = try store.save(frames.filter { absent.contains($0.id) })
-        try catalog.addOwned(by: machine, frames.map(\.id))
-        return RelayAPI.UploadResult(received: frames.count, stored: stats.blobs, storedBytes: stats.storedBytes, rawBytes: stats.rawBytes)
+        try catalog.addOwned(by: machine, ids)
+        if configuration.dedupScope == .relay {
+            return RelayAPI.UploadResult(received: frames.count, stored: stats.blobs, storedBytes: stats.storedBytes, rawBytes: stats.rawBytes)
+        }
+        // Per-machine scope: report what is new for this machine, never whether another machine had it.
+        var seen = Set<ChunkID>()
+        let fresh = frames.filter { !ownedBefore.contains($0.id) && seen.insert($0.id).inserted }
+        return RelayAPI.UploadResult(received: frames.count, stored: fresh.count,
+                                     storedBytes: fresh.reduce(0) { $0 + Int64($1.stored.count) },
+                                     rawBytes: fresh.reduce(0) { $0 + Int64($1.rawLength) })
     }
 
     /// Commits a recovery point for the machine after checking that every tree and chunk it names is on the
     /// relay and proven held by this machine; the record's machine name is the authenticated one.
     public func commit(machine: Int64, name: String, point: RecoveryPoint) throws -> RecoveryPointInfo {
         guard let root = point.root else { throw RelayFailure(.badRequest, "the recovery point from \(name) has no valid root tree id") }
+        guard point.version >= 1, point.version <= RecoveryPoint.formatVersion else {
+            throw RelayFailure(.badRequest, "the recovery point from \(name) has record version \(point.version); this relay takes 1…\(RecoveryPoint.formatVersion): upgrade the relay")
+        }
         var record = point
         record.machine = name
         try store.flush()

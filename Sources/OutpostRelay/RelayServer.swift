@@ -230,6 +230,8 @@ struct ErrorMapping: RouterMiddleware {
             return errorResponse(e.status, "http", e.body ?? e.status.reasonPhrase)
         } catch let e as DecodingError {
             return errorResponse(.badRequest, "badRequest", "the request body is not what this endpoint takes: \(e)")
+        } catch where String(describing: type(of: error)).contains("TooManyBytes") {
+            return errorResponse(.contentTooLarge, "tooLarge", "the request body is larger than this endpoint accepts (docs/protocol.md lists the limits)")
         } catch {
             logger.error("unexpected failure", metadata: ["error": "\(error)"])
             return errorResponse(.internalServerError, "internal", "\(error)")

@@ -45,6 +45,13 @@ public struct ForwardingLedger: Sendable {
         }
     }
 
+    /// Every blob the vault has acknowledged.
+    public func sent() throws -> [ChunkID] {
+        try index.read("listing forwarded blobs") { db in
+            try Data.fetchAll(db, sql: "SELECT blob_id FROM vault_blobs").compactMap { ChunkID(bytes: $0) }
+        }
+    }
+
     public func set(_ point: ChunkID, _ state: State, reason: String? = nil, bytes: Int64 = 0, now: Date = Date()) throws {
         try index.write("recording forwarding state") { db in
             try db.execute(sql: """

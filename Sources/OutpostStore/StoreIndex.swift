@@ -352,7 +352,9 @@ extension StoreIndex {
     /// Replaces the whole index with what the packs hold (rebuild-index).
     func replaceAll(packs: [(name: String, size: Int, entries: [PackEntry])], points: [(ChunkID, RecoveryPoint)]) throws {
         try write("rebuilding the index") { db in
-            try db.execute(sql: "DELETE FROM recovery_points; DELETE FROM machines; DELETE FROM blobs; DELETE FROM packs;")
+            // Machines (and the relay's credentials and ownership records) are kept: only what the packs
+            // describe is replaced.
+            try db.execute(sql: "DELETE FROM recovery_points; DELETE FROM blobs; DELETE FROM packs;")
             for p in packs { try Self.insertPack(db, name: p.name, size: p.size, entries: p.entries, replace: false) }
             for (id, point) in points { try Self.insertPoint(db, id: id, point: point) }
         }

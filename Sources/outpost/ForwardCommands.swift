@@ -98,6 +98,28 @@ extension RelayCommand {
         }
     }
 
+    struct VerifyVault: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "verify-vault", abstract: "Read back and authenticate everything forwarded to the vault; exits 13 on damage.")
+        @OptionGroup var relay: RelayOptions
+
+        func run() async throws {
+            let dir = relay.directory
+            try dir.requireRelay()
+            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay verify-vault`")
+            let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), logger: Logger(label: "outpost.forwarder"))
+            let result: (checked: Int, damage: [String])
+            do { result = try await forwarder.verify() } catch { await forwarder.vault.close(); throw error }
+            await forwarder.vault.close()
+            for d in result.damage { print("damaged: \(d)") }
+            if result.damage.isEmpty {
+                printErr("vault copy intact: \(result.checked) objects read back and authenticated")
+            } else {
+                printErr("DAMAGE FOUND in the vault: \(result.damage.count) of \(result.checked) objects")
+                throw CommandExit(code: .damageFound)
+            }
+        }
+    }
+
     struct Forwarding: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show each recovery point's forwarding state.")
         @OptionGroup var relay: RelayOptions

@@ -1,0 +1,188 @@
+import Crypto
+import Foundation
+import Logging
+import OutpostCore
+import OutpostForwarder
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The vault and the relay's forwarder, driven through the real binaries on loopback.
+@Suite(.serialized) struct VaultEndToEndTests {
+    static let marker = "OUTPOST-SECRET-MARKER-4417"
+
+    /// A relay with one machine that pushed a corpus with the marker in many files; registered with `vault`.
+    func setUp(_ s: Scratch, vault: VaultHarness, relayName: String = "relay") throws -> (RelayHarness, files: [Data]) {
+        let relay = try RelayHarness(s, name: relayName)
+        try relay.start()
+        let cfg = try relay.enroll("clerk-\(relayName)")
+        var files: [Data] = []
+        for i in 0..<20 {
+            var d = Data("\(Self.marker) invoice \(i)\n".utf8)
+            d.append(randomData(50_000))
+            s.write("\(relayName)-data/doc\(i).txt", d)
+            files.append(d)
+        }
+        let b = try CLI.run(["backup", "--config", cfg, s.sub("\(relayName)-data")])
+        guard b.status == 0 else { throw HarnessError("backup failed: \(b.stderr)") }
+        let reg = try CLI.run(["relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials(relayName),
+                               "--passphrase-file", s.sub("\(relayName).pass"), "--generate-passphrase", "--name", relayName, "--fast-kdf-for-tests"])
+        guard reg.status == 0 else { throw HarnessError("register failed: \(reg.stderr)") }
+        return (relay, files)
+    }
+
+    @Test func forwardedDataIsEncryptedAndUnnamedInTheVault() async throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s)
+        try vault.start()
+        let (relay, files) = try setUp(s, vault: vault)
+        let fwd = try CLI.run(["relay", "forward", "--data", relay.data, "--now"])
+        #expect(fwd.status == 0, "\(fwd.stderr)")
+        #expect(fwd.stdout.contains("forwarded 1 recovery points"))
+        let states = json(try CLI.run(["relay", "forwarding", "--data", relay.data, "--json"]).stdout) as? [[String: Any]]
+        #expect(states?.first?["state"] as? String == "forwarded")
+
+        let everything = vault.allBytes()
+        #expect(everything.count > 20 * 50_000, "the vault holds the data (and its GRS copy)")
+        #expect(!contains(everything, Array(Self.marker.utf8)), "no plaintext in the vault")
+        for f in files {
+            let digest = Array(SHA256.hash(data: f))
+            #expect(!contains(everything, digest), "no chunk id (raw)")
+            #expect(!contains(everything, Array(Hex.encode(digest).utf8)), "no chunk id (hex)")
+        }
+        #expect(try CLI.run(["relay", "verify-vault", "--data", relay.data]).status == 0)
+        // Forwarding again sends nothing new.
+        let again = try CLI.run(["relay", "forward", "--data", relay.data, "--now"])
+        #expect(again.stdout.contains("forwarded 0 recovery points"))
+        #expect(vault.stop() == 0)
+    }
+
+    @Test func relaysAreIsolatedAndCredentialsFilesAreOneShot() async throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s)
+        try vault.start()
+        let (r1, _) = try setUp(s, vault: vault, relayName: "east")
+        #expect(try CLI.run(["relay", "forward", "--data", r1.data, "--now"]).status == 0)
+        let (r2, _) = try setUp(s, vault: vault, relayName: "west")
+
+        // west's credential sees only west's container.
+        let linkWest = try VaultLink.load(data: r2.data)
+        let linkEast = try VaultLink.load(data: r1.data)
+        let west = try VaultClient(url: linkWest.url, certificatePEM: linkWest.certificate, credential: linkWest.credential, logger: Logger(label: "t"))
+        let east = try VaultClient(url: linkEast.url, certificatePEM: linkEast.certificate, credential: linkEast.credential, logger: Logger(label: "t"))
+        let eastObjects = try await east.list(prefix: "c/")
+        #expect(!eastObjects.isEmpty)
+        #expect(try await west.list(prefix: "c/").isEmpty, "west cannot list east's objects")
+        #expect(try await west.get(eastObjects[0].key) == nil, "west cannot read east's objects by name")
+        await west.close()
+        await east.close()
+
+        // A used, an expired and another vault's credentials file are refused with a clear error.
+        let used = s.sub("east.creds")
+        let r3 = try RelayHarness(s, name: "third")
+        let reuse = try CLI.run(["relay", "register", "--data", r3.data, "--vault-credentials", used, "--passphrase-file", s.sub("east.pass"), "--fast-kdf-for-tests"])
+        #expect(reuse.status == 19)
+        #expect(reuse.stderr.contains("already used"))
+        let fresh = try vault.credentials("late")
+        var text = try String(contentsOfFile: fresh, encoding: .utf8)
+        let expiry = try #require(text.range(of: #""expiresAt" : "[^"]+""#, options: .regularExpression))
+        text.replaceSubrange(expiry, with: #""expiresAt" : "2020-01-01T00:00:00Z""#)
+        try text.write(toFile: fresh, atomically: true, encoding: .utf8)
+        let expired = try CLI.run(["relay", "register", "--data", r3.data, "--vault-credentials", fresh, "--passphrase-file", s.sub("east.pass"), "--fast-kdf-for-tests"])
+        #expect(expired.status == 19)
+        #expect(expired.stderr.contains("expired"))
+        let other = try VaultHarness(s, name: "othervault")
+        try other.start()
+        var foreign = try String(contentsOfFile: try other.credentials("foreign"), encoding: .utf8)
+        foreign = foreign.replacingOccurrences(of: "127.0.0.1:\(other.port)", with: "127.0.0.1:\(vault.port)")
+        let foreignPath = s.sub("foreign-edited.creds")
+        try foreign.write(toFile: foreignPath, atomically: true, encoding: .utf8)
+        let wrongVault = try CLI.run(["relay", "register", "--data", r3.data, "--vault-credentials", foreignPath, "--passphrase-file", s.sub("east.pass"), "--fast-kdf-for-tests"])
+        #expect(wrongVault.status != 0, "another vault's credentials file is refused")
+        #expect(wrongVault.stderr.contains("certificate") || wrongVault.stderr.contains("not issued by this vault"))
+        let weak = try CLI.run(["relay", "register", "--data", r3.data, "--vault-credentials", try vault.credentials("weak"), "--passphrase-file", s.sub("weak.pass")])
+        #expect(weak.status != 0)
+        _ = other
+    }
+
+    @Test func aFlippedByteInTheVaultIsNamedAndAWrongPassphraseIsSaidToBeWrong() async throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s, replication: "lrs")
+        try vault.start()
+        let (relay, _) = try setUp(s, vault: vault)
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+        let victim = try #require(vault.objectFiles().first { $0.contains("/c/") })
+        let fd = open(victim, O_RDWR)
+        var b: UInt8 = 0
+        pread(fd, &b, 1, 40)
+        b ^= 0x20
+        pwrite(fd, &b, 1, 40)
+        close(fd)
+        let verify = try CLI.run(["relay", "verify-vault", "--data", relay.data])
+        #expect(verify.status == 13)
+        #expect(verify.stdout.contains((victim as NSString).lastPathComponent))
+        #expect(verify.stdout.contains("tampered"))
+
+        try "a completely wrong passphrase\n".write(toFile: s.sub("wrong.pass"), atomically: true, encoding: .utf8)
+        try "a brand new passphrase 2026\n".write(toFile: s.sub("new.pass"), atomically: true, encoding: .utf8)
+        let wrong = try CLI.run(["relay", "change-passphrase", "--data", relay.data, "--old-passphrase-file", s.sub("wrong.pass"), "--new-passphrase-file", s.sub("new.pass")])
+        #expect(wrong.status == 19)
+        #expect(wrong.stderr.contains("passphrase is wrong"))
+        let before = vault.objectFiles().count
+        let right = try CLI.run(["relay", "change-passphrase", "--data", relay.data, "--old-passphrase-file", s.sub("relay.pass"), "--new-passphrase-file", s.sub("new.pass")])
+        #expect(right.status == 0, "\(right.stderr)")
+        #expect(vault.objectFiles().count == before + 1, "only the re-wrapped key is uploaded")
+    }
+
+    @Test func aVaultKilledMidForwardLeadsToACompleteForwardWithoutDuplicates() async throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s, replication: "lrs")
+        try vault.start()
+        let relay = try RelayHarness(s)
+        try relay.start()
+        let cfg = try relay.enroll("bulk")
+        for i in 0..<8 { s.write("bulk/f\(i)", randomData(8_000_000)) }
+        #expect(try CLI.run(["backup", "--config", cfg, s.sub("bulk")]).status == 0)
+        #expect(try CLI.run(["relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("r"),
+                             "--passphrase-file", s.sub("p"), "--generate-passphrase", "--fast-kdf-for-tests"]).status == 0)
+        let job = try CLI.start(["relay", "forward", "--data", relay.data, "--now", "--limit-kbps", "80000"])
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && job.isRunning && vault.objectFiles().count < 8 { usleep(5000) }
+        vault.kill9()
+        job.waitUntilExit()
+        #expect(job.terminationStatus != 0, "the forward fails while the vault is down")
+        let states = json(try CLI.run(["relay", "forwarding", "--data", relay.data, "--json"]).stdout) as? [[String: Any]]
+        #expect(states?.first?["state"] as? String == "failed")
+        try vault.start()
+        let resumed = try CLI.run(["relay", "forward", "--data", relay.data, "--now"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let stats = json(try CLI.run(["store", "stats", "--store", relay.data + "/store", "--json"]).stdout) as? [String: Any]
+        let blobs = try #require(stats?["blobs"] as? Int)
+        // One object per blob (data and trees) except the point records kept in the relay's packs, plus the
+        // point record and the key file: nothing twice.
+        let points = try #require(stats?["recoveryPoints"] as? Int)
+        #expect(vault.objectFiles().count == (blobs - points) + points + 1)
+        #expect(try CLI.run(["relay", "verify-vault", "--data", relay.data]).status == 0)
+    }
+
+    @Test func throttlingHoldsTheUploadRate() async throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s, replication: "lrs")
+        try vault.start()
+        let relay = try RelayHarness(s)
+        try relay.start()
+        let cfg = try relay.enroll("slow")
+        for i in 0..<3 { s.write("slow/f\(i)", randomData(4_000_000)) }
+        #expect(try CLI.run(["backup", "--config", cfg, s.sub("slow")]).status == 0)
+        #expect(try CLI.run(["relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("r"),
+                             "--passphrase-file", s.sub("p"), "--generate-passphrase", "--fast-kdf-for-tests"]).status == 0)
+        let started = Date()
+        let r = try CLI.run(["relay", "forward", "--data", relay.data, "--now", "--limit-kbps", "16000"])
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(r.status == 0, "\(r.stderr)")
+        let bytes = vault.objectFiles().reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
+        let rate = Double(bytes) / elapsed
+        #expect(abs(rate - 2_000_000) / 2_000_000 < 0.10, "measured \(Int(rate)) B/s against a 2 MB/s limit")
+    }
+}
