@@ -120,6 +120,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: strict),
+        .testTarget(name: "OutpostRelayTests", dependencies: ["OutpostRelay"], swiftSettings: strict),
         .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostObjects"], swiftSettings: strict),
         .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
                     swiftSettings: strict),
