@@ -395,7 +395,8 @@ report() {
         echo "Corpus: $mb MB in $CORPUS_FILES files ($CORPUS; toolchain $CORPUS_MB MB max + 50 MB random + 300 text" \
              "files). $(nproc) cores, loopback. The corpus is page-cached (caches cannot be dropped here); times are" \
              "wall seconds without the final flush to disk. Outpost speaks HTTPS (pinned self-signed" \
-             "certificate); rclone serves restic's REST protocol over plain HTTP."
+             "certificate); rclone serves restic's REST protocol over plain HTTP. Load average (1 min) before the" \
+             "run $LOAD_START, at the end $(cut -d ' ' -f 1 /proc/loadavg) (anything else running skews the numbers)."
         echo "Versions: outpost $("$OUTPOST" --version 2>/dev/null || echo '?') ($OUTPOST), restic" \
              "$(restic version | awk '{ print $2 }'), $(rclone version 2>/dev/null | head -n 1)."
         echo
@@ -509,6 +510,7 @@ trap 'exit 143' TERM
 rm -rf -- "$RUN" "$RLOGS"
 mkdir -p "$RUN" "$RLOGS"
 
+LOAD_START=$(cut -d ' ' -f 1 /proc/loadavg)
 CORPUS_BYTES=$(tree_bytes "$CORPUS")
 CORPUS_FILES=$(find "$CORPUS" -type f | wc -l)
 say "corpus: $((CORPUS_BYTES / 1000000)) MB in $CORPUS_FILES files; warming the page cache"

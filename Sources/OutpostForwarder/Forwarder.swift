@@ -18,7 +18,7 @@ public final class Forwarder: Sendable {
     public let store: Store
     let data: String
     public let vault: VaultClient
-    let sealer: ObjectSealer
+    public let sealer: ObjectSealer
     let ledger: ForwardingLedger
     let throttle: Throttle?
     let logger: Logger
@@ -114,12 +114,14 @@ public final class Forwarder: Sendable {
             }
             try ledger.markSent(acked)
         }
-        let record = try JSONEncoder().encode(PointRecord(id: id.hex, record: info.point))
+        // The point's own record blob (so a rebuilt relay gets the same id), then its entry under p/.
+        let recordBytes = try await upload(id)
         let name = "p/" + sealer.objectName(label: "point:" + id.hex)
-        let sealed = try sealer.seal(Array(record), name: name, kind: Kind.point.rawValue)
+        let sealed = try sealer.seal(Array(id.hex.utf8), name: name, kind: Kind.point.rawValue)
         try await throttle?.consume(sealed.count)
         _ = try await vault.put(name, sealed)
-        return (sent, bytes + Int64(sealed.count))
+        try ledger.markSent([id])
+        return (sent + 1, bytes + Int64(recordBytes + sealed.count))
     }
 
     /// Seals one blob as stored and puts it; returns the bytes sent.
@@ -132,7 +134,8 @@ public final class Forwarder: Sendable {
         plain.u32(UInt32(blob.rawLength))
         plain.raw(blob.stored)
         let name = Self.objectKey(sealer.objectName(for: id))
-        let sealed = try sealer.seal(plain.bytes, name: name, kind: blob.kind == .tree ? Kind.tree.rawValue : Kind.data.rawValue)
+        let kind: Kind = switch blob.kind { case .tree: .tree; case .point: .point; case .data: .data }
+        let sealed = try sealer.seal(plain.bytes, name: name, kind: kind.rawValue)
         try await throttle?.consume(sealed.count)
         _ = try await vault.put(name, sealed)
         sentBytes.add(Int64(sealed.count), ordering: .relaxed)
@@ -181,10 +184,20 @@ public final class Forwarder: Sendable {
         guard let comp = BlobCompression(rawValue: try r.u8()) else { throw ForwarderError(.tampered, "vault object \(name) names an unknown compression") }
         let raw = Int(try r.u32())
         let stored = try r.raw(r.remaining)
-        let blob = PreparedBlob(id: id, kind: kind == Kind.tree.rawValue ? .tree : .data, compression: comp, stored: stored, rawLength: raw)
+        let blobKind: BlobKind = kind == Kind.tree.rawValue ? .tree : kind == Kind.point.rawValue ? .point : .data
+        let blob = PreparedBlob(id: id, kind: blobKind, compression: comp, stored: stored, rawLength: raw)
         _ = try stored.withUnsafeBytes { try PreparedBlob.open(stored: $0, id: id, compression: comp, rawLength: raw, decompressor: ZstdDecompressor(), what: "vault object \(name)") }
         return blob
     }
 
-    struct PointRecord: Codable { var id: String; var record: RecoveryPoint }
+    /// The recovery point ids the vault holds (from the `p/` entries).
+    public func vaultPoints() async throws -> [ChunkID] {
+        var out: [ChunkID] = []
+        for entry in try await vault.list(prefix: "p/") {
+            guard let sealed = try await vault.get(entry.key) else { continue }
+            let (_, plain) = try sealer.open(sealed, name: entry.key)
+            if let id = ChunkID(hex: String(decoding: plain, as: UTF8.self)) { out.append(id) }
+        }
+        return out
+    }
 }

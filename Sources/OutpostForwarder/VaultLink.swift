@@ -167,6 +167,11 @@ public final class VaultClient: Sendable {
         return code == 404 ? nil : body
     }
 
+    /// Soft delete (the vault keeps it for its soft-delete period); refused by an immutable vault.
+    public func delete(_ key: String) async throws {
+        _ = try await call(.DELETE, "/v1/objects/" + key)
+    }
+
     public func list(prefix: String) async throws -> [VaultAPI.ObjectEntry] {
         let (_, body) = try await call(.GET, "/v1/list?prefix=" + prefix)
         return try JSONDecoder().decode([VaultAPI.ObjectEntry].self, from: Data(body))

@@ -146,7 +146,11 @@ public final class Relay: Sendable {
         }
         var blobs: [PreparedBlob] = []
         for id in ids {
-            if let b = try store.loadStored(id) { blobs.append(b); continue }
+            do {
+                if let b = try store.loadStored(id) { blobs.append(b); continue }
+            } catch let e as StoreError where tier2 != nil && (e.code == .corrupt || e.code == .io) {
+                logger.warning("blob unreadable on the relay, trying the vault", metadata: ["blob": "\(id.shortHex)", "error": "\(e.message)"])
+            }
             // Tier 2: the vault, when the relay lost the blob (or is being rebuilt).
             if let tier2, let b = try await tier2(id) {
                 logger.info("served from the vault", metadata: ["blob": "\(id.shortHex)"])

@@ -130,6 +130,10 @@ public struct MachineCatalog: Sendable {
         }
     }
 
+    public func machineID(named name: String) throws -> Int64? {
+        try index.read("looking up a machine") { db in try Int64.fetchOne(db, sql: "SELECT id FROM machines WHERE name = ?", arguments: [name]) }
+    }
+
     public func machineName(_ id: Int64) throws -> String? {
         try index.read("looking up a machine") { db in try String.fetchOne(db, sql: "SELECT name FROM machines WHERE id = ?", arguments: [id]) }
     }

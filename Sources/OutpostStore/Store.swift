@@ -198,6 +198,17 @@ public final class Store: Sendable {
         return RecoveryPointInfo(id: id, point: point)
     }
 
+    /// Records a recovery point whose record blob (and everything it needs) is already saved under `id`,
+    /// e.g. when a relay is rebuilt from the vault. Keeps the original id.
+    public func adopt(pointID id: ChunkID, record: RecoveryPoint) throws -> RecoveryPointInfo {
+        try flush()
+        guard try index.location(of: id) != nil else {
+            throw StoreError(.notFound, "recovery point record \(id.shortHex) is not in the store; it must be saved before it is adopted")
+        }
+        try index.commitPoint(id: id, point: record)
+        return RecoveryPointInfo(id: id, point: record)
+    }
+
     // MARK: Reading
 
     /// The plaintext of a blob, verified against its id.

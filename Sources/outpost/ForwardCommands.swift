@@ -152,3 +152,35 @@ func makeForwarder(dir: RelayDataDirectory, store: Store, settings: RelayConfigu
     let throttle = schedule.workRate == nil && schedule.otherRate == nil ? nil : Throttle(schedule: schedule)
     return Forwarder(store: store, data: dir.root, vault: vault, master: master, throttle: throttle, logger: logger)
 }
+
+extension RelayCommand {
+    struct Rebuild: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rebuild a lost relay from the vault into a new data directory, with a recovery credentials file and the passphrase.",
+            discussion: "On the vault: `outpost vault credentials --data DIR --out FILE --recover RELAY`. Protected machines then enroll with the new relay under their old names to see their recovery points again."
+        )
+        @OptionGroup var relay: RelayOptions
+        @Option(help: "A recovery credentials file (`outpost vault credentials --recover RELAY`).") var vaultCredentials: String
+        @Option(help: "A file whose first line is the passphrase set at registration.") var passphraseFile: String
+
+        func run() async throws {
+            let dir = relay.directory
+            if !FileManager.default.fileExists(atPath: dir.storePath + "/config") {
+                let fp = try dir.initialize(hosts: ["localhost", ProcessInfo.processInfo.hostName])
+                printErr("created relay in \(dir.root); certificate fingerprint \(fp)")
+            }
+            let logger = Logger(label: "outpost.rebuild")
+            let link = try await Registration.register(data: dir.root, credentialsPath: vaultCredentials, passphrase: try readPassphrase(passphraseFile),
+                                                       relayName: ProcessInfo.processInfo.hostName, logger: logger)
+            printErr("re-attached to vault \(link.vaultName) as relay \(link.relayID); the passphrase opened the master key")
+            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay rebuild`")
+            let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), logger: logger)
+            let started = Date()
+            let r: Rebuilder.Report
+            do { r = try await Rebuilder(forwarder: forwarder, logger: logger).run() } catch { await forwarder.vault.close(); throw error }
+            await forwarder.vault.close()
+            print("rebuilt \(r.points) recovery points from the vault: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+            printErr("next: `outpost relay add-machine --data \(dir.root) NAME` for each protected machine (same names), then `outpost enroll` on each")
+        }
+    }
+}

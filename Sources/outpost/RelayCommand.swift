@@ -20,7 +20,7 @@ struct RelayCommand: AsyncParsableCommand {
         commandName: "relay",
         abstract: "Run and administer the branch relay (the backup server protected machines push to).",
         subcommands: [Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self,
-                      Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self]
+                      Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self, Rebuild.self]
     )
 
     struct Init: AsyncParsableCommand {

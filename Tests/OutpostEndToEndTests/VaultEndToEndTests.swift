@@ -185,4 +185,100 @@ import Glibc
         let rate = Double(bytes) / elapsed
         #expect(abs(rate - 2_000_000) / 2_000_000 < 0.10, "measured \(Int(rate)) B/s against a 2 MB/s limit")
     }
+
+    @Test func aLostRelayIsRebuiltFromTheVaultAndTier2ServesWhatTheRelayLost() async throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s)
+        try vault.start()
+        let (relay, _) = try setUp(s, vault: vault)
+        let data = s.sub("relay-data")
+        let cfg = s.sub("clerk-relay.toml")
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+
+        // GRS: the second copy set holds every object too; replication can no longer change.
+        let secondary = ((try? FileManager.default.subpathsOfDirectory(atPath: vault.data + "/secondary/containers")) ?? []).count
+        let primary = ((try? FileManager.default.subpathsOfDirectory(atPath: vault.data + "/objects/containers")) ?? []).count
+        #expect(secondary == primary && primary > 20)
+        let change = try CLI.run(["vault", "set", "--data", vault.data, "--replication", "lrs"])
+        #expect(change.status == 15)
+        #expect(change.stderr.contains("cannot change once the vault holds backup items"))
+
+        // Tier 2: the relay loses a pack; a restore still works, served from the vault.
+        #expect(relay.stop() == 0)
+        let packs = try FileManager.default.subpathsOfDirectory(atPath: relay.data + "/store/packs").filter { $0.hasSuffix(".pack") }
+        let biggest = try #require(packs.max { a, b in
+            ((try? FileManager.default.attributesOfItem(atPath: relay.data + "/store/packs/" + a)[.size] as? Int) ?? 0)
+                < ((try? FileManager.default.attributesOfItem(atPath: relay.data + "/store/packs/" + b)[.size] as? Int) ?? 0)
+        })
+        unlink(relay.data + "/store/packs/" + biggest)
+        try relay.start()
+        let tier2 = s.sub("tier2")
+        let r = try CLI.run(["restore", "--config", cfg, "latest", "--target", tier2])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(treesDiffer(data, tier2 + data) == [])
+        #expect(relay.log.contains("served from the vault"))
+        relay.kill9()
+
+        // The whole relay is lost: a new one is rebuilt with a recovery credentials file and the passphrase.
+        let recover = try vault.credentials("recover", recover: "relay")
+        let fresh = s.sub("newrelay")
+        let rebuild = try CLI.run(["relay", "rebuild", "--data", fresh, "--vault-credentials", recover, "--passphrase-file", s.sub("relay.pass")])
+        #expect(rebuild.status == 0, "\(rebuild.stderr)")
+        #expect(rebuild.stdout.contains("rebuilt 1 recovery points"))
+        #expect(try CLI.run(["relay", "check", "--data", fresh, "--read-data"]).status == 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = ["relay", "serve", "--data", fresh, "--listen", "127.0.0.1:0", "--port-file", s.sub("fresh.port")]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { kill(p.processIdentifier, SIGTERM); p.waitUntilExit() }
+        var port = ""
+        for _ in 0..<3000 where port.isEmpty {
+            port = ((try? String(contentsOfFile: s.sub("fresh.port"), encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            if port.isEmpty { usleep(10_000) }
+        }
+        let token = try CLI.run(["relay", "add-machine", "--data", fresh, "clerk-relay"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let fp = try CLI.run(["relay", "fingerprint", "--data", fresh]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let newCfg = s.sub("clerk-new.toml")
+        #expect(try CLI.run(["enroll", "--relay", "https://127.0.0.1:\(port)", "--token", token, "--fingerprint", fp, "--config", newCfg]).status == 0)
+        let out = s.sub("after-rebuild")
+        let rr = try CLI.run(["restore", "--config", newCfg, "latest", "--target", out])
+        #expect(rr.status == 0, "\(rr.stderr)")
+        #expect(treesDiffer(data, out + data) == [])
+
+        let wrong = try CLI.run(["relay", "rebuild", "--data", s.sub("third"), "--vault-credentials", try vault.credentials("r2", recover: "relay"),
+                                 "--passphrase-file", s.sub("clerk-relay.toml")])
+        #expect(wrong.status == 19, "a wrong passphrase is reported as such")
+        #expect(wrong.stderr.contains("passphrase is wrong"))
+    }
+
+    @Test func deletesAreSoftAndAnImmutableVaultRefusesThem() async throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s, replication: "lrs")
+        try vault.start()
+        let (relay, _) = try setUp(s, vault: vault)
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+        let link = try VaultLink.load(data: relay.data)
+        let client = try VaultClient(url: link.url, certificatePEM: link.certificate, credential: link.credential, logger: Logger(label: "t"))
+        let victim = try #require(try await client.list(prefix: "c/").first?.key)
+        try await client.delete(victim)
+        #expect(try await client.get(victim) == nil)
+        let trash = (try? FileManager.default.subpathsOfDirectory(atPath: vault.data + "/objects/trash")) ?? []
+        #expect(trash.contains { $0.hasSuffix(victim) }, "kept in soft delete")
+        await client.close()
+
+        vault.stop()
+        #expect(try CLI.run(["vault", "set", "--data", vault.data, "--immutable", "--lock"]).status == 0)
+        let unlock = try CLI.run(["vault", "set", "--data", vault.data, "--mutable"])
+        #expect(unlock.status == 15)
+        #expect(unlock.stderr.contains("locked"))
+        try vault.start()
+        let link2 = try VaultLink.load(data: relay.data)
+        let client2 = try VaultClient(url: "https://127.0.0.1:\(vault.port)", certificatePEM: link2.certificate, credential: link2.credential, logger: Logger(label: "t"))
+        let another = try #require(try await client2.list(prefix: "c/").first?.key)
+        let refused = await #expect(throws: ForwarderError.self) { try await client2.delete(another) }
+        #expect(refused?.message.contains("immutable") == true)
+        #expect(try await client2.get(another) != nil)
+        await client2.close()
+    }
 }
