@@ -63,7 +63,7 @@ public final class Archiver: Sendable {
     private let summary = Mutex(BackupSummary())
     private let queue: AsyncSemaphore
     private let fatal = Mutex<(any Error)?>(nil)
-    static let bufferSize = 16 << 20
+    static let bufferSize = 8 << 20
     static let queueLimit = 512
 
     public init(repository: any BlobRepository, options: BackupOptions, logger: Logger = Logger(label: "outpost.backup")) {

@@ -262,17 +262,25 @@ public final class Restorer: Sendable {
             offset += Int64(e.length)
         }
         let path = display(components)
-        let chunks = pieces
-        let lanes = min(chunks.count, 2)
+        // Batches of up to 8 chunks (32 MiB at most): one round trip each to a remote repository.
+        var batches: [[(ChunkID, Int64, Int)]] = []
+        var current: [(ChunkID, Int64, Int)] = []
+        var bytes = 0
+        for p in pieces {
+            if current.count == 8 || bytes + p.2 > 32 << 20 { batches.append(current); current = []; bytes = 0 }
+            current.append(p)
+            bytes += p.2
+        }
+        if !current.isEmpty { batches.append(current) }
+        let work = batches
+        let lanes = min(work.count, 2)
         if lanes <= 1 {
-            for p in chunks { try await writeChunk(p.0, at: p.1, length: p.2, fd: fd, path: path) }
+            for b in work { try await writeBatch(b, fd: fd, path: path) }
         } else {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for lane in 0..<lanes {
                     group.addTask {
-                        for i in stride(from: lane, to: chunks.count, by: lanes) {
-                            try await self.writeChunk(chunks[i].0, at: chunks[i].1, length: chunks[i].2, fd: fd, path: path)
-                        }
+                        for i in stride(from: lane, to: work.count, by: lanes) { try await self.writeBatch(work[i], fd: fd, path: path) }
                     }
                 }
                 try await group.waitForAll()
@@ -281,20 +289,23 @@ public final class Restorer: Sendable {
         if ftruncate(fd, off_t(node.size)) != 0 { throw ArchiveError.system(errno, "setting the size of", path) }
     }
 
-    private func writeChunk(_ id: ChunkID, at offset: Int64, length: Int, fd: Int32, path: String) async throws {
-        let data = try await repository.load(id, kind: .data)
-        guard data.count == length else {
-            throw ArchiveError(.io, "chunk \(id.shortHex) of \(path) has \(data.count) bytes, the tree says \(length)")
-        }
-        try data.withUnsafeBytes { buf in
-            var done = 0
-            while done < buf.count {
-                let n = pwrite(fd, buf.baseAddress! + done, buf.count - done, off_t(offset) + off_t(done))
-                if n < 0 { if errno == EINTR { continue }; throw ArchiveError.system(errno, "writing", path) }
-                done += n
+    private func writeBatch(_ batch: [(ChunkID, Int64, Int)], fd: Int32, path: String) async throws {
+        let datas = try await repository.loadMany(batch.map(\.0))
+        for (piece, data) in zip(batch, datas) {
+            let (id, offset, length) = piece
+            guard data.count == length else {
+                throw ArchiveError(.io, "chunk \(id.shortHex) of \(path) has \(data.count) bytes, the tree says \(length)")
             }
+            try data.withUnsafeBytes { buf in
+                var done = 0
+                while done < buf.count {
+                    let n = pwrite(fd, buf.baseAddress! + done, buf.count - done, off_t(offset) + off_t(done))
+                    if n < 0 { if errno == EINTR { continue }; throw ArchiveError.system(errno, "writing", path) }
+                    done += n
+                }
+            }
+            progressBytes.add(Int64(length), ordering: .relaxed)
         }
-        progressBytes.add(Int64(length), ordering: .relaxed)
     }
 
     private func restoreSpecial(_ node: Node, parentFD: Int32, components: [[UInt8]]) throws {

@@ -115,10 +115,21 @@ public protocol BlobRepository: Sendable {
     func save(_ blobs: [PreparedBlob]) async throws -> SaveStats
     /// Plaintext of a blob, verified against its id.
     func load(_ id: ChunkID, kind: BlobKind) async throws -> [UInt8]
+    /// Plaintexts of several data blobs, in order (one round trip for a remote repository).
+    func loadMany(_ ids: [ChunkID]) async throws -> [[UInt8]]
     /// The machine's newest recovery point, the base for an incremental backup.
     func latestPoint(machine: String) async throws -> RecoveryPointInfo?
     /// Makes every saved blob durable and records the recovery point atomically.
     func commit(_ point: RecoveryPoint) async throws -> RecoveryPointInfo
+}
+
+extension BlobRepository {
+    public func loadMany(_ ids: [ChunkID]) async throws -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        out.reserveCapacity(ids.count)
+        for id in ids { out.append(try await load(id, kind: .data)) }
+        return out
+    }
 }
 
 /// What a `save` really added (blobs the repository already had are not counted).

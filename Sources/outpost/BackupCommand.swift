@@ -33,8 +33,10 @@ struct BackupCommand: AsyncParsableCommand {
         if let machine, let remote = access.remoteMachine, machine != remote {
             throw ValidationError("this machine is enrolled as \(remote); --machine \(machine) does not match (leave it out)")
         }
-        let archiver = Archiver(repository: access.repository,
-                                options: BackupOptions(machine: name, paths: paths, exclusions: ExclusionList(excludes)))
+        var options = BackupOptions(machine: name, paths: paths, exclusions: ExclusionList(excludes))
+        // Over the network, more files in flight hide the round trips (each worker waits on its uploads).
+        if access.remoteMachine != nil { options.workers = ProcessInfo.processInfo.activeProcessorCount * 3 }
+        let archiver = Archiver(repository: access.repository, options: options)
         let ticker = ProgressTicker { [archiver] elapsed in
             let files = archiver.progress.files.load(ordering: .relaxed)
             let read = archiver.progress.bytesRead.load(ordering: .relaxed)
