@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The end-to-end demo on embedded defaults: installs dependencies, builds, starts a relay on loopback (HTTPS,
-# self-signed certificate), enrolls this machine, pushes a backup, pushes again (incremental: nothing is read),
-# restores it, compares byte for byte, checks the relay's store, and stops the relay gracefully.
-# Grows with the product: the vault and forwarding join this script when they land.
+# The end-to-end demo on embedded defaults: installs dependencies, builds, starts a vault and a relay on loopback
+# (HTTPS, self-signed certificates), registers the relay with the vault (credentials file + generated passphrase),
+# enrolls this machine, pushes a backup, pushes again (incremental: nothing is read), forwards it encrypted to the
+# vault, verifies the vault copy, restores from the relay, compares byte for byte, and stops both gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Deploy/install-deps.sh
@@ -10,13 +10,25 @@ swift build --product outpost
 BIN="$(swift build --show-bin-path)/outpost"
 WORK="${OUTPOST_DEMO_DIR:-$(mktemp -d /tmp/outpost-demo.XXXXXX)}"
 RELAY_PID=""
-cleanup() { [ -n "$RELAY_PID" ] && kill "$RELAY_PID" 2>/dev/null || true; }
+VAULT_PID=""
+cleanup() {
+  [ -n "$RELAY_PID" ] && kill "$RELAY_PID" 2>/dev/null || true
+  [ -n "$VAULT_PID" ] && kill "$VAULT_PID" 2>/dev/null || true
+}
 trap cleanup EXIT
 echo "== demo in $WORK"
 mkdir -p "$WORK/data"
 cp -a Sources docs "$WORK/data/"
 head -c 20000000 /dev/urandom > "$WORK/data/random.bin"
 ln -sf docs/format.md "$WORK/data/format-link"
+
+echo "== vault: init (geo-redundant) and serve on 127.0.0.1"
+"$BIN" vault init --data "$WORK/vault" --name offsite --url https://127.0.0.1:8441 >/dev/null
+"$BIN" vault serve --data "$WORK/vault" --listen 127.0.0.1:0 --port-file "$WORK/vault.port" 2> "$WORK/vault.log" &
+VAULT_PID=$!
+for _ in $(seq 1 300); do [ -s "$WORK/vault.port" ] && break; sleep 0.1; done
+VPORT=$(cat "$WORK/vault.port")
+"$BIN" vault credentials --data "$WORK/vault" --out "$WORK/vault.creds" --url "https://127.0.0.1:$VPORT"
 
 echo "== relay: init and serve on 127.0.0.1"
 FP=$("$BIN" relay init --data "$WORK/relay")
@@ -34,6 +46,12 @@ echo "== first backup (pushed to the relay)"
 "$BIN" backup --config "$WORK/client.toml" "$WORK/data"
 echo "== second backup (nothing changed: nothing is read or sent)"
 "$BIN" backup --config "$WORK/client.toml" "$WORK/data"
+echo "== register the relay with the vault (the passphrase never leaves this machine), forward, verify"
+"$BIN" relay register --data "$WORK/relay" --vault-credentials "$WORK/vault.creds" --passphrase-file "$WORK/passphrase" --generate-passphrase
+"$BIN" relay forward --data "$WORK/relay" --now
+"$BIN" relay forwarding --data "$WORK/relay"
+"$BIN" relay verify-vault --data "$WORK/relay"
+if grep -rqa "FastCDC" "$WORK/vault"; then echo "plaintext found in the vault!"; exit 1; else echo "the vault holds no plaintext"; fi
 echo "== recovery points"
 "$BIN" points --config "$WORK/client.toml"
 echo "== restore from the relay"
@@ -42,6 +60,7 @@ diff -r --no-dereference "$WORK/data" "$WORK/restore$WORK/data" && echo "restore
 echo "== relay: machines and a full check (reading every chunk)"
 "$BIN" relay machines --data "$WORK/relay"
 "$BIN" relay check --data "$WORK/relay" --read-data
-echo "== stop the relay (SIGTERM: graceful)"
+echo "== stop the relay and the vault (SIGTERM: graceful)"
 kill -TERM "$RELAY_PID"; wait "$RELAY_PID"; RELAY_PID=""
+kill -TERM "$VAULT_PID"; wait "$VAULT_PID"; VAULT_PID=""
 echo "== done; remove $WORK when finished"

@@ -144,8 +144,10 @@ struct RestoreCommand: AsyncParsableCommand {
 
     func run(_ access: Access) async throws {
         let info = try await access.resolve(point, machine: machine)
-        let restorer = Restorer(repository: access.repository, point: info,
-                                options: RestoreOptions(target: target, include: paths, existing: overwrite ? .overwrite : skip ? .skip : .refuse))
+        var options = RestoreOptions(target: target, include: paths, existing: overwrite ? .overwrite : skip ? .skip : .refuse)
+        // Over the network, more files in flight hide the round trips.
+        if access.remoteMachine != nil { options.workers = ProcessInfo.processInfo.activeProcessorCount * 4 }
+        let restorer = Restorer(repository: access.repository, point: info, options: options)
         let ticker = ProgressTicker { [restorer] elapsed in
             let b = restorer.progressBytes.load(ordering: .relaxed)
             return "\(formatBytes(b)) restored, \(formatBytes(Int64(elapsed > 0 ? Double(b) / elapsed : 0)))/s"
