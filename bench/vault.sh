@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# bench/vault.sh: forwarding throughput relay → vault on loopback (HTTPS both ways), and the encryption overhead
+# versus an unencrypted copy of the same packs. A benchmark, not a test; build a release binary first:
+#
+#     swift build -c release --scratch-path .build-release --product outpost
+#     bench/vault.sh                 # the 2000 MB corpus of compare.sh / relay.sh
+#     CORPUS_MB=200 bench/vault.sh   # quick
+#
+# Target (issue 4): forwarding limited by the network or the disk, not by CPU: at least 300 MB/s of
+# recovery-point data on loopback. Results go to $BENCH_WORK/vault-results.md.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+BIN=${OUTPOST_BIN:-$ROOT/.build-release/release/outpost}
+[[ -x $BIN ]] || die "no outpost binary at $BIN: build it with swift build -c release --scratch-path .build-release --product outpost"
+make_corpus
+RUN=$WORK/vault-run
+rm -rf "$RUN"; mkdir -p "$RUN"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$RUN"; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 1 600); do [[ -s $1 ]] && { cat "$1"; return; }; sleep 0.05; done; die "no port in $1"; }
+
+say "vault and relay on loopback"
+"$BIN" vault init --data "$RUN/vault" --name bench --url https://127.0.0.1:1 --replication lrs >/dev/null 2>&1
+"$BIN" vault serve --data "$RUN/vault" --listen 127.0.0.1:0 --port-file "$RUN/vault.port" 2>"$RUN/vault.log" &
+PIDS+=($!)
+VPORT=$(wait_port "$RUN/vault.port")
+"$BIN" vault credentials --data "$RUN/vault" --out "$RUN/creds" --url "https://127.0.0.1:$VPORT" 2>/dev/null
+FP=$("$BIN" relay init --data "$RUN/relay" 2>/dev/null)
+"$BIN" relay serve --data "$RUN/relay" --listen 127.0.0.1:0 --port-file "$RUN/relay.port" 2>"$RUN/relay.log" &
+PIDS+=($!)
+RPORT=$(wait_port "$RUN/relay.port")
+TOKEN=$("$BIN" relay add-machine --data "$RUN/relay" bench 2>/dev/null)
+"$BIN" enroll --relay "https://127.0.0.1:$RPORT" --token "$TOKEN" --fingerprint "$FP" --config "$RUN/client.toml" 2>/dev/null
+say "backup of the corpus to the relay (untimed)"
+"$BIN" backup --config "$RUN/client.toml" "$CORPUS" >/dev/null
+"$BIN" relay register --data "$RUN/relay" --vault-credentials "$RUN/creds" --passphrase-file "$RUN/pass" --generate-passphrase 2>/dev/null
+read -r RAW PACKS < <("$BIN" store stats --store "$RUN/relay/store" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["rawBytes"], d["packBytes"])')
+
+sync
+say "forward --now"
+T0=$(date +%s.%N)
+"$BIN" relay forward --data "$RUN/relay" --now > "$RUN/forward.out"
+FWD=$(since "$T0")
+cat "$RUN/forward.out" >&2
+VAULT_BYTES=$(tree_bytes "$RUN/vault/objects")
+
+sync
+say "unencrypted copy of the same packs (cp -r to the same disk)"
+T0=$(date +%s.%N)
+cp -r "$RUN/relay/store/packs" "$RUN/packs-copy"
+CP=$(since "$T0")
+
+VERIFY=$( { "$BIN" relay verify-vault --data "$RUN/relay" >/dev/null 2>&1 && echo intact; } || echo DAMAGED)
+MB() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
+RATE() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.1f", b / 1e6 / t }'; }
+DATA_RATE=$(RATE "$RAW" "$FWD")
+{
+  echo "# Outpost forwarding relay → vault — $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "Corpus $(MB "$RAW") MB of recovery-point data, stored on the relay in $(MB "$PACKS") MB of packs; 2 cores, loopback, HTTPS."
+  echo
+  echo "| | value |"
+  echo "|---|---:|"
+  echo "| forward --now s | $(f 2 "$FWD") |"
+  echo "| recovery-point data forwarded MB/s | $DATA_RATE |"
+  echo "| bytes sent (sealed objects) MB | $(MB "$VAULT_BYTES") |"
+  echo "| sealed bytes MB/s | $(RATE "$VAULT_BYTES" "$FWD") |"
+  echo "| unencrypted cp -r of the packs s | $(f 2 "$CP") ($(RATE "$PACKS" "$CP") MB/s) |"
+  echo "| forwarding time / copy time | $(awk -v a="$FWD" -v b="$CP" 'BEGIN { printf "%.2f", a / b }') |"
+  echo "| vault copy after verify-vault | $VERIFY |"
+  echo
+  awk -v r="$DATA_RATE" 'BEGIN { printf "- forwarding ≥ 300 MB/s of recovery-point data: %s (%.1f)\n", (r >= 300 ? "met" : "MISSED"), r }'
+} | tee "$WORK/vault-results.md"
