@@ -121,6 +121,8 @@ let package = Package(
         ], swiftSettings: strict),
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: strict),
         .testTarget(name: "OutpostRelayTests", dependencies: ["OutpostRelay"], swiftSettings: strict),
+        .testTarget(name: "OutpostVaultTests", dependencies: ["OutpostCore", "OutpostVault", "OutpostObjects", "OutpostForwarder",
+                                                           .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostObjects"], swiftSettings: strict),
         .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
                     swiftSettings: strict),

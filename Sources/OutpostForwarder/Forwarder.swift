@@ -43,13 +43,15 @@ public final class Forwarder: Sendable {
 
     /// MARS's rule: the staging area must have free space of at least 5 % of the data the relay protects.
     public func checkStaging() throws {
-        let totals = try store.index.totals()
         var fs = statvfs()
         guard statvfs(data, &fs) == 0 else { return }
-        let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
-        let needed = Int64(totals.rawBytes) / 20
+        try Self.checkStaging(free: Int64(fs.f_bavail) * Int64(fs.f_frsize), protected: Int64(try store.index.totals().rawBytes), at: data)
+    }
+
+    public static func checkStaging(free: Int64, protected: Int64, at data: String) throws {
+        let needed = protected / 20
         if free < needed {
-            throw ForwarderError(.staging, "the forwarder's staging area \(data) has \(free / 1_048_576) MiB free; it needs at least 5 % of the \(totals.rawBytes / 1_048_576) MiB the relay protects (\(needed / 1_048_576) MiB): free space there before forwarding")
+            throw ForwarderError(.staging, "the forwarder's staging area \(data) has \(free / 1_048_576) MiB free; it needs at least 5 % of the \(protected / 1_048_576) MiB the relay protects (\(needed / 1_048_576) MiB): free space there before forwarding")
         }
     }
 

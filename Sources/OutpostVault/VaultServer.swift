@@ -31,7 +31,7 @@ public struct VaultServer {
     let logger: Logger
     let onListening: @Sendable (Int) -> Void
 
-    public init(directory: VaultDataDirectory, host: String, port: Int, logger: Logger, onListening: @escaping @Sendable (Int) -> Void) throws {
+    public init(directory: VaultDataDirectory, host: String, port: Int, logger: Logger, onListening: @escaping @Sendable (Int) -> Void = { _ in }) throws {
         self.directory = directory
         settings = try directory.settings()
         registry = try VaultRegistry(path: directory.registryPath)

@@ -106,6 +106,7 @@ struct VaultCommand: AsyncParsableCommand {
         @Flag(help: "Turn immutability off (refused once locked).") var mutable = false
         @Flag(help: "Lock immutability: irreversible.") var lock = false
         @Option(help: "Days deleted data is kept (at least 14).") var softDeleteDays: Int?
+        @Option(help: "Relays the vault accepts (Azure: 50).") var maxRelays: Int?
 
         func run() async throws {
             let dir = vault.directory
@@ -120,6 +121,10 @@ struct VaultCommand: AsyncParsableCommand {
             if let d = softDeleteDays {
                 guard d >= 14 else { throw ValidationError("--soft-delete-days must be at least 14") }
                 s.softDeleteDays = d
+            }
+            if let m = maxRelays {
+                guard m >= 1 else { throw ValidationError("--max-relays must be at least 1") }
+                s.maxRelays = m
             }
             if mutable {
                 if s.locked { throw VaultError(.refused, "this vault's immutability is locked and cannot be turned off") }
