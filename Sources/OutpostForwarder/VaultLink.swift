@@ -95,7 +95,7 @@ public final class VaultClient: Sendable {
     let logger: Logger
     let maxAttempts: Int
 
-    public init(url: String, certificatePEM: String, credential: String?, proxy: ProxySettings? = nil, logger: Logger, maxAttempts: Int = 5) throws {
+    public init(url: String, certificatePEM: String, credential: String?, proxy: ProxySettings? = nil, logger: Logger, maxAttempts: Int = 4) throws {
         var b = url
         while b.hasSuffix("/") { b.removeLast() }
         base = b
@@ -103,7 +103,7 @@ public final class VaultClient: Sendable {
         self.logger = logger
         self.maxAttempts = maxAttempts
         var config = HTTPClient.Configuration(tlsConfiguration: try TLSIdentity.pinnedClientConfiguration(certificatePEM: certificatePEM),
-                                              timeout: .init(connect: .seconds(10), read: .seconds(300)))
+                                              timeout: .init(connect: .seconds(5), read: .seconds(120)))
         if let proxy {
             config.proxy = .server(host: proxy.host, port: proxy.port,
                                    authorization: proxy.user.map { .basic(username: $0, password: proxy.password ?? "") })
@@ -138,8 +138,10 @@ public final class VaultClient: Sendable {
             req.body = .bytes(ByteBuffer(bytes: body))
         }
         let resp: HTTPClientResponse
-        do { resp = try await http.execute(req, timeout: .seconds(600), logger: logger) } catch let e as NIOSSLError {
+        do { resp = try await http.execute(req, timeout: .seconds(180), logger: logger) } catch let e as NIOSSLError {
             throw ForwarderError(.refused, "the TLS connection to the vault failed (\(e)): its certificate is not the one in the credentials file")
+        } catch let e as HTTPClientError where e == .proxyAuthenticationRequired {
+            throw ForwarderError(.refused, "the HTTP proxy refused the relay's proxy credentials (407): check proxy_user and proxy_password in relay.toml")
         } catch {
             throw Transient(reason: "\(error)")
         }
