@@ -24,6 +24,7 @@ public final class Forwarder: Sendable {
     let logger: Logger
     let concurrency: Int
     public let sentBytes = Atomic<Int64>(0)
+    private let decompressors = ResourcePool { ZstdDecompressor() }
 
     public init(store: Store, data: String, vault: VaultClient, master: MasterKey, throttle: Throttle?, concurrency: Int = 4, logger: Logger) {
         self.store = store
@@ -60,6 +61,7 @@ public final class Forwarder: Sendable {
         var report = Report()
         let pending = try ledger.entries().filter { $0.state != .forwarded }
         report.backlog = pending.count
+        var failed: [String] = []
         for entry in pending {
             guard let id = ChunkID(hex: entry.point) else { continue }
             do {
@@ -71,10 +73,19 @@ public final class Forwarder: Sendable {
                 report.bytes += bytes
                 report.backlog -= 1
                 logger.info("recovery point forwarded", metadata: ["point": "\(id.shortHex)", "blobs": "\(blobs)", "bytes": "\(bytes)"])
+            } catch let e as ForwarderError where [.unreachable, .credentials, .refused, .staging].contains(e.code) {
+                // The vault (or the way to it) is the problem: every other point would fail the same way.
+                try? ledger.set(id, .failed, reason: e.message)
+                throw e
             } catch {
+                // This point's own problem (e.g. a damaged blob on the relay): record it and go on with the others.
                 try? ledger.set(id, .failed, reason: "\(error)")
-                throw error
+                failed.append("\(id.shortHex): \(error)")
+                logger.error("recovery point not forwarded", metadata: ["point": "\(id.shortHex)", "error": "\(error)"])
             }
+        }
+        if !failed.isEmpty {
+            throw ForwarderError(.vault, "\(failed.count) recovery points could not be forwarded (the others were): \(failed.joined(separator: "; ")); see `outpost relay forwarding`")
         }
         return report
     }
@@ -130,6 +141,17 @@ public final class Forwarder: Sendable {
     private func upload(_ id: ChunkID) async throws -> Int {
         guard let blob = try store.loadStored(id) else {
             throw ForwarderError(.vault, "blob \(id.shortHex) is missing from the relay's store; run `outpost relay check`")
+        }
+        // Never ship damage off-site: the blob must still hash to its id (the vault copy cannot be overwritten).
+        do {
+            _ = try decompressors.with { d in
+                try blob.stored.withUnsafeBytes {
+                    try PreparedBlob.open(stored: $0, id: id, compression: blob.compression, rawLength: blob.rawLength,
+                                          decompressor: d, what: "blob \(id.shortHex) on the relay")
+                }
+            }
+        } catch {
+            throw ForwarderError(.tampered, "\(error); it was not forwarded — run `outpost relay check --read-data`")
         }
         var plain = BinaryWriter(capacity: blob.stored.count + 16)
         plain.u8(blob.compression.rawValue)

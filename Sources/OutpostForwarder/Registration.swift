@@ -10,7 +10,7 @@ public enum Registration {
     /// key is made, wrapped under the passphrase (scrypt), and the wrapped key stored in the vault and locally.
     /// The passphrase itself is not stored; the unwrapped master key stays on the relay (0600) so that the
     /// forwarder can run unattended.
-    public static func register(data: String, credentialsPath: String, passphrase: String, relayName: String,
+    public static func register(data: String, credentialsPath: String, passphrase: String, relayName: String, proxy: ProxySettings? = nil,
                                 scrypt: ScryptParameters = .standard, now: Date = Date(), logger: Logger) async throws -> VaultLink {
         try PassphrasePolicy.check(passphrase)
         guard let bytes = FileManager.default.contents(atPath: credentialsPath) else {
@@ -29,14 +29,14 @@ public enum Registration {
         if FileManager.default.fileExists(atPath: VaultLink.paths(data).link), file.recoverRelay == nil {
             throw ForwarderError(.refused, "this relay is already registered with a vault (\(VaultLink.paths(data).link)); registering again would start a new container")
         }
-        let client = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: nil, logger: logger)
+        let client = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: nil, proxy: proxy, logger: logger)
         defer { Task { await client.close() } }
         let answer = try await client.register(secret: file.secret, relayName: relayName)
         let link = VaultLink(url: file.url, vaultID: file.vaultID, vaultName: file.vaultName, relayID: answer.relayID,
                              credential: answer.credential, fingerprint: TLSIdentity.normalizeFingerprint(file.fingerprint),
                              certificate: file.certificate, registeredAt: now)
         try link.save(data: data)
-        let authed = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: answer.credential, logger: logger)
+        let authed = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: answer.credential, proxy: proxy, logger: logger)
         defer { Task { await authed.close() } }
         if file.recoverRelay != nil {
             // Rebuilding a lost relay: the container already holds the wrapped key; the passphrase must open it.
@@ -54,14 +54,14 @@ public enum Registration {
     }
 
     /// Re-wraps the master key under a new passphrase; nothing else is re-uploaded.
-    public static func changePassphrase(data: String, old: String, new: String, now: Date = Date(), logger: Logger) async throws {
+    public static func changePassphrase(data: String, old: String, new: String, proxy: ProxySettings? = nil, now: Date = Date(), logger: Logger) async throws {
         let link = try VaultLink.load(data: data)
         guard let bytes = FileManager.default.contents(atPath: VaultLink.paths(data).keyFile) else {
             throw ForwarderError(.notRegistered, "no key file under \(VaultLink.paths(data).dir); register first")
         }
         let keyFile = try KeyFile.decode(Array(bytes))
         let rewrapped = try keyFile.rewrapped(oldPassphrase: old, newPassphrase: new, now: now)
-        let client = try VaultClient(url: link.url, certificatePEM: link.certificate, credential: link.credential, logger: logger)
+        let client = try VaultClient(url: link.url, certificatePEM: link.certificate, credential: link.credential, proxy: proxy, logger: logger)
         _ = try await client.put(keyObjectName(now), rewrapped.encoded())
         await client.close()
         try writePrivate(rewrapped.encoded(), to: VaultLink.paths(data).keyFile)

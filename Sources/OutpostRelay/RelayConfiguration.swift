@@ -81,7 +81,7 @@ public struct RelayConfiguration: Sendable, Equatable {
             guard let kbps, kbps > 0 else { return nil }
             let r = kbps * 1000 / 8
             guard r >= ThrottleSchedule.minimumRate, r <= ThrottleSchedule.maximumRate else {
-                throw RelayError(.config, "\(path): \(key) must be 512 to 1047552 Kbit/s (512 Kbit/s to 1023 Mbit/s), or 0 for no limit")
+                throw RelayError(.config, "\(path): \(key) must be 512 to 1023000 Kbit/s (512 Kbit/s to 1023 Mbit/s), or 0 for no limit")
             }
             return r
         }
@@ -159,7 +159,7 @@ public struct RelayConfiguration: Sendable, Equatable {
         forward_after_each_point = true
         # And/or at up to three times of day.
         # forward_times = ["01:00", "13:00"]
-        # Bandwidth limits in Kbit/s (512 to 1047552; 0 = none) for work hours and for other hours.
+        # Bandwidth limits in Kbit/s (512 to 1023000; 0 = none) for work hours and for other hours.
         throttle_work_kbps = 0
         throttle_other_kbps = 0
         work_days = [1, 2, 3, 4, 5]      # 1 = Monday … 7 = Sunday

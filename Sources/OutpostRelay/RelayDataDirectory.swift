@@ -33,7 +33,7 @@ public struct RelayDataDirectory: Sendable {
         let identity = try TLSIdentity.selfSigned(commonName: "Outpost relay", hosts: hosts)
         try write(identity.certificatePEM, to: certificatePath, mode: 0o644)
         try write(identity.privateKeyPEM, to: keyPath, mode: 0o600)
-        try write(RelayConfiguration.sample + "\n", to: configPath, mode: 0o644)
+        try write(RelayConfiguration.sample + "\n", to: configPath, mode: 0o600)
         return try identity.fingerprint
     }
 

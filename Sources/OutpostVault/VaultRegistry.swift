@@ -58,6 +58,16 @@ public final class VaultRegistry: Sendable {
         } catch { throw VaultError(.notAVault, "the vault registry \(path) is damaged: \(error)") }
     }
 
+    /// Serialises read-modify-write of registry.json between processes (`vault serve` and `vault credentials`).
+    private func withFileLock<T>(_ body: () throws -> T) throws -> T {
+        let fd = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw VaultError(.invalid, "cannot open \(path).lock: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        flock(fd, LOCK_EX)
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+
     private func refresh(_ s: inout State) throws {
         if Self.stamp(path) != s.loadedStamp { s = try Self.read(path) }
     }
@@ -73,6 +83,10 @@ public final class VaultRegistry: Sendable {
     }
 
     public func issue(secret: String, expiresAt: Date, recoverRelay: String? = nil) throws {
+        try withFileLock { try issueLocked(secret: secret, expiresAt: expiresAt, recoverRelay: recoverRelay) }
+    }
+
+    private func issueLocked(secret: String, expiresAt: Date, recoverRelay: String?) throws {
         try state.withLock { s in
             try refresh(&s)
             if let r = recoverRelay, !s.relays.contains(where: { $0.id == r || $0.name == r }) {
@@ -88,6 +102,10 @@ public final class VaultRegistry: Sendable {
 
     /// Trades a credentials-file secret for a relay credential: single use, before expiry, at most `maxRelays`.
     public func register(secret: String, relayName: String, maxRelays: Int, now: Date = Date()) throws -> RegisterOutcome {
+        try withFileLock { try registerLocked(secret: secret, relayName: relayName, maxRelays: maxRelays, now: now) }
+    }
+
+    private func registerLocked(secret: String, relayName: String, maxRelays: Int, now: Date) throws -> RegisterOutcome {
         try state.withLock { s in
             try refresh(&s)
             guard let i = s.issued.firstIndex(where: { $0.secretHash == Self.hash(secret) }) else {
@@ -126,6 +144,10 @@ public final class VaultRegistry: Sendable {
     }
 
     public func remove(_ idOrName: String, now: Date = Date()) throws -> Relay {
+        try withFileLock { try removeLocked(idOrName, now: now) }
+    }
+
+    private func removeLocked(_ idOrName: String, now: Date) throws -> Relay {
         try state.withLock { s in
             try refresh(&s)
             guard let i = s.relays.firstIndex(where: { ($0.id == idOrName || $0.name == idOrName) && $0.removedAt == nil }) else {

@@ -117,7 +117,7 @@ public struct VaultServer {
                 try objects.delete(o.key); purged += 1
             }
         }
-        for r in registry.relays where r.removedAt.map({ $0 < cutoff }) ?? false {
+        for r in registry.relays where !settings.immutable && (r.removedAt.map({ $0 < cutoff }) ?? false) {
             for o in try objects.list(prefix: "containers/\(r.id)/") { try objects.delete(o.key); purged += 1 }
         }
         return purged

@@ -48,7 +48,7 @@ extension RelayCommand {
                 passphrase = try readPassphrase(file)
             }
             let link = try await Registration.register(data: relay.directory.root, credentialsPath: vaultCredentials, passphrase: passphrase,
-                                                       relayName: name ?? ProcessInfo.processInfo.hostName,
+                                                       relayName: name ?? ProcessInfo.processInfo.hostName, proxy: try relay.directory.configuration().proxy,
                                                        scrypt: fastKdfForTests ? .fastForTests : .standard, logger: Logger(label: "outpost.register"))
             printErr("registered with vault \(link.vaultName) (\(link.url)) as relay \(link.relayID); recovery points will be forwarded encrypted (restart `outpost relay serve` to start its forwarder; `outpost relay forward --now` forwards at once)")
         }
@@ -62,7 +62,8 @@ extension RelayCommand {
 
         func run() async throws {
             try await Registration.changePassphrase(data: relay.directory.root, old: try readPassphrase(oldPassphraseFile),
-                                                    new: try readPassphrase(newPassphraseFile), logger: Logger(label: "outpost.register"))
+                                                    new: try readPassphrase(newPassphraseFile), proxy: try relay.directory.configuration().proxy,
+                                                    logger: Logger(label: "outpost.register"))
             printErr("passphrase changed; the vault holds the newly wrapped key")
         }
     }
@@ -71,7 +72,7 @@ extension RelayCommand {
         static let configuration = CommandConfiguration(abstract: "Forward pending recovery points to the vault now, in the foreground.")
         @OptionGroup var relay: RelayOptions
         @Flag(help: "Run now (the only mode of this command; `relay serve` forwards on its own).") var now = false
-        @Option(help: "Limit the upload rate, in Kbit/s (512 to 1047552).") var limitKbps: Int?
+        @Option(help: "Limit the upload rate, in Kbit/s (512 to 1023000).") var limitKbps: Int?
 
         func run() async throws {
             let dir = relay.directory
@@ -171,7 +172,7 @@ extension RelayCommand {
             }
             let logger = Logger(label: "outpost.rebuild")
             let link = try await Registration.register(data: dir.root, credentialsPath: vaultCredentials, passphrase: try readPassphrase(passphraseFile),
-                                                       relayName: ProcessInfo.processInfo.hostName, logger: logger)
+                                                       relayName: ProcessInfo.processInfo.hostName, proxy: try dir.configuration().proxy, logger: logger)
             printErr("re-attached to vault \(link.vaultName) as relay \(link.relayID); the passphrase opened the master key")
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay rebuild`")
             let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), logger: logger)
