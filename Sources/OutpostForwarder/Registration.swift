@@ -26,30 +26,47 @@ public enum Registration {
         guard (try? TLSIdentity.fingerprint(ofPEM: file.certificate)) == TLSIdentity.normalizeFingerprint(file.fingerprint) else {
             throw ForwarderError(.credentials, "the vault credentials file \(credentialsPath) is inconsistent (certificate and fingerprint differ); download it again")
         }
-        if FileManager.default.fileExists(atPath: VaultLink.paths(data).link), file.recoverRelay == nil {
-            throw ForwarderError(.refused, "this relay is already registered with a vault (\(VaultLink.paths(data).link)); registering again would start a new container")
-        }
-        let client = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: nil, proxy: proxy, logger: logger)
-        defer { Task { await client.close() } }
-        let answer = try await client.register(secret: file.secret, relayName: relayName)
-        let link = VaultLink(url: file.url, vaultID: file.vaultID, vaultName: file.vaultName, relayID: answer.relayID,
+        let paths = VaultLink.paths(data)
+        let fm = FileManager.default
+        let link: VaultLink
+        if fm.fileExists(atPath: paths.link) && !fm.fileExists(atPath: paths.masterKey), let existing = try? VaultLink.load(data: data),
+           existing.vaultID == file.vaultID {
+            // A registration that stopped after the vault accepted it (the key was not stored yet): finish it
+            // with the credential already issued, without spending another credentials file.
+            link = existing
+        } else {
+            if fm.fileExists(atPath: paths.link), file.recoverRelay == nil {
+                throw ForwarderError(.refused, "this relay is already registered with a vault (\(paths.link)); registering again would start a new container")
+            }
+            let client = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: nil, proxy: proxy, logger: logger)
+            let answer: VaultAPI.RegisterResponse
+            do { answer = try await client.register(secret: file.secret, relayName: relayName) } catch { await client.close(); throw error }
+            await client.close()
+            link = VaultLink(url: file.url, vaultID: file.vaultID, vaultName: file.vaultName, relayID: answer.relayID,
                              credential: answer.credential, fingerprint: TLSIdentity.normalizeFingerprint(file.fingerprint),
                              certificate: file.certificate, registeredAt: now)
-        try link.save(data: data)
-        let authed = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: answer.credential, proxy: proxy, logger: logger)
-        defer { Task { await authed.close() } }
-        if file.recoverRelay != nil {
-            // Rebuilding a lost relay: the container already holds the wrapped key; the passphrase must open it.
-            let keyFile = try await newestKeyFile(authed)
-            let master = try keyFile.unwrap(passphrase: passphrase)
-            try saveKeys(data: data, keyFile: keyFile, master: master)
-        } else {
-            let (keyFile, master) = try KeyFile.create(passphrase: passphrase, parameters: scrypt, now: now)
-            _ = try await authed.put(keyObjectName(now), keyFile.encoded())
-            try saveKeys(data: data, keyFile: keyFile, master: master)
+            // Saved before the key is made: if what follows fails, running the command again resumes here.
+            try link.save(data: data)
+        }
+        let authed = try VaultClient(url: link.url, certificatePEM: link.certificate, credential: link.credential, proxy: proxy, logger: logger)
+        do {
+            let existingKeys = try await authed.list(prefix: "keys/")
+            if file.recoverRelay != nil || !existingKeys.isEmpty {
+                // The container already holds the wrapped key (a rebuild, or a resumed registration whose key
+                // upload went through): the passphrase must open it.
+                let keyFile = try await newestKeyFile(authed)
+                let master = try keyFile.unwrap(passphrase: passphrase)
+                try saveKeys(data: data, keyFile: keyFile, master: master)
+            } else {
+                let (keyFile, master) = try KeyFile.create(passphrase: passphrase, parameters: scrypt, now: now)
+                _ = try await authed.put(keyObjectName(now), keyFile.encoded())
+                try saveKeys(data: data, keyFile: keyFile, master: master)
+            }
+        } catch {
+            await authed.close()
+            throw error
         }
         await authed.close()
-        await client.close()
         return link
     }
 

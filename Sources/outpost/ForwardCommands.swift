@@ -171,9 +171,15 @@ extension RelayCommand {
                 printErr("created relay in \(dir.root); certificate fingerprint \(fp)")
             }
             let logger = Logger(label: "outpost.rebuild")
-            let link = try await Registration.register(data: dir.root, credentialsPath: vaultCredentials, passphrase: try readPassphrase(passphraseFile),
-                                                       relayName: ProcessInfo.processInfo.hostName, proxy: try dir.configuration().proxy, logger: logger)
-            printErr("re-attached to vault \(link.vaultName) as relay \(link.relayID); the passphrase opened the master key")
+            let paths = VaultLink.paths(dir.root)
+            if FileManager.default.fileExists(atPath: paths.link) && FileManager.default.fileExists(atPath: paths.masterKey) {
+                // An earlier run re-attached already: go on without spending another recovery file.
+                printErr("resuming the rebuild with the registration in \(paths.dir)")
+            } else {
+                let link = try await Registration.register(data: dir.root, credentialsPath: vaultCredentials, passphrase: try readPassphrase(passphraseFile),
+                                                           relayName: ProcessInfo.processInfo.hostName, proxy: try dir.configuration().proxy, logger: logger)
+                printErr("re-attached to vault \(link.vaultName) as relay \(link.relayID); the passphrase opened the master key")
+            }
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay rebuild`")
             let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), logger: logger)
             let started = Date()

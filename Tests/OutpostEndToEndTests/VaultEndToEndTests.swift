@@ -281,4 +281,19 @@ import Glibc
         #expect(try await client2.get(another) != nil)
         await client2.close()
     }
+
+    @Test func anInterruptedRegistrationResumesWithoutANewCredentialsFile() async throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s, replication: "lrs")
+        try vault.start()
+        let (relay, _) = try setUp(s, vault: vault)
+        // As if the relay died after the vault accepted it but before it kept its key.
+        unlink(relay.data + "/vault/master.key")
+        let again = try CLI.run(["relay", "register", "--data", relay.data, "--vault-credentials", s.sub("relay.creds"),
+                                 "--passphrase-file", s.sub("relay.pass"), "--fast-kdf-for-tests"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(FileManager.default.fileExists(atPath: relay.data + "/vault/master.key"))
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+        #expect(try CLI.run(["relay", "verify-vault", "--data", relay.data]).status == 0)
+    }
 }
