@@ -71,11 +71,9 @@ public struct ClientConfiguration: Codable, Sendable, Equatable {
         if let fingerprint { text += "# SHA-256 of the relay's certificate, pinned at enrollment.\nfingerprint = \(q(fingerprint))\n" }
         if let certificate { text += "certificate = \"\"\"\n\(certificate.trimmingCharacters(in: .whitespacesAndNewlines))\n\"\"\"\n" }
         let dir = try Self.prepareDirectory(for: path)
-        let tmp = path + ".tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw ClientError(.config, "cannot write the client configuration \(path); check the permissions of \(dir)")
+        do { try DurableFile.write(Array(text.utf8), to: path, mode: 0o600) } catch {
+            throw ClientError(.config, "cannot write the client configuration (\(error.description)); check the permissions and free space of \(dir)")
         }
-        if rename(tmp, path) != 0 { unlink(tmp); throw ClientError(.config, "cannot move the client configuration into place at \(path)") }
     }
 }
 

@@ -17,9 +17,7 @@ public final class RelayClient: Sendable {
     let maxAttempts: Int
 
     public init(baseURL: String, credential: String?, tls: TLSConfiguration?, logger: Logger = Logger(label: "outpost.client"), maxAttempts: Int = 6) {
-        var b = baseURL
-        while b.hasSuffix("/") { b.removeLast() }
-        base = b
+        base = DirectoryPath.normalized(baseURL)
         self.credential = credential
         self.logger = logger
         self.maxAttempts = max(1, maxAttempts)
@@ -51,23 +49,16 @@ public final class RelayClient: Sendable {
     /// Sends a request and returns the body of a 2xx answer; maps every other outcome to a `ClientError`.
     public func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, contentType: String = "application/octet-stream",
                      authenticated: Bool = true, maxResponse: Int = 64 << 20) async throws -> [UInt8] {
-        var attempt = 0
-        while true {
-            attempt += 1
-            do {
-                return try await once(method, path, body: body, contentType: contentType, authenticated: authenticated, maxResponse: maxResponse)
-            } catch let e as Transient {
-                if attempt >= maxAttempts {
-                    throw ClientError(.unreachable, "the relay at \(base) could not be reached after \(attempt) attempts (\(e.reason)); check that it runs and that this machine can reach it, then run the command again — nothing already sent is sent twice")
-                }
-                let delay = min(8.0, 0.25 * pow(2.0, Double(attempt - 1)))
-                logger.warning("relay unreachable, retrying", metadata: ["attempt": "\(attempt)", "reason": "\(e.reason)", "delay": "\(delay)"])
-                try await Task.sleep(for: .milliseconds(Int(delay * 1000)))
-            }
+        let base = self.base, logger = self.logger
+        return try await Retry.run(attempts: maxAttempts, onRetry: { attempt, reason, delay in
+            logger.warning("relay unreachable, retrying", metadata: ["attempt": "\(attempt)", "reason": "\(reason)", "delay": "\(delay)"])
+        }, exhausted: { attempts, reason in
+            ClientError(.unreachable, "the relay at \(base) could not be reached after \(attempts) attempts (\(reason)); check that it runs and that this machine can reach it, then run the command again — nothing already sent is sent twice")
+        }) {
+            try await once(method, path, body: body, contentType: contentType, authenticated: authenticated, maxResponse: maxResponse)
         }
     }
 
-    struct Transient: Error { let reason: String }
 
     private func once(_ method: HTTPMethod, _ path: String, body: [UInt8]?, contentType: String, authenticated: Bool, maxResponse: Int) async throws -> [UInt8] {
         var req = HTTPClientRequest(url: base + path)
@@ -85,17 +76,17 @@ public final class RelayClient: Sendable {
         } catch let e as BoringSSLError {
             throw ClientError(.fingerprintMismatch, "the TLS connection to \(base) failed (\(e)): the relay's certificate is not the one pinned at enrollment; if the relay's certificate was replaced on purpose, enroll again")
         } catch {
-            throw Transient(reason: "\(error)")
+            throw TransientFailure("\(error)")
         }
         let data: ByteBuffer
-        do { data = try await response.body.collect(upTo: maxResponse) } catch { throw Transient(reason: "the answer was cut off: \(error)") }
+        do { data = try await response.body.collect(upTo: maxResponse) } catch { throw TransientFailure("the answer was cut off: \(error)") }
         let bytes = Array(buffer: data)
         let code = Int(response.status.code)
         if (200..<300).contains(code) { return bytes }
         let message = (try? RelayAPI.decoder().decode(RelayAPI.ErrorBody.self, from: Data(bytes)))?.message
             ?? String(decoding: bytes.prefix(500), as: UTF8.self)
         switch code {
-        case 502, 503, 504: throw Transient(reason: "HTTP \(code)")
+        case 502, 503, 504: throw TransientFailure("HTTP \(code)")
         case 401: throw ClientError(.unauthorized, "the relay refused this machine: \(message)")
         case 403: throw ClientError(.forbidden, "the relay refused access: \(message)")
         case 404: throw ClientError(.notFound, "the relay: \(message)")

@@ -69,10 +69,8 @@ public struct ForwarderError: OperatorFacingError, Sendable {
 func writePrivate(_ bytes: [UInt8], to path: String) throws {
     let dir = (path as NSString).deletingLastPathComponent
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    let tmp = path + ".tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes), attributes: [.posixPermissions: 0o600]), rename(tmp, path) == 0 else {
-        unlink(tmp)
-        throw ForwarderError(.config, "cannot write \(path): check the permissions of \(dir)")
+    do { try DurableFile.write(bytes, to: path, mode: 0o600) } catch {
+        throw ForwarderError(error.isDiskFull ? .staging : .config, "\(error.description): \(error.isDiskFull ? "free space on the relay's disk" : "check the permissions of \(dir)")")
     }
 }
 
@@ -96,9 +94,7 @@ public final class VaultClient: Sendable {
     let maxAttempts: Int
 
     public init(url: String, certificatePEM: String, credential: String?, proxy: ProxySettings? = nil, logger: Logger, maxAttempts: Int = 4) throws {
-        var b = url
-        while b.hasSuffix("/") { b.removeLast() }
-        base = b
+        base = DirectoryPath.normalized(url)
         self.credential = credential
         self.logger = logger
         self.maxAttempts = maxAttempts
@@ -113,19 +109,13 @@ public final class VaultClient: Sendable {
 
     public func close() async { try? await http.shutdown() }
 
-    struct Transient: Error { let reason: String }
-
     /// Returns (status, body) for 2xx and 404; throws for the rest.
     func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, max: Int = 80 << 20) async throws -> (Int, [UInt8]) {
-        var attempt = 0
-        while true {
-            attempt += 1
-            do { return try await once(method, path, body: body, max: max) } catch let t as Transient {
-                if attempt >= maxAttempts {
-                    throw ForwarderError(.unreachable, "the vault at \(base) could not be reached after \(attempt) attempts (\(t.reason)); forwarding resumes where it stopped once it is back")
-                }
-                try await Task.sleep(for: .milliseconds(Int(min(8.0, 0.25 * pow(2.0, Double(attempt - 1))) * 1000)))
-            }
+        let base = self.base
+        return try await Retry.run(attempts: maxAttempts, exhausted: { attempts, reason in
+            ForwarderError(.unreachable, "the vault at \(base) could not be reached after \(attempts) attempts (\(reason)); forwarding resumes where it stopped once it is back")
+        }) {
+            try await once(method, path, body: body, max: max)
         }
     }
 
@@ -143,15 +133,15 @@ public final class VaultClient: Sendable {
         } catch let e as HTTPClientError where e == .proxyAuthenticationRequired {
             throw ForwarderError(.refused, "the HTTP proxy refused the relay's proxy credentials (407): check proxy_user and proxy_password in relay.toml")
         } catch {
-            throw Transient(reason: "\(error)")
+            throw TransientFailure("\(error)")
         }
         let bytes: [UInt8]
-        do { bytes = Array(buffer: try await resp.body.collect(upTo: max)) } catch { throw Transient(reason: "answer cut off: \(error)") }
+        do { bytes = Array(buffer: try await resp.body.collect(upTo: max)) } catch { throw TransientFailure("answer cut off: \(error)") }
         let code = Int(resp.status.code)
         if (200..<300).contains(code) || code == 404 { return (code, bytes) }
         let message = (try? JSONDecoder().decode([String: String].self, from: Data(bytes)))?["message"] ?? String(decoding: bytes.prefix(300), as: UTF8.self)
         switch code {
-        case 502, 503, 504: throw Transient(reason: "HTTP \(code)")
+        case 502, 503, 504: throw TransientFailure("HTTP \(code)")
         case 401: throw ForwarderError(.credentials, "the vault refused this relay: \(message)")
         case 403: throw ForwarderError(.refused, "the vault refused: \(message)")
         default: throw ForwarderError(.vault, "the vault answered \(code): \(message)")

@@ -10,8 +10,7 @@ public struct FileObjectStore: ObjectStore {
     public let root: String
 
     public init(root: String) throws {
-        var r = root
-        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
+        let r = DirectoryPath.normalized(root)
         self.root = r
         try FileManager.default.createDirectory(atPath: r + "/.tmp", withIntermediateDirectories: true)
     }

@@ -17,9 +17,7 @@ public struct RelayDataDirectory: Sendable {
     public var configPath: String { root + "/relay.toml" }
 
     public init(_ root: String) {
-        var r = root
-        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
-        self.root = r
+        self.root = DirectoryPath.normalized(root)
     }
 
     /// Creates the directory: store, self-signed certificate, commented configuration. Returns the fingerprint.

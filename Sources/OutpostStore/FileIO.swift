@@ -49,18 +49,7 @@ enum FileIO {
 
     /// Writes a small file atomically and durably: temp file, fsync, rename, fsync the directory.
     static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        if fd < 0 { throw StoreError.system(errno, "creating", tmp) }
-        do {
-            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: tmp) }
-            try fsync(fd, path: tmp)
-            close(fd)
-        } catch {
-            close(fd); unlink(tmp); throw error
-        }
-        if rename(tmp, path) != 0 { let e = errno; unlink(tmp); throw StoreError.system(e, "renaming into place", path) }
-        try fsyncDirectory((path as NSString).deletingLastPathComponent)
+        do { try DurableFile.write(bytes, to: path, mode: mode) } catch { throw StoreError.system(error.errno, error.step, error.path) }
     }
 
     static func fileSize(_ path: String) -> Int? {

@@ -77,9 +77,7 @@ public struct StoreLayout: Sendable {
     public var packsRoot: String { root + "/packs" }
 
     public init(root: String) {
-        var r = root
-        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
-        self.root = r
+        self.root = DirectoryPath.normalized(root)
     }
 
     func packDirectory(for name: String) -> String { packsRoot + "/" + String(name.prefix(2)) }

@@ -57,9 +57,7 @@ public struct VaultDataDirectory: Sendable {
     public var objectsPath: String { root + "/objects" }
 
     public init(_ root: String) {
-        var r = root
-        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
-        self.root = r
+        self.root = DirectoryPath.normalized(root)
     }
 
     public func settings() throws -> VaultSettings {
@@ -91,10 +89,7 @@ public struct VaultDataDirectory: Sendable {
 }
 
 func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws {
-    let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-    guard fd >= 0 else { throw VaultError(.invalid, "cannot write \(path): \(String(cString: strerror(errno)))") }
-    let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) == $0.count } && fsync(fd) == 0
-    close(fd)
-    guard ok, rename(tmp, path) == 0 else { unlink(tmp); throw VaultError(.invalid, "cannot write \(path): \(String(cString: strerror(errno)))") }
+    do { try DurableFile.write(bytes, to: path, mode: mode) } catch {
+        throw VaultError(.invalid, "\(error.description)\(error.isDiskFull ? ": free space on the vault's disk" : "; check the permissions of the vault's data directory")")
+    }
 }

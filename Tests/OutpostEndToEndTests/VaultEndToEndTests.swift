@@ -103,7 +103,6 @@ import Glibc
         #expect(wrongVault.stderr.contains("certificate") || wrongVault.stderr.contains("not issued by this vault"))
         let weak = try CLI.run(["relay", "register", "--data", r3.data, "--vault-credentials", try vault.credentials("weak"), "--passphrase-file", s.sub("weak.pass")])
         #expect(weak.status != 0)
-        _ = other
     }
 
     @Test func aFlippedByteInTheVaultIsNamedAndAWrongPassphraseIsSaidToBeWrong() async throws {

@@ -80,8 +80,9 @@ import Glibc
     @Test func gcNeedsTheStoreToItself() throws {
         let s = Scratch()
         let store = try makeStore(s)
-        _ = store
-        let e = #expect(throws: StoreError.self) { try Store.open(at: s.sub("store"), lock: .exclusive, purpose: "`outpost store gc`") }
+        let e = withExtendedLifetime(store) {
+            #expect(throws: StoreError.self) { try Store.open(at: s.sub("store"), lock: .exclusive, purpose: "`outpost store gc`") }
+        }
         #expect(e?.code == .locked)
         #expect(e?.message.contains("outpost store gc") == true)
     }
