@@ -121,13 +121,13 @@ let package = Package(
         ], swiftSettings: strict),
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: strict),
         .testTarget(name: "OutpostRelayTests", dependencies: ["OutpostRelay"], swiftSettings: strict),
-        .testTarget(name: "OutpostVaultTests", dependencies: ["OutpostCore", "OutpostVault", "OutpostObjects", "OutpostForwarder",
+        .testTarget(name: "OutpostVaultTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostStore", "OutpostVault", "OutpostObjects", "OutpostForwarder",
                                                            .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostObjects"], swiftSettings: strict),
         .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
                     swiftSettings: strict),
         // Drives the real `outpost` binary (built alongside the tests) as operators and scripts do.
-        .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS", "OutpostForwarder",
+        .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS", "OutpostForwarder", "OutpostStore",
                                                               .product(name: "Logging", package: "swift-log"),
                                                               .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: strict),
     ]

@@ -11,9 +11,10 @@ import Glibc
 /// The relay's MARS-style agent: sends every recovery point off-site, encrypted.
 ///
 /// For each recovery point not yet forwarded: every blob it needs that the vault has not acknowledged is
-/// sealed (AES-256-GCM over the blob as stored, compressed) under an HMAC name and put (put-if-absent, so a
-/// retry after an interruption never duplicates), then the sealed point record. The ledger records each
-/// acknowledged blob as it goes: an interrupted run resumes without re-uploading what the vault acknowledged.
+/// sealed (AES-256-GCM over the blob as stored, compressed) into vault packs under keyed names and put
+/// (put-if-absent, so a retry after an interruption never duplicates), then the point's sealed entry. The ledger
+/// records each acknowledged pack's blobs as it goes: an interrupted run resumes without re-uploading what the
+/// vault acknowledged.
 public final class Forwarder: Sendable {
     public let store: Store
     let data: String
@@ -39,9 +40,6 @@ public final class Forwarder: Sendable {
 
     public struct Report: Sendable { public var points = 0; public var blobs = 0; public var bytes: Int64 = 0; public var backlog = 0 }
 
-    /// Vault object kinds (the sealed object's kind byte).
-    enum Kind: UInt8 { case data = 1, tree = 2, point = 3 }
-
     /// MARS's rule: the staging area must have free space of at least 5 % of the data the relay protects.
     public func checkStaging() throws {
         var fs = statvfs()
@@ -56,7 +54,8 @@ public final class Forwarder: Sendable {
         }
     }
 
-    public func run() async throws -> Report {
+    /// Forwards every recovery point not yet forwarded. `salt` enters pack names (a repair uses a fresh one).
+    public func run(salt: String = "") async throws -> Report {
         try checkStaging()
         var report = Report()
         let pending = try ledger.entries().filter { $0.state != .forwarded }
@@ -66,7 +65,7 @@ public final class Forwarder: Sendable {
             guard let id = ChunkID(hex: entry.point) else { continue }
             do {
                 try ledger.set(id, .forwarding)
-                let (blobs, bytes) = try await forward(point: id)
+                let (blobs, bytes) = try await forward(point: id, salt: salt)
                 try ledger.set(id, .forwarded, bytes: bytes)
                 report.points += 1
                 report.blobs += blobs
@@ -90,10 +89,14 @@ public final class Forwarder: Sendable {
         return report
     }
 
-    private func forward(point id: ChunkID) async throws -> (Int, Int64) {
+    /// Stored bytes gathered into one vault pack before it is sealed and sent (docs/vault.md §5).
+    public static let packTarget = 8 << 20
+    static let maxBlobsPerPack = 4096
+
+    private func forward(point id: ChunkID, salt: String) async throws -> (Int, Int64) {
         let info = try store.index.points().first { $0.id == id }
         guard let info, let root = info.point.root else { throw ForwarderError(.vault, "recovery point \(id.shortHex) vanished from the catalog") }
-        // Every blob the point needs, trees first so that a partial vault copy is walkable.
+        // Every blob the point needs, trees first, then its own record blob (so a rebuilt relay gets the same id).
         var needed: [ChunkID] = []
         var seen = Set<ChunkID>()
         var stack = [root]
@@ -105,113 +108,260 @@ public final class Forwarder: Sendable {
                 for e in n.extents { if case .chunk(let c, _) = e, seen.insert(c).inserted { needed.append(c) } }
             }
         }
+        if seen.insert(id).inserted { needed.append(id) }
         let todo = try ledger.unsent(needed)
+        // Cut into packs greedily by stored size. The cut depends only on the list, so a run that resumes after
+        // some packs were acknowledged forms the others exactly as before and puts the same names: a pack whose
+        // acknowledgement was lost is not stored twice.
+        var packs: [[ChunkID]] = []
+        var current: [ChunkID] = []
+        var size = 0
+        for b in todo {
+            guard let loc = try store.index.location(of: b) else {
+                throw ForwarderError(.vault, "blob \(b.shortHex) is missing from the relay's store; run `outpost relay check`")
+            }
+            current.append(b)
+            size += loc.storedLength
+            if size >= Self.packTarget || current.count >= Self.maxBlobsPerPack {
+                packs.append(current)
+                current = []
+                size = 0
+            }
+        }
+        if !current.isEmpty { packs.append(current) }
         var sent = 0
         var bytes: Int64 = 0
-        try await withThrowingTaskGroup(of: (ChunkID, Int).self) { group in
+        try await withThrowingTaskGroup(of: (Int, Int).self) { group in
             var next = 0
-            var acked: [ChunkID] = []
             func launch() {
-                guard next < todo.count else { return }
-                let blobID = todo[next]
+                guard next < packs.count else { return }
+                let ids = packs[next]
                 next += 1
-                group.addTask { (blobID, try await self.upload(blobID)) }
+                group.addTask { try await self.upload(pack: ids, salt: salt) }
             }
             for _ in 0..<concurrency { launch() }
-            while let (blobID, size) = try await group.next() {
-                acked.append(blobID)
-                sent += 1
+            while let (n, size) = try await group.next() {
+                sent += n
                 bytes += Int64(size)
-                if acked.count >= 64 { try ledger.markSent(acked); acked.removeAll() }
                 launch()
             }
-            try ledger.markSent(acked)
         }
-        // The point's own record blob (so a rebuilt relay gets the same id), then its entry under p/.
-        let recordBytes = try await upload(id)
+        // Last, the point's entry under p/: a point the vault lists is complete there.
         let name = "p/" + sealer.objectName(label: "point:" + id.hex)
-        let sealed = try sealer.seal(Array(id.hex.utf8), name: name, kind: Kind.point.rawValue)
-        try await throttle?.consume(sealed.count)
-        _ = try await vault.put(name, sealed)
-        try ledger.markSent([id])
-        return (sent + 1, bytes + Int64(recordBytes + sealed.count))
+        let sealed = try sealer.seal(Array(id.hex.utf8), name: name, kind: VaultPack.Kind.point.rawValue)
+        _ = try await vault.put(name, sealed, throttle: throttle)
+        return (sent, bytes + Int64(sealed.count))
     }
 
-    /// Seals one blob as stored and puts it; returns the bytes sent.
-    private func upload(_ id: ChunkID) async throws -> Int {
-        guard let blob = try store.loadStored(id) else {
-            throw ForwarderError(.vault, "blob \(id.shortHex) is missing from the relay's store; run `outpost relay check`")
-        }
-        // Never ship damage off-site: the blob must still hash to its id (the vault copy cannot be overwritten).
-        do {
-            _ = try decompressors.with { d in
-                try blob.stored.withUnsafeBytes {
-                    try PreparedBlob.open(stored: $0, id: id, compression: blob.compression, rawLength: blob.rawLength,
-                                          decompressor: d, what: "blob \(id.shortHex) on the relay")
-                }
+    /// Loads, checks, seals and puts one pack; records where each blob landed. Returns (blobs, bytes sent).
+    private func upload(pack ids: [ChunkID], salt: String) async throws -> (Int, Int) {
+        var blobs: [PreparedBlob] = []
+        blobs.reserveCapacity(ids.count)
+        for id in ids {
+            guard let blob = try store.loadStored(id) else {
+                throw ForwarderError(.vault, "blob \(id.shortHex) is missing from the relay's store; run `outpost relay check`")
             }
-        } catch {
-            throw ForwarderError(.tampered, "\(error); it was not forwarded — run `outpost relay check --read-data`")
+            // Never ship damage off-site: the blob must still hash to its id (the vault copy cannot be overwritten).
+            do {
+                _ = try decompressors.with { d in
+                    try blob.stored.withUnsafeBytes {
+                        try PreparedBlob.open(stored: $0, id: id, compression: blob.compression, rawLength: blob.rawLength,
+                                              decompressor: d, what: "blob \(id.shortHex) on the relay")
+                    }
+                }
+            } catch {
+                throw ForwarderError(.tampered, "\(error); it was not forwarded — run `outpost relay check --read-data`")
+            }
+            blobs.append(blob)
         }
-        var plain = BinaryWriter(capacity: blob.stored.count + 16)
-        plain.u8(blob.compression.rawValue)
-        plain.u32(UInt32(blob.rawLength))
-        plain.raw(blob.stored)
-        let name = Self.objectKey(sealer.objectName(for: id))
-        let kind: Kind = switch blob.kind { case .tree: .tree; case .point: .point; case .data: .data }
-        let sealed = try sealer.seal(plain.bytes, name: name, kind: kind.rawValue)
-        try await throttle?.consume(sealed.count)
-        _ = try await vault.put(name, sealed)
-        sentBytes.add(Int64(sealed.count), ordering: .relaxed)
-        return sealed.count
+        let key = VaultPack.key(for: ids, salt: salt, sealer: sealer)
+        let (bytes, locations) = try VaultPack.build(key: key, blobs: blobs, sealer: sealer)
+        blobs.removeAll()
+        _ = try await vault.put(key, bytes, throttle: throttle)
+        try ledger.markSent(locations)
+        sentBytes.add(Int64(bytes.count), ordering: .relaxed)
+        return (ids.count, bytes.count)
+    }
+
+    /// What `verify` found.
+    public struct Verification: Sendable {
+        public var checked = 0
+        /// One line per damaged or missing object, naming it.
+        public var damage: [String] = []
+        /// Blobs whose vault copy is damaged or missing.
+        public var damagedBlobs: [ChunkID] = []
+        /// Recovery points whose `p/` entry is damaged or missing.
+        public var damagedPoints: [ChunkID] = []
     }
 
     /// Reads back everything the vault acknowledged and checks it: present, authentic, and hashing to its id.
-    /// Returns one line per damaged or missing object, naming it.
-    public func verify() async throws -> (checked: Int, damage: [String]) {
-        var damage: [String] = []
-        var checked = 0
-        for id in try ledger.sent() {
-            checked += 1
-            let name = Self.objectKey(sealer.objectName(for: id))
+    /// Packs are read whole, one request each.
+    public func verify() async throws -> Verification {
+        var result = Verification()
+        var byPack: [String: [(ChunkID, VaultLocation)]] = [:]
+        var legacy: [ChunkID] = []
+        for (id, loc) in try ledger.sent() {
+            if let loc { byPack[loc.pack, default: []].append((id, loc)) } else { legacy.append(id) }
+        }
+        let d = ZstdDecompressor()
+        for (key, members) in byPack.sorted(by: { $0.key < $1.key }) {
+            result.checked += members.count
             do {
-                if try await Self.fetch(id, vault: vault, sealer: sealer) == nil { damage.append("vault object \(name) (blob \(id.shortHex)) is missing") }
+                guard let pack = try await vault.get(key) else {
+                    result.damage.append("vault pack \(key) is missing (\(members.count) blobs)")
+                    result.damagedBlobs += members.map(\.0)
+                    continue
+                }
+                let index: [ChunkID: VaultPack.IndexEntry]
+                do {
+                    index = Dictionary(try VaultPack.readIndex(pack: pack, key: key, sealer: sealer).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+                } catch {
+                    // Without its index a pack is lost to a rebuild (which finds blobs through indexes): all of
+                    // its blobs count as damaged, and a repair sends them all again.
+                    result.damage.append("\(error)")
+                    result.damagedBlobs += members.map(\.0)
+                    continue
+                }
+                for (id, loc) in members {
+                    do {
+                        if index[id]?.location != loc {
+                            throw ForwarderError(.tampered, "vault pack \(key) does not list blob \(id.shortHex) where the relay recorded it: damaged or tampered with")
+                        }
+                        guard loc.offset + loc.length <= pack.count else {
+                            throw ForwarderError(.tampered, "vault pack \(key) is shorter than the relay recorded (blob \(id.shortHex) is cut off): damaged or tampered with")
+                        }
+                        _ = try VaultPack.openEntry(pack[loc.offset..<(loc.offset + loc.length)], key: key, id: id, sealer: sealer, decompressor: d)
+                    } catch {
+                        result.damage.append("\(error)")
+                        result.damagedBlobs.append(id)
+                    }
+                }
             } catch let e as ForwarderError where e.code == .unreachable || e.code == .credentials {
                 throw e
             } catch {
-                damage.append("\(error)")
+                result.damage.append("vault pack \(key): \(error)")
+                result.damagedBlobs += members.map(\.0)
+            }
+        }
+        for id in legacy {
+            result.checked += 1
+            let name = Self.legacyKey(sealer.objectName(for: id))
+            do {
+                if try await Self.fetchLegacy(id, vault: vault, sealer: sealer) == nil {
+                    result.damage.append("vault object \(name) (blob \(id.shortHex)) is missing")
+                    result.damagedBlobs.append(id)
+                }
+            } catch let e as ForwarderError where e.code == .unreachable || e.code == .credentials {
+                throw e
+            } catch {
+                result.damage.append("\(error)")
+                result.damagedBlobs.append(id)
             }
         }
         for entry in try ledger.entries() where entry.state == .forwarded {
-            checked += 1
+            result.checked += 1
+            guard let pid = ChunkID(hex: entry.point) else { continue }
             let name = "p/" + sealer.objectName(label: "point:" + entry.point)
             do {
-                guard let sealed = try await vault.get(name) else { damage.append("vault object \(name) (recovery point \(entry.point.prefix(8))) is missing"); continue }
+                guard let sealed = try await vault.get(name) else {
+                    result.damage.append("vault object \(name) (recovery point \(entry.point.prefix(8))) is missing")
+                    result.damagedPoints.append(pid)
+                    continue
+                }
                 _ = try sealer.open(sealed, name: name)
             } catch let e as ForwarderError where e.code == .unreachable || e.code == .credentials {
                 throw e
             } catch {
-                damage.append("\(error)")
+                result.damage.append("\(error)")
+                result.damagedPoints.append(pid)
             }
         }
-        return (checked, damage)
+        return result
     }
 
-    static func objectKey(_ name: String) -> String { "c/" + name.prefix(2) + "/" + name }
+    /// What `repair` did.
+    public struct Repair: Sendable {
+        public var resent = 0
+        public var bytes: Int64 = 0
+        /// Damage the relay cannot mend (it no longer holds the blob), one line each.
+        public var unrepairable: [String] = []
+    }
 
-    /// A blob back from the vault (tier 2): unsealed, decompressed and checked against its id.
-    public static func fetch(_ id: ChunkID, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {
-        let name = objectKey(sealer.objectName(for: id))
+    /// Sends again, into new packs, every damaged or missing blob the relay still holds intact, and puts back
+    /// damaged point entries. A damaged pack stays in the vault (it may be immutable); nothing refers to its
+    /// damaged entries any more.
+    public func repair(_ found: Verification) async throws -> Repair {
+        var out = Repair()
+        var fixable: [ChunkID] = []
+        for id in found.damagedBlobs {
+            if (try? store.loadStored(id)) != nil { fixable.append(id) } else {
+                out.unrepairable.append("blob \(id.shortHex) is no longer on the relay either: the recovery points that need it cannot be restored from the vault")
+            }
+        }
+        for pid in found.damagedPoints {
+            let name = "p/" + sealer.objectName(label: "point:" + pid.hex)
+            do { try await vault.delete(name) } catch let e as ForwarderError where e.code == .refused {
+                out.unrepairable.append("the entry of recovery point \(pid.shortHex) cannot be replaced: \(e.message)")
+            }
+        }
+        try ledger.unmark(fixable)
+        try ledger.reopenForwarded()
+        // A fresh salt: the new packs never take the name of a damaged one.
+        let report = try await run(salt: Hex.encode((0..<8).map { _ in UInt8.random(in: 0...255) }))
+        out.resent = report.blobs
+        out.bytes = report.bytes
+        return out
+    }
+
+    static func legacyKey(_ name: String) -> String { "c/" + name.prefix(2) + "/" + name }
+
+    /// A blob back from the vault (tier 2): read where the ledger says it is, unsealed, decompressed and checked
+    /// against its id. nil when the vault never acknowledged it.
+    public func fetch(_ id: ChunkID) async throws -> PreparedBlob? {
+        guard let placed = try ledger.location(of: id) else { return nil }
+        guard let loc = placed.location else { return try await Self.fetchLegacy(id, vault: vault, sealer: sealer) }
+        return try await Self.fetch(id, at: loc, vault: vault, sealer: sealer)
+    }
+
+    public static func fetch(_ id: ChunkID, at loc: VaultLocation, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {
+        guard let sealed = try await vault.get(loc.pack, range: loc.offset..<(loc.offset + loc.length)) else { return nil }
+        return try VaultPack.openEntry(sealed, key: loc.pack, id: id, sealer: sealer, decompressor: ZstdDecompressor())
+    }
+
+    /// A blob stored by vault objects version 1 (one object per blob under `c/`).
+    static func fetchLegacy(_ id: ChunkID, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {
+        let name = legacyKey(sealer.objectName(for: id))
         guard let sealed = try await vault.get(name) else { return nil }
         let (kind, plain) = try sealer.open(sealed, name: name)
         var r = BinaryReader(plain, what: "vault object \(name)")
         guard let comp = BlobCompression(rawValue: try r.u8()) else { throw ForwarderError(.tampered, "vault object \(name) names an unknown compression") }
         let raw = Int(try r.u32())
         let stored = try r.raw(r.remaining)
-        let blobKind: BlobKind = kind == Kind.tree.rawValue ? .tree : kind == Kind.point.rawValue ? .point : .data
-        let blob = PreparedBlob(id: id, kind: blobKind, compression: comp, stored: stored, rawLength: raw)
+        let blob = PreparedBlob(id: id, kind: VaultPack.blobKind(kind) ?? .data, compression: comp, stored: stored, rawLength: raw)
         _ = try stored.withUnsafeBytes { try PreparedBlob.open(stored: $0, id: id, compression: comp, rawLength: raw, decompressor: ZstdDecompressor(), what: "vault object \(name)") }
         return blob
+    }
+
+    /// Where the vault holds each blob, read from the indexes of every pack in the container (a rebuilt relay
+    /// has no ledger). Damaged indexes are reported by name.
+    public func vaultCatalog() async throws -> [ChunkID: VaultLocation] {
+        var out: [ChunkID: VaultLocation] = [:]
+        for entry in try await vault.list(prefix: "k/") {
+            let size = entry.size
+            guard size > 12, let trailer = try await vault.get(entry.key, range: (size - 8)..<size) else { continue }
+            do {
+                let range = try VaultPack.indexRange(trailer: trailer, packSize: size, key: entry.key)
+                guard let sealed = try await vault.get(entry.key, range: range) else { continue }
+                for e in try VaultPack.readIndex(sealed: sealed, key: entry.key, packSize: size, sealer: sealer) where out[e.id] == nil {
+                    out[e.id] = e.location
+                }
+            } catch let e as ForwarderError where e.code == .tampered {
+                // A damaged pack (a repair sent its blobs again elsewhere): what is needed and only there is
+                // reported by name when the point that needs it is rebuilt.
+                logger.warning("vault pack skipped", metadata: ["pack": "\(entry.key)", "error": "\(e.message)"])
+            }
+        }
+        return out
     }
 
     /// The recovery point ids the vault holds (from the `p/` entries).

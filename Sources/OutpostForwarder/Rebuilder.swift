@@ -20,11 +20,19 @@ public struct Rebuilder {
 
     public func run() async throws -> Report {
         let store = forwarder.store
-        let catalog = MachineCatalog(store: store)
+        let machines = MachineCatalog(store: store)
         let ledger = ForwardingLedger(store: store)
         var report = Report()
         let have = Set(try store.index.points().map(\.id))
-        for pid in try await forwarder.vaultPoints() where !have.contains(pid) {
+        let pending = try await forwarder.vaultPoints().filter { !have.contains($0) }
+        guard !pending.isEmpty else { return report }
+        // Where every blob is, from the packs' own indexes: the lost relay's ledger went with it.
+        let catalog = try await forwarder.vaultCatalog()
+        func fetch(_ id: ChunkID) async throws -> PreparedBlob? {
+            if let loc = catalog[id] { return try await Forwarder.fetch(id, at: loc, vault: forwarder.vault, sealer: forwarder.sealer) }
+            return try await Forwarder.fetchLegacy(id, vault: forwarder.vault, sealer: forwarder.sealer)
+        }
+        for pid in pending {
             guard let recordBlob = try await fetch(pid) else {
                 throw ForwarderError(.vault, "recovery point \(pid.shortHex) is listed in the vault but its record is missing")
             }
@@ -72,19 +80,15 @@ public struct Rebuilder {
             }
             try store.save([recordBlob])
             _ = try store.adopt(pointID: pid, record: record)
-            if let machine = try catalog.machineID(named: record.machine) {
-                try catalog.addOwned(by: machine, all)
-                try catalog.addOwned(by: machine, trees, verified: true)
+            if let machine = try machines.machineID(named: record.machine) {
+                try machines.addOwned(by: machine, all)
+                try machines.addOwned(by: machine, trees, verified: true)
             }
-            try ledger.markSent(all)
+            try ledger.markSent(all.compactMap { id in catalog[id].map { (id, $0) } })
             try ledger.set(pid, .forwarded)
             report.points += 1
             logger.info("recovery point rebuilt from the vault", metadata: ["point": "\(pid.shortHex)", "machine": "\(record.machine)"])
         }
         return report
-    }
-
-    private func fetch(_ id: ChunkID) async throws -> PreparedBlob? {
-        try await Forwarder.fetch(id, vault: forwarder.vault, sealer: forwarder.sealer)
     }
 }

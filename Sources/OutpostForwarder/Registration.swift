@@ -70,8 +70,11 @@ public enum Registration {
         return link
     }
 
-    /// Re-wraps the master key under a new passphrase; nothing else is re-uploaded.
-    public static func changePassphrase(data: String, old: String, new: String, proxy: ProxySettings? = nil, now: Date = Date(), logger: Logger) async throws {
+    /// Re-wraps the master key under a new passphrase; nothing else is re-uploaded. The older key files are then
+    /// deleted from the container, so the old passphrase no longer opens the vault copy (the vault keeps them in
+    /// soft delete, out of the relay's reach). Returns the key files an immutable vault would not let go.
+    @discardableResult
+    public static func changePassphrase(data: String, old: String, new: String, proxy: ProxySettings? = nil, now: Date = Date(), logger: Logger) async throws -> [String] {
         let link = try VaultLink.load(data: data)
         guard let bytes = FileManager.default.contents(atPath: VaultLink.paths(data).keyFile) else {
             throw ForwarderError(.notRegistered, "no key file under \(VaultLink.paths(data).dir); register first")
@@ -79,9 +82,22 @@ public enum Registration {
         let keyFile = try KeyFile.decode(Array(bytes))
         let rewrapped = try keyFile.rewrapped(oldPassphrase: old, newPassphrase: new, now: now)
         let client = try VaultClient(url: link.url, certificatePEM: link.certificate, credential: link.credential, proxy: proxy, logger: logger)
-        _ = try await client.put(keyObjectName(now), rewrapped.encoded())
+        let newKey = keyObjectName(now)
+        var kept: [String] = []
+        do {
+            _ = try await client.put(newKey, rewrapped.encoded())
+            try writePrivate(rewrapped.encoded(), to: VaultLink.paths(data).keyFile)
+            for old in try await client.list(prefix: "keys/").map(\.key) where old != newKey {
+                do { try await client.delete(old) } catch let e as ForwarderError where e.code == .refused {
+                    kept.append(old)
+                }
+            }
+        } catch {
+            await client.close()
+            throw error
+        }
         await client.close()
-        try writePrivate(rewrapped.encoded(), to: VaultLink.paths(data).keyFile)
+        return kept
     }
 
     static func keyObjectName(_ now: Date) -> String { "keys/\(Int(now.timeIntervalSince1970 * 1000)).json" }

@@ -110,22 +110,29 @@ public final class VaultClient: Sendable {
     public func close() async { try? await http.shutdown() }
 
     /// Returns (status, body) for 2xx and 404; throws for the rest.
-    func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, max: Int = 80 << 20) async throws -> (Int, [UInt8]) {
+    func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, throttle: Throttle? = nil, range: Range<Int>? = nil,
+              max: Int = 80 << 20) async throws -> (Int, [UInt8]) {
         let base = self.base
         return try await Retry.run(attempts: maxAttempts, exhausted: { attempts, reason in
             ForwarderError(.unreachable, "the vault at \(base) could not be reached after \(attempts) attempts (\(reason)); forwarding resumes where it stopped once it is back")
         }) {
-            try await once(method, path, body: body, max: max)
+            try await once(method, path, body: body, throttle: throttle, range: range, max: max)
         }
     }
 
-    private func once(_ method: HTTPMethod, _ path: String, body: [UInt8]?, max: Int) async throws -> (Int, [UInt8]) {
+    private func once(_ method: HTTPMethod, _ path: String, body: [UInt8]?, throttle: Throttle?, range: Range<Int>?, max: Int) async throws -> (Int, [UInt8]) {
         var req = HTTPClientRequest(url: base + path)
         req.method = method
         if let credential { req.headers.add(name: "Authorization", value: "Bearer " + credential) }
+        if let range { req.headers.add(name: "Range", value: "bytes=\(range.lowerBound)-\(range.upperBound - 1)") }
         if let body {
             req.headers.add(name: "Content-Type", value: "application/octet-stream")
-            req.body = .bytes(ByteBuffer(bytes: body))
+            if let throttle {
+                // Paced slice by slice as it goes out, so the limit holds within a large pack too.
+                req.body = .stream(ThrottledBody(bytes: body, throttle: throttle), length: .known(Int64(body.count)))
+            } else {
+                req.body = .bytes(ByteBuffer(bytes: body))
+            }
         }
         let resp: HTTPClientResponse
         do { resp = try await http.execute(req, timeout: .seconds(180), logger: logger) } catch let e as NIOSSLError {
@@ -148,15 +155,25 @@ public final class VaultClient: Sendable {
         }
     }
 
-    /// Put-if-absent; true when the vault did not have it.
-    public func put(_ key: String, _ bytes: [UInt8]) async throws -> Bool {
-        let (code, _) = try await call(.PUT, "/v1/objects/" + key, body: bytes)
+    /// Put-if-absent; true when the vault did not have it. With a throttle, the body is paced by it.
+    public func put(_ key: String, _ bytes: [UInt8], throttle: Throttle? = nil) async throws -> Bool {
+        let (code, _) = try await call(.PUT, "/v1/objects/" + key, body: bytes, throttle: throttle)
         return code == 201
     }
 
     public func get(_ key: String) async throws -> [UInt8]? {
         let (code, body) = try await call(.GET, "/v1/objects/" + key)
         return code == 404 ? nil : body
+    }
+
+    /// A byte range of an object (HTTP Range); nil when the object is missing.
+    public func get(_ key: String, range: Range<Int>) async throws -> [UInt8]? {
+        let (code, body) = try await call(.GET, "/v1/objects/" + key, range: range)
+        if code == 404 { return nil }
+        guard body.count == range.count else {
+            throw ForwarderError(.vault, "the vault answered a range request for \(key) with \(body.count) bytes instead of \(range.count): the object is shorter than the relay recorded (damaged?)")
+        }
+        return body
     }
 
     /// Soft delete (the vault keeps it for its soft-delete period); refused by an immutable vault.
@@ -173,4 +190,27 @@ public final class VaultClient: Sendable {
         let (_, body) = try await call(.POST, "/v1/register", body: Array(try JSONEncoder().encode(VaultAPI.RegisterRequest(secret: secret, relayName: relayName))))
         return try JSONDecoder().decode(VaultAPI.RegisterResponse.self, from: Data(body))
     }
+}
+
+/// An upload body cut into 256 KiB slices, each let through by the throttle before it goes out.
+struct ThrottledBody: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let bytes: [UInt8]
+    let throttle: Throttle
+    static let slice = 256 << 10
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let bytes: [UInt8]
+        let throttle: Throttle
+        var offset = 0
+        mutating func next() async throws -> ByteBuffer? {
+            guard offset < bytes.count else { return nil }
+            let end = Swift.min(bytes.count, offset + ThrottledBody.slice)
+            try await throttle.consume(end - offset)
+            defer { offset = end }
+            return ByteBuffer(bytes: bytes[offset..<end])
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(bytes: bytes, throttle: throttle) }
 }

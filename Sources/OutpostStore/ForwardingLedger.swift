@@ -37,18 +37,76 @@ public struct ForwardingLedger: Sendable {
         return ids.filter { !sent.contains($0) }
     }
 
-    public func markSent(_ ids: [ChunkID], now: Date = Date()) throws {
-        guard !ids.isEmpty else { return }
+    /// Records blobs the vault acknowledged, with where each one lives there.
+    public func markSent(_ placed: [(ChunkID, VaultLocation)], now: Date = Date()) throws {
+        guard !placed.isEmpty else { return }
         try index.write("recording forwarded blobs") { db in
-            let st = try db.cachedStatement(sql: "INSERT OR IGNORE INTO vault_blobs (blob_id, sent_at) VALUES (?, ?)")
-            for id in ids { try st.execute(arguments: [id.data, now.timeIntervalSince1970]) }
+            let st = try db.cachedStatement(sql: """
+                INSERT INTO vault_blobs (blob_id, sent_at, pack, pack_offset, pack_length) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(blob_id) DO UPDATE SET sent_at = excluded.sent_at, pack = excluded.pack,
+                    pack_offset = excluded.pack_offset, pack_length = excluded.pack_length
+                """)
+            for (id, l) in placed { try st.execute(arguments: [id.data, now.timeIntervalSince1970, l.pack, l.offset, l.length]) }
         }
     }
 
-    /// Every blob the vault has acknowledged.
-    public func sent() throws -> [ChunkID] {
+    /// Forgets that the vault holds these blobs (a repair found them damaged or missing): they are sent again.
+    public func unmark(_ ids: [ChunkID]) throws {
+        guard !ids.isEmpty else { return }
+        try index.write("forgetting damaged vault blobs") { db in
+            let st = try db.cachedStatement(sql: "DELETE FROM vault_blobs WHERE blob_id = ?")
+            for id in ids { try st.execute(arguments: [id.data]) }
+        }
+    }
+
+    /// Where the vault holds a blob: `.acknowledged(location)` (nil location for a version 1 object of its
+    /// own), or nil when the vault has not acknowledged it.
+    public func location(of id: ChunkID) throws -> Placement? {
+        try index.read("looking up a forwarded blob") { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT pack, pack_offset, pack_length FROM vault_blobs WHERE blob_id = ?", arguments: [id.data]) else {
+                return nil
+            }
+            return Placement(Self.location(row))
+        }
+    }
+
+    /// Where the vault holds an acknowledged blob; `location` is nil for a version 1 object of its own.
+    public struct Placement: Sendable, Equatable {
+        public let location: VaultLocation?
+        public init(_ location: VaultLocation?) { self.location = location }
+    }
+
+    private static func location(_ row: Row) -> VaultLocation? {
+        guard let pack: String = row["pack"] else { return nil }
+        return VaultLocation(pack: pack, offset: row["pack_offset"], length: row["pack_length"])
+    }
+
+    /// Every blob the vault has acknowledged, with its location (nil for version 1 objects), pack by pack.
+    public func sent() throws -> [(ChunkID, VaultLocation?)] {
         try index.read("listing forwarded blobs") { db in
-            try Data.fetchAll(db, sql: "SELECT blob_id FROM vault_blobs").compactMap { ChunkID(bytes: $0) }
+            try Row.fetchAll(db, sql: "SELECT blob_id, pack, pack_offset, pack_length FROM vault_blobs ORDER BY pack, pack_offset").compactMap { row in
+                guard let id = ChunkID(bytes: row["blob_id"] as Data) else { return nil }
+                return (id, Self.location(row))
+            }
+        }
+    }
+
+    /// How much the vault holds for this relay, as the ledger knows it.
+    public func summary() throws -> (blobs: Int, packs: Int, legacyObjects: Int) {
+        try index.read("summing up forwarded blobs") { db in
+            let blobs = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM vault_blobs") ?? 0
+            let packs = try Int.fetchOne(db, sql: "SELECT COUNT(DISTINCT pack) FROM vault_blobs WHERE pack IS NOT NULL") ?? 0
+            let legacy = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM vault_blobs WHERE pack IS NULL") ?? 0
+            return (blobs, packs, legacy)
+        }
+    }
+
+    /// Puts every forwarded recovery point back to pending, so that the next run re-sends whatever the vault
+    /// lacks (after `unmark`).
+    public func reopenForwarded(now: Date = Date()) throws {
+        try index.write("reopening forwarded recovery points") { db in
+            try db.execute(sql: "UPDATE forwarding SET state = 'pending', reason = NULL, updated_at = ? WHERE state = 'forwarded'",
+                           arguments: [now.timeIntervalSince1970])
         }
     }
 
@@ -77,4 +135,12 @@ public struct ForwardingLedger: Sendable {
             return Entry(point: p.id.hex, machine: p.point.machine, finishedAt: p.point.finishedAt, state: s?.0 ?? .pending, reason: s?.1, bytes: s?.2 ?? 0)
         }
     }
+}
+
+/// Where a forwarded blob lives in the vault: a byte range of one pack object (docs/vault.md §5).
+public struct VaultLocation: Sendable, Equatable {
+    public let pack: String
+    public let offset: Int
+    public let length: Int
+    public init(pack: String, offset: Int, length: Int) { self.pack = pack; self.offset = offset; self.length = length }
 }

@@ -104,6 +104,17 @@ public final class StoreIndex: Sendable {
                 );
                 """)
         }
+        m.registerMigration("v4") { db in
+            // Vault objects version 2: blobs travel in packs, so each acknowledged blob records its pack and
+            // byte range there (tier-2 restore reads just that range). Rows from version 1 (one object per
+            // blob) keep a NULL pack and are still read from their own object.
+            try db.execute(sql: """
+                ALTER TABLE vault_blobs ADD COLUMN pack TEXT;
+                ALTER TABLE vault_blobs ADD COLUMN pack_offset INTEGER;
+                ALTER TABLE vault_blobs ADD COLUMN pack_length INTEGER;
+                CREATE INDEX vault_blobs_pack ON vault_blobs (pack);
+                """)
+        }
         return m
     }
 

@@ -20,7 +20,7 @@ public struct VaultRequestContext: RequestContext {
 
 /// The off-site vault: each registered relay reads and writes only its own container
 /// (`containers/<relay id>/…`); deletes are soft (kept `softDeleteDays`), and refused on an immutable vault.
-public struct VaultServer {
+public struct VaultServer: Sendable {
     public let directory: VaultDataDirectory
     public let settings: VaultSettings
     public let registry: VaultRegistry
@@ -81,8 +81,17 @@ public struct VaultServer {
             let created = try objects.putIfAbsent(k, Array(buffer: body))
             return Response(status: created ? .created : .ok)
         }
-        api.get("objects/**") { _, context -> Response in
-            guard let bytes = try objects.get(try key(context)) else { throw VaultFailure(.notFound, "no such object in this relay's container") }
+        api.get("objects/**") { request, context -> Response in
+            let k = try key(context)
+            if let header = request.headers[.range] {
+                // One range, "bytes=FIRST-LAST" (what the relay's tier-2 restore and rebuild ask for).
+                guard let range = Self.parseRange(header) else {
+                    throw VaultFailure(.badRequest, "unsupported Range header \"\(header.prefix(80))\": only a single \"bytes=FIRST-LAST\" range is served")
+                }
+                guard let bytes = try objects.get(k, range: range) else { throw VaultFailure(.notFound, "no such object in this relay's container") }
+                return Response(status: .partialContent, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            }
+            guard let bytes = try objects.get(k) else { throw VaultFailure(.notFound, "no such object in this relay's container") }
             return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         api.delete("objects/**") { _, context -> Response in
@@ -107,6 +116,17 @@ public struct VaultServer {
         return router
     }
 
+    static func parseRange(_ header: String) -> Range<Int>? {
+        guard header.hasPrefix("bytes=") else { return nil }
+        let parts = header.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, let first = Int(parts[0]), let last = Int(parts[1]), first >= 0, last >= first,
+              last - first < maxObjectBytes else { return nil }
+        return first..<(last + 1)
+    }
+
+    /// How often a running vault purges what outlived its soft-delete period.
+    public static let purgeInterval: Duration = .seconds(3600)
+
     /// Purges soft-deleted objects and removed relays' containers older than the soft-delete period.
     public func purge(now: Date = Date()) throws -> Int {
         let cutoff = now.addingTimeInterval(-Double(settings.softDeleteDays) * 86400)
@@ -129,8 +149,23 @@ public struct VaultServer {
         let app = Application(router: buildRouter(), server: server,
                               configuration: .init(address: .hostname(host, port: port), serverName: "outpost-vault"),
                               onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) }, logger: logger)
-        _ = try? purge()
-        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                // Soft-deleted objects and removed relays' containers go once their period is over, also on a
+                // vault that runs for months without a restart.
+                while !Task.isCancelled {
+                    do {
+                        let n = try self.purge()
+                        if n > 0 { self.logger.info("purged soft-deleted objects", metadata: ["objects": "\(n)"]) }
+                    } catch {
+                        self.logger.error("purge failed; retried at the next interval", metadata: ["error": "\(error)"])
+                    }
+                    try? await Task.sleep(for: Self.purgeInterval)
+                }
+            }
+            try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+            group.cancelAll()
+        }
     }
 }
 
@@ -185,6 +220,8 @@ struct VaultErrors: RouterMiddleware {
             return answer(e.status, "http", e.body ?? e.status.reasonPhrase)
         } catch let e as DecodingError {
             return answer(.badRequest, "badRequest", "malformed request body: \(e)")
+        } catch where String(describing: type(of: error)).contains("TooManyBytes") {
+            return answer(.contentTooLarge, "tooLarge", "the request body is larger than the vault accepts (\(VaultServer.maxObjectBytes >> 20) MiB per object)")
         } catch {
             logger.error("unexpected failure", metadata: ["error": "\(error)"])
             return answer(.internalServerError, "internal", "\(error)")

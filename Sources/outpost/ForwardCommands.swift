@@ -61,10 +61,13 @@ extension RelayCommand {
         @Option(help: "File with the new passphrase.") var newPassphraseFile: String
 
         func run() async throws {
-            try await Registration.changePassphrase(data: relay.directory.root, old: try readPassphrase(oldPassphraseFile),
-                                                    new: try readPassphrase(newPassphraseFile), proxy: try relay.directory.configuration().proxy,
-                                                    logger: Logger(label: "outpost.register"))
-            printErr("passphrase changed; the vault holds the newly wrapped key")
+            let kept = try await Registration.changePassphrase(data: relay.directory.root, old: try readPassphrase(oldPassphraseFile),
+                                                               new: try readPassphrase(newPassphraseFile), proxy: try relay.directory.configuration().proxy,
+                                                               logger: Logger(label: "outpost.register"))
+            printErr("passphrase changed; the vault holds the newly wrapped key, and the old passphrase no longer opens it")
+            if !kept.isEmpty {
+                printErr("warning: the vault is immutable, so \(kept.count) older key files stay until its retention ends (\(kept.joined(separator: ", "))): until then the OLD passphrase still opens the vault copy as well")
+            }
         }
     }
 
@@ -100,24 +103,43 @@ extension RelayCommand {
     }
 
     struct VerifyVault: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "verify-vault", abstract: "Read back and authenticate everything forwarded to the vault; exits 13 on damage.")
+        static let configuration = CommandConfiguration(commandName: "verify-vault", abstract: "Read back and authenticate everything forwarded to the vault; exits 13 on damage.",
+                                                        discussion: "With --repair, every damaged or missing blob the relay still holds intact is sent again in new packs, and damaged recovery-point entries are put back; the command then exits 0 when nothing is left unmended.")
         @OptionGroup var relay: RelayOptions
+        @Flag(help: "Send again what is damaged or missing in the vault, from the relay's own copy.") var repair = false
 
         func run() async throws {
             let dir = relay.directory
             try dir.requireRelay()
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay verify-vault`")
             let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), logger: Logger(label: "outpost.forwarder"))
-            let result: (checked: Int, damage: [String])
-            do { result = try await forwarder.verify() } catch { await forwarder.vault.close(); throw error }
-            await forwarder.vault.close()
-            for d in result.damage { print("damaged: \(d)") }
-            if result.damage.isEmpty {
-                printErr("vault copy intact: \(result.checked) objects read back and authenticated")
-            } else {
-                printErr("DAMAGE FOUND in the vault: \(result.damage.count) of \(result.checked) objects")
+            let found: Forwarder.Verification
+            do { found = try await forwarder.verify() } catch { await forwarder.vault.close(); throw error }
+            for d in found.damage { print("damaged: \(d)") }
+            if found.damage.isEmpty {
+                printErr("vault copy intact: \(found.checked) objects read back and authenticated")
+                await forwarder.vault.close()
+                return
+            }
+            printErr("DAMAGE FOUND in the vault: \(found.damage.count) problems in \(found.checked) objects")
+            guard repair else {
+                await forwarder.vault.close()
+                printErr("run `outpost relay verify-vault --data \(dir.root) --repair` to send the damaged parts again from the relay")
                 throw CommandExit(code: .damageFound)
             }
+            let fixed: Forwarder.Repair
+            do { fixed = try await forwarder.repair(found) } catch { await forwarder.vault.close(); throw error }
+            printErr("repair: \(fixed.resent) blobs (\(formatBytes(fixed.bytes))) sent again in new packs")
+            let after: Forwarder.Verification
+            do { after = try await forwarder.verify() } catch { await forwarder.vault.close(); throw error }
+            await forwarder.vault.close()
+            for u in fixed.unrepairable { print("unrepairable: \(u)") }
+            // What a repair could not mend stays damaged; the damaged packs themselves stay, unreferenced.
+            if !fixed.unrepairable.isEmpty || !after.damagedBlobs.isEmpty || !after.damagedPoints.isEmpty {
+                printErr("\(fixed.unrepairable.count + after.damagedBlobs.count + after.damagedPoints.count) problems remain after the repair")
+                throw CommandExit(code: .damageFound)
+            }
+            printErr("repaired: the vault copy now reads back intact (\(after.checked) objects checked)")
         }
     }
 

@@ -64,9 +64,7 @@ struct RelayCommand: AsyncParsableCommand {
                 let f = ForwardingService(forwarder: forwarder, configuration: settings, logger: logger)
                 forwarding = f
                 services.append(f)
-                let sealer = ObjectSealer(master: try Registration.loadMaster(data: dir.root))
-                let vault = forwarder.vault
-                tier2 = { id in try await Forwarder.fetch(id, vault: vault, sealer: sealer) }
+                tier2 = { id in try await forwarder.fetch(id) }
             }
             let notify = forwarding
             let service = Relay(store: store, configuration: settings, logger: logger, tier2: tier2, committed: { notify?.pointCommitted() })
