@@ -46,5 +46,21 @@ public struct ObjectSealer: Sendable {
         }
     }
 
+    /// Seals without the visible header: nonce | ciphertext | tag only, the kind bound through the associated
+    /// data. Used for the entries inside a vault pack, so that nothing in a pack marks where one entry ends and
+    /// the next begins (only the sealed index knows).
+    public func sealBare(_ plaintext: [UInt8], name: String, kind: UInt8) throws -> [UInt8] {
+        Array(try AES.GCM.seal(plaintext, using: dataKey, authenticating: aad(name, kind)).combined!)
+    }
+
+    public func openBare(_ sealed: [UInt8], name: String, kind: UInt8) throws -> [UInt8] {
+        do {
+            let box = try AES.GCM.SealedBox(combined: sealed)
+            return Array(try AES.GCM.open(box, using: dataKey, authenticating: aad(name, kind)))
+        } catch {
+            throw CryptoError(.tampered, "vault object \(name) fails authentication: it was damaged or tampered with in the vault")
+        }
+    }
+
     private func aad(_ name: String, _ kind: UInt8) -> [UInt8] { Array("outpost-object-v1:\(kind):\(name)".utf8) }
 }

@@ -89,7 +89,7 @@ public final class Forwarder: Sendable {
         return report
     }
 
-    /// Stored bytes gathered into one vault pack before it is sealed and sent (docs/vault.md §5).
+    /// Stored bytes gathered into one vault pack before it is sealed and sent (docs/vault.md §9.3).
     public static let packTarget = 8 << 20
     static let maxBlobsPerPack = 4096
 
@@ -230,7 +230,7 @@ public final class Forwarder: Sendable {
                         guard loc.offset + loc.length <= pack.count else {
                             throw ForwarderError(.tampered, "vault pack \(key) is shorter than the relay recorded (blob \(id.shortHex) is cut off): damaged or tampered with")
                         }
-                        _ = try VaultPack.openEntry(pack[loc.offset..<(loc.offset + loc.length)], key: key, id: id, sealer: sealer, decompressor: d)
+                        _ = try VaultPack.openEntry(pack[loc.offset..<(loc.offset + loc.length)], key: key, id: id, kind: loc.kind, sealer: sealer, decompressor: d)
                     } catch {
                         result.damage.append("\(error)")
                         result.damagedBlobs.append(id)
@@ -325,7 +325,7 @@ public final class Forwarder: Sendable {
 
     public static func fetch(_ id: ChunkID, at loc: VaultLocation, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {
         guard let sealed = try await vault.get(loc.pack, range: loc.offset..<(loc.offset + loc.length)) else { return nil }
-        return try VaultPack.openEntry(sealed, key: loc.pack, id: id, sealer: sealer, decompressor: ZstdDecompressor())
+        return try VaultPack.openEntry(sealed, key: loc.pack, id: id, kind: loc.kind, sealer: sealer, decompressor: ZstdDecompressor())
     }
 
     /// A blob stored by vault objects version 1 (one object per blob under `c/`).
@@ -343,17 +343,17 @@ public final class Forwarder: Sendable {
     }
 
     /// Where the vault holds each blob, read from the indexes of every pack in the container (a rebuilt relay
-    /// has no ledger). Damaged indexes are reported by name.
-    public func vaultCatalog() async throws -> [ChunkID: VaultLocation] {
-        var out: [ChunkID: VaultLocation] = [:]
+    /// has no ledger). A blob can be in several packs (a repair sent it again): every copy is listed.
+    public func vaultCatalog() async throws -> [ChunkID: [VaultLocation]] {
+        var out: [ChunkID: [VaultLocation]] = [:]
         for entry in try await vault.list(prefix: "k/") {
             let size = entry.size
             guard size > 12, let trailer = try await vault.get(entry.key, range: (size - 8)..<size) else { continue }
             do {
                 let range = try VaultPack.indexRange(trailer: trailer, packSize: size, key: entry.key)
                 guard let sealed = try await vault.get(entry.key, range: range) else { continue }
-                for e in try VaultPack.readIndex(sealed: sealed, key: entry.key, packSize: size, sealer: sealer) where out[e.id] == nil {
-                    out[e.id] = e.location
+                for e in try VaultPack.readIndex(sealed: sealed, key: entry.key, packSize: size, sealer: sealer) {
+                    out[e.id, default: []].append(e.location)
                 }
             } catch let e as ForwarderError where e.code == .tampered {
                 // A damaged pack (a repair sent its blobs again elsewhere): what is needed and only there is

@@ -28,9 +28,29 @@ public struct Rebuilder {
         guard !pending.isEmpty else { return report }
         // Where every blob is, from the packs' own indexes: the lost relay's ledger went with it.
         let catalog = try await forwarder.vaultCatalog()
+        var placed: [(ChunkID, VaultLocation)] = []
+        var legacy: [ChunkID] = []
+        // The first copy that opens and hashes right; a damaged one (a repair sent the blob again) is passed over.
         func fetch(_ id: ChunkID) async throws -> PreparedBlob? {
-            if let loc = catalog[id] { return try await Forwarder.fetch(id, at: loc, vault: forwarder.vault, sealer: forwarder.sealer) }
-            return try await Forwarder.fetchLegacy(id, vault: forwarder.vault, sealer: forwarder.sealer)
+            guard let copies = catalog[id] else {
+                let blob = try await Forwarder.fetchLegacy(id, vault: forwarder.vault, sealer: forwarder.sealer)
+                if blob != nil { legacy.append(id) }
+                return blob
+            }
+            var lastError: (any Error)?
+            for loc in copies {
+                do {
+                    if let blob = try await Forwarder.fetch(id, at: loc, vault: forwarder.vault, sealer: forwarder.sealer) {
+                        placed.append((id, loc))
+                        return blob
+                    }
+                } catch let e as ForwarderError where e.code == .tampered {
+                    logger.warning("damaged copy passed over", metadata: ["blob": "\(id.shortHex)", "pack": "\(loc.pack)"])
+                    lastError = e
+                }
+            }
+            if let lastError { throw lastError }
+            return nil
         }
         for pid in pending {
             guard let recordBlob = try await fetch(pid) else {
@@ -84,7 +104,12 @@ public struct Rebuilder {
                 try machines.addOwned(by: machine, all)
                 try machines.addOwned(by: machine, trees, verified: true)
             }
-            try ledger.markSent(all.compactMap { id in catalog[id].map { (id, $0) } })
+            // What was already on the relay is recorded at its first listed copy.
+            let fetched = Set(placed.map(\.0)).union(legacy)
+            try ledger.markSent(placed + all.filter { !fetched.contains($0) }.compactMap { id in catalog[id]?.first.map { (id, $0) } })
+            try ledger.markSentLegacy(legacy)
+            placed.removeAll()
+            legacy.removeAll()
             try ledger.set(pid, .forwarded)
             report.points += 1
             logger.info("recovery point rebuilt from the vault", metadata: ["point": "\(pid.shortHex)", "machine": "\(record.machine)"])

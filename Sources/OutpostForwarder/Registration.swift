@@ -71,8 +71,9 @@ public enum Registration {
     }
 
     /// Re-wraps the master key under a new passphrase; nothing else is re-uploaded. The older key files are then
-    /// deleted from the container, so the old passphrase no longer opens the vault copy (the vault keeps them in
-    /// soft delete, out of the relay's reach). Returns the key files an immutable vault would not let go.
+    /// deleted from the container, so the old passphrase no longer opens the vault copy through the relay's
+    /// credential (the vault keeps them in soft delete until its purge). Returns the key files that stayed: an
+    /// immutable vault refuses deletes, and a failure after the new key is in force is not an error.
     @discardableResult
     public static func changePassphrase(data: String, old: String, new: String, proxy: ProxySettings? = nil, now: Date = Date(), logger: Logger) async throws -> [String] {
         let link = try VaultLink.load(data: data)
@@ -87,10 +88,15 @@ public enum Registration {
         do {
             _ = try await client.put(newKey, rewrapped.encoded())
             try writePrivate(rewrapped.encoded(), to: VaultLink.paths(data).keyFile)
-            for old in try await client.list(prefix: "keys/").map(\.key) where old != newKey {
-                do { try await client.delete(old) } catch let e as ForwarderError where e.code == .refused {
-                    kept.append(old)
+            do {
+                for old in try await client.list(prefix: "keys/").map(\.key) where old != newKey {
+                    do { try await client.delete(old) } catch let e as ForwarderError where e.code == .refused {
+                        kept.append(old)
+                    }
                 }
+            } catch {
+                logger.warning("older key files could not be removed; run change-passphrase again later", metadata: ["error": "\(error)"])
+                kept.append("(not listed: \(error))")
             }
         } catch {
             await client.close()

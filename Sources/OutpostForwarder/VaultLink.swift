@@ -135,7 +135,10 @@ public final class VaultClient: Sendable {
             }
         }
         let resp: HTTPClientResponse
-        do { resp = try await http.execute(req, timeout: .seconds(180), logger: logger) } catch let e as NIOSSLError {
+        // A throttled body takes as long as the limit makes it: the deadline allows for the slowest limit shared
+        // by the forwarder's concurrent uploads.
+        let deadline = 180 + (throttle == nil ? 0 : (body?.count ?? 0) * 4 / ThrottleSchedule.minimumRate)
+        do { resp = try await http.execute(req, timeout: .seconds(Int64(deadline)), logger: logger) } catch let e as NIOSSLError {
             throw ForwarderError(.refused, "the TLS connection to the vault failed (\(e)): its certificate is not the one in the credentials file")
         } catch let e as HTTPClientError where e == .proxyAuthenticationRequired {
             throw ForwarderError(.refused, "the HTTP proxy refused the relay's proxy credentials (407): check proxy_user and proxy_password in relay.toml")

@@ -3,13 +3,14 @@ import OutpostCore
 import OutpostCrypto
 import OutpostStore
 
-/// A vault pack (vault objects version 2, docs/vault.md §5): many blobs sealed one by one into one object, so
-/// that the vault holds a few large objects instead of one per chunk (fewer requests, and object sizes no longer
-/// trace chunk sizes, which could otherwise fingerprint known files).
+/// A vault pack (vault objects version 2, docs/vault.md §9.3): many blobs sealed one by one into one object, so
+/// that the vault holds a few large objects instead of one per chunk (fewer requests, and neither object sizes
+/// nor anything inside a pack trace chunk sizes, which could otherwise fingerprint known files).
 ///
 ///     "OPK2"                      magic
-///     sealed entry × n            ObjectSealer.seal(u8 compression | u32 raw length | stored bytes,
-///                                                   name: "<pack key>#<blob id hex>", kind)
+///     sealed entry × n            ObjectSealer.sealBare(u8 compression | u32 raw length | stored bytes,
+///                                     name: "<pack key>#<blob id hex>", kind): nonce | ciphertext | tag, no header,
+///                                     so nothing marks where an entry starts
 ///     sealed index                ObjectSealer.seal(index, name: "<pack key>#index", kind: 4)
 ///     u32 sealed index length     little endian
 ///     "OPK2"                      magic again, so that a cut-off object is recognised
@@ -64,14 +65,14 @@ public enum VaultPack {
             withUnsafeBytes(of: UInt32(b.rawLength).littleEndian) { plain.append(contentsOf: $0) }
             plain += b.stored
             let kind = Self.kind(of: b.kind).rawValue
-            let sealed = try sealer.seal(plain, name: entryName(key, b.id), kind: kind)
+            let sealed = try sealer.sealBare(plain, name: entryName(key, b.id), kind: kind)
             let offset = out.count
             out += sealed
             index.id(b.id)
             index.u8(kind)
             index.u64(UInt64(offset))
             index.u32(UInt32(sealed.count))
-            locations.append((b.id, VaultLocation(pack: key, offset: offset, length: sealed.count)))
+            locations.append((b.id, VaultLocation(pack: key, offset: offset, length: sealed.count, kind: kind)))
         }
         let sealedIndex = try sealer.seal(index.bytes, name: key + "#index", kind: indexKind)
         out += sealedIndex
@@ -121,7 +122,7 @@ public enum VaultPack {
             guard offset >= magic.count, length > 0, offset + length <= packSize else {
                 throw ForwarderError(.tampered, "the index of vault pack \(key) points outside the pack")
             }
-            out.append(IndexEntry(id: id, kind: k, location: VaultLocation(pack: key, offset: offset, length: length)))
+            out.append(IndexEntry(id: id, kind: k, location: VaultLocation(pack: key, offset: offset, length: length, kind: k)))
         }
         return out
     }
@@ -135,15 +136,15 @@ public enum VaultPack {
         return try readIndex(sealed: Array(pack[range]), key: key, packSize: pack.count, sealer: sealer)
     }
 
-    /// Opens one sealed entry and checks it: authentic, for this blob, and hashing to its id.
-    public static func openEntry(_ sealed: some Collection<UInt8>, key: String, id: ChunkID, sealer: ObjectSealer,
+    /// Opens one sealed entry and checks it: authentic, for this blob and kind, and hashing to its id.
+    public static func openEntry(_ sealed: some Collection<UInt8>, key: String, id: ChunkID, kind: UInt8, sealer: ObjectSealer,
                                  decompressor: ZstdDecompressor) throws -> PreparedBlob {
         let what = "blob \(id.shortHex) in vault pack \(key)"
-        let (kind, plain): (UInt8, [UInt8])
-        do { (kind, plain) = try sealer.open(Array(sealed), name: entryName(key, id)) } catch {
+        guard let blobKind = blobKind(kind) else { throw ForwarderError(.tampered, "\(what) has an unknown kind \(kind)") }
+        let plain: [UInt8]
+        do { plain = try sealer.openBare(Array(sealed), name: entryName(key, id), kind: kind) } catch {
             throw ForwarderError(.tampered, "\(what) fails authentication: it was damaged or tampered with in the vault")
         }
-        guard let blobKind = blobKind(kind) else { throw ForwarderError(.tampered, "\(what) has an unknown kind \(kind)") }
         var r = BinaryReader(plain, what: what)
         guard let compression = BlobCompression(rawValue: try r.u8()) else { throw ForwarderError(.tampered, "\(what) names an unknown compression") }
         let raw = Int(try r.u32())

@@ -106,7 +106,7 @@ public struct RelayServer {
             route("GET", "/v1/session"): { _, context in
                 let (_, name) = try context.machine()
                 return try json(RelayAPI.Session(machine: name, protocolVersion: WireFormat.protocolVersion, relayVersion: "0.1.0",
-                                                 chunker: relay.store.config.chunker, compressionLevel: relay.store.config.compressionLevel,
+                                                 chunker: relay.store.config.chunker, compressionLevel: relay.configuration.pushCompressionLevel ?? relay.store.config.compressionLevel,
                                                  dedupScope: relay.configuration.dedupScope.rawValue))
             },
             route("POST", "/v1/chunks/missing"): { request, context in

@@ -42,11 +42,20 @@ public struct ForwardingLedger: Sendable {
         guard !placed.isEmpty else { return }
         try index.write("recording forwarded blobs") { db in
             let st = try db.cachedStatement(sql: """
-                INSERT INTO vault_blobs (blob_id, sent_at, pack, pack_offset, pack_length) VALUES (?, ?, ?, ?, ?)
+                INSERT INTO vault_blobs (blob_id, sent_at, pack, pack_offset, pack_length, pack_kind) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT(blob_id) DO UPDATE SET sent_at = excluded.sent_at, pack = excluded.pack,
-                    pack_offset = excluded.pack_offset, pack_length = excluded.pack_length
+                    pack_offset = excluded.pack_offset, pack_length = excluded.pack_length, pack_kind = excluded.pack_kind
                 """)
-            for (id, l) in placed { try st.execute(arguments: [id.data, now.timeIntervalSince1970, l.pack, l.offset, l.length]) }
+            for (id, l) in placed { try st.execute(arguments: [id.data, now.timeIntervalSince1970, l.pack, l.offset, l.length, Int(l.kind)]) }
+        }
+    }
+
+    /// Records blobs the vault holds as version 1 objects of their own (found by a rebuild).
+    public func markSentLegacy(_ ids: [ChunkID], now: Date = Date()) throws {
+        guard !ids.isEmpty else { return }
+        try index.write("recording forwarded blobs") { db in
+            let st = try db.cachedStatement(sql: "INSERT OR IGNORE INTO vault_blobs (blob_id, sent_at) VALUES (?, ?)")
+            for id in ids { try st.execute(arguments: [id.data, now.timeIntervalSince1970]) }
         }
     }
 
@@ -63,7 +72,7 @@ public struct ForwardingLedger: Sendable {
     /// own), or nil when the vault has not acknowledged it.
     public func location(of id: ChunkID) throws -> Placement? {
         try index.read("looking up a forwarded blob") { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT pack, pack_offset, pack_length FROM vault_blobs WHERE blob_id = ?", arguments: [id.data]) else {
+            guard let row = try Row.fetchOne(db, sql: "SELECT pack, pack_offset, pack_length, pack_kind FROM vault_blobs WHERE blob_id = ?", arguments: [id.data]) else {
                 return nil
             }
             return Placement(Self.location(row))
@@ -78,13 +87,13 @@ public struct ForwardingLedger: Sendable {
 
     private static func location(_ row: Row) -> VaultLocation? {
         guard let pack: String = row["pack"] else { return nil }
-        return VaultLocation(pack: pack, offset: row["pack_offset"], length: row["pack_length"])
+        return VaultLocation(pack: pack, offset: row["pack_offset"], length: row["pack_length"], kind: UInt8(truncatingIfNeeded: row["pack_kind"] as Int? ?? 1))
     }
 
     /// Every blob the vault has acknowledged, with its location (nil for version 1 objects), pack by pack.
     public func sent() throws -> [(ChunkID, VaultLocation?)] {
         try index.read("listing forwarded blobs") { db in
-            try Row.fetchAll(db, sql: "SELECT blob_id, pack, pack_offset, pack_length FROM vault_blobs ORDER BY pack, pack_offset").compactMap { row in
+            try Row.fetchAll(db, sql: "SELECT blob_id, pack, pack_offset, pack_length, pack_kind FROM vault_blobs ORDER BY pack, pack_offset").compactMap { row in
                 guard let id = ChunkID(bytes: row["blob_id"] as Data) else { return nil }
                 return (id, Self.location(row))
             }
@@ -137,10 +146,12 @@ public struct ForwardingLedger: Sendable {
     }
 }
 
-/// Where a forwarded blob lives in the vault: a byte range of one pack object (docs/vault.md §5).
+/// Where a forwarded blob lives in the vault: a byte range of one pack object, and the entry's kind (bound into
+/// its authentication) (docs/vault.md §9.3).
 public struct VaultLocation: Sendable, Equatable {
     public let pack: String
     public let offset: Int
     public let length: Int
-    public init(pack: String, offset: Int, length: Int) { self.pack = pack; self.offset = offset; self.length = length }
+    public let kind: UInt8
+    public init(pack: String, offset: Int, length: Int, kind: UInt8) { self.pack = pack; self.offset = offset; self.length = length; self.kind = kind }
 }

@@ -112,6 +112,7 @@ public final class StoreIndex: Sendable {
                 ALTER TABLE vault_blobs ADD COLUMN pack TEXT;
                 ALTER TABLE vault_blobs ADD COLUMN pack_offset INTEGER;
                 ALTER TABLE vault_blobs ADD COLUMN pack_length INTEGER;
+                ALTER TABLE vault_blobs ADD COLUMN pack_kind INTEGER;
                 CREATE INDEX vault_blobs_pack ON vault_blobs (pack);
                 """)
         }

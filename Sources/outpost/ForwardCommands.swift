@@ -66,7 +66,7 @@ extension RelayCommand {
                                                                logger: Logger(label: "outpost.register"))
             printErr("passphrase changed; the vault holds the newly wrapped key, and the old passphrase no longer opens it")
             if !kept.isEmpty {
-                printErr("warning: the vault is immutable, so \(kept.count) older key files stay until its retention ends (\(kept.joined(separator: ", "))): until then the OLD passphrase still opens the vault copy as well")
+                printErr("warning: \(kept.count) older key files stay in the vault (\(kept.joined(separator: ", "))): an immutable vault never deletes them, so the OLD passphrase still opens the vault copy too; on a mutable vault, run change-passphrase again once it is reachable")
             }
         }
     }
@@ -136,7 +136,7 @@ extension RelayCommand {
             for u in fixed.unrepairable { print("unrepairable: \(u)") }
             // What a repair could not mend stays damaged; the damaged packs themselves stay, unreferenced.
             if !fixed.unrepairable.isEmpty || !after.damagedBlobs.isEmpty || !after.damagedPoints.isEmpty {
-                printErr("\(fixed.unrepairable.count + after.damagedBlobs.count + after.damagedPoints.count) problems remain after the repair")
+                printErr("\(Set(after.damagedBlobs).count + Set(after.damagedPoints).count) damaged objects remain after the repair")
                 throw CommandExit(code: .damageFound)
             }
             printErr("repaired: the vault copy now reads back intact (\(after.checked) objects checked)")

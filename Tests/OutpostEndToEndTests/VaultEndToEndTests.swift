@@ -142,6 +142,13 @@ import Glibc
         #expect(keys.count == 1, "the old passphrase's key file is no longer in the container: \(keys)")
         let afterChange = try CLI.run(["relay", "change-passphrase", "--data", relay.data, "--old-passphrase-file", s.sub("relay.pass"), "--new-passphrase-file", s.sub("wrong.pass")])
         #expect(afterChange.status == 19, "the old passphrase no longer opens the key")
+
+        // A rebuild passes over the damaged copy that the repaired pack still lists, and takes the good one.
+        let rebuilt = s.sub("rebuilt")
+        let rebuild = try CLI.run(["relay", "rebuild", "--data", rebuilt, "--vault-credentials", try vault.credentials("rec", recover: "relay"),
+                                   "--passphrase-file", s.sub("new.pass")])
+        #expect(rebuild.status == 0, "\(rebuild.stderr)")
+        #expect(try CLI.run(["relay", "check", "--data", rebuilt, "--read-data"]).status == 0)
     }
 
     @Test func aVaultKilledMidForwardLeadsToACompleteForwardWithoutDuplicates() async throws {
