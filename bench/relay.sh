@@ -21,6 +21,7 @@
 #     CONCURRENT_MB  data each machine pushes in part B (default 1000): a copy of the corpus's first files (path
 #                    order) up to this many MB, or the corpus itself when it is smaller
 #     MACHINES       machines pushing at once in part B (default 8)
+#     PARTS          the parts to run: AB (default), A or B (the report leaves the others' rows empty)
 #
 # A. One machine: Outpost client → `outpost relay serve` over HTTPS (self-signed, pinned) vs restic →
 #    `rclone serve restic` over plain HTTP, each with a fresh repository: first backup, no-change backup, full
@@ -49,6 +50,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # ROOT, WORK, CORPUS_MB, CORPUS
 OUTPOST=${OUTPOST_BIN:-$ROOT/.build-release/release/outpost}
 CONCURRENT_MB=${CONCURRENT_MB:-1000}
 MACHINES=${MACHINES:-8}
+PARTS=${PARTS:-AB}                  # which parts to run: A, B or AB
 BENCH_CLEAN=${BENCH_CLEAN:-0}
 RUN=$WORK/relay-run                 # relays, repositories, restores, the part B subset, caches
 RLOGS=$LOGS/relay
@@ -364,6 +366,8 @@ part_b_concurrent() {
 
 report() {
     local t m
+    : "${SUBSET_BYTES:=0}" "${SUBSET_FILES:=0}"   # part B not run
+    for m in crss failed ok packs points raw single single_crss single_raw single_srss srss tmax tmed tmin wall; do : "${B[$m]:=-}"; done
     for t in outpost restic; do
         for m in first nochange restore repo crss rrss srss content meta; do : "${A[$t:$m]:=-}"; done
     done
@@ -521,12 +525,15 @@ FLOOR_CP=$ELAPSED
 rm -rf -- "$RUN/restore-cp"
 say "floor: cp -a $FLOOR_CP s"
 
-part_a_outpost
-part_a_restic
-
-make_subset
-part_b_single
-part_b_concurrent
+if [[ $PARTS == *A* ]]; then
+    part_a_outpost
+    part_a_restic
+fi
+if [[ $PARTS == *B* ]]; then
+    make_subset
+    part_b_single
+    part_b_concurrent
+fi
 
 echo
 report

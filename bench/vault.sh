@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/vault.sh: forwarding throughput relay → vault on loopback (HTTPS both ways), and the encryption overhead
-# versus an unencrypted copy of the same packs. A benchmark, not a test; build a release binary first:
+# versus unencrypted copies of the same packs: a local cp -r, and an upload over the same HTTPS path to the same
+# vault (curl PUT with the relay's credential). A benchmark, not a test; build a release binary first:
 #
 #     swift build -c release --scratch-path .build-release --product outpost
 #     bench/vault.sh                 # the 2000 MB corpus of compare.sh / relay.sh
@@ -54,6 +55,22 @@ T0=$(date +%s.%N)
 cp -r "$RUN/relay/store/packs" "$RUN/packs-copy"
 CP=$(since "$T0")
 
+sync
+say "unencrypted upload of the same packs over the same HTTPS path (curl PUT to the vault, 4 at once)"
+# The relay's own credential and the vault's pinned certificate, from DATA/vault/link.json; the packs go under
+# bench/ in the relay's container, as they are: no verification, no sealing.
+python3 - "$RUN/relay/vault/link.json" "$RUN" <<'PY'
+import json, sys
+link = json.load(open(sys.argv[1]))
+open(sys.argv[2] + "/vault-cert.pem", "w").write(link["certificate"])
+open(sys.argv[2] + "/curl-auth", "w").write("header = \"Authorization: Bearer " + link["credential"] + "\"\n")
+PY
+T0=$(date +%s.%N)
+find "$RUN/relay/store/packs" -name '*.pack' -print0 |
+    xargs -0 -P 4 -I{} sh -c 'curl -sS --fail -K "$1/curl-auth" --cacert "$1/vault-cert.pem" -H "Content-Type: application/octet-stream" \
+        -T "$2" "https://127.0.0.1:$3/v1/objects/bench/$(basename "$2")" -o /dev/null' _ "$RUN" {} "$VPORT"
+PLAIN=$(since "$T0")
+
 VERIFY=$( { "$BIN" relay verify-vault --data "$RUN/relay" >/dev/null 2>&1 && echo intact; } || echo DAMAGED)
 MB() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 RATE() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.1f", b / 1e6 / t }'; }
@@ -71,6 +88,8 @@ DATA_RATE=$(RATE "$RAW" "$FWD")
   echo "| sealed bytes MB/s | $(RATE "$VAULT_BYTES" "$FWD") |"
   echo "| unencrypted cp -r of the packs s | $(f 2 "$CP") ($(RATE "$PACKS" "$CP") MB/s) |"
   echo "| forwarding time / copy time | $(awk -v a="$FWD" -v b="$CP" 'BEGIN { printf "%.2f", a / b }') |"
+  echo "| unencrypted upload of the packs to the vault (curl, HTTPS, 4 at once) s | $(f 2 "$PLAIN") ($(RATE "$PACKS" "$PLAIN") MB/s) |"
+  echo "| forwarding time / unencrypted upload time (encryption + verification overhead) | $(awk -v a="$FWD" -v b="$PLAIN" 'BEGIN { printf "%.2f", a / b }') |"
   echo "| vault copy after verify-vault | $VERIFY |"
   echo
   awk -v r="$DATA_RATE" 'BEGIN { printf "- forwarding ≥ 300 MB/s of recovery-point data: %s (%.1f)\n", (r >= 300 ? "met" : "MISSED"), r }'

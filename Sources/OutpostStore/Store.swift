@@ -240,6 +240,17 @@ public final class Store: Sendable {
         return PreparedBlob(id: id, kind: loc.kind, compression: loc.compression, stored: stored, rawLength: loc.rawLength)
     }
 
+    /// Many blobs as stored, in order, looked up in one index read; nil for the absent ones. A blob whose pack
+    /// cannot be read throws (the caller may try elsewhere blob by blob).
+    public func loadStoredMany(_ ids: [ChunkID]) throws -> [PreparedBlob?] {
+        let locations = try index.locations(of: ids)
+        return try ids.map { id in
+            guard let loc = locations[id] else { return nil }
+            let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
+            return PreparedBlob(id: id, kind: loc.kind, compression: loc.compression, stored: stored, rawLength: loc.rawLength)
+        }
+    }
+
     public func loadTree(_ id: ChunkID) throws -> Tree {
         do { return try Tree.decode(try load(id), id: id) }
         catch let e as FormatError { throw StoreError(.corrupt, e.message) }

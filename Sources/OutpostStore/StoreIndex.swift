@@ -221,6 +221,21 @@ public final class StoreIndex: Sendable {
         }
     }
 
+    /// Locations of many blobs in one read (a restore batch): absent ones are left out.
+    public func locations(of ids: [ChunkID]) throws -> [ChunkID: BlobLocation] {
+        try read("looking up \(ids.count) blobs") { db in
+            let st = try db.cachedStatement(sql: """
+                SELECT b.kind, b.compression, b.offset, b.stored_length, b.raw_length, p.id AS pid, p.name
+                FROM blobs b JOIN packs p ON p.id = b.pack_id WHERE b.id = ?
+                """)
+            var out: [ChunkID: BlobLocation] = [:]
+            for id in ids where out[id] == nil {
+                if let row = try Row.fetchOne(st, arguments: [id.data]) { out[id] = Self.location(row) }
+            }
+            return out
+        }
+    }
+
     static func location(_ row: Row) -> BlobLocation {
         BlobLocation(packID: row["pid"], packName: row["name"],
                      kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,

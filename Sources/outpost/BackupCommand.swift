@@ -16,10 +16,12 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(name: .customLong("exclude"), help: ArgumentHelp("Skip entries matching this glob (repeatable). With a '/', the pattern matches the whole path; without, any entry's name.", valueName: "glob"))
     var excludes: [String] = []
     @Flag(help: "Print the result as JSON on stdout.") var json = false
+    @Option(help: "Files read at once (default: cores + 1 locally, 3 × cores to a relay). Fewer leave more of the machine to other work.") var workers: Int?
     @Argument(help: "Files and folders to protect.") var paths: [String] = []
 
     func validate() throws {
         if paths.isEmpty { throw ValidationError("name at least one file or folder to back up") }
+        if let workers, !(1...256).contains(workers) { throw ValidationError("--workers must be 1 to 256") }
         if target.store != nil && machine == nil { throw ValidationError("--machine is required with --store: name the protected machine") }
         if let machine { try validateMachineName(machine) }
     }
@@ -36,6 +38,7 @@ struct BackupCommand: AsyncParsableCommand {
         var options = BackupOptions(machine: name, paths: paths, exclusions: ExclusionList(excludes))
         // Over the network, more files in flight hide the round trips (each worker waits on its uploads).
         if access.remoteMachine != nil { options.workers = ProcessInfo.processInfo.activeProcessorCount * 3 }
+        if let workers { options.workers = workers }
         let archiver = Archiver(repository: access.repository, options: options)
         let ticker = ProgressTicker { [archiver] elapsed in
             let files = archiver.progress.files.load(ordering: .relaxed)
