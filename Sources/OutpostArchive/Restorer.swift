@@ -145,8 +145,32 @@ public final class Restorer: Sendable {
 
     // MARK: Walking
 
+    /// Small files of one directory are restored in groups whose chunks come in one repository request: over
+    /// the network, a round trip (and the relay's per-request work) per small file would dominate.
+    static let groupChunks = 16
+    static let groupBytes = 16 << 20
+
+    static func isSmall(_ node: Node) -> Bool {
+        node.type == .file && node.size <= 4 << 20 && node.extents.count <= 4
+    }
+
     private func restoreDirectory(_ tree: Tree, fd dirFD: Int32, components: [[UInt8]], mtime: Int64?, filter: Filter) async throws {
         await withTaskGroup(of: Void.self) { files in
+            var group: [(Node, [[UInt8]])] = []
+            var groupChunks = 0
+            var groupBytes = 0
+            func dispatch() async {
+                guard !group.isEmpty else { return }
+                let batch = group
+                group = []
+                groupChunks = 0
+                groupBytes = 0
+                await slots.acquire()
+                files.addTask {
+                    defer { self.slots.release() }
+                    await self.restoreSmallFiles(batch, parentFD: dirFD)
+                }
+            }
             for node in tree.nodes {
                 if fatal.withLock({ $0 != nil }) { break }
                 let comps = components + [node.name]
@@ -156,6 +180,12 @@ public final class Restorer: Sendable {
                     switch node.type {
                     case .directory:
                         try await restoreSubdirectory(node, parentFD: dirFD, components: comps, filter: filter)
+                    case .file where Self.isSmall(node):
+                        let chunks = node.extents.count
+                        if groupChunks + chunks > Self.groupChunks || groupBytes + Int(node.size) > Self.groupBytes { await dispatch() }
+                        group.append((node, comps))
+                        groupChunks += chunks
+                        groupBytes += Int(node.size)
                     case .file:
                         await slots.acquire()
                         files.addTask {
@@ -173,7 +203,33 @@ public final class Restorer: Sendable {
                     fail(comps, "\(error)")
                 }
             }
+            await dispatch()
             await files.waitForAll()
+        }
+    }
+
+    /// Restores a group of small files of one directory, fetching all their chunks with one request.
+    private func restoreSmallFiles(_ group: [(Node, [[UInt8]])], parentFD: Int32) async {
+        var ids: [ChunkID] = []
+        var seen = Set<ChunkID>()
+        for (node, _) in group {
+            for e in node.extents { if case .chunk(let id, _) = e, seen.insert(id).inserted { ids.append(id) } }
+        }
+        var chunks: [ChunkID: [UInt8]] = [:]
+        do {
+            var start = 0
+            while start < ids.count {
+                let slice = Array(ids[start..<min(ids.count, start + Self.groupChunks)])
+                for (id, data) in zip(slice, try await repository.loadMany(slice)) { chunks[id] = data }
+                start += slice.count
+            }
+        } catch {
+            // Each file reports the failure, as it would have on its own.
+            for (_, components) in group { fail(components, "\(error)") }
+            return
+        }
+        for (node, components) in group {
+            await restoreFile(node, parentFD: parentFD, components: components, prefetched: chunks)
         }
     }
 
@@ -210,11 +266,15 @@ public final class Restorer: Sendable {
         return fd
     }
 
-    private func restoreFile(_ node: Node, parentFD: Int32, components: [[UInt8]]) async {
+    private func restoreFile(_ node: Node, parentFD: Int32, components: [[UInt8]], prefetched: [ChunkID: [UInt8]]? = nil) async {
         do {
             guard let fd = try createFile(node.name, in: parentFD, components: components) else { return }
             defer { close(fd) }
-            try await writeContent(node, fd: fd, components: components)
+            if let prefetched {
+                try writePrefetched(node, fd: fd, path: display(components), chunks: prefetched)
+            } else {
+                try await writeContent(node, fd: fd, components: components)
+            }
             applyMetadata(node, fd: fd, components: components)
             restoredFiles.withLock { _ = $0.insert(Self.pointPath(components)) }
             result.withLock { $0.files += 1; $0.bytes += Int64(node.size) }
@@ -290,7 +350,27 @@ public final class Restorer: Sendable {
     }
 
     private func writeBatch(_ batch: [(ChunkID, Int64, Int)], fd: Int32, path: String) async throws {
-        let datas = try await repository.loadMany(batch.map(\.0))
+        try write(batch, datas: try await repository.loadMany(batch.map(\.0)), fd: fd, path: path)
+    }
+
+    /// Writes a small file whose chunks were fetched with its group.
+    private func writePrefetched(_ node: Node, fd: Int32, path: String, chunks: [ChunkID: [UInt8]]) throws {
+        var offset: Int64 = 0
+        var pieces: [(ChunkID, Int64, Int)] = []
+        var datas: [[UInt8]] = []
+        for e in node.extents {
+            if case .chunk(let id, let len) = e {
+                guard let data = chunks[id] else { throw ArchiveError(.io, "chunk \(id.shortHex) of \(path) did not come back from the repository") }
+                pieces.append((id, offset, len))
+                datas.append(data)
+            }
+            offset += Int64(e.length)
+        }
+        try write(pieces, datas: datas, fd: fd, path: path)
+        if ftruncate(fd, off_t(node.size)) != 0 { throw ArchiveError.system(errno, "setting the size of", path) }
+    }
+
+    private func write(_ batch: [(ChunkID, Int64, Int)], datas: [[UInt8]], fd: Int32, path: String) throws {
         for (piece, data) in zip(batch, datas) {
             let (id, offset, length) = piece
             guard data.count == length else {

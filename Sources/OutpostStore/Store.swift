@@ -291,29 +291,33 @@ public final class Store: Sendable {
     }
 }
 
-/// Open pack files for positional reads, shared by restore workers.
+/// Open pack files for positional reads, shared by restore workers. A cached descriptor stays open until its pack
+/// is evicted (deleted) or the cache goes, so that no reader ever uses a descriptor another thread closed; once
+/// `capacity` packs are cached, further reads open and close their own.
 final class PackReaderCache: Sendable {
+    static let capacity = 256
     private let fds = Mutex<[String: Int32]>([:])
 
     deinit { fds.withLock { for (_, fd) in $0 { close(fd) } } }
 
     func read(path: String, offset: Int, count: Int) throws -> [UInt8] {
-        let fd = try descriptor(path)
+        let (fd, cached) = try descriptor(path)
+        defer { if !cached { close(fd) } }
         return try FileIO.readExactly(fd, offset: offset, count: count, path: path)
     }
 
-    private func descriptor(_ path: String) throws -> Int32 {
-        if let fd = fds.withLock({ $0[path] }) { return fd }
+    private func descriptor(_ path: String) throws -> (Int32, cached: Bool) {
+        if let fd = fds.withLock({ $0[path] }) { return (fd, true) }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { throw StoreError(.corrupt, "pack \(path) is missing; run `outpost check` to see what is affected") }
             throw StoreError.system(errno, "opening pack", path)
         }
         return fds.withLock { map in
-            if let existing = map[path] { close(fd); return existing }
-            if map.count >= 256 { for (_, f) in map { close(f) }; map.removeAll() }
+            if let existing = map[path] { close(fd); return (existing, true) }
+            if map.count >= Self.capacity { return (fd, false) }
             map[path] = fd
-            return fd
+            return (fd, true)
         }
     }
 

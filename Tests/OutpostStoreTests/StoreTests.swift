@@ -16,6 +16,37 @@ import Glibc
         #expect(try reopened.index.points().isEmpty)
     }
 
+    /// More packs than the reader cache keeps open, read from many threads at once: every read succeeds (no
+    /// reader may find its descriptor closed by another).
+    @Test func readsFromManyMorePacksThanTheCacheHoldsAtOnce() async throws {
+        let s = Scratch()
+        let store = try makeStore(s, packTarget: 1)
+        var ids: [ChunkID] = []
+        for i in 0..<300 {
+            let plain = [UInt8(i & 0xff), UInt8(i >> 8)] + (0..<1998).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) }
+            let blob = plain.withUnsafeBytes { PreparedBlob.make(kind: .data, plaintext: $0, compressor: nil) }
+            _ = try store.save([blob])
+            ids.append(blob.id)
+        }
+        try store.flush()
+        #expect(try store.index.packs().count >= 300)
+        let reopened = try Store.open(at: s.sub("store"), purpose: "test")
+        let all = ids
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<8 {
+                group.addTask {
+                    for round in 0..<3 {
+                        for id in all.shuffled() where abs(id.hashValue &+ round) % 8 == lane || round == 2 {
+                            let got = try reopened.loadStored(id)?.stored.count
+                            #expect(got == 2000)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
     @Test func openRefusesADirectoryThatIsNotAStore() throws {
         let s = Scratch()
         s.write("notastore/file", [1, 2, 3])
