@@ -43,9 +43,14 @@ read -r RAW PACKS < <("$BIN" store stats --store "$RUN/relay/store" --json | pyt
 
 sync
 say "forward --now"
+VAULT_PID=${PIDS[0]}
+cpu_of() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }   # user + sys seconds so far
+V0=$(cpu_of "$VAULT_PID")
 T0=$(date +%s.%N)
-"$BIN" relay forward --data "$RUN/relay" --now > "$RUN/forward.out"
+/usr/bin/time -f "%U %S" -o "$RUN/forward.cpu" "$BIN" relay forward --data "$RUN/relay" --now > "$RUN/forward.out"
 FWD=$(since "$T0")
+FWD_CPU=$(awk '{ printf "%.2f", $1 + $2 }' "$RUN/forward.cpu")
+VAULT_CPU=$(awk -v a="$V0" -v b="$(cpu_of "$VAULT_PID")" 'BEGIN { printf "%.2f", b - a }')
 cat "$RUN/forward.out" >&2
 VAULT_BYTES=$(tree_bytes "$RUN/vault/objects")
 
@@ -87,6 +92,8 @@ DATA_RATE=$(RATE "$RAW" "$FWD")
   echo "|---|---:|"
   echo "| forward --now s | $(f 2 "$FWD") |"
   echo "| recovery-point data forwarded MB/s | $DATA_RATE |"
+  echo "| CPU s: forwarder (user + sys) / vault server | $FWD_CPU / $VAULT_CPU |"
+  echo "| cores busy during the forward ((forwarder + vault CPU) / wall, of $(nproc)) | $(awk -v a="$FWD_CPU" -v b="$VAULT_CPU" -v t="$FWD" 'BEGIN { printf "%.2f", (a + b) / t }') |"
   echo "| bytes sent (sealed objects) MB | $(MB "$VAULT_BYTES") |"
   echo "| sealed bytes MB/s | $(RATE "$VAULT_BYTES" "$FWD") |"
   echo "| unencrypted cp -r of the packs s | $(f 2 "$CP") ($(RATE "$PACKS" "$CP") MB/s) |"

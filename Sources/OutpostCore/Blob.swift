@@ -43,6 +43,19 @@ public struct PreparedBlob: Sendable {
         return PreparedBlob(id: id, kind: kind, compression: .none, stored: Array(plaintext), rawLength: plaintext.count)
     }
 
+    /// Checks stored bytes for damage where they lie (the relay's store, before they go off-site): a zstd frame
+    /// with a content checksum is verified by zstd itself (XXH64 of the content), which is as sure against
+    /// damage as re-hashing and half the work; anything else is re-hashed as `open` does. Not a check against
+    /// forgery: that is what the SHA-256 checks at upload and at restore are for.
+    public static func checkIntegrity(stored: UnsafeRawBufferPointer, id: ChunkID, compression: BlobCompression, rawLength: Int,
+                                      decompressor: ZstdDecompressor, what: @autoclosure () -> String) throws {
+        if compression == .zstd && ZstdDecompressor.hasContentChecksum(stored) {
+            try decompressor.checkFrame(stored, rawLength: rawLength, what: what())
+        } else {
+            _ = try open(stored: stored, id: id, compression: compression, rawLength: rawLength, decompressor: decompressor, what: what())
+        }
+    }
+
     /// Turns stored bytes back into plaintext and verifies the SHA-256 against `id`.
     public static func open(stored: UnsafeRawBufferPointer, id: ChunkID, compression: BlobCompression, rawLength: Int,
                             decompressor: ZstdDecompressor, what: @autoclosure () -> String) throws -> [UInt8] {

@@ -50,7 +50,35 @@ public final class ZstdDecompressor {
         ctx = c
     }
 
-    deinit { ZSTD_freeDCtx(ctx) }
+    /// Output space for `checkFrame`, kept between calls (one decompressor per worker).
+    private var scratch: UnsafeMutableRawBufferPointer?
+
+    deinit {
+        ZSTD_freeDCtx(ctx)
+        scratch?.deallocate()
+    }
+
+    /// Whether a zstd frame carries a content checksum (RFC 8878 §3.1.1.1.1: bit 2 of the frame header
+    /// descriptor, the byte after the 4-byte magic number).
+    public static func hasContentChecksum(_ frame: UnsafeRawBufferPointer) -> Bool {
+        guard frame.count >= 5, frame.load(as: UInt32.self).littleEndian == 0xFD2F_B528 else { return false }
+        return frame[4] & 0x04 != 0
+    }
+
+    /// Decompresses into a reused buffer and discards the output, so that zstd verifies the frame's content
+    /// checksum (XXH64) without an allocation per blob. Throws when the frame is damaged or expands to another
+    /// length than `rawLength`.
+    public func checkFrame(_ source: UnsafeRawBufferPointer, rawLength: Int, what: @autoclosure () -> String) throws {
+        if (scratch?.count ?? 0) < rawLength {
+            scratch?.deallocate()
+            scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: max(rawLength, 1), alignment: 16)
+        }
+        let r = ZSTD_decompressDCtx(ctx, scratch!.baseAddress, rawLength, source.baseAddress, source.count)
+        if ZSTD_isError(r) != 0 {
+            throw FormatError(.compression, "\(what()) does not decompress: \(String(cString: ZSTD_getErrorName(r)))")
+        }
+        if r != rawLength { throw FormatError(.compression, "\(what()) expanded to \(r) bytes, expected \(rawLength)") }
+    }
 
     /// Decompresses a frame that must expand to exactly `rawLength` bytes.
     public func decompress(_ source: UnsafeRawBufferPointer, rawLength: Int, what: @autoclosure () -> String) throws -> [UInt8] {

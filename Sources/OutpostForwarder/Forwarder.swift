@@ -161,12 +161,13 @@ public final class Forwarder: Sendable {
             guard let blob = try store.loadStored(id) else {
                 throw ForwarderError(.vault, "blob \(id.shortHex) is missing from the relay's store; run `outpost relay check`")
             }
-            // Never ship damage off-site: the blob must still hash to its id (the vault copy cannot be overwritten).
+            // Never ship damage off-site (the vault copy cannot be overwritten): the blob was re-hashed when it
+            // reached the relay; here it is checked for damage since (zstd's content checksum, or SHA-256).
             do {
-                _ = try decompressors.with { d in
+                try decompressors.with { d in
                     try blob.stored.withUnsafeBytes {
-                        try PreparedBlob.open(stored: $0, id: id, compression: blob.compression, rawLength: blob.rawLength,
-                                              decompressor: d, what: "blob \(id.shortHex) on the relay")
+                        try PreparedBlob.checkIntegrity(stored: $0, id: id, compression: blob.compression, rawLength: blob.rawLength,
+                                                        decompressor: d, what: "blob \(id.shortHex) on the relay")
                     }
                 }
             } catch {

@@ -132,4 +132,29 @@ private func open(_ blob: PreparedBlob, stored: [UInt8]? = nil, rawLength: Int? 
         let packed = make(text(count: 3000), compressor: ZstdCompressor())
         expectFormatError(.compression) { _ = try open(packed, rawLength: 3001) }
     }
+
+    /// The forwarder's damage check: zstd's own content checksum for our frames, SHA-256 for the rest.
+    @Test func integrityCheckFindsAFlippedByteInCompressedAndRawBlobs() throws {
+        let plain = (0..<300_000).map { UInt8(truncatingIfNeeded: ($0 / 7) &* 13) }
+        let packed = plain.withUnsafeBytes { PreparedBlob.make(kind: .data, plaintext: $0, compressor: ZstdCompressor(level: 2)) }
+        #expect(packed.compression == .zstd)
+        let d = ZstdDecompressor()
+        func check(_ b: PreparedBlob, _ stored: [UInt8]) throws {
+            try stored.withUnsafeBytes { try PreparedBlob.checkIntegrity(stored: $0, id: b.id, compression: b.compression, rawLength: b.rawLength, decompressor: d, what: "test blob") }
+        }
+        #expect(packed.stored.withUnsafeBytes { ZstdDecompressor.hasContentChecksum($0) })
+        try check(packed, packed.stored)
+        for at in [packed.stored.count / 2, packed.stored.count - 2] {
+            var damaged = packed.stored
+            damaged[at] ^= 0x10
+            #expect(throws: FormatError.self) { try check(packed, damaged) }
+        }
+        let random = (0..<4096).map { _ in UInt8.random(in: 0...255) }
+        let raw = random.withUnsafeBytes { PreparedBlob.make(kind: .data, plaintext: $0, compressor: ZstdCompressor(level: 2)) }
+        #expect(raw.compression == .none)
+        try check(raw, raw.stored)
+        var flipped = raw.stored
+        flipped[100] ^= 1
+        #expect(throws: FormatError.self) { try check(raw, flipped) }
+    }
 }
