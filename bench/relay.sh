@@ -22,6 +22,7 @@
 #                    order) up to this many MB, or the corpus itself when it is smaller
 #     MACHINES       machines pushing at once in part B (default 8)
 #     PARTS          the parts to run: AB (default), A or B (the report leaves the others' rows empty)
+#     ROUNDS         interleaved rounds of part A (default 3); the report gives each time's median and all rounds
 #
 # A. One machine: Outpost client → `outpost relay serve` over HTTPS (self-signed, pinned) vs restic →
 #    `rclone serve restic` over plain HTTP, each with a fresh repository: first backup, no-change backup, full
@@ -51,6 +52,7 @@ OUTPOST=${OUTPOST_BIN:-$ROOT/.build-release/release/outpost}
 CONCURRENT_MB=${CONCURRENT_MB:-1000}
 MACHINES=${MACHINES:-8}
 PARTS=${PARTS:-AB}                  # which parts to run: A, B or AB
+ROUNDS=${ROUNDS:-3}                 # interleaved rounds of part A; medians are reported
 BENCH_CLEAN=${BENCH_CLEAN:-0}
 RUN=$WORK/relay-run                 # relays, repositories, restores, the part B subset, caches
 RLOGS=$LOGS/relay
@@ -423,6 +425,12 @@ report() {
         echo "Outpost's store: $(mbytes "${A[outpost:packs]:--}") MB in packs," \
              "${A[outpost:points]:--} recovery points."
         echo
+        echo "Times are medians of $ROUNDS interleaved rounds; each round's values (s):"
+        for t in outpost restic; do
+            echo "- $t: first backup ${A[$t:first:all]:--}; no-change ${A[$t:nochange:all]:--}; restore ${A[$t:restore:all]:--}"
+        done
+        echo "- cp -a: ${CP_ALL:--}"
+        echo
         echo "Restore check (diff -r --no-dereference; metadata = types, modes, sizes, file mtimes, link targets):"
         for t in outpost restic; do echo "- $t: content ${A[$t:content]}, metadata ${A[$t:meta]}"; done
         echo
@@ -520,14 +528,37 @@ CORPUS_FILES=$(find "$CORPUS" -type f | wc -l)
 say "corpus: $((CORPUS_BYTES / 1000000)) MB in $CORPUS_FILES files; warming the page cache"
 tar -cf - -C "$WORK" corpus >/dev/null
 
-timed "$RLOGS/floors.log" cp -a -- "$CORPUS" "$RUN/restore-cp"
-FLOOR_CP=$ELAPSED
-rm -rf -- "$RUN/restore-cp"
-say "floor: cp -a $FLOOR_CP s"
+floor_cp() {
+    timed "$RLOGS/floors.log" cp -a -- "$CORPUS" "$RUN/restore-cp"
+    FLOOR_CP=$ELAPSED
+    rm -rf -- "$RUN/restore-cp"
+    say "floor: cp -a $FLOOR_CP s"
+}
+floor_cp
 
 if [[ $PARTS == *A* ]]; then
-    part_a_outpost
-    part_a_restic
+    # ROUNDS interleaved rounds (outpost, restic, outpost, restic, …): this machine's speed drifts by 10–20 %
+    # from minute to minute, so each time reported is the median of its rounds, and the ratios compare medians.
+    declare -A ROUNDS_OF=()
+    for ((round = 1; round <= ROUNDS; round++)); do
+        say "part A: round $round of $ROUNDS"
+        ((round == 1)) || floor_cp
+        ROUNDS_OF[cp]+="$FLOOR_CP "
+        part_a_outpost
+        part_a_restic
+        for t in outpost restic; do
+            for m in first nochange restore; do ROUNDS_OF[$t:$m]+="${A[$t:$m]} "; done
+        done
+    done
+    median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+    for t in outpost restic; do
+        for m in first nochange restore; do
+            A[$t:$m:all]=${ROUNDS_OF[$t:$m]% }
+            A[$t:$m]=$(median "${ROUNDS_OF[$t:$m]}")
+        done
+    done
+    CP_ALL=${ROUNDS_OF[cp]% }
+    FLOOR_CP=$(median "${ROUNDS_OF[cp]}")
 fi
 if [[ $PARTS == *B* ]]; then
     make_subset

@@ -131,7 +131,7 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(help: "Folder to restore into (created if needed).") var target: String
     @Flag(help: "Replace existing files in the target.") var overwrite = false
     @Flag(help: "Keep existing files in the target and restore the rest.") var skip = false
-    @Option(help: "Files restored at once (default: 2 × cores). Fewer leave more of the machine to other work.") var workers: Int?
+    @Option(help: "Files restored at once (default: 2 × cores locally, 4 × cores from a relay). Fewer leave more of the machine to other work.") var workers: Int?
     @Argument(help: "Recovery point id (a unique prefix) or `latest`.") var point: String
     @Argument(help: "Paths inside the recovery point to restore (default: everything).") var paths: [String] = []
 
@@ -147,9 +147,8 @@ struct RestoreCommand: AsyncParsableCommand {
     func run(_ access: Access) async throws {
         let info = try await access.resolve(point, machine: machine)
         var options = RestoreOptions(target: target, include: paths, existing: overwrite ? .overwrite : skip ? .skip : .refuse)
-        // Over the network, files in flight hide the round trips; more than 2 per core only make the writers
-        // contend for the target's directory and inode locks (measured: README, benchmark).
-        if access.remoteMachine != nil { options.workers = ProcessInfo.processInfo.activeProcessorCount * 2 }
+        // Over the network, more files (or groups of small files) in flight hide the round trips.
+        if access.remoteMachine != nil { options.workers = ProcessInfo.processInfo.activeProcessorCount * 4 }
         if let workers { options.workers = workers }
         let restorer = Restorer(repository: access.repository, point: info, options: options)
         let ticker = ProgressTicker { [restorer] elapsed in
