@@ -106,7 +106,8 @@ public struct Rebuilder {
             }
             // What was already on the relay is recorded at its first listed copy.
             let fetched = Set(placed.map(\.0)).union(legacy)
-            try ledger.markSent(placed + all.filter { !fetched.contains($0) }.compactMap { id in catalog[id]?.first.map { (id, $0) } })
+            try ledger.markSent(placed)
+            try ledger.markSent(all.filter { !fetched.contains($0) }.compactMap { id in catalog[id]?.first.map { (id, $0) } }, keepExisting: true)
             try ledger.markSentLegacy(legacy)
             placed.removeAll()
             legacy.removeAll()

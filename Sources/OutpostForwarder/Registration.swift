@@ -88,15 +88,19 @@ public enum Registration {
         do {
             _ = try await client.put(newKey, rewrapped.encoded())
             try writePrivate(rewrapped.encoded(), to: VaultLink.paths(data).keyFile)
-            do {
-                for old in try await client.list(prefix: "keys/").map(\.key) where old != newKey {
-                    do { try await client.delete(old) } catch let e as ForwarderError where e.code == .refused {
-                        kept.append(old)
-                    }
+            let older: [String]
+            do { older = try await client.list(prefix: "keys/").map(\.key).filter { $0 != newKey } } catch {
+                logger.warning("older key files could not be listed; run change-passphrase again later", metadata: ["error": "\(error)"])
+                older = []
+                kept.append("(the key files could not be listed: \(error))")
+            }
+            for old in older {
+                do { try await client.delete(old) } catch {
+                    // An immutable vault refuses (403); anything else is worth another try later. Either way the
+                    // new key is in force.
+                    logger.warning("an older key file stays in the vault", metadata: ["key": "\(old)", "error": "\(error)"])
+                    kept.append(old)
                 }
-            } catch {
-                logger.warning("older key files could not be removed; run change-passphrase again later", metadata: ["error": "\(error)"])
-                kept.append("(not listed: \(error))")
             }
         } catch {
             await client.close()

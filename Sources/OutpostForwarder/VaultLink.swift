@@ -174,7 +174,7 @@ public final class VaultClient: Sendable {
         let (code, body) = try await call(.GET, "/v1/objects/" + key, range: range)
         if code == 404 { return nil }
         guard body.count == range.count else {
-            throw ForwarderError(.vault, "the vault answered a range request for \(key) with \(body.count) bytes instead of \(range.count): the object is shorter than the relay recorded (damaged?)")
+            throw ForwarderError(.tampered, "vault object \(key) is shorter than recorded (a range request got \(body.count) of \(range.count) bytes): damaged or tampered with in the vault")
         }
         return body
     }

@@ -37,11 +37,14 @@ public struct ForwardingLedger: Sendable {
         return ids.filter { !sent.contains($0) }
     }
 
-    /// Records blobs the vault acknowledged, with where each one lives there.
-    public func markSent(_ placed: [(ChunkID, VaultLocation)], now: Date = Date()) throws {
+    /// Records blobs the vault acknowledged, with where each one lives there. With `keepExisting`, a blob the
+    /// ledger already places keeps its place (a rebuild recording blobs it did not fetch itself).
+    public func markSent(_ placed: [(ChunkID, VaultLocation)], keepExisting: Bool = false, now: Date = Date()) throws {
         guard !placed.isEmpty else { return }
         try index.write("recording forwarded blobs") { db in
-            let st = try db.cachedStatement(sql: """
+            let st = try db.cachedStatement(sql: keepExisting ? """
+                INSERT OR IGNORE INTO vault_blobs (blob_id, sent_at, pack, pack_offset, pack_length, pack_kind) VALUES (?, ?, ?, ?, ?, ?)
+                """ : """
                 INSERT INTO vault_blobs (blob_id, sent_at, pack, pack_offset, pack_length, pack_kind) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT(blob_id) DO UPDATE SET sent_at = excluded.sent_at, pack = excluded.pack,
                     pack_offset = excluded.pack_offset, pack_length = excluded.pack_length, pack_kind = excluded.pack_kind

@@ -64,9 +64,11 @@ extension RelayCommand {
             let kept = try await Registration.changePassphrase(data: relay.directory.root, old: try readPassphrase(oldPassphraseFile),
                                                                new: try readPassphrase(newPassphraseFile), proxy: try relay.directory.configuration().proxy,
                                                                logger: Logger(label: "outpost.register"))
-            printErr("passphrase changed; the vault holds the newly wrapped key, and the old passphrase no longer opens it")
-            if !kept.isEmpty {
-                printErr("warning: \(kept.count) older key files stay in the vault (\(kept.joined(separator: ", "))): an immutable vault never deletes them, so the OLD passphrase still opens the vault copy too; on a mutable vault, run change-passphrase again once it is reachable")
+            if kept.isEmpty {
+                printErr("passphrase changed; the vault holds the newly wrapped key, and the old passphrase no longer opens it")
+            } else {
+                printErr("passphrase changed; the vault holds the newly wrapped key")
+                printErr("warning: older key files stay in the vault (\(kept.joined(separator: ", "))), so the OLD passphrase still opens the vault copy too. An immutable vault never deletes them; otherwise run `outpost relay change-passphrase` again with the new passphrase as both old and new once the vault answers")
             }
         }
     }
