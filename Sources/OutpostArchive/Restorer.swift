@@ -149,6 +149,7 @@ public final class Restorer: Sendable {
     /// the network, a round trip (and the relay's per-request work) per small file would dominate.
     static let groupChunks = 16
     static let groupBytes = 16 << 20
+    static let groupFiles = 32
 
     static func isSmall(_ node: Node) -> Bool {
         node.type == .file && node.size <= 4 << 20 && node.extents.count <= 4
@@ -160,7 +161,7 @@ public final class Restorer: Sendable {
             var groupChunks = 0
             var groupBytes = 0
             func dispatch() async {
-                guard !group.isEmpty else { return }
+                guard !group.isEmpty, fatal.withLock({ $0 == nil }) else { return }
                 let batch = group
                 group = []
                 groupChunks = 0
@@ -182,7 +183,8 @@ public final class Restorer: Sendable {
                         try await restoreSubdirectory(node, parentFD: dirFD, components: comps, filter: filter)
                     case .file where Self.isSmall(node):
                         let chunks = node.extents.count
-                        if groupChunks + chunks > Self.groupChunks || groupBytes + Int(node.size) > Self.groupBytes { await dispatch() }
+                        if groupChunks + chunks > Self.groupChunks || groupBytes + Int(node.size) > Self.groupBytes
+                            || group.count >= Self.groupFiles { await dispatch() }
                         group.append((node, comps))
                         groupChunks += chunks
                         groupBytes += Int(node.size)
@@ -208,28 +210,41 @@ public final class Restorer: Sendable {
         }
     }
 
-    /// Restores a group of small files of one directory, fetching all their chunks with one request.
+    /// Restores a group of small files of one directory, fetching the chunks of those it creates with one
+    /// request. Files skipped (they exist, with --skip) fetch nothing; if the shared fetch fails, each file is
+    /// restored on its own, so one bad chunk fails only the files that need it.
     private func restoreSmallFiles(_ group: [(Node, [[UInt8]])], parentFD: Int32) async {
+        var open: [(Node, [[UInt8]], Int32)] = []
+        for (node, components) in group {
+            if fatal.withLock({ $0 != nil }) { break }
+            do {
+                if let fd = try createFile(node.name, in: parentFD, components: components) { open.append((node, components, fd)) }
+            } catch let e as ArchiveError where e.code == .diskFull {
+                setFatal(e)
+            } catch {
+                fail(components, "\(error)")
+            }
+        }
+        defer { for (_, _, fd) in open { close(fd) } }
         var ids: [ChunkID] = []
         var seen = Set<ChunkID>()
-        for (node, _) in group {
+        for (node, _, _) in open {
             for e in node.extents { if case .chunk(let id, _) = e, seen.insert(id).inserted { ids.append(id) } }
         }
-        var chunks: [ChunkID: [UInt8]] = [:]
+        var chunks: [ChunkID: [UInt8]]? = [:]
         do {
             var start = 0
             while start < ids.count {
                 let slice = Array(ids[start..<min(ids.count, start + Self.groupChunks)])
-                for (id, data) in zip(slice, try await repository.loadMany(slice)) { chunks[id] = data }
+                for (id, data) in zip(slice, try await repository.loadMany(slice)) { chunks?[id] = data }
                 start += slice.count
             }
         } catch {
-            // Each file reports the failure, as it would have on its own.
-            for (_, components) in group { fail(components, "\(error)") }
-            return
+            chunks = nil
         }
-        for (node, components) in group {
-            await restoreFile(node, parentFD: parentFD, components: components, prefetched: chunks)
+        for (node, components, fd) in open {
+            if fatal.withLock({ $0 != nil }) { break }
+            await writeFile(node, fd: fd, components: components, prefetched: chunks)
         }
     }
 
@@ -266,10 +281,21 @@ public final class Restorer: Sendable {
         return fd
     }
 
-    private func restoreFile(_ node: Node, parentFD: Int32, components: [[UInt8]], prefetched: [ChunkID: [UInt8]]? = nil) async {
+    private func restoreFile(_ node: Node, parentFD: Int32, components: [[UInt8]]) async {
         do {
             guard let fd = try createFile(node.name, in: parentFD, components: components) else { return }
             defer { close(fd) }
+            await writeFile(node, fd: fd, components: components, prefetched: nil)
+        } catch let e as ArchiveError where e.code == .diskFull {
+            setFatal(e)
+        } catch {
+            fail(components, "\(error)")
+        }
+    }
+
+    /// Writes a created file's content (from `prefetched` when given, else fetched now) and its metadata.
+    private func writeFile(_ node: Node, fd: Int32, components: [[UInt8]], prefetched: [ChunkID: [UInt8]]?) async {
+        do {
             if let prefetched {
                 try writePrefetched(node, fd: fd, path: display(components), chunks: prefetched)
             } else {

@@ -61,7 +61,7 @@ public final class ZstdDecompressor {
     /// Whether a zstd frame carries a content checksum (RFC 8878 §3.1.1.1.1: bit 2 of the frame header
     /// descriptor, the byte after the 4-byte magic number).
     public static func hasContentChecksum(_ frame: UnsafeRawBufferPointer) -> Bool {
-        guard frame.count >= 5, frame.load(as: UInt32.self).littleEndian == 0xFD2F_B528 else { return false }
+        guard frame.count >= 5, frame.loadUnaligned(as: UInt32.self).littleEndian == 0xFD2F_B528 else { return false }
         return frame[4] & 0x04 != 0
     }
 

@@ -175,13 +175,39 @@ public final class Forwarder: Sendable {
             }
             blobs.append(blob)
         }
-        let key = VaultPack.key(for: ids, salt: salt, sealer: sealer)
-        let (bytes, locations) = try VaultPack.build(key: key, blobs: blobs, sealer: sealer)
+        var key = VaultPack.key(for: ids, salt: salt, sealer: sealer)
+        var (bytes, locations) = try VaultPack.build(key: key, blobs: blobs, sealer: sealer)
+        if try await !vault.put(key, bytes, throttle: throttle), try await !existingPackMatches(key, size: bytes.count, locations: locations) {
+            // The vault holds another pack under this name (a damaged one a repair was replacing when it was
+            // interrupted, or one cut from differently stored blobs): this one goes under a fresh name.
+            logger.warning("a different pack already has this name in the vault; sending under a new one", metadata: ["pack": "\(key)"])
+            key = VaultPack.key(for: ids, salt: Hex.encode((0..<8).map { _ in UInt8.random(in: 0...255) }), sealer: sealer)
+            (bytes, locations) = try VaultPack.build(key: key, blobs: blobs, sealer: sealer)
+            _ = try await vault.put(key, bytes, throttle: throttle)
+        }
         blobs.removeAll()
-        _ = try await vault.put(key, bytes, throttle: throttle)
         try ledger.markSent(locations)
         sentBytes.add(Int64(bytes.count), ordering: .relaxed)
         return (ids.count, bytes.count)
+    }
+
+    /// Whether the pack the vault already holds under `key` is the one just built: a put repeated after a lost
+    /// acknowledgement. Its index must list the same blobs at the same places, and every entry must open and
+    /// hash right (rare path: read whole).
+    private func existingPackMatches(_ key: String, size: Int, locations: [(ChunkID, VaultLocation)]) async throws -> Bool {
+        guard let pack = try await vault.get(key), pack.count == size else { return false }
+        do {
+            let index = try VaultPack.readIndex(pack: pack, key: key, sealer: sealer)
+            guard index.count == locations.count, zip(index, locations).allSatisfy({ $0.id == $1.0 && $0.location == $1.1 }) else { return false }
+            try decompressors.with { d in
+                for (id, loc) in locations {
+                    _ = try VaultPack.openEntry(pack[loc.offset..<(loc.offset + loc.length)], key: key, id: id, kind: loc.kind, sealer: sealer, decompressor: d)
+                }
+            }
+            return true
+        } catch let e as ForwarderError where e.code == .tampered {
+            return false
+        }
     }
 
     /// What `verify` found.
@@ -307,10 +333,18 @@ public final class Forwarder: Sendable {
         }
         try ledger.unmark(fixable)
         try ledger.reopenForwarded()
-        // A fresh salt: the new packs never take the name of a damaged one.
-        let report = try await run(salt: Hex.encode((0..<8).map { _ in UInt8.random(in: 0...255) }))
-        out.resent = report.blobs
-        out.bytes = report.bytes
+        // A fresh salt: the new packs never take the name of a damaged one (and should this run be cut short,
+        // the next forward finds the damaged pack under the old name and does not take it: see upload).
+        do {
+            let report = try await run(salt: Hex.encode((0..<8).map { _ in UInt8.random(in: 0...255) }))
+            out.resent = report.blobs
+            out.bytes = report.bytes
+        } catch let e as ForwarderError where e.code == .unreachable || e.code == .credentials || e.code == .refused {
+            throw e
+        } catch {
+            // Other points' own failures (e.g. a blob damaged on the relay): reported, and the re-check goes on.
+            out.unrepairable.append("forwarding during the repair: \(error)")
+        }
         return out
     }
 
@@ -319,9 +353,25 @@ public final class Forwarder: Sendable {
     /// A blob back from the vault (tier 2): read where the ledger says it is, unsealed, decompressed and checked
     /// against its id. nil when the vault never acknowledged it.
     public func fetch(_ id: ChunkID) async throws -> PreparedBlob? {
-        guard let placed = try ledger.location(of: id) else { return nil }
+        guard let placed = try ledger.location(of: id) else {
+            // Not in the ledger (an index rebuilt from the packs forgets it): the packs' own indexes, read once.
+            for loc in try await cachedCatalog()[id] ?? [] {
+                if let blob = try? await Self.fetch(id, at: loc, vault: vault, sealer: sealer) { return blob }
+            }
+            return try await Self.fetchLegacy(id, vault: vault, sealer: sealer)
+        }
         guard let loc = placed.location else { return try await Self.fetchLegacy(id, vault: vault, sealer: sealer) }
         return try await Self.fetch(id, at: loc, vault: vault, sealer: sealer)
+    }
+
+    private let catalogCache = Mutex<(at: Date, catalog: [ChunkID: [VaultLocation]])?>(nil)
+
+    /// The vault's catalog for tier-2 reads the ledger cannot place, read at most every 10 minutes.
+    private func cachedCatalog() async throws -> [ChunkID: [VaultLocation]] {
+        if let c = catalogCache.withLock({ $0 }), Date().timeIntervalSince(c.at) < 600 { return c.catalog }
+        let fresh = try await vaultCatalog()
+        catalogCache.withLock { $0 = (Date(), fresh) }
+        return fresh
     }
 
     public static func fetch(_ id: ChunkID, at loc: VaultLocation, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {

@@ -173,6 +173,9 @@ public final class VaultClient: Sendable {
     public func get(_ key: String, range: Range<Int>) async throws -> [UInt8]? {
         let (code, body) = try await call(.GET, "/v1/objects/" + key, range: range)
         if code == 404 { return nil }
+        guard code == 206 else {
+            throw ForwarderError(.vault, "the vault answered a range request for \(key) with HTTP \(code), not 206: it does not serve byte ranges (vault objects version 2 need them); upgrade the vault")
+        }
         guard body.count == range.count else {
             throw ForwarderError(.tampered, "vault object \(key) is shorter than recorded (a range request got \(body.count) of \(range.count) bytes): damaged or tampered with in the vault")
         }

@@ -154,11 +154,15 @@ public struct VaultServer: Sendable {
                 // Soft-deleted objects and removed relays' containers go once their period is over, also on a
                 // vault that runs for months without a restart.
                 while !Task.isCancelled {
-                    do {
-                        let n = try self.purge()
-                        if n > 0 { self.logger.info("purged soft-deleted objects", metadata: ["objects": "\(n)"]) }
-                    } catch {
-                        self.logger.error("purge failed; retried at the next interval", metadata: ["error": "\(error)"])
+                    // Listing and deleting files blocks: on a thread of its own, not on the (small) task pool
+                    // that serves requests.
+                    let outcome: Result<Int, any Error> = await withCheckedContinuation { done in
+                        Thread { done.resume(returning: Result { try self.purge() }) }.start()
+                    }
+                    switch outcome {
+                    case .success(let n) where n > 0: self.logger.info("purged soft-deleted objects", metadata: ["objects": "\(n)"])
+                    case .success: break
+                    case .failure(let error): self.logger.error("purge failed; retried at the next interval", metadata: ["error": "\(error)"])
                     }
                     try? await Task.sleep(for: Self.purgeInterval)
                 }

@@ -66,6 +66,10 @@ func chunkIDs(_ n: Node) -> [ChunkID] {
         let hurt = try await restore(store, p, to: s.sub("out2"), include: [s.sub("data/hurt")])
         #expect(hurt.failures.count == 1)
         #expect(hurt.failures.first?.reason.contains("damaged") == true)
+        // Restored together (small files of one folder share one fetch), the damage still costs only its file.
+        let all = try await restore(store, p, to: s.sub("out3"))
+        #expect(all.failures.map(\.path).count == 1 && all.failures.first?.path.hasSuffix("hurt") == true, "\(all.failures)")
+        #expect(FileManager.default.contents(atPath: restored(s.sub("out3"), s.sub("data/fine"))) == Data(pseudoRandom(100_000, seed: 12)))
     }
 
     @Test func aTruncatedPackIsNamed() async throws {
