@@ -267,7 +267,7 @@ CORPUS_BYTES=$(tree_bytes "$CORPUS")
 CORPUS_FILES=$(find "$CORPUS" -type f | wc -l)
 CHANGED_FILES=0
 say "corpus: $((CORPUS_BYTES / 1000000)) MB in $CORPUS_FILES files; warming the page cache"
-tar -cf - -C "$WORK" corpus >/dev/null
+warm_corpus
 
 # 4. Floors
 timed "$LOGS/floors.log" cp -a -- "$CORPUS" "$RUN/restore-cp"

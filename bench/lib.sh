@@ -25,6 +25,11 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------------------------------------------------
 # Small helpers
 
+# warm_corpus: read every file of the corpus into the page cache (untimed). Not `tar -cf - … >/dev/null`: GNU
+# tar does not read file contents when its archive is /dev/null. Called before each timed step, because this
+# machine runs DAMON proactive reclaim (`pageout`), which evicts page-cache pages that go cold between steps.
+warm_corpus() { find "$CORPUS" -type f -print0 | xargs -0 -r cat >/dev/null; }
+
 # seconds elapsed since $1 (a `date +%s.%N` value), 3 decimals
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }
 

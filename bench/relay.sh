@@ -34,7 +34,8 @@
 #    aggregate throughput = MACHINES × bytes / wall, dedup ratio = MACHINES × bytes / rawBytes stored
 #    (`outpost store stats`), relay VmHWM. The clients and the relay share the machine's cores, so the
 #    aggregate/single ratio compares bytes per second, not per-machine speed.
-# The corpus is page-cached (caches cannot be dropped here); a `sync` runs, untimed, before each timed step,
+# The corpus is read into the page cache, untimed, before each timed backup and copy (warm_corpus: this machine's
+# DAMON reclaim evicts cold pages between steps; caches cannot be dropped here); a `sync` runs, untimed, before each timed step,
 # and times do not include flushing written data to disk.
 #
 # Targets for Outpost:
@@ -214,11 +215,13 @@ part_a_outpost() {
     relay_up a-relay
     enroll a-relay bench "$cfg" "$log"
 
+    warm_corpus
     timed "$log" /usr/bin/time -f %M -o "$RUN/a-outpost-backup.rss" "$OUTPOST" backup --config "$cfg" "$CORPUS"
     A[outpost:first]=$ELAPSED
     A[outpost:crss]=$(rss_of "$RUN/a-outpost-backup.rss")
     say "outpost: first backup ${A[outpost:first]} s, client peak RSS ${A[outpost:crss]} MiB"
 
+    warm_corpus
     timed "$log" "$OUTPOST" backup --config "$cfg" "$CORPUS"
     A[outpost:nochange]=$ELAPSED
     say "outpost: no-change backup ${A[outpost:nochange]} s"
@@ -259,11 +262,13 @@ part_a_restic() {
     say "rclone serve restic listening on http://127.0.0.1:$port (pid ${PID[rclone]})"
     run "$log" restic -r "$url" init
 
+    warm_corpus
     timed "$log" /usr/bin/time -f %M -o "$RUN/a-restic-backup.rss" restic -r "$url" backup -q "$CORPUS"
     A[restic:first]=$ELAPSED
     A[restic:crss]=$(rss_of "$RUN/a-restic-backup.rss")
     say "restic: first backup ${A[restic:first]} s, client peak RSS ${A[restic:crss]} MiB"
 
+    warm_corpus
     timed "$log" restic -r "$url" backup -q "$CORPUS"
     A[restic:nochange]=$ELAPSED
     say "restic: no-change backup ${A[restic:nochange]} s"
@@ -526,9 +531,10 @@ LOAD_START=$(cut -d ' ' -f 1 /proc/loadavg)
 CORPUS_BYTES=$(tree_bytes "$CORPUS")
 CORPUS_FILES=$(find "$CORPUS" -type f | wc -l)
 say "corpus: $((CORPUS_BYTES / 1000000)) MB in $CORPUS_FILES files; warming the page cache"
-tar -cf - -C "$WORK" corpus >/dev/null
+warm_corpus
 
 floor_cp() {
+    warm_corpus
     timed "$RLOGS/floors.log" cp -a -- "$CORPUS" "$RUN/restore-cp"
     FLOOR_CP=$ELAPSED
     rm -rf -- "$RUN/restore-cp"
