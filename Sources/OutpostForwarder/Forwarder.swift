@@ -339,7 +339,7 @@ public final class Forwarder: Sendable {
             let report = try await run(salt: Hex.encode((0..<8).map { _ in UInt8.random(in: 0...255) }))
             out.resent = report.blobs
             out.bytes = report.bytes
-        } catch let e as ForwarderError where e.code == .unreachable || e.code == .credentials || e.code == .refused {
+        } catch let e as ForwarderError where [.unreachable, .credentials, .refused, .staging].contains(e.code) {
             throw e
         } catch {
             // Other points' own failures (e.g. a blob damaged on the relay): reported, and the re-check goes on.
@@ -356,7 +356,11 @@ public final class Forwarder: Sendable {
         guard let placed = try ledger.location(of: id) else {
             // Not in the ledger (an index rebuilt from the packs forgets it): the packs' own indexes, read once.
             for loc in try await cachedCatalog()[id] ?? [] {
-                if let blob = try? await Self.fetch(id, at: loc, vault: vault, sealer: sealer) { return blob }
+                do {
+                    if let blob = try await Self.fetch(id, at: loc, vault: vault, sealer: sealer) { return blob }
+                } catch let e as ForwarderError where e.code == .tampered {
+                    logger.warning("damaged vault copy passed over", metadata: ["blob": "\(id.shortHex)", "pack": "\(loc.pack)", "error": "\(e.message)"])
+                }
             }
             return try await Self.fetchLegacy(id, vault: vault, sealer: sealer)
         }

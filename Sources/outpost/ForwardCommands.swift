@@ -138,7 +138,7 @@ extension RelayCommand {
             for u in fixed.unrepairable { print("unrepairable: \(u)") }
             // What a repair could not mend stays damaged; the damaged packs themselves stay, unreferenced.
             if !fixed.unrepairable.isEmpty || !after.damagedBlobs.isEmpty || !after.damagedPoints.isEmpty {
-                printErr("\(Set(after.damagedBlobs).count + Set(after.damagedPoints).count) damaged objects remain after the repair")
+                printErr("problems remain after the repair: \(Set(after.damagedBlobs).count + Set(after.damagedPoints).count) damaged objects in the vault, \(fixed.unrepairable.count) that the relay could not mend (listed above)")
                 throw CommandExit(code: .damageFound)
             }
             printErr("repaired: the vault copy now reads back intact (\(after.checked) objects checked)")
