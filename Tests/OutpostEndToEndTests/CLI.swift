@@ -26,8 +26,9 @@ enum CLI {
     /// Runs to completion. Output goes to temporary files, not pipes: nothing in this process has to run
     /// for the child to make progress, so parallel tests cannot starve each other into a deadlock.
     @discardableResult
-    static func run(_ args: [String], prefix: [String] = []) throws -> Result {
+    static func run(_ args: [String], prefix: [String] = [], environment: [String: String] = [:]) throws -> Result {
         let p = Process()
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         if prefix.isEmpty {
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = args

@@ -191,6 +191,38 @@ import Glibc
         #expect(try CLI.run(["relay", "verify-vault", "--data", relay.data]).status == 0)
     }
 
+    /// A repair cut short after forgetting the damaged blobs: the next ordinary forward computes the damaged
+    /// pack's name again, finds it taken, reads it back, sees the damage, and sends the pack under a new name.
+    @Test func aDamagedPackUnderTheSameNameIsNotTakenForTheOneBuilt() async throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s, replication: "lrs")
+        try vault.start()
+        let (relay, _) = try setUp(s, vault: vault)
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+        let packs = vault.objectFiles().filter { $0.contains("/k/") }
+        #expect(packs.count == 1)
+        let victim = try #require(packs.first)
+        let fd = open(victim, O_RDWR)
+        var b: UInt8 = 0
+        pread(fd, &b, 1, 40)
+        b ^= 0x20
+        pwrite(fd, &b, 1, 40)
+        close(fd)
+        #expect(try CLI.run(["relay", "verify-vault", "--data", relay.data]).status == 13)
+        // What an interrupted `verify-vault --repair` leaves: every blob forgotten, every point pending.
+        do {
+            let store = try Store.open(at: relay.data + "/store", purpose: "the test")
+            let ledger = ForwardingLedger(store: store)
+            try ledger.unmark(try ledger.sent().map(\.0))
+            try ledger.reopenForwarded()
+        }
+        let again = try CLI.run(["relay", "forward", "--data", relay.data, "--now"], environment: ["OUTPOST_LOG_LEVEL": "warning"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stderr.contains("a different pack already has this name"))
+        #expect(vault.objectFiles().filter { $0.contains("/k/") }.count == 2, "the new pack sits beside the damaged one")
+        #expect(try CLI.run(["relay", "verify-vault", "--data", relay.data]).status == 0, "the ledger names only the intact pack")
+    }
+
     @Test func throttlingHoldsTheUploadRate() async throws {
         let s = Scratch()
         let vault = try VaultHarness(s, replication: "lrs")
