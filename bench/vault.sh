@@ -80,6 +80,17 @@ find "$RUN/relay/store/packs" -name '*.pack' -print0 |
 PLAIN=$(since "$T0")
 
 VERIFY=$( { "$BIN" relay verify-vault --data "$RUN/relay" >/dev/null 2>&1 && echo intact; } || echo DAMAGED)
+# A lost site: a new relay rebuilt from the vault with a recovery credentials file and the passphrase.
+say "relay rebuild from the vault (a lost site)"
+RELAY_NAME=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["relayID"])' "$RUN/relay/vault/link.json")
+"$BIN" vault credentials --data "$RUN/vault" --out "$RUN/recover.creds" --url "https://127.0.0.1:$VPORT" --recover "$RELAY_NAME" 2>/dev/null
+sync
+T0=$(date +%s.%N)
+"$BIN" relay rebuild --data "$RUN/rebuilt" --vault-credentials "$RUN/recover.creds" --passphrase-file "$RUN/pass" > "$RUN/rebuild.out" 2>"$RUN/rebuild.err" \
+    || { cat "$RUN/rebuild.err" >&2; die "relay rebuild failed"; }
+REBUILD=$(since "$T0")
+REBUILT_RAW=$("$BIN" store stats --store "$RUN/rebuilt/store" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["rawBytes"])')
+
 MB() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 RATE() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.1f", b / 1e6 / t }'; }
 DATA_RATE=$(RATE "$RAW" "$FWD")
@@ -101,6 +112,8 @@ DATA_RATE=$(RATE "$RAW" "$FWD")
   echo "| unencrypted upload of the packs to the vault (curl, HTTPS, 4 at once) s | $(f 2 "$PLAIN") ($(RATE "$PACKS" "$PLAIN") MB/s) |"
   echo "| forwarding time / unencrypted upload time (encryption + verification overhead) | $(awk -v a="$FWD" -v b="$PLAIN" 'BEGIN { printf "%.2f", a / b }') |"
   echo "| vault copy after verify-vault | $VERIFY |"
+  echo "| relay rebuild from the vault s (recovery-point data MB/s) | $(f 2 "$REBUILD") ($(RATE "$REBUILT_RAW" "$REBUILD")) |"
+  echo "| rebuilt store holds all recovery-point data | $([[ $REBUILT_RAW == "$RAW" ]] && echo yes || echo "NO ($REBUILT_RAW of $RAW bytes)") |"
   echo
   awk -v r="$DATA_RATE" 'BEGIN { printf "- forwarding ≥ 300 MB/s of recovery-point data: %s (%.1f)\n", (r >= 300 ? "met" : "MISSED"), r }'
 } | tee "$WORK/vault-results.md"
