@@ -28,7 +28,8 @@
 #    `rclone serve restic` over plain HTTP, each with a fresh repository: first backup, no-change backup, full
 #    restore (checked with diff -r --no-dereference and a metadata listing), repository size (du -sb; Outpost's
 #    is DATA/store), peak RSS of the client (GNU time %M) and of the server (VmHWM from /proc just before it is
-#    stopped, so over all three steps). Floor: `cp -a` of the corpus.
+#    stopped, so over all three steps). Floors, each round: `cp -a` of the corpus, and Outpost's first backup into
+#    a local store at the push level (2): the client's own work without the network and the relay's re-verification.
 # B. Concurrency: one push of the subset to a fresh relay (single-push throughput), then MACHINES machines
 #    (enrolled beforehand) pushing the same subset at once to another fresh relay: wall time until all finish,
 #    aggregate throughput = MACHINES × bytes / wall, dedup ratio = MACHINES × bytes / rawBytes stored
@@ -426,7 +427,8 @@ report() {
         echo "First-backup throughput: outpost $(mbps "$CORPUS_BYTES" "${A[outpost:first]}") MB/s, restic" \
              "$(mbps "$CORPUS_BYTES" "${A[restic:first]}") MB/s. Restore throughput: outpost" \
              "$(mbps "$CORPUS_BYTES" "${A[outpost:restore]}") MB/s, restic $(mbps "$CORPUS_BYTES" "${A[restic:restore]}") MB/s." \
-             "Floor: \`cp -a\` of the corpus $(f 2 "$FLOOR_CP") s."
+             "Floor: \`cp -a\` of the corpus $(f 2 "$FLOOR_CP") s; Outpost's first backup into a local store (level 2," \
+             "no network, no relay) $(f 2 "${FLOOR_LOCAL:--}") s, $(ratio "${FLOOR_LOCAL:--}" "${A[restic:first]}") × restic's time to the relay."
         echo "Outpost's store: $(mbytes "${A[outpost:packs]:--}") MB in packs," \
              "${A[outpost:points]:--} recovery points."
         echo
@@ -435,6 +437,7 @@ report() {
             echo "- $t: first backup ${A[$t:first:all]:--}; no-change ${A[$t:nochange:all]:--}; restore ${A[$t:restore:all]:--}"
         done
         echo "- cp -a: ${CP_ALL:--}"
+        echo "- outpost backup to a local store: ${LOCAL_ALL:--}"
         echo
         echo "Restore check (diff -r --no-dereference; metadata = types, modes, sizes, file mtimes, link targets):"
         for t in outpost restic; do echo "- $t: content ${A[$t:content]}, metadata ${A[$t:meta]}"; done
@@ -542,6 +545,19 @@ floor_cp() {
 }
 floor_cp
 
+# floor_local: the same first backup into a local store (same zstd level as the relay's default push level, 2):
+# what the client's own work costs on this machine without the network and the relay's re-verification.
+floor_local() {
+    local store=$RUN/local-store
+    rm -rf -- "$store"
+    run "$RLOGS/floors.log" "$OUTPOST" store init --store "$store" --compression-level 2
+    warm_corpus
+    timed "$RLOGS/floors.log" "$OUTPOST" backup --store "$store" --machine bench "$CORPUS"
+    FLOOR_LOCAL=$ELAPSED
+    rm -rf -- "$store"
+    say "floor: outpost backup to a local store $FLOOR_LOCAL s"
+}
+
 if [[ $PARTS == *A* ]]; then
     # ROUNDS interleaved rounds (outpost, restic, outpost, restic, …): this machine's speed drifts by 10–20 %
     # from minute to minute, so each time reported is the median of its rounds, and the ratios compare medians.
@@ -550,6 +566,8 @@ if [[ $PARTS == *A* ]]; then
         say "part A: round $round of $ROUNDS"
         ((round == 1)) || floor_cp
         ROUNDS_OF[cp]+="$FLOOR_CP "
+        floor_local
+        ROUNDS_OF[local]+="$FLOOR_LOCAL "
         part_a_outpost
         part_a_restic
         for t in outpost restic; do
@@ -565,6 +583,8 @@ if [[ $PARTS == *A* ]]; then
     done
     CP_ALL=${ROUNDS_OF[cp]% }
     FLOOR_CP=$(median "${ROUNDS_OF[cp]}")
+    LOCAL_ALL=${ROUNDS_OF[local]% }
+    FLOOR_LOCAL=$(median "${ROUNDS_OF[local]}")
 fi
 if [[ $PARTS == *B* ]]; then
     make_subset

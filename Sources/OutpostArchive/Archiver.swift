@@ -379,7 +379,11 @@ public final class Archiver: Sendable {
         }
         var node = job.node
         do {
-            node.extents = try await readExtents(fd: fd, st: before, path: job.path, buffer: buffer.value)
+            node.extents = try await withThrowingTaskGroup(of: Void.self) { uploads in
+                let extents = try await readExtents(fd: fd, st: before, path: job.path, buffer: buffer.value, uploads: &uploads)
+                try await uploads.waitForAll()
+                return extents
+            }
         } catch let e as Errno {
             record(job.path, "could not be read: \(e.message)")
             return .skipped
@@ -401,12 +405,14 @@ public final class Archiver: Sendable {
     }
 
     /// Reads the file's data regions (holes of sparse files are skipped via outpost_SEEK_DATA/outpost_SEEK_HOLE) and chunks them.
-    private func readExtents(fd: Int32, st: stat, path: [UInt8], buffer: UnsafeMutableRawBufferPointer) async throws -> [Extent] {
+    /// A buffer's upload runs in `uploads` while the next buffer is read, hashed and compressed (one at a time).
+    private func readExtents(fd: Int32, st: stat, path: [UInt8], buffer: UnsafeMutableRawBufferPointer,
+                             uploads: inout ThrowingTaskGroup<Void, any Error>) async throws -> [Extent] {
         let size = Int64(st.st_size)
         var extents: [Extent] = []
         let sparse = Int64(st.st_blocks) * 512 < size
         if !sparse {
-            try await chunkRegion(fd: fd, start: 0, end: nil, buffer: buffer, into: &extents)
+            try await chunkRegion(fd: fd, start: 0, end: nil, buffer: buffer, into: &extents, uploads: &uploads)
             return extents
         }
         var pos: Int64 = 0
@@ -420,14 +426,15 @@ public final class Archiver: Sendable {
             var hole = Int64(lseek(fd, data, outpost_SEEK_HOLE))
             if hole < 0 { hole = size }
             hole = min(hole, size)
-            try await chunkRegion(fd: fd, start: Int64(data), end: hole, buffer: buffer, into: &extents)
+            try await chunkRegion(fd: fd, start: Int64(data), end: hole, buffer: buffer, into: &extents, uploads: &uploads)
             pos = hole
         }
         if pos < size { extents.append(.hole(length: Int(size - pos))) }
         return extents
     }
 
-    private func chunkRegion(fd: Int32, start: Int64, end: Int64?, buffer: UnsafeMutableRawBufferPointer, into extents: inout [Extent]) async throws {
+    private func chunkRegion(fd: Int32, start: Int64, end: Int64?, buffer: UnsafeMutableRawBufferPointer, into extents: inout [Extent],
+                             uploads: inout ThrowingTaskGroup<Void, any Error>) async throws {
         var offset = start
         var have = 0
         var eof = false
@@ -455,7 +462,7 @@ public final class Archiver: Sendable {
                 pos += len
             }
             if !cuts.isEmpty {
-                extents += try await storeChunks(base: UnsafeRawPointer(base), cuts: cuts)
+                extents += try await storeChunks(base: UnsafeRawPointer(base), cuts: cuts, uploads: &uploads)
             }
             summary.withLock { $0.bytesRead += Int64(pos) }
             if pos < have { memmove(base, base + pos, have - pos) }
@@ -464,8 +471,9 @@ public final class Archiver: Sendable {
         }
     }
 
-    /// Hashes the chunks, asks the repository which are new, compresses those over the cores and saves them.
-    private func storeChunks(base: UnsafeRawPointer, cuts: [(Int, Int)]) async throws -> [Extent] {
+    /// Hashes the chunks, asks the repository which are new, compresses those over the cores and saves them. The
+    /// save runs in `uploads` (the compressed blobs no longer need the buffer) after the previous one has finished.
+    private func storeChunks(base: UnsafeRawPointer, cuts: [(Int, Int)], uploads: inout ThrowingTaskGroup<Void, any Error>) async throws -> [Extent] {
         let ids = cuts.map { ChunkID.hash(UnsafeRawBufferPointer(start: base + $0.0, count: $0.1)) }
         let missing = try await repository.missing(ids)
         var work: [(ChunkID, Int, Int)] = []
@@ -476,11 +484,14 @@ public final class Archiver: Sendable {
         }
         if !work.isEmpty {
             let blobs = await compress(work, base: UnsafeTransfer(base))
-            let stats = try await repository.save(blobs)
-            summary.withLock {
-                $0.bytesAddedRaw += stats.rawBytes
-                $0.bytesAddedStored += stats.storedBytes
-                $0.chunksAdded += stats.blobs
+            if !uploads.isEmpty { try await uploads.next() }
+            uploads.addTask {
+                let stats = try await self.repository.save(blobs)
+                self.summary.withLock {
+                    $0.bytesAddedRaw += stats.rawBytes
+                    $0.bytesAddedStored += stats.storedBytes
+                    $0.chunksAdded += stats.blobs
+                }
             }
         }
         return zip(ids, cuts).map { .chunk($0, length: $1.1) }

@@ -9,9 +9,26 @@ public final class RemoteRepository: BlobRepository {
     public let client: RelayClient
     public let session: RelayAPI.Session
     private let decompressors = ResourcePool { ZstdDecompressor() }
+    /// Uploads of every file worker, coalesced: at most 4 requests in flight (the relay verifies 2 per core).
+    private let uploads: RequestCoalescer<[PreparedBlob], SaveStats>
+    /// "Which are missing?" questions of every file worker, coalesced: at most 2 in flight.
+    private let queries: RequestCoalescer<[ChunkID], Set<ChunkID>>
 
     public init(client: RelayClient) async throws {
         self.client = client
+        uploads = RequestCoalescer(limit: 4, maxWeight: WireFormat.maxUploadBytes) { parts in
+            let r = try await client.decodeJSON(RelayAPI.UploadResult.self,
+                                                try await client.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames(Array(parts.joined()))))
+            // The relay answers for the request as a whole; the first part carries the totals.
+            var answers = [SaveStats](repeating: SaveStats(), count: parts.count)
+            answers[0] = SaveStats(blobs: r.stored, rawBytes: r.rawBytes, storedBytes: r.storedBytes)
+            return answers
+        }
+        queries = RequestCoalescer(limit: 2, maxWeight: WireFormat.maxIDsPerRequest) { parts in
+            let answer = try await client.call(.POST, "/v1/chunks/missing", body: WireFormat.encodeIDs(parts.joined()))
+            let missing = Set(try WireFormat.decodeIDs(answer, max: WireFormat.maxIDsPerRequest))
+            return parts.map { Set($0.filter { missing.contains($0) }) }
+        }
         session = try await client.getJSON(RelayAPI.Session.self, "/v1/session")
         guard session.protocolVersion == WireFormat.protocolVersion else {
             throw ClientError(.remote, "the relay speaks protocol version \(session.protocolVersion), this client \(WireFormat.protocolVersion): upgrade the older side")
@@ -26,31 +43,32 @@ public final class RemoteRepository: BlobRepository {
         var out = Set<ChunkID>()
         var start = 0
         while start < ids.count {
-            let slice = ids[start..<min(ids.count, start + WireFormat.maxIDsPerRequest)]
-            let answer = try await client.call(.POST, "/v1/chunks/missing", body: WireFormat.encodeIDs(slice))
-            out.formUnion(try WireFormat.decodeIDs(answer, max: WireFormat.maxIDsPerRequest))
+            let slice = Array(ids[start..<min(ids.count, start + WireFormat.maxIDsPerRequest)])
+            out.formUnion(try await queries.submit(slice, weight: slice.count))
             start += WireFormat.maxIDsPerRequest
         }
         return out
     }
 
+    /// Sends the blobs in parts below the upload limit; other workers' parts may share their requests.
     public func save(_ blobs: [PreparedBlob]) async throws -> SaveStats {
         var stats = SaveStats()
-        var batch: [PreparedBlob] = []
-        var bytes = 0
+        var part: [PreparedBlob] = []
+        var weight = 0
         func send() async throws {
-            guard !batch.isEmpty else { return }
-            let r = try await client.decodeJSON(RelayAPI.UploadResult.self, try await client.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames(batch)))
-            stats.blobs += r.stored
+            guard !part.isEmpty else { return }
+            let r = try await uploads.submit(part, weight: weight)
+            stats.blobs += r.blobs
             stats.storedBytes += r.storedBytes
             stats.rawBytes += r.rawBytes
-            batch.removeAll(keepingCapacity: true)
-            bytes = 0
+            part.removeAll(keepingCapacity: true)
+            weight = 0
         }
         for b in blobs {
-            if bytes + b.stored.count > WireFormat.maxUploadBytes || batch.count >= WireFormat.maxFetchBlobs { try await send() }
-            batch.append(b)
-            bytes += b.stored.count
+            let w = b.stored.count + PackFormat.blobHeaderSize
+            if weight + w > WireFormat.maxUploadBytes { try await send() }
+            part.append(b)
+            weight += w
         }
         try await send()
         return stats

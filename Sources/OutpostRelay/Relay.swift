@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import OutpostCore
 import OutpostStore
 
@@ -28,6 +29,21 @@ public final class Relay: Sendable {
         self.committed = committed
         uploads = AsyncSemaphore(permits: configuration.maxConcurrentUploads)
     }
+
+    /// Runs blocking work (SQLite, pack writes and fsync, verifying an upload) on NIO's blocking thread pool, so
+    /// that it never holds one of the few threads of Swift's cooperative pool (two on a 2-core relay) while
+    /// other requests wait for them.
+    public func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await Self.blockingPool.runIfActive(body)
+    }
+
+    /// Process-wide and never shut down (a static is never deinitialised). 4 threads per core: uploads, "which
+    /// are missing?" queries and restore fetches of many machines block on disk and SQLite at once.
+    static let blockingPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: max(8, 4 * ProcessInfo.processInfo.activeProcessorCount))
+        pool.start()
+        return pool
+    }()
 
     /// Of `ids`, those the machine must upload.
     public func missing(machine: Int64, _ ids: [ChunkID]) throws -> [ChunkID] {
@@ -145,7 +161,8 @@ public final class Relay: Sendable {
             throw RelayFailure(.forbidden, "blob \(foreign.shortHex) does not belong to a recovery point of \(name)")
         }
         // The common case in one index read; anything missing or unreadable is retried blob by blob below.
-        if let all = try? store.loadStoredMany(ids), all.allSatisfy({ $0 != nil }) {
+        let store = self.store
+        if let all = try? await offload({ try store.loadStoredMany(ids) }), all.allSatisfy({ $0 != nil }) {
             return WireFormat.encodeFrames(all.map { $0! })
         }
         var blobs: [PreparedBlob] = []

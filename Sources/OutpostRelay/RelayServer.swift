@@ -113,7 +113,7 @@ public struct RelayServer {
                 let (id, _) = try context.machine()
                 let body = try await request.body.collect(upTo: WireFormat.maxIDsPerRequest * 32)
                 let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxIDsPerRequest)
-                return binary(WireFormat.encodeIDs(try relay.missing(machine: id, ids)))
+                return binary(try await relay.offload { WireFormat.encodeIDs(try relay.missing(machine: id, ids)) })
             },
             route("POST", "/v1/chunks"): { request, context in
                 let (id, name) = try context.machine()
@@ -121,18 +121,20 @@ public struct RelayServer {
                 await relay.uploads.acquire()
                 defer { relay.uploads.release() }
                 let body = try await request.body.collect(upTo: WireFormat.maxUploadBytes + WireFormat.maxFetchBlobs * PackFormat.blobHeaderSize)
-                return try json(try relay.upload(machine: id, name: name, body: Array(buffer: body)))
+                return try await relay.offload { try json(try relay.upload(machine: id, name: name, body: Array(buffer: body))) }
             },
             route("POST", "/v1/points"): { request, context in
                 let (id, name) = try context.machine()
                 let body = try await request.body.collect(upTo: 1 << 20)
                 let point = try decode(RecoveryPoint.self, body)
-                let info = try relay.commit(machine: id, name: name, point: point)
-                return try json(RelayAPI.PointEntry(id: info.id.hex, point: info.point), status: .created)
+                return try await relay.offload {
+                    let info = try relay.commit(machine: id, name: name, point: point)
+                    return try json(RelayAPI.PointEntry(id: info.id.hex, point: info.point), status: .created)
+                }
             },
             route("GET", "/v1/points"): { _, context in
                 let (_, name) = try context.machine()
-                return try json(try relay.points(name: name).map { RelayAPI.PointEntry(id: $0.id.hex, point: $0.point) })
+                return try await relay.offload { try json(try relay.points(name: name).map { RelayAPI.PointEntry(id: $0.id.hex, point: $0.point) }) }
             },
             route("POST", "/v1/blobs"): { request, context in
                 let (id, name) = try context.machine()

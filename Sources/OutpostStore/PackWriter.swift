@@ -5,8 +5,9 @@ import Glibc
 #endif
 
 /// Writes one pack: under `tmp/` while open, sealed (trailer, fsync, rename into `packs/`, fsync the
-/// directory) before the index may reference it. Not thread-safe; `Store` serialises access.
-final class PackWriter {
+/// directory) before the index may reference it. Not thread-safe: it has one owner at a time (the store's
+/// writer while open, then the one caller that seals it), which is why it may cross threads.
+final class PackWriter: @unchecked Sendable {
     let name: String
     private let tmpPath: String
     private let finalPath: String

@@ -18,6 +18,8 @@ public final class Store: Sendable {
     let logger: Logger
     private let lock: StoreLock
     private let writer: Mutex<WriterState>
+    /// Packs taken out of the writer whose seal has not finished.
+    private let sealing = DispatchGroup()
     private let readers = PackReaderCache()
     let compressors: ResourcePool<ZstdCompressor>
     let decompressors = ResourcePool { ZstdDecompressor() }
@@ -113,10 +115,13 @@ public final class Store: Sendable {
         return Set(unknown.filter { !present.contains($0) })
     }
 
-    /// Appends blobs to the open pack, dropping those already stored; seals the pack when it is full.
+    /// Appends blobs to the open pack, dropping those already stored. A pack that is full is taken out of the
+    /// writer and sealed (fsync, rename, index) after the lock is released, so that other uploads keep appending
+    /// to a new pack while it syncs; `flush` waits for every such seal.
     @discardableResult
     public func save(_ blobs: [PreparedBlob]) throws -> SaveStats {
-        try writer.withLock { state in
+        var full: [PackWriter] = []
+        let outcome: Result<SaveStats, any Error> = writer.withLock { state in
             var stats = SaveStats()
             do {
                 for blob in blobs where !state.written.contains(blob.id) {
@@ -128,9 +133,9 @@ public final class Store: Sendable {
                     state.written.insert(blob.id)
                     state.addedStored += Int64(blob.stored.count)
                     if state.pack!.size >= config.packTargetSize {
-                        let pack = state.pack!
+                        full.append(state.pack!)
                         state.pack = nil
-                        do { try seal(pack) } catch { Self.forget(pack, in: &state); throw error }
+                        sealing.enter()
                     }
                 }
             } catch {
@@ -138,20 +143,52 @@ public final class Store: Sendable {
                 // that they are asked for (and sent) again.
                 if let pack = state.pack { Self.forget(pack, in: &state) }
                 state.pack = nil
-                throw error
+                return .failure(error)
             }
-            return stats
+            return .success(stats)
+        }
+        if case .failure(let error) = outcome {
+            // After a failed write (a full disk, most often) nothing more is written: packs this call filled are
+            // dropped too, and their blobs are asked for again.
+            for pack in full {
+                writer.withLock { Self.forget(pack, in: &$0) }
+                sealing.leave()
+            }
+            throw error
+        }
+        var sealError: (any Error)?
+        for pack in full {
+            do { try sealTakenOut(pack) } catch { if sealError == nil { sealError = error } }
+        }
+        if let sealError { throw sealError }
+        return try outcome.get()
+    }
+
+    /// Seals a pack already taken out of the writer (and entered in `sealing`); on failure its blobs are
+    /// forgotten so that they are asked for again.
+    private func sealTakenOut(_ pack: PackWriter) throws {
+        defer { sealing.leave() }
+        do { try seal(pack) } catch {
+            writer.withLock { Self.forget(pack, in: &$0) }
+            throw error
         }
     }
 
-    /// Seals the open pack, if any, so that everything saved so far is durable and indexed.
+    /// Seals the open pack, if any, and waits for packs being sealed by other callers, so that everything
+    /// saved so far is durable and indexed.
     public func flush() throws {
-        try writer.withLock { state in
-            if let pack = state.pack {
-                state.pack = nil
-                do { try seal(pack) } catch { Self.forget(pack, in: &state); throw error }
-            }
+        let open: PackWriter? = writer.withLock { state in
+            let pack = state.pack
+            state.pack = nil
+            if pack != nil { sealing.enter() }
+            return pack
         }
+        var failure: (any Error)?
+        if let open {
+            do { try sealTakenOut(open) } catch { failure = error }
+        }
+        sealing.wait()
+        if let failure { throw failure }
     }
 
     private static func forget(_ pack: PackWriter, in state: inout WriterState) {

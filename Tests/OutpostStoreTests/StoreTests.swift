@@ -98,6 +98,28 @@ import Glibc
         #expect(blobs.first?.compression == BlobCompression.none, "random data is kept raw")
     }
 
+    /// Full packs are sealed outside the writer's lock while other savers go on: after `flush` every blob saved
+    /// by any of them, before it began, is indexed in a sealed pack and loads back.
+    @Test func concurrentSaversSealPacksOutsideTheLockAndFlushWaitsForThem() async throws {
+        let s = Scratch()
+        let store = try makeStore(s, packTarget: 32 << 10)
+        let all: [[PreparedBlob]] = (0..<6).map { lane in
+            (0..<40).map { i in pseudoRandom(3000, seed: UInt64(lane * 1000 + i)).withUnsafeBytes { PreparedBlob.make(kind: .data, plaintext: $0, compressor: nil) } }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in all {
+                group.addTask { for b in lane { try store.save([b]) } }
+            }
+            try await group.waitForAll()
+        }
+        try store.flush()
+        let ids = all.flatMap { $0.map(\.id) }
+        #expect(try store.index.packs().count >= 6, "a 32 KiB target must have sealed several packs")
+        let reopened = try Store.open(at: s.sub("store"), purpose: "test")
+        #expect(try reopened.missing(ids).isEmpty, "every saved blob is indexed after flush")
+        for b in all.flatMap({ $0 }) { #expect(try reopened.load(b.id).count == 3000) }
+    }
+
     @Test func anAbandonedOpenPackLeavesNothingIndexed() throws {
         let s = Scratch()
         let store = try makeStore(s)
