@@ -115,7 +115,7 @@ let package = Package(
         ], swiftSettings: strict),
         .executableTarget(name: "outpost", dependencies: [
             "OutpostCore", "OutpostStore", "OutpostArchive", "OutpostTLS", "OutpostRelay", "OutpostClient",
-            "OutpostVault", "OutpostObjects", "OutpostCrypto", "OutpostForwarder",
+            "OutpostVault", "OutpostObjects", "OutpostCrypto", "OutpostForwarder", "COutpostSystem",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),

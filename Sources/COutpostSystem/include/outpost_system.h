@@ -11,4 +11,6 @@ ssize_t outpost_llistxattr(const char *path, char *list, size_t size);
 ssize_t outpost_lgetxattr(const char *path, const char *name, void *value, size_t size);
 int outpost_fsetxattr(int fd, const char *name, const void *value, size_t size);
 int outpost_lsetxattr(const char *path, const char *name, const void *value, size_t size);
+/* mallopt(M_ARENA_MAX, n): caps glibc's per-thread malloc arenas, which otherwise keep freed memory per thread. */
+int outpost_limit_malloc_arenas(int n);
 #endif
