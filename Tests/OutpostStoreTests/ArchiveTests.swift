@@ -3,6 +3,7 @@ import Foundation
 @testable import OutpostArchive
 import OutpostCore
 import OutpostStore
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -30,6 +31,50 @@ import Glibc
         var times = [timespec(tv_sec: 1_600_000_000, tv_nsec: 123_456_789), timespec(tv_sec: 1_600_000_000, tv_nsec: 123_456_789)]
         utimensat(AT_FDCWD, root + "/text.txt", &times, 0)
         return root
+    }
+
+    /// A repository whose data uploads wait until two "which are missing?" answers were given, so that two
+    /// workers reading identical files both hear "missing" before either upload lands. It counts saved ids.
+    final class RacingRepository: BlobRepository {
+        let inner: LocalRepository
+        let asked = AsyncSemaphore(permits: 0)
+        let saved = Mutex<[ChunkID: Int]>([:])
+        init(_ store: Store) { inner = LocalRepository(store: store) }
+        var chunkerParameters: ChunkerParameters { inner.chunkerParameters }
+        var compressionLevel: Int32 { inner.compressionLevel }
+        func missing(_ ids: [ChunkID]) async throws -> Set<ChunkID> {
+            let answer = try await inner.missing(ids)
+            asked.release()
+            return answer
+        }
+        func save(_ blobs: [PreparedBlob]) async throws -> SaveStats {
+            if blobs.contains(where: { $0.kind == .data }) {
+                // Wait for both files' questions (then give the permits back for later callers).
+                await asked.acquire(); await asked.acquire(); asked.release(); asked.release()
+            }
+            saved.withLock { for b in blobs { $0[b.id, default: 0] += 1 } }
+            return try await inner.save(blobs)
+        }
+        func load(_ id: ChunkID, kind: BlobKind) async throws -> [UInt8] { try await inner.load(id, kind: kind) }
+        func latestPoint(machine: String) async throws -> RecoveryPointInfo? { try await inner.latestPoint(machine: machine) }
+        func commit(_ point: RecoveryPoint) async throws -> RecoveryPointInfo { try await inner.commit(point) }
+    }
+
+    @Test func identicalFilesReadAtOnceSendEachChunkOnce() async throws {
+        let s = Scratch()
+        let store = try makeStore(s)
+        let content = pseudoRandom(200_000, seed: 77)
+        s.write("data/a", content)
+        s.write("data/b", content)
+        let repo = RacingRepository(store)
+        let options = BackupOptions(machine: "m1", paths: [s.sub("data")], workers: 2)
+        let result = try await Archiver(repository: repo, options: options).run()
+        #expect(result.failures.isEmpty)
+        let counts = repo.saved.withLock { $0 }
+        #expect(counts.count > 3, "the file is several chunks")
+        #expect(counts.values.allSatisfy { $0 == 1 }, "no chunk is compressed and sent twice: \(counts.values.sorted())")
+        _ = try await restore(store, result.point, to: s.sub("out"))
+        #expect(differences(s.sub("data"), restored(s.sub("out"), s.sub("data"))) == [])
     }
 
     @Test func restoreReproducesContentAndMetadata() async throws {
