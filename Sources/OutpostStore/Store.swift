@@ -18,8 +18,9 @@ public final class Store: Sendable {
     let logger: Logger
     private let lock: StoreLock
     private let writer: Mutex<WriterState>
-    /// Packs taken out of the writer whose seal has not finished.
-    private let sealing = DispatchGroup()
+    /// Packs taken out of the writer whose seal has not finished, by name. A flush waits for those taken out
+    /// before it (not for a moment when none is in flight, which steady uploads of other machines might never give).
+    private let sealing = Mutex<[String: DispatchGroup]>([:])
     private let readers = PackReaderCache()
     let compressors: ResourcePool<ZstdCompressor>
     let decompressors = ResourcePool { ZstdDecompressor() }
@@ -134,8 +135,8 @@ public final class Store: Sendable {
                     state.addedStored += Int64(blob.stored.count)
                     if state.pack!.size >= config.packTargetSize {
                         full.append(state.pack!)
+                        beginSeal(state.pack!)
                         state.pack = nil
-                        sealing.enter()
                     }
                 }
             } catch {
@@ -152,7 +153,7 @@ public final class Store: Sendable {
             // dropped too, and their blobs are asked for again.
             for pack in full {
                 writer.withLock { Self.forget(pack, in: &$0) }
-                sealing.leave()
+                endSeal(pack)
             }
             throw error
         }
@@ -164,10 +165,21 @@ public final class Store: Sendable {
         return try outcome.get()
     }
 
-    /// Seals a pack already taken out of the writer (and entered in `sealing`); on failure its blobs are
+    /// Registers a pack taken out of the writer; called under the writer's lock, so a later flush sees it.
+    private func beginSeal(_ pack: PackWriter) {
+        let done = DispatchGroup()
+        done.enter()
+        sealing.withLock { $0[pack.name] = done }
+    }
+
+    private func endSeal(_ pack: PackWriter) {
+        sealing.withLock { $0.removeValue(forKey: pack.name) }?.leave()
+    }
+
+    /// Seals a pack already taken out of the writer (and registered in `sealing`); on failure its blobs are
     /// forgotten so that they are asked for again.
     private func sealTakenOut(_ pack: PackWriter) throws {
-        defer { sealing.leave() }
+        defer { endSeal(pack) }
         do { try seal(pack) } catch {
             writer.withLock { Self.forget(pack, in: &$0) }
             throw error
@@ -180,14 +192,14 @@ public final class Store: Sendable {
         let open: PackWriter? = writer.withLock { state in
             let pack = state.pack
             state.pack = nil
-            if pack != nil { sealing.enter() }
+            if let pack { beginSeal(pack) }
             return pack
         }
         var failure: (any Error)?
         if let open {
             do { try sealTakenOut(open) } catch { failure = error }
         }
-        sealing.wait()
+        for pending in sealing.withLock({ Array($0.values) }) { pending.wait() }
         if let failure { throw failure }
     }
 
