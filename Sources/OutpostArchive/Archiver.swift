@@ -502,7 +502,12 @@ public final class Archiver: Sendable {
         if !work.isEmpty {
             let claimed = work.map(\.0)
             let blobs = await compress(work, base: UnsafeTransfer(base))
-            if !uploads.isEmpty { try await uploads.next() }
+            if !uploads.isEmpty {
+                do { try await uploads.next() } catch {
+                    inFlight.withLock { $0.subtract(claimed) }
+                    throw error
+                }
+            }
             uploads.addTask {
                 // Success or failure, the chunks are no longer in flight: after a success the repository knows
                 // them; after a failure the backup fails (an upload error is fatal).

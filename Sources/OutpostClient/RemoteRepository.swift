@@ -50,8 +50,15 @@ public final class RemoteRepository: BlobRepository {
         return out
     }
 
-    /// Sends the blobs in parts below the upload limit; other workers' parts may share their requests.
+    /// Sends the blobs in parts below the upload limit; other workers' parts of data chunks may share their
+    /// requests (the relay answers a request's totals, which go to its first part: the backup only sums them).
+    /// Trees are sent on their own, so their totals never mix with data chunks' in the recovery point's summary.
     public func save(_ blobs: [PreparedBlob]) async throws -> SaveStats {
+        if blobs.contains(where: { $0.kind != .data }) {
+            let r = try await client.decodeJSON(RelayAPI.UploadResult.self,
+                                                try await client.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames(blobs)))
+            return SaveStats(blobs: r.stored, rawBytes: r.rawBytes, storedBytes: r.storedBytes)
+        }
         var stats = SaveStats()
         var part: [PreparedBlob] = []
         var weight = 0

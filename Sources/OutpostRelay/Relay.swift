@@ -134,9 +134,11 @@ public final class Relay: Sendable {
         }
     }
 
+    /// Runs after `store.flush()`: everything the machine was told is stored is indexed by then, or was dropped
+    /// by a failed seal. So presence is checked in the index, not in this process's record of what it wrote.
     private func requireHeld(machine: Int64, name: String, _ ids: [ChunkID], what: String) throws {
         if ids.isEmpty { return }
-        let absent = try store.missing(ids)
+        let absent = try store.unindexed(ids)
         if let first = ids.first(where: { absent.contains($0) }) {
             throw RelayFailure(.conflict, "\(what) \(first.shortHex) named by the recovery point from \(name) is not on the relay; run the backup again (it re-sends what is missing)")
         }

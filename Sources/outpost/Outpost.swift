@@ -45,9 +45,11 @@ struct Outpost: AsyncParsableCommand {
 
     /// glibc gives each thread that allocates its own arena, up to 8 per core, and each keeps what was freed in it:
     /// the relay's blocking pool (4 threads per core) grew from 316 to 424 MiB with 8 machines pushing.
-    /// One arena per core (at least 2) brought it back to 312 MiB. `MALLOC_ARENA_MAX` in the environment wins.
+    /// One arena per core (at least 2) brought it back to 312 MiB. `MALLOC_ARENA_MAX` (or a `GLIBC_TUNABLES` arena_max)
+    /// in the environment wins.
     static func limitMallocArenas() {
-        guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil else { return }
+        let env = ProcessInfo.processInfo.environment
+        guard env["MALLOC_ARENA_MAX"] == nil, env["GLIBC_TUNABLES"]?.contains("arena_max") != true else { return }
         _ = outpost_limit_malloc_arenas(Int32(max(2, ProcessInfo.processInfo.activeProcessorCount)))
     }
 
