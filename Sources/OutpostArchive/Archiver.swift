@@ -386,20 +386,7 @@ public final class Archiver: Sendable {
         }
         var node = job.node
         do {
-            node.extents = try await withThrowingTaskGroup(of: Void.self) { uploads in
-                do {
-                    let extents = try await readExtents(fd: fd, st: before, path: job.path, buffer: buffer.value, uploads: &uploads)
-                    try await uploads.waitForAll()
-                    return extents
-                } catch {
-                    // Let uploads already started finish rather than be cancelled: other files may have skipped
-                    // chunks they carry, so a failed one fails the whole backup.
-                    while !uploads.isEmpty {
-                        do { try await uploads.next() } catch let failed { fatal.withLock { if $0 == nil { $0 = failed } } }
-                    }
-                    throw error
-                }
-            }
+            node.extents = try await readExtentsUploading(fd: fd, st: before, path: job.path, buffer: buffer.value)
         } catch let e as Errno {
             record(job.path, "could not be read: \(e.message)")
             return .skipped
@@ -418,6 +405,23 @@ public final class Archiver: Sendable {
         summary.withLock { $0.bytesTotal += Int64(node.size) }
         progress.files.add(1, ordering: .relaxed)
         return .stored(node)
+    }
+
+    /// `readExtents` with the file's uploads in a task group. If reading fails, uploads already started finish
+    /// rather than be cancelled: other files may have skipped chunks they carry, so a failed one fails the backup.
+    private func readExtentsUploading(fd: Int32, st: stat, path: [UInt8], buffer: UnsafeMutableRawBufferPointer) async throws -> [Extent] {
+        try await withThrowingTaskGroup(of: Void.self) { uploads in
+            do {
+                let extents = try await readExtents(fd: fd, st: st, path: path, buffer: buffer, uploads: &uploads)
+                try await uploads.waitForAll()
+                return extents
+            } catch {
+                while !uploads.isEmpty {
+                    do { try await uploads.next() } catch let failed { fatal.withLock { if $0 == nil { $0 = failed } } }
+                }
+                throw error
+            }
+        }
     }
 
     /// Reads the file's data regions (holes of sparse files are skipped via outpost_SEEK_DATA/outpost_SEEK_HOLE) and chunks them.

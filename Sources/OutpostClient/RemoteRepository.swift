@@ -17,11 +17,9 @@ public final class RemoteRepository: BlobRepository {
     public init(client: RelayClient) async throws {
         self.client = client
         uploads = RequestCoalescer(limit: 4, maxWeight: WireFormat.maxUploadBytes) { parts in
-            let r = try await client.decodeJSON(RelayAPI.UploadResult.self,
-                                                try await client.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames(Array(parts.joined()))))
             // The relay answers for the request as a whole; the first part carries the totals.
             var answers = [SaveStats](repeating: SaveStats(), count: parts.count)
-            answers[0] = SaveStats(blobs: r.stored, rawBytes: r.rawBytes, storedBytes: r.storedBytes)
+            answers[0] = try await Self.upload(Array(parts.joined()), with: client)
             return answers
         }
         queries = RequestCoalescer(limit: 2, maxWeight: WireFormat.maxIDsPerRequest) { parts in
@@ -54,17 +52,13 @@ public final class RemoteRepository: BlobRepository {
     /// requests (the relay answers a request's totals, which go to its first part: the backup only sums them).
     /// Trees are sent on their own, so their totals never mix with data chunks' in the recovery point's summary.
     public func save(_ blobs: [PreparedBlob]) async throws -> SaveStats {
-        if blobs.contains(where: { $0.kind != .data }) {
-            let r = try await client.decodeJSON(RelayAPI.UploadResult.self,
-                                                try await client.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames(blobs)))
-            return SaveStats(blobs: r.stored, rawBytes: r.rawBytes, storedBytes: r.storedBytes)
-        }
+        let shared = blobs.allSatisfy { $0.kind == .data }
         var stats = SaveStats()
         var part: [PreparedBlob] = []
         var weight = 0
         func send() async throws {
             guard !part.isEmpty else { return }
-            let r = try await uploads.submit(part, weight: weight)
+            let r = shared ? try await uploads.submit(part, weight: weight) : try await Self.upload(part, with: client)
             stats.blobs += r.blobs
             stats.storedBytes += r.storedBytes
             stats.rawBytes += r.rawBytes
@@ -79,6 +73,13 @@ public final class RemoteRepository: BlobRepository {
         }
         try await send()
         return stats
+    }
+
+    /// One `POST /v1/chunks` request with these frames.
+    private static func upload(_ blobs: [PreparedBlob], with client: RelayClient) async throws -> SaveStats {
+        let r = try await client.decodeJSON(RelayAPI.UploadResult.self,
+                                            try await client.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames(blobs)))
+        return SaveStats(blobs: r.stored, rawBytes: r.rawBytes, storedBytes: r.storedBytes)
     }
 
     public func load(_ id: ChunkID, kind: BlobKind) async throws -> [UInt8] {

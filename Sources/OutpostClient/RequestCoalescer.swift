@@ -17,14 +17,12 @@ final class RequestCoalescer<Part: Sendable, Answer: Sendable>: Sendable {
     private let state = Mutex(State())
     private let limit: Int
     private let maxWeight: Int
-    private let maxParts: Int
     /// Sends the parts in one request and returns one answer per part, in order.
     private let send: @Sendable ([Part]) async throws -> [Answer]
 
-    init(limit: Int, maxWeight: Int, maxParts: Int = .max, send: @escaping @Sendable ([Part]) async throws -> [Answer]) {
+    init(limit: Int, maxWeight: Int, send: @escaping @Sendable ([Part]) async throws -> [Answer]) {
         self.limit = max(1, limit)
         self.maxWeight = maxWeight
-        self.maxParts = max(1, maxParts)
         self.send = send
     }
 
@@ -36,18 +34,18 @@ final class RequestCoalescer<Part: Sendable, Answer: Sendable>: Sendable {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Answer, any Error>) in
             let batch = state.withLock { s -> [Waiter]? in
                 s.queue.append(Waiter(part: part, weight: weight, continuation: c))
-                return Self.take(&s, limit: limit, maxWeight: maxWeight, maxParts: maxParts)
+                return Self.take(&s, limit: limit, maxWeight: maxWeight)
             }
             if let batch { launch(batch) }
         }
     }
 
-    /// The next batch, when a slot is free: queued parts in order, at least one, within the weight and count limits.
-    private static func take(_ s: inout State, limit: Int, maxWeight: Int, maxParts: Int) -> [Waiter]? {
+    /// The next batch, when a slot is free: queued parts in order, at least one, within the weight limit.
+    private static func take(_ s: inout State, limit: Int, maxWeight: Int) -> [Waiter]? {
         guard s.inFlight < limit, !s.queue.isEmpty else { return nil }
         var weight = 0
         var n = 0
-        while n < s.queue.count, n < maxParts, n == 0 || weight + s.queue[n].weight <= maxWeight {
+        while n < s.queue.count, n == 0 || weight + s.queue[n].weight <= maxWeight {
             weight += s.queue[n].weight
             n += 1
         }
@@ -68,7 +66,7 @@ final class RequestCoalescer<Part: Sendable, Answer: Sendable>: Sendable {
             }
             let next = state.withLock { s -> [Waiter]? in
                 s.inFlight -= 1
-                return Self.take(&s, limit: limit, maxWeight: maxWeight, maxParts: maxParts)
+                return Self.take(&s, limit: limit, maxWeight: maxWeight)
             }
             if let next { launch(next) }
         }

@@ -163,8 +163,7 @@ public final class Relay: Sendable {
             throw RelayFailure(.forbidden, "blob \(foreign.shortHex) does not belong to a recovery point of \(name)")
         }
         // The common case in one index read; anything missing or unreadable is retried blob by blob below.
-        let store = self.store
-        if let all = try? await offload({ try store.loadStoredMany(ids) }), all.allSatisfy({ $0 != nil }) {
+        if let all = try? await offload({ try self.store.loadStoredMany(ids) }), all.allSatisfy({ $0 != nil }) {
             return WireFormat.encodeFrames(all.map { $0! })
         }
         var blobs: [PreparedBlob] = []

@@ -20,14 +20,7 @@ public final class Store: Sendable {
     private let writer: Mutex<WriterState>
     /// Packs taken out of the writer whose seal has not finished, by name. A flush waits for those taken out
     /// before it (not for a moment when none is in flight, which steady uploads of other machines might never give).
-    private let sealing = Mutex<[String: Seal]>([:])
-
-    /// One pack's seal in flight: done when `group` is left; `error` tells a waiting flush that it failed.
-    final class Seal: @unchecked Sendable {
-        let group = DispatchGroup()
-        /// Written before `group` is left, read after waiting on it.
-        var error: (any Error)?
-    }
+    private let sealing = Mutex<[String: DispatchGroup]>([:])
     private let readers = PackReaderCache()
     let compressors: ResourcePool<ZstdCompressor>
     let decompressors = ResourcePool { ZstdDecompressor() }
@@ -124,9 +117,7 @@ public final class Store: Sendable {
     /// Of `ids`, those neither indexed nor written by this process.
     public func missing(_ ids: [ChunkID]) throws -> Set<ChunkID> {
         let unknown = writer.withLock { state in ids.filter { !state.written.contains($0) } }
-        if unknown.isEmpty { return [] }
-        let present = try index.present(unknown)
-        return Set(unknown.filter { !present.contains($0) })
+        return unknown.isEmpty ? [] : try unindexed(unknown)
     }
 
     /// Appends blobs to the open pack, dropping those already stored. A pack that is full is taken out of the
@@ -164,10 +155,8 @@ public final class Store: Sendable {
         if case .failure(let error) = outcome {
             // After a failed write (a full disk, most often) nothing more is written: packs this call filled are
             // dropped too, and their blobs are asked for again.
-            for pack in full {
-                writer.withLock { Self.forget(pack, in: &$0) }
-                endSeal(pack)
-            }
+            writer.withLock { state in for pack in full { Self.forget(pack, in: &state) } }
+            for pack in full { endSeal(pack) }
             throw error
         }
         var sealError: (any Error)?
@@ -180,31 +169,28 @@ public final class Store: Sendable {
 
     /// Registers a pack taken out of the writer; called under the writer's lock, so a later flush sees it.
     private func beginSeal(_ pack: PackWriter) {
-        let seal = Seal()
-        seal.group.enter()
-        sealing.withLock { $0[pack.name] = seal }
+        let done = DispatchGroup()
+        done.enter()
+        sealing.withLock { $0[pack.name] = done }
     }
 
-    private func endSeal(_ pack: PackWriter, error: (any Error)? = nil) {
-        guard let seal = sealing.withLock({ $0.removeValue(forKey: pack.name) }) else { return }
-        seal.error = error
-        seal.group.leave()
+    private func endSeal(_ pack: PackWriter) {
+        sealing.withLock { $0.removeValue(forKey: pack.name) }?.leave()
     }
 
     /// Seals a pack already taken out of the writer (and registered in `sealing`); on failure its blobs are
     /// forgotten so that they are asked for again.
     private func sealTakenOut(_ pack: PackWriter) throws {
+        defer { endSeal(pack) }
         do { try seal(pack) } catch {
             writer.withLock { Self.forget(pack, in: &$0) }
-            endSeal(pack, error: error)
             throw error
         }
-        endSeal(pack)
     }
 
     /// Seals the open pack, if any, and waits for packs being sealed by other callers, so that everything
-    /// saved so far is durable and indexed. Throws if any of those seals failed: their blobs were forgotten,
-    /// and a recovery point committed now might need one of them.
+    /// saved so far is durable and indexed — or, where another caller's seal failed, forgotten (that caller gets
+    /// the error). A commit therefore checks what it needs in the index afterwards, not in `written`.
     public func flush() throws {
         let open: PackWriter? = writer.withLock { state in
             let pack = state.pack
@@ -216,10 +202,7 @@ public final class Store: Sendable {
         if let open {
             do { try sealTakenOut(open) } catch { failure = error }
         }
-        for pending in sealing.withLock({ Array($0.values) }) {
-            pending.group.wait()
-            if failure == nil, let error = pending.error { failure = error }
-        }
+        for pending in sealing.withLock({ Array($0.values) }) { pending.wait() }
         if let failure { throw failure }
     }
 
@@ -265,7 +248,7 @@ public final class Store: Sendable {
         try flush()
         // The record must be in a sealed, indexed pack: another caller's failed seal may have dropped it.
         guard try index.location(of: id) != nil else {
-            throw StoreError(.io, "the record of recovery point \(id.shortHex) could not be stored in \(layout.root) (a pack failed to seal); nothing was committed — run the job again")
+            throw StoreError(.io, "the record of recovery point \(id.shortHex) could not be stored in \(layout.root) (a pack failed to seal: check the free space and health of its disk); nothing was committed — run the job again")
         }
         try index.commitPoint(id: id, point: point)
         return RecoveryPointInfo(id: id, point: point)

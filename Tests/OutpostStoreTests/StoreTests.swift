@@ -98,9 +98,9 @@ import Glibc
         #expect(blobs.first?.compression == BlobCompression.none, "random data is kept raw")
     }
 
-    /// Full packs are sealed outside the writer's lock while other savers go on: after `flush` every blob saved
-    /// by any of them, before it began, is indexed in a sealed pack and loads back.
-    @Test func concurrentSaversSealPacksOutsideTheLockAndFlushWaitsForThem() async throws {
+    /// Full packs are sealed outside the writer's lock while other savers go on appending: after they finish and
+    /// a flush, every blob any of them saved is indexed in a sealed pack and loads back.
+    @Test func concurrentSaversSealingOutsideTheLockLoseNothing() async throws {
         let s = Scratch()
         let store = try makeStore(s, packTarget: 32 << 10)
         let all: [[PreparedBlob]] = (0..<6).map { lane in
