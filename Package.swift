@@ -65,6 +65,9 @@ let package = Package(
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
         ], swiftSettings: strict),
         // The relay server (Hummingbird 2 over TLS): ingest with per-chunk verification, catalog, restore.
         .target(name: "OutpostRelay", dependencies: [
@@ -122,7 +125,13 @@ let package = Package(
         ], swiftSettings: strict),
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: strict),
         .testTarget(name: "OutpostRelayTests", dependencies: ["OutpostRelay"], swiftSettings: strict),
-        .testTarget(name: "OutpostClientTests", dependencies: ["OutpostClient", "OutpostCore"], swiftSettings: strict),
+        .testTarget(name: "OutpostClientTests", dependencies: [
+            "OutpostClient", "OutpostCore", "OutpostTLS",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
         .testTarget(name: "OutpostVaultTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostStore", "OutpostVault", "OutpostObjects", "OutpostForwarder",
                                                            .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostObjects"], swiftSettings: strict),

@@ -37,7 +37,9 @@ public final class RelayClient: Sendable {
             guard let pem = c.certificate else {
                 throw ClientError(.config, "the client configuration names an https relay but holds no pinned certificate; enroll again")
             }
-            tls = try TLSIdentity.pinnedClientConfiguration(certificatePEM: pem)
+            do { tls = try TLSIdentity.pinnedClientConfiguration(certificatePEM: pem) } catch {
+                throw ClientError(.config, "the certificate pinned in the client configuration cannot be used (\(error)); enroll again with `outpost enroll --fingerprint`")
+            }
         }
         self.init(baseURL: c.relay, credential: c.credential, tls: tls, logger: logger)
     }
@@ -116,18 +118,19 @@ public enum Enrollment {
         var certificate: String?
         var fingerprint: String?
         if url.hasPrefix("https://") {
-            let probe = RelayClient(baseURL: url, credential: nil, tls: TLSIdentity.unverifiedClientConfiguration(), logger: logger, maxAttempts: 3)
-            let pem: [UInt8]
-            do { pem = try await probe.call(.GET, "/v1/certificate", authenticated: false, maxResponse: 64 << 10) } catch {
-                await probe.close(); throw error
+            guard let (host, port) = PeerCertificate.endpoint(of: url) else {
+                throw ClientError(.config, "the relay address \(url) is not a valid https://HOST:PORT address")
             }
-            await probe.close()
-            let text = String(decoding: pem, as: UTF8.self)
-            let fp = try TLSIdentity.fingerprint(ofPEM: text)
+            // The pin is the leaf certificate of the handshake itself, not a document the server sends.
+            let der: [UInt8]
+            do { der = try await PeerCertificate.leafDER(host: host, port: port) } catch {
+                throw ClientError(.unreachable, "cannot read the relay's certificate at \(url) (\(error)); check the address and that `outpost relay serve` runs there")
+            }
+            let fp = TLSIdentity.fingerprint(ofDER: der)
             if let expected = expectedFingerprint, TLSIdentity.normalizeFingerprint(expected) != fp {
                 throw ClientError(.fingerprintMismatch, "the relay at \(url) presents certificate \(fp), not the expected \(TLSIdentity.normalizeFingerprint(expected)); nothing was stored — check the address, or compare with `outpost relay fingerprint` on the relay")
             }
-            certificate = text
+            certificate = try TLSIdentity.pem(ofDER: der)
             fingerprint = fp
         } else if !url.hasPrefix("http://") {
             throw ClientError(.config, "the relay address must start with https:// (or http:// for a relay run with --insecure-http), e.g. https://relay.branch.lan:8440")

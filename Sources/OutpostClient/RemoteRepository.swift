@@ -66,7 +66,8 @@ public final class RemoteRepository: BlobRepository {
             weight = 0
         }
         for b in blobs {
-            let w = b.stored.count + PackFormat.blobHeaderSize
+            // Below both limits of a request: stored bytes, and what its frames expand to (the relay refuses more).
+            let w = WireFormat.uploadWeight(storedCount: b.stored.count, rawLength: b.rawLength)
             if weight + w > WireFormat.maxUploadBytes { try await send() }
             part.append(b)
             weight += w
@@ -87,11 +88,20 @@ public final class RemoteRepository: BlobRepository {
     }
 
     /// Plaintexts of up to `WireFormat.maxFetchBlobs` blobs, in order, each verified against its id.
+    /// The relay may answer a prefix of the list (its answers hold at most `WireFormat.maxFetchAnswerBytes`);
+    /// the rest is asked for again.
     public func loadMany(_ ids: [ChunkID]) async throws -> [[UInt8]] {
-        let body = try await client.call(.POST, "/v1/blobs", body: WireFormat.encodeIDs(ids), maxResponse: 512 << 20)
-        let frames = try WireFormat.decodeFrames(body)
-        guard frames.map(\.id) == ids else {
-            throw ClientError(.corrupt, "the relay answered a blob request with other blobs than asked for")
+        var frames: [PreparedBlob] = []
+        frames.reserveCapacity(ids.count)
+        while frames.count < ids.count {
+            let rest = Array(ids[frames.count...])
+            let body = try await client.call(.POST, "/v1/blobs", body: WireFormat.encodeIDs(rest),
+                                             maxResponse: WireFormat.maxFetchAnswerBytes + WireFormat.maxRawLength + (64 << 10))
+            let answer = try WireFormat.decodeFrames(body)
+            guard !answer.isEmpty, answer.count <= rest.count, zip(answer, rest).allSatisfy({ $0.id == $1 }) else {
+                throw ClientError(.corrupt, "the relay answered a blob request with other blobs than asked for")
+            }
+            frames += answer
         }
         return try decompressors.with { d in
             try frames.map { f in

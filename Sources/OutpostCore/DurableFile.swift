@@ -50,6 +50,18 @@ public enum DurableFile {
     }
 }
 
+extension DurableFile {
+    /// Writes a secret (a private key, a passphrase, a credentials file, a configuration holding a credential):
+    /// the file is created with `mode` (0600 unless given) from its first byte, so no other local user can read
+    /// it while it is written, whatever the umask; then it is renamed into place as `write` does.
+    public static func writeSecret(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(OperatorError) {
+        do { try write(bytes, to: path, mode: mode) } catch {
+            throw OperatorError(error.isDiskFull ? .diskFull : .ioError,
+                                "cannot write \(path): \(error.description); check the folder's permissions and free space, then run the command again")
+        }
+    }
+}
+
 /// Directory paths as users type them: "/srv/store/" and "/srv/store" name the same thing.
 public enum DirectoryPath {
     public static func normalized(_ path: String) -> String {

@@ -8,8 +8,19 @@ public enum WireFormat {
     public static let maxIDsPerRequest = 8192
     /// Bytes of one upload request body; the client batches below it.
     public static let maxUploadBytes = 16 << 20
+    /// Plaintext bytes the frames of one upload may expand to together (a single frame may be larger: a tree).
+    /// Clients weigh a blob by its stored size or a quarter of its raw size, whichever is larger.
+    public static let maxUploadRawBytes = 4 * maxUploadBytes
     /// Blobs per fetch request.
     public static let maxFetchBlobs = 64
+    /// Stored bytes of one fetch answer: the relay answers the longest prefix of the asked ids that fits (at
+    /// least one blob), and the client asks again for the rest.
+    public static let maxFetchAnswerBytes = 64 << 20
+
+    /// What an upload request counts a blob as, so that a request stays below both limits.
+    public static func uploadWeight(storedCount: Int, rawLength: Int) -> Int {
+        max(storedCount + PackFormat.blobHeaderSize, (rawLength + 3) / 4)
+    }
     /// Largest plaintext a frame may claim (chunks are at most 64 MiB; trees of huge folders can be large).
     public static let maxRawLength = 256 << 20
 

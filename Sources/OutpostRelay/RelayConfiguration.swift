@@ -21,7 +21,15 @@ public struct RelayConfiguration: Sendable, Equatable {
     public var tokenValidHours = 24
     /// Uploads verified at once; further uploads wait with their bodies unread (backpressure, bounded memory).
     public var maxConcurrentUploads = 2 * ProcessInfo.processInfo.activeProcessorCount
+    /// Of those, how many one machine may hold: a slow or greedy machine never blocks the others.
+    public var maxUploadsPerMachine = max(1, ProcessInfo.processInfo.activeProcessorCount)
     public var requestTimeoutSeconds = 300
+    /// A request body slower than this (after 10 s) is cut off with 408: a stalled upload frees its slot.
+    public var minimumBodyRateBytes = 32 << 10
+    /// Open connections at most; more wait in the kernel's accept queue. Idle ones close after `idleTimeoutSeconds`.
+    public var maxConnections = 512
+    /// Also how long a body may wait unread for an upload slot (the kernel holds it meanwhile).
+    public var idleTimeoutSeconds = 120
     /// Forward each recovery point as soon as it is committed.
     public var forwardAfterEachPoint = true
     /// Up to three times of day ("HH:MM") at which the forwarder also runs.
@@ -45,6 +53,10 @@ public struct RelayConfiguration: Sendable, Equatable {
         var token_valid_hours: Int?
         var max_concurrent_uploads: Int?
         var request_timeout_seconds: Int?
+        var max_uploads_per_machine: Int?
+        var min_upload_kbps: Int?
+        var max_connections: Int?
+        var idle_timeout_seconds: Int?
         var forward_after_each_point: Bool?
         var forward_times: [String]?
         var throttle_work_kbps: Int?
@@ -74,9 +86,21 @@ public struct RelayConfiguration: Sendable, Equatable {
             }
             c.dedupScope = scope
         }
-        if let v = file.token_valid_hours { c.tokenValidHours = v }
-        if let v = file.max_concurrent_uploads { c.maxConcurrentUploads = max(1, v) }
-        if let v = file.request_timeout_seconds { c.requestTimeoutSeconds = max(10, v) }
+        func ranged(_ v: Int?, _ key: String, _ range: ClosedRange<Int>, _ unit: String) throws -> Int? {
+            guard let v else { return nil }
+            guard range.contains(v) else {
+                throw RelayError(.config, "\(path): \(key) must be \(range.lowerBound) to \(range.upperBound) \(unit), not \(v)")
+            }
+            return v
+        }
+        if let v = try ranged(file.token_valid_hours, "token_valid_hours", EnrollmentToken.validHours, "hours") { c.tokenValidHours = v }
+        if let v = try ranged(file.max_concurrent_uploads, "max_concurrent_uploads", 1...256, "uploads") { c.maxConcurrentUploads = v }
+        if let v = try ranged(file.request_timeout_seconds, "request_timeout_seconds", 10...3600, "seconds") { c.requestTimeoutSeconds = v }
+        if let v = try ranged(file.max_uploads_per_machine, "max_uploads_per_machine", 1...256, "uploads") { c.maxUploadsPerMachine = v }
+        c.maxUploadsPerMachine = min(c.maxUploadsPerMachine, c.maxConcurrentUploads)
+        if let v = try ranged(file.min_upload_kbps, "min_upload_kbps", 0...1_000_000, "Kbit/s (0: no minimum)") { c.minimumBodyRateBytes = v * 1000 / 8 }
+        if let v = try ranged(file.max_connections, "max_connections", 16...65536, "connections") { c.maxConnections = v }
+        if let v = try ranged(file.idle_timeout_seconds, "idle_timeout_seconds", 5...3600, "seconds") { c.idleTimeoutSeconds = v }
         if let v = file.forward_after_each_point { c.forwardAfterEachPoint = v }
         if let v = file.forward_times {
             guard v.count <= 3, v.allSatisfy({ RelayConfiguration.parseClock($0) != nil }) else {
@@ -164,8 +188,20 @@ public struct RelayConfiguration: Sendable, Equatable {
         # Uploads verified at the same time; more wait unread (bounded memory under many machines).
         # max_concurrent_uploads = 4
 
-        # A request that takes longer than this is cut off.
+        # Of those, how many one machine may hold (default: the number of cores), so that one slow or greedy
+        # machine never blocks the others.
+        # max_uploads_per_machine = 2
+
+        # A request whose body takes longer than this is cut off (408).
         request_timeout_seconds = 300
+
+        # A request body that arrives slower than this, after its first 10 s, is cut off (408) and its upload
+        # slot freed. 0 disables the check.
+        # min_upload_kbps = 256
+
+        # Open connections at most (more wait to be accepted), and seconds after which an idle one is closed.
+        # max_connections = 512
+        # idle_timeout_seconds = 120
 
         # zstd level protected machines compress new chunks at: -7 to 19 (negative = zstd's fast levels), 0 = the
         # store's own level (3). Level 2 pushes faster than 3 for a store about 3 % larger (README: benchmark).

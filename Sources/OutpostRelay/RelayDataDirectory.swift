@@ -36,8 +36,9 @@ public struct RelayDataDirectory: Sendable {
     }
 
     private func write(_ text: String, to path: String, mode: Int) throws {
-        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: mode]) else {
-            throw RelayError(.config, "cannot write \(path): check the permissions of \(root)")
+        // Created with its final mode from the first byte (a key is never readable by others, even briefly).
+        do { try DurableFile.write(Array(text.utf8), to: path, mode: mode_t(mode)) } catch {
+            throw RelayError(.config, "cannot write \(path) (\(error.reason)): check the permissions and free space of \(root)")
         }
     }
 

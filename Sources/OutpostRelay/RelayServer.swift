@@ -86,7 +86,7 @@ public struct RelayServer {
                 return Response(status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: pem)))
             },
             route("POST", "/v1/enroll"): { request, _ in
-                let body = try await request.body.collect(upTo: 64 << 10)
+                let body = try await relay.limits.collect(request.body, upTo: 64 << 10, what: "enrollment request")
                 let req = try decode(RelayAPI.EnrollRequest.self, body)
                 let secret = RelayAPI.randomSecret()
                 switch try relay.catalog.enroll(token: req.token, credential: secret) {
@@ -111,21 +111,23 @@ public struct RelayServer {
             },
             route("POST", "/v1/chunks/missing"): { request, context in
                 let (id, _) = try context.machine()
-                let body = try await request.body.collect(upTo: WireFormat.maxIDsPerRequest * 32)
+                let body = try await relay.limits.collect(request.body, upTo: WireFormat.maxIDsPerRequest * 32, what: "id list")
                 let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxIDsPerRequest)
                 return binary(try await relay.offload { WireFormat.encodeIDs(try relay.missing(machine: id, ids)) })
             },
             route("POST", "/v1/chunks"): { request, context in
                 let (id, name) = try context.machine()
-                // Wait for a slot before reading the body: queued uploads stay in the kernel's buffers.
-                await relay.uploads.acquire()
-                defer { relay.uploads.release() }
-                let body = try await request.body.collect(upTo: WireFormat.maxUploadBytes + WireFormat.maxFetchBlobs * PackFormat.blobHeaderSize)
-                return try await relay.offload { try json(try relay.upload(machine: id, name: name, body: Array(buffer: body))) }
+                // Wait for a slot (the machine's, then the relay's) before reading the body: queued uploads stay
+                // in the kernel's buffers.
+                return try await relay.limits.withUploadSlot(machine: id) {
+                    let body = try await relay.limits.collect(request.body, upTo: WireFormat.maxUploadBytes + WireFormat.maxFetchBlobs * PackFormat.blobHeaderSize,
+                                                              what: "upload")
+                    return try await relay.offload { try json(try relay.upload(machine: id, name: name, body: Array(buffer: body))) }
+                }
             },
             route("POST", "/v1/points"): { request, context in
                 let (id, name) = try context.machine()
-                let body = try await request.body.collect(upTo: 1 << 20)
+                let body = try await relay.limits.collect(request.body, upTo: 1 << 20, what: "recovery point")
                 let point = try decode(RecoveryPoint.self, body)
                 return try await relay.offload {
                     let info = try relay.commit(machine: id, name: name, point: point)
@@ -138,9 +140,13 @@ public struct RelayServer {
             },
             route("POST", "/v1/blobs"): { request, context in
                 let (id, name) = try context.machine()
-                let body = try await request.body.collect(upTo: WireFormat.maxFetchBlobs * 32)
+                let body = try await relay.limits.collect(request.body, upTo: WireFormat.maxFetchBlobs * 32, what: "blob list")
                 let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxFetchBlobs)
-                return binary(try await relay.fetch(machine: id, name: name, ids))
+                // At most a few answers per machine at once, each of bounded size (a prefix of the list).
+                return try await relay.limits.withFetchSlot(machine: id) {
+                    let n = try await relay.offload { try relay.fetchablePrefix(ids) }
+                    return binary(try await relay.fetch(machine: id, name: name, Array(ids.prefix(n))))
+                }
             },
         ]
     }
@@ -163,7 +169,8 @@ public struct RelayServer {
     public func run() async throws {
         let router = buildRouter()
         let server: HTTPServerBuilder
-        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(Int64(relay.configuration.requestTimeoutSeconds))))
+        // Idle connections (also ones that never send a request) close; bodies have their own deadline.
+        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(Int64(relay.configuration.idleTimeoutSeconds))))
         if let identity {
             server = try .tls(http1, tlsConfiguration: try identity.serverConfiguration())
         } else {
@@ -173,7 +180,10 @@ public struct RelayServer {
         let app = Application(
             router: router,
             server: server,
-            configuration: .init(address: .hostname(host, port: port), serverName: "outpost-relay"),
+            // Beyond max_connections, new connections wait in the kernel's accept queue instead of taking
+            // descriptors and memory.
+            configuration: .init(address: .hostname(host, port: port), serverName: "outpost-relay",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(relay.configuration.maxConnections)),
             services: services,
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
             logger: logger
@@ -219,7 +229,7 @@ struct ErrorMapping: RouterMiddleware {
             case .diskFull:
                 logger.error("disk full", metadata: ["error": "\(e.message)"])
                 return errorResponse(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "diskFull", "the relay's disk is full; nothing of this request was committed — the relay's operator must free space, then run the backup again (\(e.message))")
-            case .alreadyExists: return errorResponse(.conflict, e.code.rawValue, e.message)
+            case .alreadyExists, .taken: return errorResponse(.conflict, e.code.rawValue, e.message)
             case .notFound, .ambiguous: return errorResponse(.notFound, e.code.rawValue, e.message)
             case .invalid: return errorResponse(.badRequest, e.code.rawValue, e.message)
             default:
@@ -251,6 +261,7 @@ extension RelayFailure.Kind {
         case .conflict: .conflict
         case .unprocessable: .unprocessableContent
         case .tooLarge: .contentTooLarge
+        case .timeout: .requestTimeout
         case .diskFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
         case .internalError: .internalServerError
         }

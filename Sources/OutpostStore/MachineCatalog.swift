@@ -26,10 +26,11 @@ public struct MachineCatalog: Sendable {
 
     /// Registers a machine name with a one-time enrollment token. Refuses a name that an enrolled machine uses.
     public func addMachine(_ name: String, token: String, expiresAt: Date, now: Date = Date()) throws {
+        if let problem = MachineName.problem(name) { throw StoreError(.invalid, problem) }
         try index.write("adding machine \(name)") { db in
             if let row = try Row.fetchOne(db, sql: "SELECT credential_hash, removed_at FROM machines WHERE name = ?", arguments: [name]),
                row["credential_hash"] as Data? != nil, row["removed_at"] as Double? == nil {
-                throw StoreError(.alreadyExists, "a protected machine named \(name) is already enrolled; two machines cannot share a name — choose another, or `outpost relay remove-machine` the old one first")
+                throw StoreError(.taken, "a protected machine named \(name) is already enrolled; two machines cannot share a name — choose another, or `outpost relay remove-machine` the old one first")
             }
             try db.execute(sql: "INSERT OR IGNORE INTO machines (name, created_at) VALUES (?, ?)", arguments: [name, now.timeIntervalSince1970])
             try db.execute(sql: "DELETE FROM enrollment_tokens WHERE machine = ? AND used_at IS NULL", arguments: [name])

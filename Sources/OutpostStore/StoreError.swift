@@ -4,6 +4,8 @@ import OutpostCore
 public struct StoreError: OperatorFacingError, Sendable {
     public enum Code: String, Sendable {
         case notAStore, alreadyExists, unsupportedVersion, locked, diskFull, io, corrupt, notFound, ambiguous, invalid
+        /// A name already in use (a machine's): the command declines, exit 15.
+        case taken
     }
     public let code: Code
     public let message: String
@@ -25,6 +27,7 @@ public struct StoreError: OperatorFacingError, Sendable {
         case .corrupt: .corruptData
         case .notFound, .ambiguous: .notFound
         case .invalid: .usage
+        case .taken: .refused
         }
     }
 

@@ -40,10 +40,42 @@ public struct TLSIdentity: Sendable {
 
     public var fingerprint: String { get throws { try Self.fingerprint(ofPEM: certificatePEM) } }
 
-    /// SHA-256 of the certificate's DER encoding, as 64 lowercase hex digits.
+    /// SHA-256 of the certificate's DER encoding, as 64 lowercase hex digits. The PEM must hold exactly one
+    /// certificate (see `singleCertificateDER`).
     public static func fingerprint(ofPEM pem: String) throws -> String {
-        let der = try PEMDocument(pemString: pem).derBytes
-        return Hex.encode(Array(SHA256.hash(data: der)))
+        fingerprint(ofDER: try singleCertificateDER(fromPEM: pem))
+    }
+
+    public static func fingerprint(ofDER der: [UInt8]) -> String {
+        Hex.encode(Array(SHA256.hash(data: der)))
+    }
+
+    /// A pinned certificate as stored in client.toml or a credentials file: exactly one certificate, re-encoded.
+    public static func pem(ofDER der: [UInt8]) throws -> String {
+        _ = try Certificate(derEncoded: der)
+        return PEMDocument(type: "CERTIFICATE", derBytes: der).pemString
+    }
+
+    /// The DER of the one certificate a pinned PEM holds. Anything else — a second certificate, a stray
+    /// `-----BEGIN` line, text that is not a certificate — is refused: the fingerprint and the trust roots must
+    /// be computed over the same single certificate, or an attacker's certificate could ride along.
+    public static func singleCertificateDER(fromPEM pem: String) throws -> [UInt8] {
+        let begins = pem.components(separatedBy: "-----BEGIN").count - 1
+        guard begins == 1 else {
+            throw PinError(description: "a pinned certificate must be exactly one PEM certificate, this text has \(begins) BEGIN lines")
+        }
+        let doc: PEMDocument
+        do { doc = try PEMDocument(pemString: pem.trimmingCharacters(in: .whitespacesAndNewlines)) } catch {
+            throw PinError(description: "the pinned certificate is not valid PEM (\(error))")
+        }
+        guard doc.discriminator == "CERTIFICATE" else {
+            throw PinError(description: "the pinned PEM holds a \(doc.discriminator), not a CERTIFICATE")
+        }
+        return doc.derBytes
+    }
+
+    public struct PinError: Error, CustomStringConvertible, Sendable {
+        public let description: String
     }
 
     /// Accepts "ab:cd:…", "AB CD …", "sha256:abcd…" and plain hex.
@@ -64,7 +96,8 @@ public struct TLSIdentity: Sendable {
     /// A client configuration that trusts exactly this certificate (pinning), whatever name the server uses.
     public static func pinnedClientConfiguration(certificatePEM: String) throws -> TLSConfiguration {
         var config = TLSConfiguration.makeClientConfiguration()
-        config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)))
+        let der = try singleCertificateDER(fromPEM: certificatePEM)
+        config.trustRoots = .certificates([try NIOSSLCertificate(bytes: der, format: .der)])
         config.certificateVerification = .noHostnameVerification
         config.minimumTLSVersion = .tlsv12
         return config

@@ -27,6 +27,9 @@ struct BackupCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A store that a relay serves is written through the relay only.
+        let serving = try target.store.map { try ServingLock(store: $0, role: .localWriter) }
+        defer { withExtendedLifetime(serving) {} }
         try await withAccess(target, purpose: "`outpost backup`") { access in try await run(access) }
     }
 
@@ -77,10 +80,7 @@ struct BackupCommand: AsyncParsableCommand {
 }
 
 func validateMachineName(_ name: String) throws {
-    let ok = !name.isEmpty && name.count <= 64 && name.utf8.allSatisfy { c in
-        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x2e || c == 0x5f
-    }
-    if !ok { throw ValidationError("machine name \(name.debugDescription) must be 1–64 letters, digits, '.', '-' or '_'") }
+    if let problem = MachineName.problem(name) { throw ValidationError(problem) }
 }
 
 /// Redraws one progress line on stderr while a job runs, when stderr is a terminal.

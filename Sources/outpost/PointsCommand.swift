@@ -51,6 +51,8 @@ struct ForgetCommand: AsyncParsableCommand {
     @Argument(help: "Recovery point ids (or unique prefixes).") var points: [String]
 
     func run() async throws {
+        let serving = try ServingLock(store: options.store, role: .localWriter)
+        defer { withExtendedLifetime(serving) {} }
         let store = try Store.open(at: options.store, purpose: "`outpost forget`")
         for ref in points {
             let p = try store.resolvePoint(ref, machine: machine)

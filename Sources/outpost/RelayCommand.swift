@@ -48,6 +48,9 @@ struct RelayCommand: AsyncParsableCommand {
         func run() async throws {
             let dir = relay.directory
             try dir.requireRelay()
+            // One relay per data directory, and no local writer beside it; held until the process ends.
+            let serving = try ServingLock(store: dir.storePath, role: .relay)
+            defer { withExtendedLifetime(serving) {} }
             var settings = try dir.configuration(file: config)
             if let listen { settings.listen = listen }
             let (host, port) = try RelayConfiguration.parseListen(settings.listen)
@@ -85,10 +88,15 @@ struct RelayCommand: AsyncParsableCommand {
             abstract: "Protect a new machine: prints a one-time enrollment token alone on stdout."
         )
         @OptionGroup var relay: RelayOptions
-        @Option(help: "Hours the token stays valid (default: relay.toml's token_valid_hours, 24).") var validHours: Int?
-        @Argument(help: "The machine's name (letters, digits, '.', '-', '_').") var name: String
+        @Option(help: "Hours the token stays valid, 1 to 720 (default: relay.toml's token_valid_hours, 24).") var validHours: Int?
+        @Argument(help: "The machine's name (letters, digits, '.', '-', '_'; starting with a letter or digit).") var name: String
 
-        func validate() throws { try validateMachineName(name) }
+        func validate() throws {
+            try validateMachineName(name)
+            if let validHours, !EnrollmentToken.validHours.contains(validHours) {
+                throw ValidationError("--valid-hours must be \(EnrollmentToken.validHours.lowerBound) to \(EnrollmentToken.validHours.upperBound) (hours), not \(validHours)")
+            }
+        }
 
         func run() async throws {
             let dir = relay.directory
@@ -170,13 +178,37 @@ struct EnrollCommand: AsyncParsableCommand {
         abstract: "Enroll this machine with a relay: pins its certificate and stores the machine's credential."
     )
     @Option(help: "The relay's address, https://HOST:PORT.") var relay: String
-    @Option(help: "The one-time token from `outpost relay add-machine`.") var token: String
+    @Option(help: "The one-time token from `outpost relay add-machine` (visible to other local users in the process list while enroll runs: prefer --token-file).")
+    var token: String?
+    @Option(help: ArgumentHelp("A file holding the one-time token (`-` reads it from standard input).", valueName: "file"))
+    var tokenFile: String?
     @Option(help: "The relay certificate's SHA-256 fingerprint (from `outpost relay fingerprint`); without it the first certificate seen is trusted.")
     var fingerprint: String?
     @Option(help: "Where to write the client configuration (default: ~/.config/outpost/client.toml).") var config: String?
 
+    func validate() throws {
+        if (token == nil) == (tokenFile == nil) { throw ValidationError("give the enrollment token with exactly one of --token-file FILE or --token TOKEN") }
+    }
+
+    /// The token, from the command line or a file (trimmed: a token file usually ends with a newline).
+    func readToken() throws -> String {
+        if let token { return token }
+        let file = tokenFile!
+        let text: String?
+        if file == "-" {
+            text = String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8)
+        } else {
+            text = try? String(contentsOfFile: file, encoding: .utf8)
+        }
+        guard let t = text?.trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty else {
+            throw OperatorError(.usage, "cannot read an enrollment token from \(file == "-" ? "standard input" : file): it is missing, unreadable or empty; write the token from `outpost relay add-machine` into it")
+        }
+        return t
+    }
+
     func run() async throws {
         let path = config ?? ClientConfiguration.defaultPath
+        let token = try readToken()
         try ClientConfiguration.prepareDirectory(for: path)
         let (cfg, fp) = try await Enrollment.enroll(relay: relay, token: token, expectedFingerprint: fingerprint, logger: Logger(label: "outpost.enroll"))
         try cfg.save(path: path)
