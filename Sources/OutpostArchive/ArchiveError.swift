@@ -5,7 +5,7 @@ import Glibc
 
 /// The archive layer's error (backup and restore on the local file system).
 public struct ArchiveError: OperatorFacingError, Sendable {
-    public enum Code: String, Sendable { case invalidPath, conflict, io, diskFull, notFound, unsafe }
+    public enum Code: String, Sendable { case invalidPath, conflict, io, diskFull, notFound, unsafe, damaged }
     public let code: Code
     public let message: String
 
@@ -20,6 +20,7 @@ public struct ArchiveError: OperatorFacingError, Sendable {
         case .io: .ioError
         case .diskFull: .diskFull
         case .notFound: .notFound
+        case .damaged: .corruptData
         }
     }
 

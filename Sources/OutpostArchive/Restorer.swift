@@ -303,7 +303,12 @@ public final class Restorer: Sendable {
             }
             applyMetadata(node, fd: fd, components: components)
             restoredFiles.withLock { _ = $0.insert(Self.pointPath(components)) }
-            result.withLock { $0.files += 1; $0.bytes += Int64(node.size) }
+            result.withLock {
+                $0.files += 1
+                // Sizes of sparse files may be huge: the total saturates rather than trap.
+                let (sum, overflow) = $0.bytes.addingReportingOverflow(Int64(node.size))
+                $0.bytes = overflow ? .max : sum
+            }
         } catch let e as ArchiveError where e.code == .diskFull {
             setFatal(e)
         } catch {
@@ -340,14 +345,29 @@ public final class Restorer: Sendable {
         }
     }
 
-    private func writeContent(_ node: Node, fd: Int32, components: [[UInt8]]) async throws {
+    /// Where each chunk of a file goes. Every sum is checked: a damaged or hostile tree may list extents (holes of
+    /// up to 2^63 bytes each) that add up to more than a file can hold, and that is a failed file, never a trap.
+    static func layout(_ node: Node, path: String) throws -> [(ChunkID, Int64, Int)] {
+        func damaged(_ why: String) -> ArchiveError {
+            ArchiveError(.damaged, "\(path) cannot be restored: the recovery point is damaged (\(why)); the other files are restored, and `outpost check` examines the store")
+        }
+        guard node.size <= UInt64(Int64.max) else { throw damaged("its size, \(node.size) bytes, is more than a file can hold") }
         var offset: Int64 = 0
         var pieces: [(ChunkID, Int64, Int)] = []
         for e in node.extents {
+            guard e.length >= 0 else { throw damaged("an extent has a negative length") }
             if case .chunk(let id, let len) = e { pieces.append((id, offset, len)) }
-            offset += Int64(e.length)
+            let (next, overflow) = offset.addingReportingOverflow(Int64(e.length))
+            guard !overflow else { throw damaged("its extents add up to more than a file can hold") }
+            offset = next
         }
+        guard UInt64(offset) == node.size else { throw damaged("its extents add up to \(offset) bytes, its size is \(node.size)") }
+        return pieces
+    }
+
+    private func writeContent(_ node: Node, fd: Int32, components: [[UInt8]]) async throws {
         let path = display(components)
+        let pieces = try Self.layout(node, path: path)
         // Batches of up to 8 chunks (32 MiB at most): one round trip each to a remote repository.
         var batches: [[(ChunkID, Int64, Int)]] = []
         var current: [(ChunkID, Int64, Int)] = []
@@ -381,16 +401,10 @@ public final class Restorer: Sendable {
 
     /// Writes a small file whose chunks were fetched with its group.
     private func writePrefetched(_ node: Node, fd: Int32, path: String, chunks: [ChunkID: [UInt8]]) throws {
-        var offset: Int64 = 0
-        var pieces: [(ChunkID, Int64, Int)] = []
-        var datas: [[UInt8]] = []
-        for e in node.extents {
-            if case .chunk(let id, let len) = e {
-                guard let data = chunks[id] else { throw ArchiveError(.io, "chunk \(id.shortHex) of \(path) did not come back from the repository") }
-                pieces.append((id, offset, len))
-                datas.append(data)
-            }
-            offset += Int64(e.length)
+        let pieces = try Self.layout(node, path: path)
+        let datas = try pieces.map { piece in
+            guard let data = chunks[piece.0] else { throw ArchiveError(.io, "chunk \(piece.0.shortHex) of \(path) did not come back from the repository") }
+            return data
         }
         try write(pieces, datas: datas, fd: fd, path: path)
         if ftruncate(fd, off_t(node.size)) != 0 { throw ArchiveError.system(errno, "setting the size of", path) }
