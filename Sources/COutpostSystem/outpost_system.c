@@ -3,16 +3,47 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/xattr.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <errno.h>
+#include <stdio.h>
 #include "outpost_system.h"
 
 const int outpost_O_NOATIME = O_NOATIME;
 const int outpost_SEEK_DATA = SEEK_DATA;
 const int outpost_SEEK_HOLE = SEEK_HOLE;
+const int outpost_O_PATH = O_PATH;
 
 ssize_t outpost_llistxattr(const char *path, char *list, size_t size) { return llistxattr(path, list, size); }
 ssize_t outpost_lgetxattr(const char *path, const char *name, void *value, size_t size) { return lgetxattr(path, name, value, size); }
 int outpost_fsetxattr(int fd, const char *name, const void *value, size_t size) { return fsetxattr(fd, name, value, size, 0); }
 int outpost_lsetxattr(const char *path, const char *name, const void *value, size_t size) { return lsetxattr(path, name, value, size, 0); }
+
+int outpost_fchown_opath(int fd, uid_t uid, gid_t gid) { return fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW); }
+
+static void proc_fd_path(char *buf, size_t size, int fd) { snprintf(buf, size, "/proc/self/fd/%d", fd); }
+
+int outpost_fchmod_opath(int fd, mode_t mode) {
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452 /* the same number on every architecture */
+#endif
+    if (syscall(SYS_fchmodat2, fd, "", mode, AT_EMPTY_PATH) == 0) return 0;
+    /* Older kernels (ENOSYS) or seccomp filters: the magic link reaches the same inode. */
+    char path[64];
+    proc_fd_path(path, sizeof path, fd);
+    return chmod(path, mode);
+}
+
+int outpost_utimens_opath(int fd, const struct timespec times[2]) {
+    if (utimensat(fd, "", times, AT_EMPTY_PATH) == 0) return 0;
+    int saved = errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -1;
+    if (S_ISLNK(st.st_mode)) { errno = saved == EINVAL ? EOPNOTSUPP : saved; return -1; }
+    char path[64];
+    proc_fd_path(path, sizeof path, fd);
+    return utimensat(AT_FDCWD, path, times, 0);
+}
 
 int outpost_limit_malloc_arenas(int n) {
 #ifdef M_ARENA_MAX

@@ -24,6 +24,13 @@ public struct RestoreOptions: Sendable {
     public var existing: ExistingEntries
     public var restoreOwnership: Bool
     public var workers: Int
+    /// Fault injection for tests.
+    var hooks = Hooks()
+
+    struct Hooks: Sendable {
+        /// Runs after a symlink, FIFO or device node was created, before its metadata is set (target-relative components).
+        var afterCreate: (@Sendable ([[UInt8]]) -> Void)?
+    }
 
     public init(target: String, include: [String] = [], existing: ExistingEntries = .refuse,
                 restoreOwnership: Bool = geteuid() == 0, workers: Int = ProcessInfo.processInfo.activeProcessorCount * 2) {
@@ -461,16 +468,40 @@ public final class Restorer: Sendable {
             }
         }
         if r != 0 { throw ArchiveError.system(errno, "creating", path) }
+        options.hooks.afterCreate?(components)
+        applySpecialMetadata(node, parentFD: parentFD, components: components)
+        result.withLock { $0.otherEntries += 1 }
+    }
+
+    /// Owner, mode and times of a symlink, FIFO or device node, set through an O_PATH descriptor opened without
+    /// following links (a device's driver is not called) and checked to be the entry just created: whoever can
+    /// write to the folder may have swapped the name for a symlink or a hard link to a file elsewhere, and
+    /// nothing reached that way may change. (`fchmodat` follows symlinks; glibc's AT_SYMLINK_NOFOLLOW emulation
+    /// needs 2.32 and still checks by name.)
+    private func applySpecialMetadata(_ node: Node, parentFD: Int32, components: [[UInt8]]) {
+        let fd = FS.withCPath(node.name) { openat(parentFD, $0, outpost_O_PATH | O_NOFOLLOW | O_CLOEXEC) }
+        guard fd >= 0 else { fail(components, "owner, mode and times not restored: \(Errno(errno).message)"); return }
+        defer { close(fd) }
+        var st = stat()
+        let isDevice = node.type == .characterDevice || node.type == .blockDevice
+        guard fstat(fd, &st) == 0, FS.type(of: st) == node.type, st.st_nlink == 1,
+              !isDevice || UInt64(st.st_rdev) == node.rdev else {
+            fail(components, "was replaced while it was being restored; its owner, mode and times were not set")
+            return
+        }
         if options.restoreOwnership {
             let (uid, gid) = owner(node)
-            _ = FS.withCPath(node.name) { fchownat(parentFD, $0, uid, gid, AT_SYMLINK_NOFOLLOW) }
+            if outpost_fchown_opath(fd, uid, gid) != 0 { fail(components, "owner not restored: \(Errno(errno).message)") }
         }
-        if node.type != .symlink {
-            _ = FS.withCPath(node.name) { fchmodat(parentFD, $0, mode_t(node.mode), 0) }
+        if node.type != .symlink, outpost_fchmod_opath(fd, mode_t(node.mode)) != 0 {
+            fail(components, "mode not restored: \(Errno(errno).message)")
         }
         var times = [FS.timespec(nanos: node.mtimeNanos), FS.timespec(nanos: node.mtimeNanos)]
-        _ = FS.withCPath(node.name) { utimensat(parentFD, $0, &times, AT_SYMLINK_NOFOLLOW) }
-        result.withLock { $0.otherEntries += 1 }
+        if outpost_utimens_opath(fd, &times) != 0 {
+            // Kernels without AT_EMPTY_PATH for utimensat: a symlink's times by name, never following it.
+            let r = errno == EOPNOTSUPP ? FS.withCPath(node.name) { utimensat(parentFD, $0, &times, AT_SYMLINK_NOFOLLOW) } : -1
+            if r != 0 { fail(components, "times not restored: \(Errno(errno).message)") }
+        }
     }
 
     private func owner(_ node: Node) -> (uid_t, gid_t) {

@@ -52,3 +52,76 @@ import Glibc
         #expect(e?.exitCode == .corruptData)
     }
 }
+
+/// Special files (FIFOs, device nodes, symlinks) get their owner, mode and times without following a name that
+/// someone swapped after it was created.
+@Suite struct RestoreSpecialFileTests {
+    func restore(_ store: Store, _ point: RecoveryPointInfo, to target: String,
+                 afterCreate: @escaping @Sendable ([[UInt8]]) -> Void) async throws -> RestoreResult {
+        var options = RestoreOptions(target: target, workers: 2)
+        options.hooks.afterCreate = afterCreate
+        return try await Restorer(repository: LocalRepository(store: store), point: point, options: options).run()
+    }
+
+    @Test func aSwappedNameIsNotFollowedWhenModeAndTimesAreSet() async throws {
+        let s = Scratch()
+        let store = try makeStore(s)
+        let mtime: Int64 = 1_500_000_000_000_000_000
+        let nodes = [
+            Node(name: Array("pipe-to-link".utf8), type: .fifo, mode: 0o666, mtimeNanos: mtime),
+            Node(name: Array("pipe-to-hardlink".utf8), type: .fifo, mode: 0o666, mtimeNanos: mtime),
+            Node(name: Array("untouched".utf8), type: .fifo, mode: 0o640, mtimeNanos: mtime),
+        ]
+        let root = try store.saveBlob(kind: .tree, plaintext: Tree(nodes: nodes).encode())
+        let info = try store.commit(RecoveryPoint(machine: "m1", hostname: "h", paths: ["/"], startedAt: Date(), finishedAt: Date(),
+                                                  rootTree: root, parent: nil, summary: BackupSummary()))
+        // Files outside the target that an attacker wants changed: a regular file and a FIFO (same type as the entry).
+        let secret = s.write("outside/secret", Array("keep".utf8), mode: 0o600)
+        let otherPipe = s.sub("outside/pipe")
+        #expect(mkfifo(otherPipe, 0o600) == 0)
+        var before = stat(), beforePipe = stat()
+        stat(secret, &before)
+        stat(otherPipe, &beforePipe)
+        let target = s.sub("out")
+        let r = try await restore(store, info, to: target) { comps in
+            let path = target + "/" + String(decoding: comps.last!, as: UTF8.self)
+            if path.hasSuffix("/pipe-to-link") { unlink(path); symlink(secret, path) }
+            if path.hasSuffix("/pipe-to-hardlink") { unlink(path); link(otherPipe, path) }
+        }
+        var after = stat(), afterPipe = stat()
+        stat(secret, &after)
+        stat(otherPipe, &afterPipe)
+        #expect(after.st_mode & 0o7777 == 0o600, "the symlink's target keeps its mode")
+        #expect(after.st_mtim.tv_sec == before.st_mtim.tv_sec)
+        #expect(afterPipe.st_mode & 0o7777 == 0o600, "a hard link's other name keeps its mode")
+        #expect(afterPipe.st_mtim.tv_sec == beforePipe.st_mtim.tv_sec)
+        #expect(Set(r.failures.map(\.path)) == [target + "/pipe-to-link", target + "/pipe-to-hardlink"])
+        #expect(r.failures.allSatisfy { $0.reason.contains("was replaced") })
+        var ok = stat()
+        #expect(lstat(target + "/untouched", &ok) == 0)
+        #expect(ok.st_mode & 0o7777 == 0o640)
+        #expect(Int64(ok.st_mtim.tv_sec) == mtime / 1_000_000_000)
+    }
+
+    @Test func symlinksAndFifosGetOwnerModeAndTimes() async throws {
+        let s = Scratch()
+        let store = try makeStore(s)
+        let d = s.sub("special")
+        mkdir(d, 0o755)
+        symlink("nowhere", d + "/link")
+        mkfifo(d + "/pipe", 0o604)
+        var times = [timespec(tv_sec: 1_400_000_000, tv_nsec: 5), timespec(tv_sec: 1_400_000_000, tv_nsec: 5)]
+        utimensat(AT_FDCWD, d + "/link", &times, AT_SYMLINK_NOFOLLOW)
+        utimensat(AT_FDCWD, d + "/pipe", &times, 0)
+        let p = try await backup(store, [d]).point
+        let target = s.sub("out")
+        let r = try await restore(store, p, to: target) { _ in }
+        #expect(r.failures.isEmpty, "\(r.failures)")
+        var st = stat()
+        #expect(lstat(target + d + "/link", &st) == 0)
+        #expect(st.st_mtim.tv_sec == 1_400_000_000 && st.st_mtim.tv_nsec == 5)
+        #expect(lstat(target + d + "/pipe", &st) == 0)
+        #expect(st.st_mode & 0o7777 == 0o604)
+        #expect(st.st_mtim.tv_sec == 1_400_000_000 && st.st_mtim.tv_nsec == 5)
+    }
+}
