@@ -45,6 +45,19 @@ int outpost_utimens_opath(int fd, const struct timespec times[2]) {
     return utimensat(AT_FDCWD, path, times, 0);
 }
 
+int outpost_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+    if (syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS) return -1;
+    if (linkat(olddirfd, oldpath, newdirfd, newpath, 0) == 0) { unlinkat(olddirfd, oldpath, 0); return 0; }
+    if (errno != EPERM && errno != EOPNOTSUPP) return -1;
+    struct stat st;
+    if (fstatat(newdirfd, newpath, &st, AT_SYMLINK_NOFOLLOW) == 0) { errno = EEXIST; return -1; }
+    return renameat(olddirfd, oldpath, newdirfd, newpath);
+}
+
 int outpost_limit_malloc_arenas(int n) {
 #ifdef M_ARENA_MAX
     return mallopt(M_ARENA_MAX, n);

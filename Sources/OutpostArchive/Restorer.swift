@@ -112,7 +112,7 @@ public final class Restorer: Sendable {
                 throw ArchiveError(.conflict, "the target already holds \(conflicts.count) of the entries to restore (\(shown)\(conflicts.count > 5 ? ", …" : "")); nothing was written: restore into an empty directory, or pass --overwrite or --skip")
             }
         }
-        try await restoreDirectory(root, fd: targetFD, components: [], mtime: nil, filter: filter)
+        try await restoreDirectory(root, fd: targetFD, existed: true, components: [], mtime: nil, filter: filter)
         try await linkHardlinks(targetFD: targetFD)
         if let e = fatal.withLock({ $0 }) { throw e }
         return result.withLock { $0 }
@@ -162,7 +162,8 @@ public final class Restorer: Sendable {
         node.type == .file && node.size <= 4 << 20 && node.extents.count <= 4
     }
 
-    private func restoreDirectory(_ tree: Tree, fd dirFD: Int32, components: [[UInt8]], mtime: Int64?, filter: Filter) async throws {
+    private func restoreDirectory(_ tree: Tree, fd dirFD: Int32, existed: Bool, components: [[UInt8]], mtime: Int64?, filter: Filter) async throws {
+        if existed { removeLeftovers(tree, fd: dirFD, components: components) }
         await withTaskGroup(of: Void.self) { files in
             var group: [(Node, [[UInt8]])] = []
             var groupChunks = 0
@@ -221,18 +222,19 @@ public final class Restorer: Sendable {
     /// request. Files skipped (they exist, with --skip) fetch nothing; if the shared fetch fails, each file is
     /// restored on its own, so one bad chunk fails only the files that need it.
     private func restoreSmallFiles(_ group: [(Node, [[UInt8]])], parentFD: Int32) async {
-        var open: [(Node, [[UInt8]], Int32)] = []
+        var open: [(Node, [[UInt8]], PendingFile)] = []
         for (node, components) in group {
             if fatal.withLock({ $0 != nil }) { break }
             do {
-                if let fd = try createFile(node.name, in: parentFD, components: components) { open.append((node, components, fd)) }
+                if let file = try createFile(node.name, in: parentFD, components: components) { open.append((node, components, file)) }
             } catch let e as ArchiveError where e.code == .diskFull {
                 setFatal(e)
             } catch {
                 fail(components, "\(error)")
             }
         }
-        defer { for (_, _, fd) in open { close(fd) } }
+        // Files not reached (the restore is stopping) leave nothing behind; `discard` after `writeFile` is a no-op.
+        defer { for (_, _, file) in open { file.discard() } }
         var ids: [ChunkID] = []
         var seen = Set<ChunkID>()
         for (node, _, _) in open {
@@ -249,26 +251,28 @@ public final class Restorer: Sendable {
         } catch {
             chunks = nil
         }
-        for (node, components, fd) in open {
+        for (node, components, file) in open {
             if fatal.withLock({ $0 != nil }) { break }
-            await writeFile(node, fd: fd, components: components, prefetched: chunks)
+            await writeFile(node, file, components: components, prefetched: chunks)
         }
     }
 
     private func restoreSubdirectory(_ node: Node, parentFD: Int32, components: [[UInt8]], filter: Filter) async throws {
-        guard let fd = try openDirectory(node.name, in: parentFD, components: components) else { return }
+        guard let (fd, existed) = try openDirectory(node.name, in: parentFD, components: components) else { return }
         defer { close(fd) }
         if let sub = node.subtree {
-            try await restoreDirectory(try await loadTree(sub), fd: fd, components: components, mtime: node.mtimeNanos, filter: filter)
+            try await restoreDirectory(try await loadTree(sub), fd: fd, existed: existed, components: components, mtime: node.mtimeNanos, filter: filter)
         }
         applyMetadata(node, fd: fd, components: components)
         result.withLock { $0.directories += 1 }
     }
 
-    /// Creates (or, when allowed, reuses) a directory and opens it without following links.
-    private func openDirectory(_ name: [UInt8], in parentFD: Int32, components: [[UInt8]]) throws -> Int32? {
+    /// Creates (or, when allowed, reuses) a directory and opens it without following links. `existed`: it was
+    /// there before (so it may hold leftovers of an interrupted restore).
+    private func openDirectory(_ name: [UInt8], in parentFD: Int32, components: [[UInt8]]) throws -> (fd: Int32, existed: Bool)? {
         let made = FS.withCPath(name) { mkdirat(parentFD, $0, 0o700) }
         if made != 0 && errno != EEXIST { throw ArchiveError.system(errno, "creating directory", display(components)) }
+        var existed = made != 0
         var fd = FS.withCPath(name) { openat(parentFD, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
         if fd < 0 && (errno == ENOTDIR || errno == ELOOP) {
             // Something that is not a directory is in the way.
@@ -276,6 +280,7 @@ public final class Restorer: Sendable {
             case .overwrite:
                 if FS.withCPath(name, { unlinkat(parentFD, $0, 0) }) != 0 { throw ArchiveError.system(errno, "removing", display(components)) }
                 if FS.withCPath(name, { mkdirat(parentFD, $0, 0o700) }) != 0 { throw ArchiveError.system(errno, "creating directory", display(components)) }
+                existed = false
                 fd = FS.withCPath(name) { openat(parentFD, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
             case .skip:
                 result.withLock { $0.skipped += 1 }
@@ -285,14 +290,13 @@ public final class Restorer: Sendable {
             }
         }
         if fd < 0 { throw ArchiveError.system(errno, "opening directory", display(components)) }
-        return fd
+        return (fd, existed)
     }
 
     private func restoreFile(_ node: Node, parentFD: Int32, components: [[UInt8]]) async {
         do {
-            guard let fd = try createFile(node.name, in: parentFD, components: components) else { return }
-            defer { close(fd) }
-            await writeFile(node, fd: fd, components: components, prefetched: nil)
+            guard let file = try createFile(node.name, in: parentFD, components: components) else { return }
+            await writeFile(node, file, components: components, prefetched: nil)
         } catch let e as ArchiveError where e.code == .diskFull {
             setFatal(e)
         } catch {
@@ -300,15 +304,24 @@ public final class Restorer: Sendable {
         }
     }
 
-    /// Writes a created file's content (from `prefetched` when given, else fetched now) and its metadata.
-    private func writeFile(_ node: Node, fd: Int32, components: [[UInt8]], prefetched: [ChunkID: [UInt8]]?) async {
+    /// Writes a created file's content (from `prefetched` when given, else fetched now) and its metadata, and
+    /// puts it in place; on any failure the temporary file is removed, so the file's name never holds a part.
+    private func writeFile(_ node: Node, _ file: PendingFile, components: [[UInt8]], prefetched: [ChunkID: [UInt8]]?) async {
         do {
+            defer { file.discard() }
+            let path = display(components)
             if let prefetched {
-                try writePrefetched(node, fd: fd, path: display(components), chunks: prefetched)
+                try writePrefetched(node, fd: file.fd, path: path, chunks: prefetched)
             } else {
-                try await writeContent(node, fd: fd, components: components)
+                try await writeContent(node, fd: file.fd, components: components)
             }
-            applyMetadata(node, fd: fd, components: components)
+            var st = stat()
+            guard fstat(file.fd, &st) == 0 else { throw ArchiveError.system(errno, "checking", path) }
+            guard UInt64(st.st_size) == node.size else {
+                throw ArchiveError(.io, "\(path) holds \(st.st_size) bytes after it was written, the recovery point says \(node.size); it was not put in place — run the restore again")
+            }
+            applyMetadata(node, fd: file.fd, components: components)
+            guard try putInPlace(file, components: components) else { return }
             restoredFiles.withLock { _ = $0.insert(Self.pointPath(components)) }
             result.withLock {
                 $0.files += 1
@@ -323,10 +336,52 @@ public final class Restorer: Sendable {
         }
     }
 
-    private func createFile(_ name: [UInt8], in parentFD: Int32, components: [[UInt8]]) throws -> Int32? {
-        let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
-        var fd = FS.withCPath(name) { openat(parentFD, $0, flags, 0o600) }
-        if fd < 0 && errno == EEXIST {
+    /// A regular file being restored. It is written under a hidden temporary name in its folder (created
+    /// O_EXCL, 0600 until its metadata is set) and renamed to its own name only when complete: an interrupted,
+    /// failed or disk-full restore never leaves a truncated file under a real name, so a re-run with `--skip`
+    /// keeps only complete files and finishes the rest. Not Sendable: one task writes it from start to end.
+    final class PendingFile {
+        let parentFD: Int32
+        let name: [UInt8]
+        let tempName: [UInt8]
+        private(set) var fd: Int32
+        private var placed = false
+
+        init(parentFD: Int32, name: [UInt8], tempName: [UInt8], fd: Int32) {
+            self.parentFD = parentFD; self.name = name; self.tempName = tempName; self.fd = fd
+        }
+
+        /// Closes the descriptor; its error is the last word on whether the data was written (NFS, quotas).
+        func close() throws(Errno) {
+            guard fd >= 0 else { return }
+            let r = Glibc.close(fd)
+            fd = -1
+            if r != 0 && errno != EINTR { throw Errno(errno) }
+        }
+
+        func markPlaced() { placed = true }
+
+        /// Removes the temporary file unless it was put in place; safe to call more than once.
+        func discard() {
+            if fd >= 0 { _ = Glibc.close(fd); fd = -1 }
+            if !placed { _ = FS.withCPath(tempName) { unlinkat(parentFD, $0, 0) }; placed = true }
+        }
+    }
+
+    /// Temporary names of files being restored: hidden, and unlike any name a restore would leave behind
+    /// (`.outpost-restore-` and 16 hex digits). Leftovers of an interrupted run are removed by the next one.
+    static let temporaryPrefix = Array(".outpost-restore-".utf8)
+
+    static func isTemporaryName(_ name: [UInt8]) -> Bool {
+        guard name.count == temporaryPrefix.count + 16, name.starts(with: temporaryPrefix) else { return false }
+        return name.dropFirst(temporaryPrefix.count).allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+
+    /// Decides what an entry already under the file's name means (skip, refuse, or replace it later), then
+    /// creates the temporary file. Nil: skipped.
+    private func createFile(_ name: [UInt8], in parentFD: Int32, components: [[UInt8]]) throws -> PendingFile? {
+        var st = stat()
+        if FS.withCPath(name, { fstatat(parentFD, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0 {
             switch options.existing {
             case .skip:
                 result.withLock { $0.skipped += 1 }
@@ -334,12 +389,69 @@ public final class Restorer: Sendable {
             case .refuse:
                 throw ArchiveError(.conflict, "\(display(components)) already exists")
             case .overwrite:
-                try removeExisting(name, in: parentFD, components: components)
-                fd = FS.withCPath(name) { openat(parentFD, $0, flags, 0o600) }
+                break // replaced when the new file is complete
             }
         }
-        if fd < 0 { throw ArchiveError.system(errno, "creating", display(components)) }
-        return fd
+        let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
+        while true {
+            var temp = Self.temporaryPrefix
+            let digits = Array("0123456789abcdef".utf8)
+            var bits = UInt64.random(in: .min ... .max)
+            for _ in 0..<16 { temp.append(digits[Int(bits & 15)]); bits >>= 4 }
+            let fd = FS.withCPath(temp) { openat(parentFD, $0, flags, 0o600) }
+            if fd >= 0 { return PendingFile(parentFD: parentFD, name: name, tempName: temp, fd: fd) }
+            if errno != EEXIST { throw ArchiveError.system(errno, "creating", display(components)) }
+        }
+    }
+
+    /// Renames a complete file to its own name. Without --overwrite the rename never replaces an entry that
+    /// appeared meanwhile (RENAME_NOREPLACE). False: skipped (--skip and something is there now).
+    private func putInPlace(_ file: PendingFile, components: [[UInt8]]) throws -> Bool {
+        let path = display(components)
+        do { try file.close() } catch { throw ArchiveError.system(error.code, "writing", path) }
+        func rename() -> Int32 {
+            FS.withCPath(file.tempName) { t in
+                FS.withCPath(file.name) { n in
+                    options.existing == .overwrite ? renameat(file.parentFD, t, file.parentFD, n) : outpost_renameat_noreplace(file.parentFD, t, file.parentFD, n)
+                }
+            }
+        }
+        var r = rename()
+        if r != 0 && errno == EEXIST && options.existing != .overwrite {
+            if options.existing == .refuse { throw ArchiveError(.conflict, "\(path) already exists") }
+            result.withLock { $0.skipped += 1 }
+            return false
+        }
+        if r != 0 && (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
+            // A directory is in the way: an empty one is replaced, as a file or link would be.
+            try removeExisting(file.name, in: file.parentFD, components: components)
+            r = rename()
+        }
+        if r != 0 { throw ArchiveError.system(errno, "putting in place", path) }
+        file.markPlaced()
+        return true
+    }
+
+    /// Removes temporary files an interrupted restore left in a folder it is now restoring into. Only names of
+    /// the temporary form that are regular files and not entries of the recovery point's folder are touched.
+    private func removeLeftovers(_ tree: Tree, fd dirFD: Int32, components: [[UInt8]]) {
+        let listFD = dup(dirFD)
+        guard listFD >= 0, let dir = fdopendir(listFD) else { if listFD >= 0 { close(listFD) }; return }
+        defer { closedir(dir) }
+        var leftovers: [[UInt8]] = []
+        while let ent = readdir(dir) {
+            let name = withUnsafePointer(to: &ent.pointee.d_name) { p in
+                p.withMemoryRebound(to: CChar.self, capacity: 256) { Array(UnsafeRawBufferPointer(start: $0, count: strlen($0))) }
+            }
+            if Self.isTemporaryName(name) && tree.node(named: name) == nil { leftovers.append(name) }
+        }
+        for name in leftovers {
+            var st = stat()
+            guard FS.withCPath(name, { fstatat(dirFD, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            if FS.withCPath(name, { unlinkat(dirFD, $0, 0) }) == 0 {
+                logger.info("\(display(components + [name])): removed, a file left by an interrupted restore")
+            }
+        }
     }
 
     /// Removes a file or link (never a non-empty directory) that stands where an entry is restored.

@@ -125,3 +125,129 @@ import Glibc
         #expect(st.st_mtim.tv_sec == 1_400_000_000 && st.st_mtim.tv_nsec == 5)
     }
 }
+
+/// A restore that fails or stops half-way leaves no partial file under a real name, and a re-run with `--skip`
+/// finishes the job.
+@Suite struct InterruptedRestoreTests {
+    /// A repository whose loads of some chunks fail with a given error (a lost connection, a full disk).
+    struct FailingRepository: BlobRepository {
+        let inner: LocalRepository
+        let failing: Set<ChunkID>
+        let error: any Error & Sendable
+        var chunkerParameters: ChunkerParameters { inner.chunkerParameters }
+        var compressionLevel: Int32 { inner.compressionLevel }
+        func missing(_ ids: [ChunkID]) async throws -> Set<ChunkID> { try await inner.missing(ids) }
+        func save(_ blobs: [PreparedBlob]) async throws -> SaveStats { try await inner.save(blobs) }
+        func load(_ id: ChunkID, kind: BlobKind) async throws -> [UInt8] {
+            if failing.contains(id) { throw error }
+            return try await inner.load(id, kind: kind)
+        }
+        func latestPoint(machine: String) async throws -> RecoveryPointInfo? { try await inner.latestPoint(machine: machine) }
+        func commit(_ point: RecoveryPoint) async throws -> RecoveryPointInfo { try await inner.commit(point) }
+    }
+
+    func lastChunk(_ store: Store, _ point: RecoveryPointInfo, _ path: String) throws -> ChunkID {
+        var tree = try store.loadTree(point.point.root!)
+        let comps = path.split(separator: "/").map { Array($0.utf8) }
+        for c in comps.dropLast() { tree = try store.loadTree(tree.node(named: c)!.subtree!) }
+        let node = try #require(tree.node(named: comps.last!))
+        guard case .chunk(let id, _) = node.extents.last! else { throw ArchiveError(.io, "no chunk") }
+        return id
+    }
+
+    func entries(_ dir: String) -> Set<String> { Set((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []) }
+
+    func restore(_ repository: any BlobRepository, _ point: RecoveryPointInfo, to target: String, existing: ExistingEntries) async throws -> RestoreResult {
+        try await Restorer(repository: repository, point: point, options: RestoreOptions(target: target, existing: existing, workers: 3)).run()
+    }
+
+    @Test func aFailedFileLeavesNothingAndSkipFinishesTheJob() async throws {
+        let s = Scratch()
+        let store = try makeStore(s)
+        s.write("data/big", pseudoRandom(300_000, seed: 1)) // many chunks: written in batches
+        s.write("data/small", pseudoRandom(6_000, seed: 2)) // one chunk: restored in a group
+        s.write("data/ok", [1, 2, 3])
+        let p = try await backup(store, [s.sub("data")]).point
+        let failing = try [lastChunk(store, p, s.sub("data/big")), lastChunk(store, p, s.sub("data/small"))]
+        let broken = FailingRepository(inner: LocalRepository(store: store), failing: Set(failing), error: ArchiveError(.io, "connection lost"))
+        let target = s.sub("out")
+        let base = restored(target, s.sub("data"))
+        let first = try await restore(broken, p, to: target, existing: .refuse)
+        #expect(Set(first.failures.map(\.path)) == [base + "/big", base + "/small"])
+        #expect(entries(base) == ["ok"], "no partial file under its name, no temporary file left")
+
+        let again = try await restore(LocalRepository(store: store), p, to: target, existing: .skip)
+        #expect(again.failures.isEmpty)
+        #expect(again.skipped == 1, "only the complete file is skipped")
+        #expect(differences(s.sub("data"), base) == [])
+    }
+
+    @Test func aFullDiskStopsTheRestoreWithoutPartialFiles() async throws {
+        let s = Scratch()
+        let store = try makeStore(s)
+        for i in 0..<6 { s.write("data/f\(i)", pseudoRandom(6_000, seed: UInt64(i))) }
+        let p = try await backup(store, [s.sub("data")]).point
+        let failing = try lastChunk(store, p, s.sub("data/f2"))
+        let full = FailingRepository(inner: LocalRepository(store: store), failing: [failing],
+                                     error: ArchiveError(.diskFull, "the disk is full"))
+        let target = s.sub("out")
+        let base = restored(target, s.sub("data"))
+        let e = await #expect(throws: ArchiveError.self) { try await restore(full, p, to: target, existing: .refuse) }
+        #expect(e?.code == .diskFull)
+        for name in entries(base) {
+            #expect(!Restorer.isTemporaryName(Array(name.utf8)), "temporary file \(name) left behind")
+            #expect(FileManager.default.contents(atPath: base + "/" + name) == FileManager.default.contents(atPath: s.sub("data/" + name)),
+                    "\(name) is complete or absent")
+        }
+        #expect(!entries(base).contains("f2"))
+        let again = try await restore(LocalRepository(store: store), p, to: target, existing: .skip)
+        #expect(again.failures.isEmpty)
+        #expect(differences(s.sub("data"), base) == [])
+    }
+
+    /// A restore killed outright leaves its temporary files; the next run into the same folders removes them,
+    /// but never an entry of the recovery point that merely looks like one.
+    @Test func leftoversOfAKilledRestoreAreRemovedByTheNextRun() async throws {
+        let s = Scratch()
+        let store = try makeStore(s)
+        s.write("data/a", [1])
+        s.write("data/.outpost-restore-0123456789abcdef", [7, 7])
+        s.write("data/sub/b", [2])
+        let p = try await backup(store, [s.sub("data")]).point
+        let target = s.sub("out")
+        let base = restored(target, s.sub("data"))
+        _ = try await restore(LocalRepository(store: store), p, to: target, existing: .refuse)
+        unlink(base + "/a")
+        FileManager.default.createFile(atPath: base + "/.outpost-restore-fedcba9876543210", contents: Data([0]))
+        FileManager.default.createFile(atPath: base + "/sub/.outpost-restore-00000000000000aa", contents: Data())
+        mkdir(base + "/.outpost-restore-aaaaaaaaaaaaaaaa", 0o755) // not a file this restore could have made
+        FileManager.default.createFile(atPath: base + "/.outpost-restore-notatempname", contents: Data())
+        let r = try await restore(LocalRepository(store: store), p, to: target, existing: .skip)
+        #expect(r.failures.isEmpty)
+        #expect(entries(base) == ["a", "sub", ".outpost-restore-0123456789abcdef", ".outpost-restore-aaaaaaaaaaaaaaaa", ".outpost-restore-notatempname"])
+        #expect(entries(base + "/sub") == ["b"])
+        #expect(FileManager.default.contents(atPath: base + "/.outpost-restore-0123456789abcdef") == Data([7, 7]))
+        #expect(FileManager.default.contents(atPath: base + "/a") == Data([1]))
+    }
+
+    @Test func overwriteReplacesALinkOrAnEmptyFolderInTheWayWithoutFollowingIt() async throws {
+        let s = Scratch()
+        let store = try makeStore(s)
+        s.write("data/f1", [1])
+        s.write("data/f2", [2])
+        let outside = s.write("outside", [9])
+        let p = try await backup(store, [s.sub("data")]).point
+        let target = s.sub("out")
+        let base = restored(target, s.sub("data"))
+        _ = try await restore(LocalRepository(store: store), p, to: target, existing: .refuse)
+        unlink(base + "/f1")
+        symlink(outside, base + "/f1")
+        unlink(base + "/f2")
+        mkdir(base + "/f2", 0o755)
+        let r = try await restore(LocalRepository(store: store), p, to: target, existing: .overwrite)
+        #expect(r.failures.isEmpty)
+        #expect(differences(s.sub("data"), base) == [])
+        #expect(FileManager.default.contents(atPath: outside) == Data([9]))
+        #expect(entries(base) == ["f1", "f2"])
+    }
+}

@@ -20,6 +20,9 @@ int outpost_fchown_opath(int fd, uid_t uid, gid_t gid);
 int outpost_fchmod_opath(int fd, mode_t mode);
 /* utimensat(fd, "", times, AT_EMPTY_PATH), else utimensat on "/proc/self/fd/N" (not for symlinks: errno EOPNOTSUPP). */
 int outpost_utimens_opath(int fd, const struct timespec times[2]);
+/* renameat2(RENAME_NOREPLACE): fails with EEXIST when the new name exists. File systems without the flag get a
+   hard link (atomic too) and then, without hard links either, a check before a plain rename. */
+int outpost_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 /* mallopt(M_ARENA_MAX, n): caps glibc's per-thread malloc arenas, which otherwise keep freed memory per thread. */
 int outpost_limit_malloc_arenas(int n);
 #endif
