@@ -11,6 +11,11 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "outpost", targets: ["outpost"]),
+        // For Fuzz/ (its own package, docs/fuzzing.md): the decoders its libFuzzer targets drive.
+        .library(name: "OutpostCore", targets: ["OutpostCore"]),
+        .library(name: "OutpostCrypto", targets: ["OutpostCrypto"]),
+        .library(name: "OutpostStore", targets: ["OutpostStore"]),
+        .library(name: "OutpostForwarder", targets: ["OutpostForwarder"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -140,6 +145,8 @@ let package = Package(
         // Drives the real `outpost` binary (built alongside the tests) as operators and scripts do.
         .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS", "OutpostForwarder", "OutpostStore",
                                                               .product(name: "Logging", package: "swift-log"),
-                                                              .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: strict),
+                                                              .product(name: "NIOHTTP1", package: "swift-nio"),
+                                                              .product(name: "NIOCore", package: "swift-nio"),
+                                                              .product(name: "AsyncHTTPClient", package: "async-http-client")], swiftSettings: strict),
     ]
 )

@@ -15,23 +15,35 @@ public final class RelayClient: Sendable {
     let http: HTTPClient
     let logger: Logger
     let maxAttempts: Int
+    /// Told of every retry, so that a person at a terminal knows what the command waits for.
+    let notify: (@Sendable (String) -> Void)?
 
-    public init(baseURL: String, credential: String?, tls: TLSConfiguration?, logger: Logger = Logger(label: "outpost.client"), maxAttempts: Int = 6) {
+    /// Seconds a connection attempt may take; with `maxAttempts` and the backoff it bounds how long a command
+    /// waits for a relay that does not answer (6 attempts: about 8 s when refused, about 38 s when timing out).
+    public static let connectTimeoutSeconds: Int64 = 5
+
+    public init(baseURL: String, credential: String?, tls: TLSConfiguration?, logger: Logger = Logger(label: "outpost.client"), maxAttempts: Int = 6,
+                notify: (@Sendable (String) -> Void)? = nil) {
         base = DirectoryPath.normalized(baseURL)
         self.credential = credential
         self.logger = logger
         self.maxAttempts = max(1, maxAttempts)
+        self.notify = notify
         var config = HTTPClient.Configuration(
             tlsConfiguration: tls,
-            timeout: .init(connect: .seconds(10), read: .seconds(300)),
+            timeout: .init(connect: .seconds(Self.connectTimeoutSeconds), read: .seconds(300)),
             connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
         )
         config.decompression = .disabled
+        // Retries are ours (Retry, announced through `notify`): the pool's own would retry a refused connection
+        // silently until the connect timeout, five times over.
+        config.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
 
     /// Connects with the configuration written at enrollment.
-    public convenience init(configuration c: ClientConfiguration, logger: Logger = Logger(label: "outpost.client")) throws {
+    public convenience init(configuration c: ClientConfiguration, logger: Logger = Logger(label: "outpost.client"),
+                            notify: (@Sendable (String) -> Void)? = nil) throws {
         var tls: TLSConfiguration?
         if c.relay.hasPrefix("https://") {
             guard let pem = c.certificate else {
@@ -41,7 +53,7 @@ public final class RelayClient: Sendable {
                 throw ClientError(.config, "the certificate pinned in the client configuration cannot be used (\(error)); enroll again with `outpost enroll --fingerprint`")
             }
         }
-        self.init(baseURL: c.relay, credential: c.credential, tls: tls, logger: logger)
+        self.init(baseURL: c.relay, credential: c.credential, tls: tls, logger: logger, notify: notify)
     }
 
     public func close() async {
@@ -51,9 +63,10 @@ public final class RelayClient: Sendable {
     /// Sends a request and returns the body of a 2xx answer; maps every other outcome to a `ClientError`.
     public func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, contentType: String = "application/octet-stream",
                      authenticated: Bool = true, maxResponse: Int = 64 << 20) async throws -> [UInt8] {
-        let base = self.base, logger = self.logger
+        let base = self.base, logger = self.logger, notify = self.notify, attempts = maxAttempts
         return try await Retry.run(attempts: maxAttempts, onRetry: { attempt, reason, delay in
             logger.warning("relay unreachable, retrying", metadata: ["attempt": "\(attempt)", "reason": "\(reason)", "delay": "\(delay)"])
+            notify?("waiting for the relay at \(base): \(reason); attempt \(attempt + 1) of \(attempts) in \(delay) s (Ctrl-C stops; nothing acknowledged is lost)")
         }, exhausted: { attempts, reason in
             ClientError(.unreachable, "the relay at \(base) could not be reached after \(attempts) attempts (\(reason)); check that it runs and that this machine can reach it, then run the command again — nothing already sent is sent twice")
         }) {
@@ -114,7 +127,8 @@ public final class RelayClient: Sendable {
 
 /// `outpost enroll`: fetch and pin the relay's certificate, trade the token for a credential.
 public enum Enrollment {
-    public static func enroll(relay url: String, token: String, expectedFingerprint: String?, logger: Logger) async throws -> (ClientConfiguration, fingerprint: String?) {
+    public static func enroll(relay url: String, token: String, expectedFingerprint: String?, logger: Logger,
+                              notify: (@Sendable (String) -> Void)? = nil) async throws -> (ClientConfiguration, fingerprint: String?) {
         var certificate: String?
         var fingerprint: String?
         if url.hasPrefix("https://") {
@@ -136,7 +150,7 @@ public enum Enrollment {
             throw ClientError(.config, "the relay address must start with https:// (or http:// for a relay run with --insecure-http), e.g. https://relay.branch.lan:8440")
         }
         let tls = try certificate.map { try TLSIdentity.pinnedClientConfiguration(certificatePEM: $0) }
-        let client = RelayClient(baseURL: url, credential: nil, tls: tls, logger: logger, maxAttempts: 3)
+        let client = RelayClient(baseURL: url, credential: nil, tls: tls, logger: logger, maxAttempts: 3, notify: notify)
         defer { Task { await client.close() } }
         let answer = try await client.postJSON(RelayAPI.EnrollResponse.self, "/v1/enroll", RelayAPI.EnrollRequest(token: token), authenticated: false)
         await client.close()

@@ -37,7 +37,13 @@ public enum ExitCode: Int32, Sendable {
     case unreachable = 20
     /// The relay answered with an error (the message says which).
     case remoteError = 21
+    /// A server could not listen on its address (in use, not this machine's, or a privileged port).
+    case cannotListen = 22
     case usage = 64
+    /// Stopped by Ctrl-C (SIGINT), 128 + 2 as shells report it; a message says what was kept.
+    case interrupted = 130
+    /// Stopped by SIGTERM, 128 + 15.
+    case terminated = 143
 }
 
 /// Errors that know how they should end the process and what the operator should do.

@@ -23,7 +23,7 @@ enum Access {
             return .local(try Store.open(at: store, purpose: purpose))
         }
         let config = try ClientConfiguration.load(path: options.config ?? ClientConfiguration.defaultPath)
-        let client = try RelayClient(configuration: config)
+        let client = try RelayClient(configuration: config, notify: { printErr($0) })
         do { return .remote(try await RemoteRepository(client: client)) } catch { await client.close(); throw error }
     }
 

@@ -28,6 +28,10 @@ struct Outpost: AsyncParsableCommand {
         limitMallocArenas()
         do {
             var command = try parseAsRoot()
+            // Servers stop gracefully on SIGINT/SIGTERM by themselves; every other command says what was kept.
+            if !(command is RelayCommand.Serve) && !(command is VaultCommand.Serve) {
+                InterruptHandling.install(command: type(of: command).configuration.commandName ?? "command")
+            }
             if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {

@@ -78,7 +78,7 @@ struct RelayCommand: AsyncParsableCommand {
                 printErr("relay listening on \(scheme)://\(host):\(bound) (dedup scope: \(scope))")
                 if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
             }
-            try await server.run()
+            do { try await server.run() } catch { throw listenFailure(error, host: host, port: port, setting: "listen in relay.toml") }
         }
     }
 
@@ -106,7 +106,7 @@ struct RelayCommand: AsyncParsableCommand {
             let token = RelayAPI.randomSecret()
             let expires = Date().addingTimeInterval(Double(hours) * 3600)
             try MachineCatalog(store: store).addMachine(name, token: token, expiresAt: expires)
-            printErr("machine \(name) added; on it run `outpost enroll --relay https://RELAY:PORT --token TOKEN --fingerprint \((try? dir.identity(dir.configuration()).fingerprint) ?? "FINGERPRINT")` before \(expires.formatted(.iso8601))")
+            printErr("machine \(name) added; put the token below into a file on it (mode 0600) and run `outpost enroll --relay https://RELAY:PORT --token-file FILE --fingerprint \((try? dir.identity(dir.configuration()).fingerprint) ?? "FINGERPRINT")` before \(expires.formatted(.iso8601))")
             print(token)
         }
     }
@@ -196,6 +196,7 @@ struct EnrollCommand: AsyncParsableCommand {
         let file = tokenFile!
         let text: String?
         if file == "-" {
+            printErr("reading the enrollment token from standard input")
             text = String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8)
         } else {
             text = try? String(contentsOfFile: file, encoding: .utf8)
@@ -210,7 +211,8 @@ struct EnrollCommand: AsyncParsableCommand {
         let path = config ?? ClientConfiguration.defaultPath
         let token = try readToken()
         try ClientConfiguration.prepareDirectory(for: path)
-        let (cfg, fp) = try await Enrollment.enroll(relay: relay, token: token, expectedFingerprint: fingerprint, logger: Logger(label: "outpost.enroll"))
+        let (cfg, fp) = try await Enrollment.enroll(relay: relay, token: token, expectedFingerprint: fingerprint, logger: Logger(label: "outpost.enroll"),
+                                                    notify: { printErr($0) })
         try cfg.save(path: path)
         if let fp, fingerprint == nil {
             printErr("pinned the relay certificate \(fp) on first use; compare it with `outpost relay fingerprint` on the relay")
