@@ -40,7 +40,7 @@ echo "relay on https://127.0.0.1:$PORT, certificate $FP"
 
 echo "== enroll this machine as 'demo'"
 TOKEN=$("$BIN" relay add-machine --data "$WORK/relay" demo 2>/dev/null)
-"$BIN" enroll --relay "https://127.0.0.1:$PORT" --token "$TOKEN" --fingerprint "$FP" --config "$WORK/client.toml"
+"$BIN" enroll --relay "https://127.0.0.1:$PORT" --token-file <(printf %s "$TOKEN") --fingerprint "$FP" --config "$WORK/client.toml"
 
 echo "== first backup (pushed to the relay)"
 "$BIN" backup --config "$WORK/client.toml" "$WORK/data"
