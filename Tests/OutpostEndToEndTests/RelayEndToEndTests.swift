@@ -87,11 +87,8 @@ import Glibc
         #expect(wrong.status == 19)
         #expect(wrong.stderr.contains("not known"))
 
-        let expired = try CLI.run(["relay", "add-machine", "--data", relay.data, "--valid-hours", "0", "late"])
-        let t = expired.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let e = try CLI.run(["enroll", "--relay", relay.url, "--token", t, "--fingerprint", relay.fingerprint, "--config", s.sub("late.toml")])
-        #expect(e.status == 19)
-        #expect(e.stderr.contains("expired"))
+        // An expired token is refused: MachineCatalogTests (with a clock); `--valid-hours 0` is itself refused.
+        #expect(try CLI.run(["relay", "add-machine", "--data", relay.data, "--valid-hours", "0", "late"]).status == 64)
 
         let add = try CLI.run(["relay", "add-machine", "--data", relay.data, "once"])
         let token = add.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
