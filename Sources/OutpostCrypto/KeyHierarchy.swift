@@ -52,6 +52,26 @@ public struct ScryptParameters: Codable, Sendable, Equatable {
     public static let standard = ScryptParameters(n: 1 << 15, r: 8, p: 1)
     /// For tests only (a debug build runs BoringSSL unoptimised).
     public static let fastForTests = ScryptParameters(n: 1 << 10, r: 8, p: 1)
+
+    /// The bounds a key file's parameters must keep, checked before the KDF runs: a key file is read from the
+    /// vault, and a damaged or hostile one must not make the relay allocate gigabytes or spin for hours
+    /// (issue 8). N is a power of two from `fastForTests` up to 2^22, r 1…32, p 1…16, at most `maxMemory` of
+    /// scratch space (BoringSSL's count: 128·r·(N + p + 1) bytes) and `maxWork` Salsa20/8 block mixes (N·r·p,
+    /// 128 times `standard`).
+    public static let nRange = (1 << 10)...(1 << 22)
+    public static let rRange = 1...32
+    public static let pRange = 1...16
+    public static let maxMemory = 256 << 20
+    public static let maxWork = 1 << 25
+
+    /// Throws a clear error naming `source` (the key file) when a parameter is out of bounds.
+    public func validate(source: String) throws {
+        let inBounds = Self.nRange.contains(n) && n.nonzeroBitCount == 1 && Self.rRange.contains(r) && Self.pRange.contains(p)
+            && 128 * r * (n + p + 1) <= Self.maxMemory && n * r * p <= Self.maxWork
+        guard inBounds else {
+            throw CryptoError(.malformed, "\(source) asks for scrypt parameters N=\(n), r=\(r), p=\(p), outside what Outpost accepts (N a power of two from 2^10 to 2^22, r 1 to 32, p 1 to 16, at most \(Self.maxMemory >> 20) MiB of memory): the key file is damaged or was not written by Outpost; restore it from a copy")
+        }
+    }
 }
 
 /// The master key, wrapped by a key derived from the passphrase. Stored in the vault and on the relay; useless
@@ -85,19 +105,21 @@ public struct KeyFile: Codable, Sendable, Equatable {
     }
 
     /// Re-wraps the same master key under a new passphrase: nothing encrypted with it changes.
-    public func rewrapped(oldPassphrase: String, newPassphrase: String, now: Date = Date()) throws -> KeyFile {
+    public func rewrapped(oldPassphrase: String, newPassphrase: String, source: String = "the key file", now: Date = Date()) throws -> KeyFile {
         try PassphrasePolicy.check(newPassphrase)
-        let master = try unwrap(passphrase: oldPassphrase)
+        let master = try unwrap(passphrase: oldPassphrase, source: source)
         return try Self.wrap(master, passphrase: newPassphrase, parameters: scrypt, now: now)
     }
 
-    public func unwrap(passphrase: String) throws -> MasterKey {
+    /// `source` names the key file in errors (a path, or the vault object it came from).
+    public func unwrap(passphrase: String, source: String = "the key file") throws -> MasterKey {
         guard version <= Self.currentVersion else {
             throw CryptoError(.unsupportedVersion, "the key file has version \(version); this outpost reads up to \(Self.currentVersion): upgrade outpost")
         }
         guard let salt = Data(base64Encoded: self.salt), let wrapped = Data(base64Encoded: wrappedKey), kdf == "scrypt" else {
-            throw CryptoError(.malformed, "the key file is malformed (salt, wrapped key or kdf)")
+            throw CryptoError(.malformed, "\(source) is malformed (salt, wrapped key or kdf)")
         }
+        try scrypt.validate(source: source)
         let kek = try Self.deriveKEK(passphrase: passphrase, salt: Array(salt), parameters: scrypt)
         do {
             let box = try AES.GCM.SealedBox(combined: wrapped)
@@ -112,11 +134,9 @@ public struct KeyFile: Codable, Sendable, Equatable {
     }
 
     static func deriveKEK(passphrase: String, salt: [UInt8], parameters p: ScryptParameters) throws -> SymmetricKey {
-        guard p.n >= 1 << 10, p.n.nonzeroBitCount == 1, p.r >= 1, p.p >= 1, p.n <= 1 << 22 else {
-            throw CryptoError(.malformed, "the key file's scrypt parameters (N=\(p.n), r=\(p.r), p=\(p.p)) are out of range")
-        }
+        try p.validate(source: "the key file")
         return try KDF.Scrypt.deriveKey(from: Array(passphrase.utf8), salt: salt, outputByteCount: 32,
-                                        rounds: p.n, blockSize: p.r, parallelism: p.p, maxMemory: 256 << 20)
+                                        rounds: p.n, blockSize: p.r, parallelism: p.p, maxMemory: ScryptParameters.maxMemory)
     }
 
     public func encoded() -> [UInt8] {
@@ -126,12 +146,16 @@ public struct KeyFile: Codable, Sendable, Equatable {
         return Array(try! e.encode(self))
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> KeyFile {
+    /// Decodes a key file and checks its scrypt parameters; `source` names it in errors.
+    public static func decode(_ bytes: [UInt8], source: String = "the key file") throws -> KeyFile {
         let d = JSONDecoder()
         d.dateDecodingStrategy = .iso8601
-        do { return try d.decode(KeyFile.self, from: Data(bytes)) } catch {
-            throw CryptoError(.malformed, "the key file is not valid: \(error)")
+        let file: KeyFile
+        do { file = try d.decode(KeyFile.self, from: Data(bytes)) } catch {
+            throw CryptoError(.malformed, "\(source) is not a valid key file: \(error)")
         }
+        try file.scrypt.validate(source: source)
+        return file
     }
 }
 

@@ -68,4 +68,36 @@ import Testing
         #expect(n1.count == 64)
         #expect(n1 != ObjectSealer(master: m2).objectName(for: id), "names depend on the key")
     }
+
+    /// Issue 8: a key file comes from the vault; its scrypt cost is checked before the KDF runs, with an error
+    /// naming the file, so a damaged or hostile one cannot make the relay allocate gigabytes or spin for hours.
+    static let hostileParameters: [[Int]] = [[1024, 1_048_576, 1], [1024, 8, 1_048_576], [1_073_741_824, 8, 1], [4_194_304, 8, 1],
+                                             [1024, 0, 1], [1024, 8, 0], [1000, 8, 1], [1024, 33, 1], [1024, 8, 17], [262_144, 32, 16]]
+
+    @Test(arguments: hostileParameters)
+    func outOfBoundsScryptParametersAreRefusedBeforeTheKDF(_ nrp: [Int]) throws {
+        let (n, r, p) = (nrp[0], nrp[1], nrp[2])
+        var (file, _) = try KeyFile.create(passphrase: passphrase, parameters: .fastForTests)
+        var params = ScryptParameters.fastForTests
+        params.n = n
+        params.r = r
+        params.p = p
+        file.scrypt = params
+        let e = #expect(throws: CryptoError.self) { try KeyFile.decode(file.encoded(), source: "the key file keys/1.json in the vault") }
+        #expect(e?.code == .malformed)
+        #expect(e?.message.contains("keys/1.json") == true, "names the key file: \(e?.message ?? "")")
+        let direct = #expect(throws: CryptoError.self) { try file.unwrap(passphrase: passphrase, source: "/data/vault/keyfile.json") }
+        #expect(direct?.code == .malformed)
+        #expect(direct?.message.contains("/data/vault/keyfile.json") == true)
+    }
+
+    @Test func theParameterSetsOutpostWritesAreWithinBounds() throws {
+        try ScryptParameters.standard.validate(source: "standard")
+        try ScryptParameters.fastForTests.validate(source: "fast")
+        var largest = ScryptParameters.standard
+        largest.n = 1 << 17
+        try largest.validate(source: "4 times the standard cost")
+        largest.n = 1 << 18
+        #expect(throws: CryptoError.self, "256 MiB and 2 KiB of scratch space") { try largest.validate(source: "8 times") }
+    }
 }
