@@ -162,21 +162,56 @@ public final class Relay: Sendable {
         if let foreign = ids.first(where: { !owned.contains($0) }) {
             throw RelayFailure(.forbidden, "blob \(foreign.shortHex) does not belong to a recovery point of \(name)")
         }
-        // The common case in one index read; anything missing or unreadable is retried blob by blob below.
-        if let all = try? await offload({ try self.store.loadStoredMany(ids) }), all.allSatisfy({ $0 != nil }) {
+        // Every blob is checked for damage before it is served (zstd's content checksum, else decompressed and
+        // hashed, as the forwarder checks what it sends): the bytes were verified when they arrived, so what fails
+        // now was damaged on the relay's disk, and is fetched from the vault (tier 2) like a missing blob instead
+        // of failing the client's own check (issue 8).
+        @Sendable func damage(_ b: PreparedBlob) -> (any Error)? {
+            do {
+                try decompressors.with { d in
+                    try b.stored.withUnsafeBytes {
+                        try PreparedBlob.checkIntegrity(stored: $0, id: b.id, compression: b.compression, rawLength: b.rawLength,
+                                                        decompressor: d, what: "blob \(b.id.shortHex) on the relay")
+                    }
+                }
+                return nil
+            } catch { return error }
+        }
+        // The common case in one index read; anything missing, unreadable or damaged is retried blob by blob below.
+        if let all = try? await offload({ try self.store.loadStoredMany(ids).map { b in b.flatMap { damage($0) == nil ? $0 : nil } } }),
+           all.allSatisfy({ $0 != nil }) {
             return WireFormat.encodeFrames(all.map { $0! })
         }
         var blobs: [PreparedBlob] = []
         for id in ids {
+            var damaged: PreparedBlob?
             do {
-                if let b = try store.loadStored(id) { blobs.append(b); continue }
+                let loaded = try await offload { () -> (PreparedBlob, (any Error)?)? in
+                    guard let b = try self.store.loadStored(id) else { return nil }
+                    return (b, damage(b))
+                }
+                if let (b, problem) = loaded {
+                    guard let problem else { blobs.append(b); continue }
+                    logger.warning("blob damaged on the relay\(tier2 == nil ? "" : ", trying the vault")", metadata: ["blob": "\(id.shortHex)", "error": "\(problem)"])
+                    damaged = b
+                }
             } catch let e as StoreError where tier2 != nil && (e.code == .corrupt || e.code == .io) {
                 logger.warning("blob unreadable on the relay, trying the vault", metadata: ["blob": "\(id.shortHex)", "error": "\(e.message)"])
             }
-            // Tier 2: the vault, when the relay lost the blob (or is being rebuilt).
-            if let tier2, let b = try await tier2(id) {
-                logger.info("served from the vault", metadata: ["blob": "\(id.shortHex)"])
-                blobs.append(b)
+            // Tier 2: the vault, when the relay lost or damaged the blob (or is being rebuilt).
+            do {
+                if let tier2, let b = try await tier2(id) {
+                    logger.info("served from the vault", metadata: ["blob": "\(id.shortHex)"])
+                    blobs.append(b)
+                    continue
+                }
+            } catch where damaged != nil {
+                logger.warning("the vault could not serve a blob damaged on the relay", metadata: ["blob": "\(id.shortHex)", "error": "\(error)"])
+            }
+            if let damaged {
+                // No intact copy anywhere: served as stored, so that the client's own check fails only the files
+                // that need this blob, by name, instead of the whole request.
+                blobs.append(damaged)
                 continue
             }
             throw RelayFailure(.notFound, "blob \(id.shortHex) is missing from the relay's store\(tier2 == nil ? "" : " and from the vault"); the relay's operator should run `outpost relay check`")
