@@ -201,7 +201,8 @@ public final class Forwarder: Sendable {
             guard index.count == locations.count, zip(index, locations).allSatisfy({ $0.id == $1.0 && $0.location == $1.1 }) else { return false }
             try decompressors.with { d in
                 for (id, loc) in locations {
-                    _ = try VaultPack.openEntry(pack[loc.offset..<(loc.offset + loc.length)], key: key, id: id, kind: loc.kind, sealer: sealer, decompressor: d)
+                    guard let range = VaultPack.entryRange(loc, packSize: pack.count) else { throw ForwarderError(.tampered, "vault pack \(key) is cut off") }
+                    _ = try VaultPack.openEntry(pack[range], key: key, id: id, kind: loc.kind, sealer: sealer, decompressor: d)
                 }
             }
             return true
@@ -254,10 +255,10 @@ public final class Forwarder: Sendable {
                         if index[id]?.location != loc {
                             throw ForwarderError(.tampered, "vault pack \(key) does not list blob \(id.shortHex) where the relay recorded it: damaged or tampered with")
                         }
-                        guard loc.offset + loc.length <= pack.count else {
+                        guard let range = VaultPack.entryRange(loc, packSize: pack.count) else {
                             throw ForwarderError(.tampered, "vault pack \(key) is shorter than the relay recorded (blob \(id.shortHex) is cut off): damaged or tampered with")
                         }
-                        _ = try VaultPack.openEntry(pack[loc.offset..<(loc.offset + loc.length)], key: key, id: id, kind: loc.kind, sealer: sealer, decompressor: d)
+                        _ = try VaultPack.openEntry(pack[range], key: key, id: id, kind: loc.kind, sealer: sealer, decompressor: d)
                     } catch {
                         result.damage.append("\(error)")
                         result.damagedBlobs.append(id)
@@ -379,7 +380,10 @@ public final class Forwarder: Sendable {
     }
 
     public static func fetch(_ id: ChunkID, at loc: VaultLocation, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {
-        guard let sealed = try await vault.get(loc.pack, range: loc.offset..<(loc.offset + loc.length)) else { return nil }
+        guard let range = VaultPack.entryRange(loc) else {
+            throw ForwarderError(.tampered, "the relay's record of where blob \(id.shortHex) lies in vault pack \(loc.pack) is damaged (offset \(loc.offset), length \(loc.length)); run `outpost relay verify-vault --repair`")
+        }
+        guard let sealed = try await vault.get(loc.pack, range: range) else { return nil }
         return try VaultPack.openEntry(sealed, key: loc.pack, id: id, kind: loc.kind, sealer: sealer, decompressor: ZstdDecompressor())
     }
 

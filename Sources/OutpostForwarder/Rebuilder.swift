@@ -162,7 +162,8 @@ public struct Rebuilder: Sendable {
         for e in index {
             let loc = e.location
             do {
-                out.append((try VaultPack.openEntry(pack[loc.offset..<(loc.offset + loc.length)], key: key, id: e.id, kind: loc.kind,
+                guard let range = VaultPack.entryRange(loc, packSize: pack.count) else { throw ForwarderError(.tampered, "vault pack \(key) is cut off") }
+                out.append((try VaultPack.openEntry(pack[range], key: key, id: e.id, kind: loc.kind,
                                                     sealer: forwarder.sealer, decompressor: d), loc))
             } catch let err as ForwarderError where err.code == .tampered {
                 logger.warning("damaged copy passed over", metadata: ["blob": "\(e.id.shortHex)", "pack": "\(key)"])

@@ -13,19 +13,7 @@ public enum Registration {
     public static func register(data: String, credentialsPath: String, passphrase: String, relayName: String, proxy: ProxySettings? = nil,
                                 scrypt: ScryptParameters = .standard, now: Date = Date(), logger: Logger) async throws -> VaultLink {
         try PassphrasePolicy.check(passphrase)
-        guard let bytes = FileManager.default.contents(atPath: credentialsPath) else {
-            throw ForwarderError(.config, "cannot read the vault credentials file \(credentialsPath)")
-        }
-        let file: VaultCredentialsFile
-        do { file = try VaultCredentialsFile.decode(Array(bytes), path: credentialsPath) } catch let e as FormatError {
-            throw ForwarderError(.credentials, e.message)
-        }
-        if file.expiresAt < now {
-            throw ForwarderError(.credentials, "the vault credentials file \(credentialsPath) expired on \(file.expiresAt.formatted(.iso8601)); download a new one from the vault (`outpost vault credentials`)")
-        }
-        guard (try? TLSIdentity.fingerprint(ofPEM: file.certificate)) == TLSIdentity.normalizeFingerprint(file.fingerprint) else {
-            throw ForwarderError(.credentials, "the vault credentials file \(credentialsPath) is inconsistent (certificate and fingerprint differ); download it again")
-        }
+        let file = try loadCredentials(credentialsPath, now: now)
         let paths = VaultLink.paths(data)
         let fm = FileManager.default
         let link: VaultLink
@@ -40,7 +28,12 @@ public enum Registration {
             }
             let client = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: nil, proxy: proxy, logger: logger)
             let answer: VaultAPI.RegisterResponse
-            do { answer = try await client.register(secret: file.secret, relayName: relayName) } catch { await client.close(); throw error }
+            do {
+                // Re-attaching replaces the relay's credential (a relay that still runs loses its access): the
+                // passphrase is checked against the container's key file first, and a wrong one changes nothing.
+                if file.recoverRelay != nil { try await checkRecoveryPassphrase(client, file: file, passphrase: passphrase, logger: logger) }
+                answer = try await client.register(secret: file.secret, relayName: relayName)
+            } catch { await client.close(); throw error }
             await client.close()
             link = VaultLink(url: file.url, vaultID: file.vaultID, vaultName: file.vaultName, relayID: answer.relayID,
                              credential: answer.credential, fingerprint: TLSIdentity.normalizeFingerprint(file.fingerprint),
@@ -54,8 +47,8 @@ public enum Registration {
             if file.recoverRelay != nil || !existingKeys.isEmpty {
                 // The container already holds the wrapped key (a rebuild, or a resumed registration whose key
                 // upload went through): the passphrase must open it.
-                let keyFile = try await newestKeyFile(authed)
-                let master = try keyFile.unwrap(passphrase: passphrase)
+                let (keyFile, source) = try await newestKeyFile(authed)
+                let master = try keyFile.unwrap(passphrase: passphrase, source: source)
                 try saveKeys(data: data, keyFile: keyFile, master: master)
             } else {
                 let (keyFile, master) = try KeyFile.create(passphrase: passphrase, parameters: scrypt, now: now)
@@ -80,8 +73,8 @@ public enum Registration {
         guard let bytes = FileManager.default.contents(atPath: VaultLink.paths(data).keyFile) else {
             throw ForwarderError(.notRegistered, "no key file under \(VaultLink.paths(data).dir); register first")
         }
-        let keyFile = try KeyFile.decode(Array(bytes))
-        let rewrapped = try keyFile.rewrapped(oldPassphrase: old, newPassphrase: new, now: now)
+        let keyFile = try KeyFile.decode(Array(bytes), source: "the key file \(VaultLink.paths(data).keyFile)")
+        let rewrapped = try keyFile.rewrapped(oldPassphrase: old, newPassphrase: new, source: "the key file \(VaultLink.paths(data).keyFile)", now: now)
         let client = try VaultClient(url: link.url, certificatePEM: link.certificate, credential: link.credential, proxy: proxy, logger: logger)
         let newKey = keyObjectName(now)
         var kept: [String] = []
@@ -112,12 +105,57 @@ public enum Registration {
 
     static func keyObjectName(_ now: Date) -> String { "keys/\(Int(now.timeIntervalSince1970 * 1000)).json" }
 
-    static func newestKeyFile(_ client: VaultClient) async throws -> KeyFile {
+    static func newestKeyFile(_ client: VaultClient) async throws -> (KeyFile, source: String) {
         guard let newest = try await client.list(prefix: "keys/").map(\.key).max(),
               let bytes = try await client.get(newest) else {
             throw ForwarderError(.vault, "the vault container holds no key file; it cannot be opened with a passphrase")
         }
-        return try KeyFile.decode(bytes)
+        let source = "the key file \(newest) in the vault container"
+        return (try KeyFile.decode(bytes, source: source), source)
+    }
+
+    /// Reads and checks a vault credentials file.
+    static func loadCredentials(_ path: String, now: Date) throws -> VaultCredentialsFile {
+        guard let bytes = FileManager.default.contents(atPath: path) else {
+            throw ForwarderError(.config, "cannot read the vault credentials file \(path)")
+        }
+        let file: VaultCredentialsFile
+        do { file = try VaultCredentialsFile.decode(Array(bytes), path: path) } catch let e as FormatError {
+            throw ForwarderError(.credentials, e.message)
+        }
+        if file.expiresAt < now {
+            throw ForwarderError(.credentials, "the vault credentials file \(path) expired on \(file.expiresAt.formatted(.iso8601)); download a new one from the vault (`outpost vault credentials`)")
+        }
+        guard (try? TLSIdentity.fingerprint(ofPEM: file.certificate)) == TLSIdentity.normalizeFingerprint(file.fingerprint) else {
+            throw ForwarderError(.credentials, "the vault credentials file \(path) is inconsistent (certificate and fingerprint differ); download it again")
+        }
+        return file
+    }
+
+    /// Checks that `passphrase` opens the key file of the container a recovery credentials file re-attaches,
+    /// before anything is registered or written (`relay rebuild` calls it before it creates the data directory).
+    /// A wrong passphrase throws `CryptoError.wrongPassphrase` (exit 19); the vault and the file are unchanged.
+    public static func checkRecoveryPassphrase(credentialsPath: String, passphrase: String, proxy: ProxySettings? = nil, now: Date = Date(),
+                                               logger: Logger) async throws {
+        try PassphrasePolicy.check(passphrase)
+        let file = try loadCredentials(credentialsPath, now: now)
+        guard file.recoverRelay != nil else {
+            throw ForwarderError(.credentials, "the vault credentials file \(credentialsPath) registers a new relay; a rebuild needs a recovery one (`outpost vault credentials --recover RELAY`)")
+        }
+        let client = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: nil, proxy: proxy, logger: logger)
+        do { try await checkRecoveryPassphrase(client, file: file, passphrase: passphrase, logger: logger) } catch { await client.close(); throw error }
+        await client.close()
+    }
+
+    static func checkRecoveryPassphrase(_ client: VaultClient, file: VaultCredentialsFile, passphrase: String, logger: Logger) async throws {
+        guard let bytes = try await client.recoveryKey(secret: file.secret) else {
+            logger.warning("this vault cannot hand out the key file before the relay re-attaches (it predates that); the passphrase is checked after registering: upgrade the vault")
+            return
+        }
+        let source = "the key file of relay \(file.recoverRelay ?? "") in the vault"
+        do { _ = try KeyFile.decode(bytes, source: source).unwrap(passphrase: passphrase, source: source) } catch let e as CryptoError where e.code == .wrongPassphrase {
+            throw CryptoError(.wrongPassphrase, "\(e.message). Nothing was changed: the relay registered in the vault keeps its credential, and the recovery credentials file can still be used")
+        }
     }
 
     static func saveKeys(data: String, keyFile: KeyFile, master: MasterKey) throws {

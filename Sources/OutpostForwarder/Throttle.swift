@@ -43,7 +43,10 @@ public final class Throttle: Sendable {
     public func consume(_ bytes: Int) async throws {
         while true {
             let now = clock()
-            guard let rate = schedule.rate(at: now) else { return }
+            // A rate from relay.toml is validated there; clamped here too so that no setting can divide by zero
+            // or ask for a wait that does not fit an Int.
+            guard let configured = schedule.rate(at: now) else { return }
+            let rate = max(1, configured)
             let wait: Double = state.withLock { s in
                 // A burst of at most a quarter second keeps the measured rate close to the limit.
                 let burst = Double(rate) / 4
@@ -56,7 +59,7 @@ public final class Throttle: Sendable {
                 return -s.tokens / Double(rate)
             }
             if wait <= 0 { return }
-            try await Task.sleep(for: .milliseconds(max(1, Int(wait * 1000))))
+            try await Task.sleep(for: .milliseconds(max(1, Int(min(wait, 3600) * 1000))))
         }
     }
 }

@@ -139,7 +139,11 @@ public final class VaultClient: Sendable {
         // by the forwarder's concurrent uploads.
         let deadline = 180 + (throttle == nil ? 0 : (body?.count ?? 0) * 4 / ThrottleSchedule.minimumRate)
         do { resp = try await http.execute(req, timeout: .seconds(Int64(deadline)), logger: logger) } catch let e as NIOSSLError {
-            throw ForwarderError(.refused, "the TLS connection to the vault failed (\(e)): its certificate is not the one in the credentials file")
+            throw Self.pinFailure(e, base: base)
+        } catch let e as BoringSSLError {
+            // A handshake against the pinned certificate can fail with either type (which one depends on where
+            // BoringSSL stops): both mean the vault's certificate is not the pinned one, never a retry.
+            throw Self.pinFailure(e, base: base)
         } catch let e as HTTPClientError where e == .proxyAuthenticationRequired {
             throw ForwarderError(.refused, "the HTTP proxy refused the relay's proxy credentials (407): check proxy_user and proxy_password in relay.toml")
         } catch {
@@ -153,9 +157,16 @@ public final class VaultClient: Sendable {
         switch code {
         case 502, 503, 504: throw TransientFailure("HTTP \(code)")
         case 401: throw ForwarderError(.credentials, "the vault refused this relay: \(message)")
-        case 403: throw ForwarderError(.refused, "the vault refused: \(message)")
+        case 403, 409: throw ForwarderError(.refused, "the vault refused: \(message)")
+        // Asked for bytes the object does not have: the relay recorded more than the vault holds.
+        case 416: throw ForwarderError(.tampered, "vault object \(path.dropFirst("/v1/objects/".count)) is shorter than recorded (\(message)): damaged or tampered with in the vault")
         default: throw ForwarderError(.vault, "the vault answered \(code): \(message)")
         }
+    }
+
+    /// A TLS failure against the pinned certificate: said as the relay client says it, not retried.
+    static func pinFailure(_ error: any Error, base: String) -> ForwarderError {
+        ForwarderError(.refused, "the TLS connection to the vault at \(base) failed (\(error)): the vault's certificate is not the one pinned by the credentials file; if the vault's certificate was replaced on purpose, register again with a new credentials file")
     }
 
     /// Put-if-absent; true when the vault did not have it. With a throttle, the body is paced by it.
@@ -190,6 +201,17 @@ public final class VaultClient: Sendable {
     public func list(prefix: String) async throws -> [VaultAPI.ObjectEntry] {
         let (_, body) = try await call(.GET, "/v1/list?prefix=" + prefix)
         return try JSONDecoder().decode([VaultAPI.ObjectEntry].self, from: Data(body))
+    }
+
+    /// The newest key file of the container a recovery credentials file re-attaches, read without spending the
+    /// file; nil when the vault predates `POST /v1/recovery-key`.
+    public func recoveryKey(secret: String) async throws -> [UInt8]? {
+        let (code, body) = try await call(.POST, "/v1/recovery-key", body: Array(try JSONEncoder().encode(["secret": secret])))
+        guard code == 404 else { return body }
+        if let answer = try? JSONDecoder().decode([String: String].self, from: Data(body)), answer["error"] == "notFound" {
+            throw ForwarderError(.vault, "the vault: \(answer["message"] ?? "the container holds no key file")")
+        }
+        return nil
     }
 
     public func register(secret: String, relayName: String) async throws -> VaultAPI.RegisterResponse {

@@ -59,10 +59,13 @@ public enum VaultPack {
         locations.reserveCapacity(blobs.count)
         var plain: [UInt8] = []
         for b in blobs {
+            guard let rawLength = UInt32(exactly: b.rawLength) else {
+                throw ForwarderError(.tampered, "blob \(b.id.shortHex) on the relay records a length of \(b.rawLength) bytes, which no blob has: run `outpost relay check`")
+            }
             plain.removeAll(keepingCapacity: true)
             plain.reserveCapacity(b.stored.count + 5)
             plain.append(b.compression.rawValue)
-            withUnsafeBytes(of: UInt32(b.rawLength).littleEndian) { plain.append(contentsOf: $0) }
+            withUnsafeBytes(of: rawLength.littleEndian) { plain.append(contentsOf: $0) }
             plain += b.stored
             let kind = Self.kind(of: b.kind).rawValue
             let sealed = try sealer.sealBare(plain, name: entryName(key, b.id), kind: kind)
@@ -94,11 +97,18 @@ public enum VaultPack {
             throw ForwarderError(.tampered, "vault pack \(key) does not end as a pack does (cut off, damaged or tampered with)")
         }
         let length = Int(UInt32(trailer[0]) | UInt32(trailer[1]) << 8 | UInt32(trailer[2]) << 16 | UInt32(trailer[3]) << 24)
-        let start = packSize - trailerLength - length
-        guard length > 0, start >= magic.count else {
+        // packSize comes from the vault's listing: checked before any arithmetic on it.
+        guard packSize >= magic.count + trailerLength, length > 0, length <= packSize - trailerLength - magic.count else {
             throw ForwarderError(.tampered, "vault pack \(key) names an index that does not fit in it: damaged or tampered with")
         }
-        return start..<(packSize - trailerLength)
+        return (packSize - trailerLength - length)..<(packSize - trailerLength)
+    }
+
+    /// The byte range of an entry at `loc`, or nil when the location cannot be one (negative, empty, past
+    /// `packSize`, or overflowing): locations also come from the ledger, which a damaged disk can garble.
+    public static func entryRange(_ loc: VaultLocation, packSize: Int = .max) -> Range<Int>? {
+        guard loc.offset >= magic.count, loc.length > 0, loc.offset <= packSize, loc.length <= packSize - loc.offset else { return nil }
+        return loc.offset..<(loc.offset + loc.length)
     }
 
     /// Opens and parses a pack's sealed index.
@@ -117,12 +127,14 @@ public enum VaultPack {
         for _ in 0..<count {
             let id = try r.id()
             let k = try r.u8()
-            let offset = Int(try r.u64())
+            // Compared before any conversion or sum: an offset beyond Int (or one that overflows with its length)
+            // is damage, not a trap.
+            let rawOffset = try r.u64()
             let length = Int(try r.u32())
-            guard offset >= magic.count, length > 0, offset + length <= packSize else {
+            guard rawOffset >= UInt64(magic.count), rawOffset <= UInt64(max(0, packSize)), length > 0, length <= packSize - Int(rawOffset) else {
                 throw ForwarderError(.tampered, "the index of vault pack \(key) points outside the pack")
             }
-            out.append(IndexEntry(id: id, kind: k, location: VaultLocation(pack: key, offset: offset, length: length, kind: k)))
+            out.append(IndexEntry(id: id, kind: k, location: VaultLocation(pack: key, offset: Int(rawOffset), length: length, kind: k)))
         }
         return out
     }

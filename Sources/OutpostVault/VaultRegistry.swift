@@ -89,16 +89,29 @@ public final class VaultRegistry: Sendable {
     private func issueLocked(secret: String, expiresAt: Date, recoverRelay: String?) throws {
         try state.withLock { s in
             try refresh(&s)
-            if let r = recoverRelay, !s.relays.contains(where: { $0.id == r || $0.name == r }) {
-                throw VaultError(.invalid, "no relay \(r) is registered with this vault; list them with `outpost vault relays`")
-            }
-            let id = recoverRelay.flatMap { r in s.relays.first { $0.id == r || $0.name == r }?.id }
+            let id = try recoverRelay.map { s.relays[try Self.resolve($0, in: s.relays, activeOnly: false)].id }
             s.issued.append(Issued(secretHash: Self.hash(secret), expiresAt: expiresAt, recoverRelay: id))
             try persist(&s)
         }
     }
 
-    public enum RegisterOutcome: Sendable { case registered(Relay, credential: String), refused(String) }
+    /// Finds one relay by id, else by name; several relays under one name (a registry written before names had
+    /// to be unique) are refused with their ids, never resolved by guessing.
+    static func resolve(_ idOrName: String, in relays: [Relay], activeOnly: Bool) throws -> Int {
+        let pool = relays.indices.filter { !activeOnly || relays[$0].removedAt == nil }
+        if let i = pool.first(where: { relays[$0].id == idOrName }) { return i }
+        let named = pool.filter { relays[$0].name == idOrName }
+        if named.count == 1 { return named[0] }
+        if named.isEmpty {
+            throw VaultError(.invalid, "no \(activeOnly ? "active " : "")relay \(RelayName.quoted(idOrName)) in this vault; list them with `outpost vault relays`")
+        }
+        let ids = named.map { relays[$0].id + (relays[$0].removedAt == nil ? "" : " (removed)") }.joined(separator: ", ")
+        throw VaultError(.invalid, "\(named.count) relays are named \(RelayName.quoted(idOrName)) (ids \(ids)); give the id instead of the name")
+    }
+
+    /// `refused`: the credentials file cannot be used (401). `invalidName`: the name breaks the rule (400).
+    /// `nameTaken`: an active relay has that name (409). The file stays unused in the last two cases.
+    public enum RegisterOutcome: Sendable { case registered(Relay, credential: String), refused(String), invalidName(String), nameTaken(String) }
 
     /// Trades a credentials-file secret for a relay credential: single use, before expiry, at most `maxRelays`.
     public func register(secret: String, relayName: String, maxRelays: Int, now: Date = Date()) throws -> RegisterOutcome {
@@ -120,6 +133,13 @@ public final class VaultRegistry: Sendable {
                 s.relays[j].removedAt = nil
                 relay = s.relays[j]
             } else {
+                if let problem = RelayName.problem(relayName) { return .invalidName(problem + "; register with another --name") }
+                if let other = s.relays.first(where: { $0.removedAt == nil && $0.name == relayName }) {
+                    return .nameTaken("a relay named \(RelayName.quoted(relayName)) is already registered with this vault (id \(other.id)): register under another --name, or rebuild that relay with `outpost vault credentials --recover \(other.id)`, or remove it first with `outpost vault remove-relay \(other.id)`")
+                }
+                if let other = s.relays.first(where: { $0.id == relayName }) {
+                    return .nameTaken("\(RelayName.quoted(relayName)) is the id of another relay of this vault (named \(RelayName.quoted(other.name))): register under another --name")
+                }
                 let active = s.relays.filter { $0.removedAt == nil }.count
                 if active >= maxRelays { return .refused("this vault already serves \(active) relays, its limit (\(maxRelays)); remove one or raise max_relays") }
                 relay = Relay(id: RandomSecret.make(bytes: 8), name: relayName, credentialHash: Self.hash(credential), registeredAt: now)
@@ -130,6 +150,24 @@ public final class VaultRegistry: Sendable {
             return .registered(relay, credential: credential)
         }
     }
+
+    /// The relay a recovery credentials file re-attaches, when the file is valid (issued here, unused, not
+    /// expired, for a recovery); the file is not spent. Lets `relay rebuild` check its passphrase against the
+    /// container's key file before it registers, since registering replaces the relay's credential.
+    public func recoveryTarget(secret: String, now: Date = Date()) throws -> Result<Relay, RecoveryRefusal> {
+        try state.withLock { s in
+            try refresh(&s)
+            guard let issued = s.issued.first(where: { $0.secretHash == Self.hash(secret) }), issued.usedAt == nil, issued.expiresAt >= now else {
+                return .failure(RecoveryRefusal(message: "this recovery credentials file is not valid here (not issued by this vault, already used or expired); make a new one with `outpost vault credentials --recover RELAY`"))
+            }
+            guard let id = issued.recoverRelay, let relay = s.relays.first(where: { $0.id == id }) else {
+                return .failure(RecoveryRefusal(message: "this vault credentials file registers a new relay; it does not re-attach one"))
+            }
+            return .success(relay)
+        }
+    }
+
+    public struct RecoveryRefusal: Error, Sendable { public let message: String }
 
     public func authenticate(relayID: String, secret: String) -> Relay? {
         state.withLock { s in
@@ -150,9 +188,7 @@ public final class VaultRegistry: Sendable {
     private func removeLocked(_ idOrName: String, now: Date) throws -> Relay {
         try state.withLock { s in
             try refresh(&s)
-            guard let i = s.relays.firstIndex(where: { ($0.id == idOrName || $0.name == idOrName) && $0.removedAt == nil }) else {
-                throw VaultError(.invalid, "no active relay \(idOrName) in this vault")
-            }
+            let i = try Self.resolve(idOrName, in: s.relays, activeOnly: true)
             s.relays[i].removedAt = now
             s.relays[i].credentialHash = ""
             try persist(&s)

@@ -5,6 +5,7 @@ import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOHTTPTypes
 import OutpostCore
 import OutpostObjects
 import OutpostTLS
@@ -30,8 +31,23 @@ public struct VaultServer: Sendable {
     let port: Int
     let logger: Logger
     let onListening: @Sendable (Int) -> Void
+    public let limits: ConnectionLimits
+    /// Bytes of PUT bodies held in memory at once (see `putBudget`).
+    let putBudget: ByteBudget
 
-    public init(directory: VaultDataDirectory, host: String, port: Int, logger: Logger, onListening: @escaping @Sendable (Int) -> Void = { _ in }) throws {
+    /// The vault's connection limits (issue 8). Relays' forwarders keep at most a few connections each, well
+    /// under the cap for the 50 relays a vault serves; the deadline allows the slowest throttled upload of the
+    /// largest object (512 Kbit/s shared by 4 uploads: about 73 minutes for 64 MiB), and the minimum rate is far
+    /// below what that limit gives each upload (16 KB/s).
+    public static let defaultLimits = ConnectionLimits(maxConnections: 256, headerTimeout: .seconds(20), requestDeadline: .seconds(4800),
+                                                       minimumBodyRate: 1024, rateWindow: .seconds(60))
+    /// PUT bodies in memory at once: two objects of the largest size, or sixteen of the forwarder's 8 MiB packs.
+    public static let defaultPutBudget = 128 << 20
+
+    public init(directory: VaultDataDirectory, host: String, port: Int, logger: Logger, limits: ConnectionLimits = VaultServer.defaultLimits,
+                putBudget: Int = VaultServer.defaultPutBudget, onListening: @escaping @Sendable (Int) -> Void = { _ in }) throws {
+        self.limits = limits
+        self.putBudget = ByteBudget(bytes: putBudget)
         self.directory = directory
         settings = try directory.settings()
         registry = try VaultRegistry(path: directory.registryPath)
@@ -52,7 +68,7 @@ public struct VaultServer: Sendable {
     public func buildRouter() -> Router<VaultRequestContext> {
         let router = Router(context: VaultRequestContext.self)
         router.add(middleware: VaultErrors(logger: logger))
-        let settings = self.settings, registry = self.registry, objects = self.objects, logger = self.logger
+        let settings = self.settings, registry = self.registry, objects = self.objects, logger = self.logger, putBudget = self.putBudget
         let pem = identity.certificatePEM
         router.get("/healthz") { _, _ in "ok\n" }
         router.get("/v1/certificate") { _, _ in Response(status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(string: pem))) }
@@ -61,12 +77,34 @@ public struct VaultServer: Sendable {
             let req = try JSONDecoder().decode(VaultAPI.RegisterRequest.self, from: Data(body.readableBytesView))
             switch try registry.register(secret: req.secret, relayName: req.relayName, maxRelays: settings.maxRelays) {
             case .registered(let relay, let credential):
-                logger.info("relay registered", metadata: ["relay": "\(relay.name)", "id": "\(relay.id)"])
+                logger.info("relay registered", metadata: ["relay": "\(RelayName.printable(relay.name))", "id": "\(relay.id)"])
                 let out = VaultAPI.RegisterResponse(relayID: relay.id, credential: VaultAPI.credential(relayID: relay.id, secret: credential))
                 return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(out))))
             case .refused(let why):
                 throw VaultFailure(.unauthorized, why)
+            case .invalidName(let why):
+                throw VaultFailure(.badRequest, why)
+            case .nameTaken(let why):
+                throw VaultFailure(.conflict, why)
             }
+        }
+        // The newest key file of the container a recovery credentials file re-attaches, without spending the
+        // file: `relay rebuild` checks its passphrase with it before registering (registering replaces the lost
+        // relay's credential, so a wrong passphrase must be caught first). The key file is no more than the
+        // holder of that file could read after registering.
+        router.post("/v1/recovery-key") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 64 << 10)
+            let req = try JSONDecoder().decode(RecoveryKeyRequest.self, from: Data(body.readableBytesView))
+            let relay: VaultRegistry.Relay
+            switch try registry.recoveryTarget(secret: req.secret) {
+            case .success(let r): relay = r
+            case .failure(let refusal): throw VaultFailure(.unauthorized, refusal.message)
+            }
+            let base = "containers/\(relay.id)/keys/"
+            guard let newest = try objects.list(prefix: base).map(\.key).max(), let bytes = try objects.get(newest) else {
+                throw VaultFailure(.notFound, "the container of relay \(RelayName.quoted(relay.name)) holds no key file: it cannot be opened with a passphrase")
+            }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         let api = router.group("v1").add(middleware: VaultAuthentication(registry: registry))
         @Sendable func key(_ context: VaultRequestContext) throws -> String {
@@ -77,8 +115,20 @@ public struct VaultServer: Sendable {
         }
         api.put("objects/**") { request, context -> Response in
             let k = try key(context)
-            let body = try await request.body.collect(upTo: Self.maxObjectBytes)
-            let created = try objects.putIfAbsent(k, Array(buffer: body))
+            let declared = request.headers[.contentLength].flatMap { Int($0) }
+            if let declared, declared > Self.maxObjectBytes {
+                throw HTTPError(.contentTooLarge, message: "the object is \(declared) bytes, more than the vault accepts (\(Self.maxObjectBytes >> 20) MiB per object)")
+            }
+            // The body is read only once its bytes fit the budget: uploads beyond it wait, unread, so memory stays
+            // bounded however many relays upload at once.
+            let created = try await putBudget.withReservation(declared ?? Self.maxObjectBytes) {
+                let body: ByteBuffer
+                do { body = try await request.body.collect(upTo: Self.maxObjectBytes) } catch where !String(describing: type(of: error)).contains("TooManyBytes") {
+                    // Cut off by the client or by the connection limits: the client's problem, not the vault's.
+                    throw VaultFailure(.badRequest, "the request body was cut off (\(error))")
+                }
+                return try objects.putIfAbsent(k, Array(buffer: body))
+            }
             return Response(status: created ? .created : .ok)
         }
         api.get("objects/**") { request, context -> Response in
@@ -89,6 +139,7 @@ public struct VaultServer: Sendable {
                     throw VaultFailure(.badRequest, "unsupported Range header \"\(header.prefix(80))\": only a single \"bytes=FIRST-LAST\" range is served")
                 }
                 guard let bytes = try objects.get(k, range: range) else { throw VaultFailure(.notFound, "no such object in this relay's container") }
+                if bytes.isEmpty { throw VaultFailure(.rangeNotSatisfiable, "the range \(range.lowerBound)-\(range.upperBound - 1) starts beyond the end of the object") }
                 return Response(status: .partialContent, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
             }
             guard let bytes = try objects.get(k) else { throw VaultFailure(.notFound, "no such object in this relay's container") }
@@ -116,12 +167,31 @@ public struct VaultServer: Sendable {
         return router
     }
 
+    /// "bytes=FIRST-LAST" as a range; nil for anything else. Both bounds are plain decimal digits (no sign, no
+    /// space) that fit an Int, and LAST + 1 cannot overflow: a request never traps the vault (issue 8).
     static func parseRange(_ header: String) -> Range<Int>? {
         guard header.hasPrefix("bytes=") else { return nil }
         let parts = header.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 2, let first = Int(parts[0]), let last = Int(parts[1]), first >= 0, last >= first,
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 19 && $0.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }),
+              let first = Int(parts[0]), let last = Int(parts[1]), last >= first, last < Int.max,
               last - first < maxObjectBytes else { return nil }
         return first..<(last + 1)
+    }
+
+    /// One connection's deadlines (header timeout, request deadline, minimum body rate) over Hummingbird's parts.
+    static func deadlineHandler(_ limits: ConnectionLimits, logger: Logger) -> ConnectionDeadlineHandler<HTTPRequestPart, HTTPResponsePart> {
+        ConnectionDeadlineHandler(limits: limits, classify: { part in
+            switch part {
+            case .head: .head
+            case .body(let bytes): .body(bytes: bytes.readableBytes)
+            case .end: .end
+            }
+        }, isResponseEnd: { part in
+            if case .end = part { return true }
+            return false
+        }, onClose: { reason in
+            logger.info("connection closed", metadata: ["reason": "\(reason)"])
+        })
     }
 
     /// How often a running vault purges what outlived its soft-delete period.
@@ -144,10 +214,16 @@ public struct VaultServer: Sendable {
     }
 
     public func run() async throws {
-        let server = try HTTPServerBuilder.tls(.http1(configuration: .init(idleTimeout: .seconds(300))), tlsConfiguration: try identity.serverConfiguration())
+        let limits = self.limits, logger = self.logger
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [Self.deadlineHandler(limits, logger: logger)],
+            idleTimeout: .seconds(300))
+        let server = try HTTPServerBuilder.tls(.http1(configuration: http1), tlsConfiguration: try identity.serverConfiguration())
         let onListening = self.onListening
+        // At most `maxConnections` open; more wait in the listen backlog (not accepted, so they hold no descriptor).
         let app = Application(router: buildRouter(), server: server,
-                              configuration: .init(address: .hostname(host, port: port), serverName: "outpost-vault"),
+                              configuration: .init(address: .hostname(host, port: port), serverName: "outpost-vault",
+                                                   availableConnectionsDelegate: .maximum(limits.maxConnections, logger: logger)),
                               onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) }, logger: logger)
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
@@ -173,6 +249,9 @@ public struct VaultServer: Sendable {
     }
 }
 
+/// The body of `POST /v1/recovery-key`.
+struct RecoveryKeyRequest: Codable { var secret: String }
+
 struct VaultAuthentication: RouterMiddleware {
     typealias Context = VaultRequestContext
     let registry: VaultRegistry
@@ -190,7 +269,7 @@ struct VaultAuthentication: RouterMiddleware {
 }
 
 public struct VaultFailure: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case badRequest, unauthorized, forbidden, notFound }
+    public enum Kind: Sendable { case badRequest, unauthorized, forbidden, notFound, conflict, rangeNotSatisfiable }
     public let kind: Kind
     public let message: String
     public init(_ kind: Kind, _ message: String) { self.kind = kind; self.message = message }
@@ -213,6 +292,8 @@ struct VaultErrors: RouterMiddleware {
             case .unauthorized: return answer(.unauthorized, "unauthorized", f.message)
             case .forbidden: return answer(.forbidden, "forbidden", f.message)
             case .notFound: return answer(.notFound, "notFound", f.message)
+            case .conflict: return answer(.conflict, "conflict", f.message)
+            case .rangeNotSatisfiable: return answer(.rangeNotSatisfiable, "rangeNotSatisfiable", f.message)
             }
         } catch let e as ObjectStoreError {
             switch e.code {

@@ -6,6 +6,7 @@ import OutpostCrypto
 import OutpostForwarder
 import OutpostRelay
 import OutpostStore
+import OutpostVault
 import Synchronization
 
 /// Reads a passphrase from a file (first line, without the line break).
@@ -31,10 +32,16 @@ extension RelayCommand {
 
         func validate() throws {
             if passphraseFile == nil { throw ValidationError("give --passphrase-file FILE (with --generate-passphrase, where to write the new passphrase)") }
+            if let name, let problem = RelayName.problem(name) { throw ValidationError(problem) }
         }
 
         func run() async throws {
             try relay.directory.requireRelay()
+            // Checked before a credentials file is spent: the vault refuses the same names.
+            let relayName = name ?? ProcessInfo.processInfo.hostName
+            if name == nil, RelayName.problem(relayName) != nil {
+                throw VaultError(.invalid, "this host's name \(RelayName.quoted(relayName)) cannot be a relay name (\(RelayName.rule)); give one with --name")
+            }
             let file = passphraseFile!
             let passphrase: String
             if generatePassphrase {
@@ -48,7 +55,7 @@ extension RelayCommand {
                 passphrase = try readPassphrase(file)
             }
             let link = try await Registration.register(data: relay.directory.root, credentialsPath: vaultCredentials, passphrase: passphrase,
-                                                       relayName: name ?? ProcessInfo.processInfo.hostName, proxy: try relay.directory.configuration().proxy,
+                                                       relayName: relayName, proxy: try relay.directory.configuration().proxy,
                                                        scrypt: fastKdfForTests ? .fastForTests : .standard, logger: Logger(label: "outpost.register"))
             printErr("registered with vault \(link.vaultName) (\(link.url)) as relay \(link.relayID); recovery points will be forwarded encrypted (restart `outpost relay serve` to start its forwarder; `outpost relay forward --now` forwards at once)")
         }
@@ -190,17 +197,30 @@ extension RelayCommand {
 
         func run() async throws {
             let dir = relay.directory
+            let logger = Logger(label: "outpost.rebuild")
+            let paths = VaultLink.paths(dir.root)
+            let resuming = FileManager.default.fileExists(atPath: paths.link) && FileManager.default.fileExists(atPath: paths.masterKey)
+            var passphrase = ""
+            if !resuming {
+                passphrase = try readPassphrase(passphraseFile)
+            }
+            if !FileManager.default.fileExists(atPath: paths.link) {
+                // The passphrase is checked against the vault's key file before anything is written here or
+                // registered there: re-attaching replaces the lost relay's credential, so a wrong passphrase must
+                // leave it (and a relay that still runs under it) untouched. (With a link already written, an
+                // earlier run re-attached: `register` finishes that without the recovery file.)
+                try await Registration.checkRecoveryPassphrase(credentialsPath: vaultCredentials, passphrase: passphrase,
+                                                               proxy: try dir.configuration().proxy, logger: logger)
+            }
             if !FileManager.default.fileExists(atPath: dir.storePath + "/config") {
                 let fp = try dir.initialize(hosts: ["localhost", ProcessInfo.processInfo.hostName])
                 printErr("created relay in \(dir.root); certificate fingerprint \(fp)")
             }
-            let logger = Logger(label: "outpost.rebuild")
-            let paths = VaultLink.paths(dir.root)
-            if FileManager.default.fileExists(atPath: paths.link) && FileManager.default.fileExists(atPath: paths.masterKey) {
+            if resuming {
                 // An earlier run re-attached already: go on without spending another recovery file.
                 printErr("resuming the rebuild with the registration in \(paths.dir)")
             } else {
-                let link = try await Registration.register(data: dir.root, credentialsPath: vaultCredentials, passphrase: try readPassphrase(passphraseFile),
+                let link = try await Registration.register(data: dir.root, credentialsPath: vaultCredentials, passphrase: passphrase,
                                                            relayName: ProcessInfo.processInfo.hostName, proxy: try dir.configuration().proxy, logger: logger)
                 printErr("re-attached to vault \(link.vaultName) as relay \(link.relayID); the passphrase opened the master key")
             }

@@ -142,7 +142,7 @@ struct VaultCommand: AsyncParsableCommand {
         @OptionGroup var vault: VaultOptions
         func run() async throws {
             for r in try VaultRegistry(path: vault.directory.registryPath).relays {
-                print("\(r.id)  \(r.name)  registered \(r.registeredAt.formatted(.iso8601))\(r.removedAt.map { "  removed \($0.formatted(.iso8601))" } ?? "")")
+                print("\(r.id)  \(RelayName.printable(r.name))  registered \(r.registeredAt.formatted(.iso8601))\(r.removedAt.map { "  removed \($0.formatted(.iso8601))" } ?? "")")
             }
         }
     }
@@ -155,7 +155,7 @@ struct VaultCommand: AsyncParsableCommand {
             let dir = vault.directory
             let s = try dir.settings()
             let r = try VaultRegistry(path: dir.registryPath).remove(relay)
-            printErr("relay \(r.name) removed; its container is kept for \(s.softDeleteDays) days\(s.immutable ? " (and until retention expires: the vault is immutable)" : "")")
+            printErr("relay \(RelayName.printable(r.name)) (id \(r.id)) removed; its container is kept for \(s.softDeleteDays) days\(s.immutable ? " (and until retention expires: the vault is immutable)" : "")")
         }
     }
 }
