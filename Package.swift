@@ -36,7 +36,8 @@ let package = Package(
         // libzstd from Debian's libzstd-dev.
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
-        // Formats and chunking: ids, FastCDC, pack and tree codecs, zstd. Pure, no file I/O.
+        // Formats and chunking: ids, FastCDC, pack and tree codecs, zstd, API types. Its one piece of file I/O is
+        // DurableFile, the atomic, durable writer of small files (configs, keys, registries) every layer shares.
         .target(name: "OutpostCore", dependencies: [
             "CZstd",
             .product(name: "Crypto", package: "swift-crypto"),
