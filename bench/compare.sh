@@ -34,7 +34,7 @@
 #
 # The corpus, its marker file and the small helpers live in bench/lib.sh (shared with bench/relay.sh).
 #
-# Reference numbers on this kind of machine (2 cores, 1.84 GiB toolchain corpus): see /work/shared/facts.md.
+# The latest results, with their date and machine, and how to read them: docs/benchmarks.md.
 
 set -euo pipefail
 
