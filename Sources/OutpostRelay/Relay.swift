@@ -12,7 +12,7 @@ public final class Relay: Sendable {
     public let catalog: MachineCatalog
     public let configuration: RelayConfiguration
     let logger: Logger
-    let uploads: AsyncSemaphore
+    let limits: RequestLimits
     private let decompressors = ResourcePool { ZstdDecompressor() }
     /// Tier 2: where a blob the store lacks is fetched from (the vault), if the relay is registered.
     let tier2: (@Sendable (ChunkID) async throws -> PreparedBlob?)?
@@ -27,7 +27,7 @@ public final class Relay: Sendable {
         self.logger = logger
         self.tier2 = tier2
         self.committed = committed
-        uploads = AsyncSemaphore(permits: configuration.maxConcurrentUploads)
+        limits = RequestLimits(configuration: configuration)
     }
 
     /// Runs blocking work (SQLite, pack writes and fsync, verifying an upload) on NIO's blocking thread pool, so
@@ -63,6 +63,7 @@ public final class Relay: Sendable {
         do { frames = try WireFormat.decodeFrames(body) } catch {
             throw RelayFailure(.badRequest, "malformed upload from \(name): \(error)")
         }
+        try checkExpansion(frames, from: name)
         try decompressors.with { d in
             for f in frames {
                 guard f.kind == .data || f.kind == .tree else {
@@ -93,6 +94,37 @@ public final class Relay: Sendable {
         return RelayAPI.UploadResult(received: frames.count, stored: fresh.count,
                                      storedBytes: fresh.reduce(0) { $0 + Int64($1.stored.count) },
                                      rawBytes: fresh.reduce(0) { $0 + Int64($1.rawLength) })
+    }
+
+    /// Bounds the work a body can ask for before anything is decompressed (issue 8: 8 KB frames that expand to
+    /// 256 MiB each): a data chunk expands to at most the store's largest chunk, and a request's frames to at
+    /// most `WireFormat.maxUploadRawBytes` together; only a frame alone in its request (a huge folder's tree) may
+    /// expand further, and then to at most 64 times its stored size.
+    func checkExpansion(_ frames: [PreparedBlob], from name: String) throws {
+        let maxChunk = store.config.chunker.maxSize
+        var total = 0
+        for f in frames {
+            if f.kind == .data && f.rawLength > maxChunk {
+                throw RelayFailure(.badRequest, "chunk \(f.id.shortHex) from \(name) claims \(f.rawLength) bytes; chunks of this relay are at most \(maxChunk) bytes")
+            }
+            total += f.rawLength
+        }
+        let lone = frames.count == 1 && frames[0].rawLength / 64 <= frames[0].stored.count
+        if total > WireFormat.maxUploadRawBytes && !lone {
+            throw RelayFailure(.tooLarge, "the upload from \(name) expands to \(total) bytes, more than the \(WireFormat.maxUploadRawBytes) a request may; send fewer blobs per request (clients of this version do)")
+        }
+    }
+
+    /// How many of `ids`, from the first, one fetch answer holds: at most `WireFormat.maxFetchAnswerBytes` of
+    /// stored bytes, and at least one blob. The client asks again for the rest (docs/protocol.md).
+    public func fetchablePrefix(_ ids: [ChunkID]) throws -> Int {
+        let locations = try store.index.locations(of: ids)
+        var total = 0
+        for (i, id) in ids.enumerated() {
+            total += (locations[id]?.storedLength ?? WireFormat.maxRawLength) + PackFormat.blobHeaderSize
+            if total > WireFormat.maxFetchAnswerBytes { return max(1, i) }
+        }
+        return ids.count
     }
 
     /// Commits a recovery point for the machine after checking that every tree and chunk it names is on the
@@ -222,7 +254,7 @@ public final class Relay: Sendable {
 
 /// A failure with the HTTP status class it maps to.
 public struct RelayFailure: Error, CustomStringConvertible, Sendable {
-    public enum Kind: String, Sendable { case badRequest, unauthorized, forbidden, notFound, conflict, unprocessable, tooLarge, diskFull, internalError }
+    public enum Kind: String, Sendable { case badRequest, unauthorized, forbidden, notFound, conflict, unprocessable, tooLarge, timeout, diskFull, internalError }
     public let kind: Kind
     public let message: String
     public init(_ kind: Kind, _ message: String) { self.kind = kind; self.message = message }
