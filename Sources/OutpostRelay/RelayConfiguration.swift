@@ -38,7 +38,7 @@ public struct RelayConfiguration: Sendable, Equatable {
     public var proxy: ProxySettings?
     /// The zstd level protected machines compress new chunks at (negative: zstd's fast levels). Nil: the
     /// store's own level. A push is bound by the client's compression and the relay's mandatory re-hash on the
-    /// same hardware; a cheaper level buys throughput for a slightly larger store (README, benchmark).
+    /// same hardware; a cheaper level buys throughput for a slightly larger store (docs/benchmarks.md).
     public var pushCompressionLevel: Int32? = RelayConfiguration.defaultPushCompressionLevel
     public static let defaultPushCompressionLevel: Int32 = 2
     public static let pushCompressionLevels: ClosedRange<Int32> = -7...19
@@ -204,7 +204,7 @@ public struct RelayConfiguration: Sendable, Equatable {
         # idle_timeout_seconds = 120
 
         # zstd level protected machines compress new chunks at: -7 to 19 (negative = zstd's fast levels), 0 = the
-        # store's own level (3). Level 2 pushes faster than 3 for a store about 3 % larger (README: benchmark).
+        # store's own level (3). Level 2 pushes faster than 3 for a store about 3 % larger (docs/benchmarks.md).
         push_compression_level = 2
 
         # --- Forwarding to the vault (after `outpost relay register`) ---
