@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 #include "outpost_system.h"
 
 const int outpost_O_NOATIME = O_NOATIME;
@@ -34,7 +35,8 @@ int outpost_fchmod_opath(int fd, mode_t mode) {
     return chmod(path, mode);
 }
 
-int outpost_utimens_opath(int fd, const struct timespec times[2]) {
+int outpost_utimens_opath(int fd, long long sec, long nsec) {
+    const struct timespec times[2] = { { .tv_sec = sec, .tv_nsec = nsec }, { .tv_sec = sec, .tv_nsec = nsec } };
     if (utimensat(fd, "", times, AT_EMPTY_PATH) == 0) return 0;
     int saved = errno;
     struct stat st;

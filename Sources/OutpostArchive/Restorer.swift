@@ -609,7 +609,7 @@ public final class Restorer: Sendable {
             fail(components, "mode not restored: \(Errno(errno).message)")
         }
         var times = [FS.timespec(nanos: node.mtimeNanos), FS.timespec(nanos: node.mtimeNanos)]
-        if outpost_utimens_opath(fd, &times) != 0 {
+        if outpost_utimens_opath(fd, Int64(times[0].tv_sec), times[0].tv_nsec) != 0 {
             // Kernels without AT_EMPTY_PATH for utimensat: a symlink's times by name, never following it.
             let r = errno == EOPNOTSUPP ? FS.withCPath(node.name) { utimensat(parentFD, $0, &times, AT_SYMLINK_NOFOLLOW) } : -1
             if r != 0 { fail(components, "times not restored: \(Errno(errno).message)") }

@@ -1,3 +1,4 @@
+import COutpostSystem
 import Foundation
 @testable import OutpostArchive
 import OutpostCore

@@ -2,7 +2,6 @@
 #define OUTPOST_SYSTEM_H
 #include <sys/types.h>
 #include <stddef.h>
-#include <time.h>
 
 /* Linux calls and constants that Swift's Glibc module does not expose (they need _GNU_SOURCE). */
 extern const int outpost_O_NOATIME;
@@ -18,8 +17,10 @@ extern const int outpost_O_PATH;
 int outpost_fchown_opath(int fd, uid_t uid, gid_t gid);
 /* fchmodat2(fd, "", mode, AT_EMPTY_PATH) (Linux 6.6), else chmod("/proc/self/fd/N"). Not for symlinks. */
 int outpost_fchmod_opath(int fd, mode_t mode);
-/* utimensat(fd, "", times, AT_EMPTY_PATH), else utimensat on "/proc/self/fd/N" (not for symlinks: errno EOPNOTSUPP). */
-int outpost_utimens_opath(int fd, const struct timespec times[2]);
+/* Access and modification time := sec.nsec, by utimensat(fd, "", …, AT_EMPTY_PATH), else on "/proc/self/fd/N"
+   (not for symlinks: errno EOPNOTSUPP). Seconds and nanoseconds, not a struct timespec: a header that declares
+   that type makes Swift attribute it to this module. */
+int outpost_utimens_opath(int fd, long long sec, long nsec);
 /* renameat2(RENAME_NOREPLACE): fails with EEXIST when the new name exists. File systems without the flag get a
    hard link (atomic too) and then, without hard links either, a check before a plain rename. */
 int outpost_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
