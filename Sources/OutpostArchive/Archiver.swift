@@ -15,12 +15,14 @@ public struct BackupOptions: Sendable {
     /// Files processed at once. Each also fans its compression out over the cores.
     public var workers: Int
     public var hostname: String
-    /// Fault injection for tests: runs before a file is opened and after it was read (path as raw bytes).
+    /// Fault injection for tests: runs before a file is opened, after it was read, and before a folder the scan
+    /// found is opened to be listed (path as raw bytes).
     var hooks = Hooks()
 
     struct Hooks: Sendable {
         var beforeOpen: (@Sendable ([UInt8]) -> Void)?
         var afterRead: (@Sendable ([UInt8]) -> Void)?
+        var beforeList: (@Sendable ([UInt8]) -> Void)?
     }
 
     public init(machine: String, paths: [String], exclusions: ExclusionList = ExclusionList([]),
@@ -83,6 +85,8 @@ public final class Archiver: Sendable {
 
     struct FileJob: Sendable {
         let path: [UInt8]
+        /// The folder the scan found the file in; the file is opened relative to it.
+        let directory: DirectoryHandle
         let node: Node
         let result: Future<FileResult>
     }
@@ -101,6 +105,9 @@ public final class Archiver: Sendable {
         if let prev = previous, let rootID = prev.point.root {
             previousRoot = try? await loadTree(rootID)
         }
+        let rootFD = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if rootFD < 0 { throw ArchiveError.system(errno, "opening", "/") }
+        let root = DirectoryHandle(fd: rootFD)
         let (jobs, submit) = AsyncStream<FileJob>.makeStream()
         let rootID: ChunkID = try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<options.workers {
@@ -114,7 +121,7 @@ public final class Archiver: Sendable {
                 }
             }
             do {
-                let id = try await self.archiveVirtual(trie, path: [0x2f], previous: previousRoot, submit: submit)
+                let id = try await self.archiveVirtual(trie, path: [0x2f], directory: root, previous: previousRoot, submit: submit)
                 submit.finish()
                 try await group.waitForAll()
                 return id
@@ -184,16 +191,19 @@ public final class Archiver: Sendable {
 
     struct HardlinkKey: Hashable { let device: UInt64; let inode: UInt64 }
 
-    private func archiveVirtual(_ trie: PathTrie, path: [UInt8], previous: Tree?,
+    /// The folders above the selected paths, down to them. `directory` nil: the folder could not be opened (it
+    /// was recorded), so it is saved empty.
+    private func archiveVirtual(_ trie: PathTrie, path: [UInt8], directory: DirectoryHandle?, previous: Tree?,
                                 submit: AsyncStream<FileJob>.Continuation) async throws -> ChunkID {
         var slots: [Slot] = []
         for name in trie.children.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            guard let directory else { break }
             let sub = trie.children[name]!
             let child = FS.join(path, name)
-            let (st, err) = FS.lstat(child)
+            let (st, err) = FS.lstat(at: directory.fd, name)
             if err != 0 { record(child, "vanished before it could be read (\(Errno(err).message))"); continue }
             if sub.selected {
-                if let slot = try await makeSlot(name: name, path: child, st: st, previous: previous?.node(named: name), submit: submit) {
+                if let slot = try await makeSlot(name: name, path: child, in: directory, st: st, previous: previous?.node(named: name), submit: submit) {
                     slots.append(slot)
                 }
             } else {
@@ -202,40 +212,64 @@ public final class Archiver: Sendable {
                 slots.append(.directory(node, path: child, previous: previous?.node(named: name)?.subtree, virtual: sub))
             }
         }
-        return try await finish(slots, submit: submit)
+        guard let directory else { return try await store(Tree(nodes: [])) }
+        return try await finish(slots, in: directory, submit: submit)
     }
 
-    private func archiveDirectory(_ path: [UInt8], previous: Tree?, submit: AsyncStream<FileJob>.Continuation) async throws -> ChunkID {
+    private func archiveDirectory(_ path: [UInt8], directory: DirectoryHandle?, previous: Tree?, submit: AsyncStream<FileJob>.Continuation) async throws -> ChunkID {
         if let e = fatal.withLock({ $0 }) { throw e }
+        guard let directory else { return try await store(Tree(nodes: [])) }
         var slots: [Slot] = []
         let names: [[UInt8]]
-        do { names = try FS.listDirectory(path) } catch {
+        do { names = try FS.listDirectory(directory.fd) } catch {
             record(path, "the folder could not be listed (\(error.message)); it is saved empty")
             names = []
         }
         for name in names {
             let child = FS.join(path, name)
             if options.exclusions.excludes(path: child, name: name) { continue }
-            let (st, err) = FS.lstat(child)
+            let (st, err) = FS.lstat(at: directory.fd, name)
             if err != 0 {
                 record(child, err == ENOENT ? "vanished during the backup" : "cannot be examined: \(Errno(err).message)")
                 continue
             }
-            if let slot = try await makeSlot(name: name, path: child, st: st, previous: previous?.node(named: name), submit: submit) {
+            if let slot = try await makeSlot(name: name, path: child, in: directory, st: st, previous: previous?.node(named: name), submit: submit) {
                 slots.append(slot)
             }
         }
-        return try await finish(slots, submit: submit)
+        return try await finish(slots, in: directory, submit: submit)
     }
 
-    private func makeSlot(name: [UInt8], path: [UInt8], st: stat, previous: Node?, submit: AsyncStream<FileJob>.Continuation) async throws -> Slot? {
+    /// Opens a folder the scan found in `parent`, checking that it is still that folder: not a symlink swapped in,
+    /// not another folder moved there. Nil: recorded, and the folder is saved empty.
+    private func openScanned(_ node: Node, path: [UInt8], in parent: DirectoryHandle) -> DirectoryHandle? {
+        options.hooks.beforeList?(path)
+        guard let dir = DirectoryHandle.open(node.name, in: parent) else {
+            let e = errno
+            switch e {
+            case ENOENT: record(path, "vanished during the backup; it is saved empty")
+            case ELOOP, ENOTDIR: record(path, "was replaced during the backup; it is saved empty and will be read again next time")
+            default: record(path, "the folder could not be listed (\(Errno(e).message)); it is saved empty")
+            }
+            return nil
+        }
+        var st = stat()
+        guard fstat(dir.fd, &st) == 0, UInt64(st.st_ino) == node.inode, UInt64(st.st_dev) == node.device else {
+            record(path, "was replaced during the backup; it is saved empty and will be read again next time")
+            return nil
+        }
+        return dir
+    }
+
+    private func makeSlot(name: [UInt8], path: [UInt8], in directory: DirectoryHandle, st: stat, previous: Node?,
+                          submit: AsyncStream<FileJob>.Continuation) async throws -> Slot? {
         guard let type = FS.type(of: st) else { record(path, "has an unknown file type; skipped"); return nil }
         var node = makeNode(name: name, path: path, st: st, type: type)
         switch type {
         case .directory:
             return .directory(node, path: path, previous: previous?.type == .directory ? previous?.subtree : nil, virtual: nil)
         case .symlink:
-            do { node.linkTarget = try FS.readLink(path) } catch {
+            do { node.linkTarget = try FS.readLink(at: directory.fd, name) } catch {
                 record(path, "the link could not be read: \(error.message)"); return nil
             }
             node.size = 0
@@ -269,7 +303,7 @@ public final class Archiver: Sendable {
                 summary.withLock { $0.filesNew += 1 }
             }
             await queue.acquire()
-            submit.yield(FileJob(path: path, node: node, result: future))
+            submit.yield(FileJob(path: path, directory: directory, node: node, result: future))
             return .pending(future)
         case .fifo, .socket, .characterDevice, .blockDevice:
             node.size = 0
@@ -283,17 +317,19 @@ public final class Archiver: Sendable {
     private func countOther() { summary.withLock { $0.otherEntries += 1 } }
 
     /// Recurses into directories, waits for the files, and stores the tree.
-    private func finish(_ slots: [Slot], submit: AsyncStream<FileJob>.Continuation) async throws -> ChunkID {
+    private func finish(_ slots: [Slot], in parent: DirectoryHandle, submit: AsyncStream<FileJob>.Continuation) async throws -> ChunkID {
         var nodes: [Node] = []
         nodes.reserveCapacity(slots.count)
         for slot in slots {
             if case .directory(var node, let path, let prevID, let virtual) = slot {
                 var prevTree: Tree?
                 if let prevID { prevTree = try? await loadTree(prevID) }
+                let directory = openScanned(node, path: path, in: parent)
+                if directory == nil { node.mtimeNanos = 0 } // read again next time
                 if let virtual {
-                    node.subtree = try await archiveVirtual(virtual, path: path, previous: prevTree, submit: submit)
+                    node.subtree = try await archiveVirtual(virtual, path: path, directory: directory, previous: prevTree, submit: submit)
                 } else {
-                    node.subtree = try await archiveDirectory(path, previous: prevTree, submit: submit)
+                    node.subtree = try await archiveDirectory(path, directory: directory, previous: prevTree, submit: submit)
                 }
                 summary.withLock { $0.directories += 1 }
                 nodes.append(node)
@@ -371,19 +407,30 @@ public final class Archiver: Sendable {
     private func process(_ job: FileJob, buffer: UnsafeTransfer<UnsafeMutableRawBufferPointer>) async -> FileResult {
         if let e = fatal.withLock({ $0 }) { return .fatal(e) }
         options.hooks.beforeOpen?(job.path)
-        var fd = FS.withCPath(job.path) { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | outpost_O_NOATIME) }
-        if fd < 0 && errno == EPERM { fd = FS.withCPath(job.path) { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) } }
+        // Relative to the folder the scan saw, without following a link, and non-blocking: a FIFO swapped in for
+        // the file must not hang the backup (opening one for reading waits for a writer).
+        let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+        var fd = FS.withCPath(job.node.name) { openat(job.directory.fd, $0, flags | outpost_O_NOATIME) }
+        if fd < 0 && errno == EPERM { fd = FS.withCPath(job.node.name) { openat(job.directory.fd, $0, flags) } }
         if fd < 0 {
             let e = errno
-            record(job.path, e == ENOENT ? "vanished during the backup" : "cannot be read: \(Errno(e).message)")
+            switch e {
+            case ENOENT: record(job.path, "vanished during the backup")
+            case ELOOP, ENXIO: record(job.path, "was replaced during the backup; it will be read again next time")
+            default: record(job.path, "cannot be read: \(Errno(e).message)")
+            }
             return .skipped
         }
         defer { close(fd) }
         var before = stat()
-        guard fstat(fd, &before) == 0, (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_ino) == job.node.inode else {
+        guard fstat(fd, &before) == 0, (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_ino) == job.node.inode,
+              UInt64(before.st_dev) == job.node.device else {
             record(job.path, "was replaced during the backup; it will be read again next time")
             return .skipped
         }
+        // It is the regular file the scan saw: reads may block (network file systems) as usual.
+        let status = fcntl(fd, F_GETFL)
+        if status >= 0 && status & O_NONBLOCK != 0 { _ = fcntl(fd, F_SETFL, status & ~O_NONBLOCK) }
         var node = job.node
         do {
             node.extents = try await readExtentsUploading(fd: fd, st: before, path: job.path, buffer: buffer.value)

@@ -14,6 +14,13 @@ enum FS {
         return (st, r == 0 ? 0 : errno)
     }
 
+    /// lstat of an entry of an open directory: no path component is looked up again.
+    static func lstat(at dirFD: Int32, _ name: [UInt8]) -> (stat, Int32) {
+        var st = stat()
+        let r = withCPath(name) { fstatat(dirFD, $0, &st, AT_SYMLINK_NOFOLLOW) }
+        return (st, r == 0 ? 0 : errno)
+    }
+
     static func withCPath<R>(_ path: [UInt8], _ body: (UnsafePointer<CChar>) -> R) -> R {
         var z = path
         z.append(0)
@@ -27,10 +34,13 @@ enum FS {
         return dir + [0x2f] + name
     }
 
-    /// Entry names of a directory (raw bytes), sorted, without `.` and `..`.
-    static func listDirectory(_ path: [UInt8]) throws(Errno) -> [[UInt8]] {
-        guard let dir = withCPath(path, { opendir($0) }) else { throw Errno(errno) }
+    /// Entry names of an open directory (raw bytes), sorted, without `.` and `..`.
+    static func listDirectory(_ dirFD: Int32) throws(Errno) -> [[UInt8]] {
+        let listFD = dup(dirFD)
+        guard listFD >= 0 else { throw Errno(errno) }
+        guard let dir = fdopendir(listFD) else { let e = errno; close(listFD); throw Errno(e) }
         defer { closedir(dir) }
+        rewinddir(dir) // the duplicate shares its position with `dirFD`
         var names: [[UInt8]] = []
         errno = 0
         while let ent = readdir(dir) {
@@ -65,9 +75,9 @@ enum FS {
         return Glibc.timespec(tv_sec: Int(s), tv_nsec: Int(n))
     }
 
-    static func readLink(_ path: [UInt8]) throws(Errno) -> [UInt8] {
+    static func readLink(at dirFD: Int32, _ name: [UInt8]) throws(Errno) -> [UInt8] {
         var buf = [UInt8](repeating: 0, count: 4096)
-        let n = withCPath(path) { p in buf.withUnsafeMutableBufferPointer { readlink(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), 4096) } }
+        let n = withCPath(name) { p in buf.withUnsafeMutableBufferPointer { readlinkat(dirFD, p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), 4096) } }
         if n < 0 { throw Errno(errno) }
         return Array(buf[0..<n])
     }
@@ -110,6 +120,23 @@ enum FS {
         }
         return "/" + parts.joined(separator: "/")
     }
+}
+
+/// An open directory shared by the walker and the jobs of its files: entries are examined and opened relative
+/// to it (`fstatat`, `openat` with O_NOFOLLOW), so a path component swapped for a symlink after the scan cannot
+/// send a read elsewhere. Closed when the last job holding it is done.
+final class DirectoryHandle: Sendable {
+    let fd: Int32
+
+    init(fd: Int32) { self.fd = fd }
+
+    /// Opens `name` in `parent` without following a link; nil with errno set when that fails.
+    static func open(_ name: [UInt8], in parent: DirectoryHandle) -> DirectoryHandle? {
+        let fd = FS.withCPath(name) { openat(parent.fd, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+        return fd < 0 ? nil : DirectoryHandle(fd: fd)
+    }
+
+    deinit { close(fd) }
 }
 
 struct Errno: Error {
