@@ -10,6 +10,7 @@ import OutpostCore
 import OutpostForwarder
 import OutpostTLS
 import OutpostVault
+import ServiceLifecycle
 import Synchronization
 import Testing
 #if canImport(Glibc)
@@ -23,6 +24,14 @@ final class RunningVault: Sendable {
     let certificatePEM: String
     let credential: String
     private let task: Task<Void, any Error>
+    private let group: ServiceGroup
+
+    /// Runs the server as a service, so that a test stops it as SIGTERM does (gracefully): cancelling it with
+    /// connections just accepted trips a NIO precondition.
+    struct Serving: Service {
+        let server: VaultServer
+        func run() async throws { try await server.run() }
+    }
 
     init(limits: ConnectionLimits, putBudget: Int = VaultServer.defaultPutBudget) async throws {
         root = NSTemporaryDirectory() + "/outpost-vault-limits-\(UUID().uuidString.prefix(8))"
@@ -42,7 +51,9 @@ final class RunningVault: Sendable {
         let (ports, listening) = AsyncStream.makeStream(of: Int.self)
         let server = try VaultServer(directory: dir, host: "127.0.0.1", port: 0, logger: Logger(label: "vault-test"), limits: limits,
                                      putBudget: putBudget) { listening.yield($0) }
-        task = Task { try await server.run() }
+        let group = ServiceGroup(configuration: .init(services: [Serving(server: server)], logger: Logger(label: "vault-test")))
+        self.group = group
+        task = Task { try await group.run() }
         var it = ports.makeAsyncIterator()
         guard let port = await it.next() else { throw VaultError(.invalid, "the test vault did not listen") }
         self.port = port
@@ -56,7 +67,7 @@ final class RunningVault: Sendable {
     }
 
     func stop() async {
-        task.cancel()
+        await group.triggerGracefulShutdown()
         _ = await task.result
         try? FileManager.default.removeItem(atPath: root)
     }
@@ -131,12 +142,12 @@ struct RawSocket {
     @Test func aConnectionThatSendsNoRequestIsClosedSoon() async throws {
         let vault = try await RunningVault(limits: Self.limits(headerTimeout: .milliseconds(300)))
         let idle = try RawSocket(port: vault.port)
-        #expect(idle.read(within: 15) == .closed, "an idle socket is closed after the header timeout, not after minutes")
+        #expect(idle.read(within: 30) == .closed, "an idle socket is closed after the header timeout, not after minutes")
         idle.close()
         // Half a request line, never finished, is no request either.
         let trickle = try RawSocket(port: vault.port)
         trickle.send("\u{16}\u{03}")
-        #expect(trickle.read(within: 15) == .closed)
+        #expect(trickle.read(within: 30) == .closed)
         trickle.close()
         await vault.stop()
     }
@@ -156,7 +167,7 @@ struct RawSocket {
         #expect(third.read(within: 1) == .nothing, "not accepted while the vault is at its cap")
         // ...and one as soon as one of them closes.
         try await a.shutdown()
-        #expect(third.read(within: 15) != .nothing, "accepted (and refused as not TLS) once a place is free")
+        #expect(third.read(within: 30) != .nothing, "accepted (and refused as not TLS) once a place is free")
         third.close()
         try await b.shutdown()
         await vault.stop()
@@ -173,10 +184,11 @@ struct RawSocket {
         req.body = .stream(body, length: .known(Int64(100_000)))
         let started = ContinuousClock.now
         await #expect(throws: (any Error).self) {
-            let resp = try await http.execute(req, timeout: .seconds(40))
+            let resp = try await http.execute(req, timeout: .seconds(300))
             _ = try await resp.body.collect(upTo: 1 << 20)
         }
-        #expect(ContinuousClock.now - started < .seconds(20), "cut off by the vault, not by the client's own timeout")
+        // Generous: other suites that block the cooperative pool can delay the vault's request handler.
+        #expect(ContinuousClock.now - started < .seconds(150), "cut off by the vault, not by the client's own timeout")
         more.finish()
         try await http.shutdown()
         await vault.stop()
@@ -298,7 +310,8 @@ struct RawSocket {
         let app = Application(router: router, server: try .tls(.http1(), tlsConfiguration: config),
                               configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                               onServerRunning: { listening.yield($0.localAddress?.port ?? 0) })
-        let task = Task { try await app.runService() }
+        let group = ServiceGroup(configuration: .init(services: [app], logger: Logger(label: "impostor")))
+        let task = Task { try await group.run() }
         var it = ports.makeAsyncIterator()
         let port = try #require(await it.next())
         let client = try VaultClient(url: "https://127.0.0.1:\(port)", certificatePEM: identity.certificatePEM, credential: "x", logger: Logger(label: "t"))
@@ -306,7 +319,7 @@ struct RawSocket {
         #expect(e?.code == .refused, "\(e?.message ?? "")")
         #expect(e?.message.contains("not the one pinned") == true)
         await client.close()
-        task.cancel()
+        await group.triggerGracefulShutdown()
         _ = await task.result
     }
 }
