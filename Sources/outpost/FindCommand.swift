@@ -16,43 +16,52 @@ struct FindCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
     @Argument(help: "Glob, e.g. '*.xlsx' or '/srv/shares/*/budget*'.") var pattern: String
 
-    struct Match: Encodable { var point: String; var machine: String; var time: Date; var path: String; var size: UInt64 }
+    /// `path` is the name as stored, for JSON (whose string escaping is safe for a terminal); `bytes` the raw
+    /// path, printed with control characters and bytes that are not UTF-8 escaped (`\e`, `\x9b`).
+    struct Match: Encodable {
+        var point: String; var machine: String; var time: Date; var path: String; var size: UInt64
+        var bytes: [UInt8]
+        enum CodingKeys: String, CodingKey { case point, machine, time, path, size }
+    }
 
     func run() async throws {
         let matches = try await withAccess(target, purpose: "`outpost find`") { access -> [Match] in
             var out: [Match] = []
-            // Trees are shared between recovery points: match each once, keep the relative paths.
-            var memo: [ChunkID: [(String, UInt64)]] = [:]
-            func walk(_ id: ChunkID, prefix: String) async throws -> [(String, UInt64)] {
-                if let hit = memo[id] { return hit.map { (prefix + $0.0, $0.1) } }
-                var found: [(String, UInt64)] = []
+            let wholePath = pattern.contains("/")
+            // Trees are shared between recovery points. A name pattern's matches in a tree do not depend on
+            // where the tree is: they are memoised relative to it. A whole-path pattern is matched against full
+            // paths, so it is not. Paths are raw bytes.
+            var memo: [ChunkID: [([UInt8], UInt64)]] = [:]
+            func walk(_ id: ChunkID, at dir: [UInt8]) async throws -> [([UInt8], UInt64)] {
+                if !wholePath, let hit = memo[id] { return hit.map { (dir + $0.0, $0.1) } }
+                let base = wholePath ? dir : []
+                var found: [([UInt8], UInt64)] = []
                 for node in try await access.loadTree(id).nodes {
-                    let rel = "/" + node.nameString
-                    if self.matches(path: rel, full: prefix + rel, name: node.name) { found.append((rel, node.size)) }
-                    if node.type == .directory, let sub = node.subtree {
-                        found += try await walk(sub, prefix: "").map { (rel + $0.0, $0.1) }
-                    }
+                    let path = base + [0x2f] + node.name
+                    if self.matches(full: path, name: node.name) { found.append((path, node.size)) }
+                    if node.type == .directory, let sub = node.subtree { found += try await walk(sub, at: path) }
                 }
-                memo[id] = pattern.contains("/") ? nil : found
-                return found.map { (prefix + $0.0, $0.1) }
+                if wholePath { return found }
+                memo[id] = found
+                return found.map { (dir + $0.0, $0.1) }
             }
             for p in try await access.points(machine: machine) {
                 guard let root = p.point.root else { continue }
-                for (path, size) in try await walk(root, prefix: "") {
-                    out.append(Match(point: p.id.hex, machine: p.point.machine, time: p.point.finishedAt, path: path, size: size))
+                for (path, size) in try await walk(root, at: []) {
+                    out.append(Match(point: p.id.hex, machine: p.point.machine, time: p.point.finishedAt,
+                                     path: String(decoding: path, as: UTF8.self), size: size, bytes: path))
                 }
             }
             return out
         }
         if json { try printJSON(matches); return }
-        for m in matches { print("\(m.point.prefix(8))  \(m.time.formatted(.iso8601))  \(m.machine)  \(m.path)") }
+        for m in matches { print("\(m.point.prefix(8))  \(m.time.formatted(.iso8601))  \(Terminal.escaped(m.machine))  \(Terminal.escaped(bytes: m.bytes))") }
         if matches.isEmpty { printErr("no recovery point holds a path matching \(pattern.debugDescription)") }
     }
 
     /// Name patterns are memoised per tree; whole-path patterns are checked against the full path.
-    func matches(path: String, full: String, name: [UInt8]) -> Bool {
-        if pattern.contains("/") { return fnmatch(pattern, full, 0) == 0 }
-        var z = name
+    func matches(full: [UInt8], name: [UInt8]) -> Bool {
+        var z = pattern.contains("/") ? full : name
         z.append(0)
         return z.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { fnmatch(pattern, $0.baseAddress!, 0) == 0 } }
     }

@@ -78,29 +78,32 @@ struct LsCommand: AsyncParsableCommand {
         let info = try await store.resolve(point, machine: machine)
         guard let root = info.point.root else { throw StoreError(.corrupt, "recovery point \(info.id.shortHex) has no root tree") }
         var tree = try await store.loadTree(root)
-        var prefix = ""
+        var prefix: [UInt8] = []
         let comps = path.split(separator: "/").map { Array($0.utf8) }
         for (i, c) in comps.enumerated() {
             guard let node = tree.node(named: c) else {
-                throw StoreError(.notFound, "\(path) is not in recovery point \(info.id.shortHex); list the top with `outpost ls \(info.id.shortHex)`")
+                throw StoreError(.notFound, "\(Terminal.escaped(path)) is not in recovery point \(info.id.shortHex); list the top with `outpost ls \(info.id.shortHex)`")
             }
-            prefix += "/" + node.nameString
+            prefix += [0x2f] + node.name
             if i == comps.count - 1 && node.type != .directory { emit(node, path: prefix); return }
-            guard node.type == .directory, let sub = node.subtree else { throw StoreError(.notFound, "\(prefix) is not a folder") }
+            guard node.type == .directory, let sub = node.subtree else { throw StoreError(.notFound, "\(Terminal.escaped(bytes: prefix)) is not a folder") }
             tree = try await store.loadTree(sub)
         }
         try await list(tree, prefix: prefix, store: store)
     }
 
-    func list(_ tree: Tree, prefix: String, store: Access) async throws {
+    /// Paths are raw bytes until printed: names (and link targets, owners) come from the store and may hold
+    /// terminal escape sequences or bytes that are not UTF-8, which are shown escaped (`\e`, `\x9b`).
+    func list(_ tree: Tree, prefix: [UInt8], store: Access) async throws {
         for node in tree.nodes {
-            let p = prefix + "/" + node.nameString
+            let p = prefix + [0x2f] + node.name
             emit(node, path: p)
             if node.type == .directory, let sub = node.subtree { try await list(try await store.loadTree(sub), prefix: p, store: store) }
         }
     }
 
-    func emit(_ node: Node, path: String) {
+    func emit(_ node: Node, path bytes: [UInt8]) {
+        let path = Terminal.escaped(bytes: bytes)
         guard long else { print(path); return }
         let t: Character = switch node.type {
         case .directory: "d"
@@ -114,10 +117,10 @@ struct LsCommand: AsyncParsableCommand {
         }
         var perms = ""
         for (i, ch) in "rwxrwxrwx".enumerated() { perms.append(node.mode & (0o400 >> UInt32(i)) != 0 ? ch : "-") }
-        let user = node.user.isEmpty ? String(node.uid) : String(decoding: node.user, as: UTF8.self)
-        let group = node.group.isEmpty ? String(node.gid) : String(decoding: node.group, as: UTF8.self)
+        let user = node.user.isEmpty ? String(node.uid) : Terminal.escaped(bytes: node.user)
+        let group = node.group.isEmpty ? String(node.gid) : Terminal.escaped(bytes: node.group)
         let date = Date(timeIntervalSince1970: Double(node.mtimeNanos) / 1e9)
-        let link = node.type == .symlink || node.type == .hardlink ? " -> " + String(decoding: node.linkTarget, as: UTF8.self) : ""
+        let link = node.type == .symlink || node.type == .hardlink ? " -> " + Terminal.escaped(bytes: node.linkTarget) : ""
         print("\(t)\(perms) \(user) \(group) \(String(node.size).leftPad(12)) \(date.formatted(.iso8601)) \(path)\(link)")
     }
 }
