@@ -248,14 +248,14 @@ public final class Archiver: Sendable {
             let e = errno
             switch e {
             case ENOENT: record(path, "vanished during the backup; it is saved empty")
-            case ELOOP, ENOTDIR: record(path, "was replaced during the backup; it is saved empty and will be read again next time")
+            case ELOOP, ENOTDIR: record(path, "was replaced during the backup; it is saved empty")
             default: record(path, "the folder could not be listed (\(Errno(e).message)); it is saved empty")
             }
             return nil
         }
         var st = stat()
         guard fstat(dir.fd, &st) == 0, UInt64(st.st_ino) == node.inode, UInt64(st.st_dev) == node.device else {
-            record(path, "was replaced during the backup; it is saved empty and will be read again next time")
+            record(path, "was replaced during the backup; it is saved empty")
             return nil
         }
         return dir
@@ -325,7 +325,6 @@ public final class Archiver: Sendable {
                 var prevTree: Tree?
                 if let prevID { prevTree = try? await loadTree(prevID) }
                 let directory = openScanned(node, path: path, in: parent)
-                if directory == nil { node.mtimeNanos = 0 } // read again next time
                 if let virtual {
                     node.subtree = try await archiveVirtual(virtual, path: path, directory: directory, previous: prevTree, submit: submit)
                 } else {
