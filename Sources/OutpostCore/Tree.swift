@@ -199,6 +199,11 @@ public struct Tree: Sendable, Equatable {
                 guard total == n.size else {
                     throw FormatError(.invalidValue, "\(what): the extents of \(n.nameString.debugDescription) add up to \(total) bytes, its size is \(n.size)")
                 }
+                // No file offset reaches past 2^63 − 1 (off_t): such a size is damage, refused before a restore
+                // computes offsets with it.
+                guard total <= UInt64(Int64.max) else {
+                    throw FormatError(.invalidValue, "\(what): \(n.nameString.debugDescription) claims \(total) bytes, more than a file can hold")
+                }
             default:
                 break
             }

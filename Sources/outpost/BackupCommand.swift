@@ -74,7 +74,7 @@ struct BackupCommand: AsyncParsableCommand {
         }
         if !result.failures.isEmpty {
             printErr("\(result.failures.count) entries could not be backed up:")
-            for f in result.failures { printErr("  \(f.path): \(f.reason)") }
+            for f in result.failures { printErr("  \(Terminal.escaped(f.path)): \(Terminal.escaped(f.reason))") }
         }
     }
 }

@@ -165,7 +165,7 @@ struct RestoreCommand: AsyncParsableCommand {
         print("restored recovery point \(info.id.shortHex) of \(info.point.machine) into \(target): \(r.files) files (\(formatBytes(r.bytes))), \(r.directories) folders, \(r.otherEntries) other entries\(r.skipped > 0 ? ", \(r.skipped) skipped" : "")")
         if !r.failures.isEmpty {
             printErr("\(r.failures.count) problems:")
-            for f in r.failures { printErr("  \(f.path): \(f.reason)") }
+            for f in r.failures { printErr("  \(Terminal.escaped(f.path)): \(Terminal.escaped(f.reason))") }
             throw CommandExit(code: .partialBackup)
         }
     }

@@ -127,6 +127,16 @@ private func unsortedTree(_ nodes: [Node]) -> Tree {
         #expect(try Tree.decode(tree.encode()) == tree)
     }
 
+    /// Issue 8: holes adding up to 2^64 − 2 bytes crashed restore; such a size is refused when the tree is read.
+    @Test func extentsBeyondWhatAFileCanHoldAreRejected() {
+        let huge = UInt64.max - 1
+        let half = Int(huge / 2)
+        let node = Node(name: bytes("big"), type: .file, size: huge, extents: [.hole(length: half), .hole(length: half)])
+        expectFormatError(.invalidValue) { _ = try Tree.decode(unsortedTree([node]).encode()) }
+        let largest = Node(name: bytes("ok"), type: .file, size: UInt64(Int64.max), extents: [.hole(length: Int.max)])
+        #expect(throws: Never.self) { _ = try Tree.decode(unsortedTree([largest]).encode()) }
+    }
+
     @Test func duplicateNamesAreRejected() {
         let encoded = unsortedTree([Node(name: bytes("a"), type: .fifo), Node(name: bytes("a"), type: .socket)]).encode()
         expectFormatError(.invalidValue) { _ = try Tree.decode(encoded) }
