@@ -47,9 +47,7 @@ extension RelayCommand {
             if generatePassphrase {
                 if FileManager.default.fileExists(atPath: file) { throw ValidationError("\(file) exists; --generate-passphrase will not overwrite a passphrase") }
                 passphrase = PassphrasePolicy.generate()
-                guard FileManager.default.createFile(atPath: file, contents: Data((passphrase + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-                    throw ValidationError("cannot write \(file)")
-                }
+                try DurableFile.writeSecret(Array((passphrase + "\n").utf8), to: file)
                 printErr("generated a passphrase in \(file) (mode 0600). Store a copy somewhere safe, away from this relay: without it the off-site copies cannot be read.")
             } else {
                 passphrase = try readPassphrase(file)

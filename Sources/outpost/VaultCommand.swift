@@ -34,8 +34,8 @@ struct VaultCommand: AsyncParsableCommand {
             try FileManager.default.createDirectory(atPath: dir.root + "/tls", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             let host = URLComponents(string: url)?.host ?? "localhost"
             let identity = try TLSIdentity.selfSigned(commonName: "Outpost vault \(name)", hosts: [host, "localhost"])
-            FileManager.default.createFile(atPath: dir.certificatePath, contents: Data(identity.certificatePEM.utf8), attributes: [.posixPermissions: 0o644])
-            FileManager.default.createFile(atPath: dir.keyPath, contents: Data(identity.privateKeyPEM.utf8), attributes: [.posixPermissions: 0o600])
+            try DurableFile.writeSecret(Array(identity.certificatePEM.utf8), to: dir.certificatePath, mode: 0o644)
+            try DurableFile.writeSecret(Array(identity.privateKeyPEM.utf8), to: dir.keyPath)
             let settings = VaultSettings(id: RandomSecret.make(bytes: 8), name: name, url: url, replication: repl, secondary: secondary)
             try dir.save(settings)
             _ = try dir.objectStore(settings)
@@ -68,7 +68,7 @@ struct VaultCommand: AsyncParsableCommand {
                 printErr("vault \(settings.name) listening on https://\(host):\(bound)")
                 if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
             }
-            try await server.run()
+            do { try await server.run() } catch { throw listenFailure(error, host: host, port: port, setting: "the port of the vault's url") }
         }
     }
 
@@ -91,9 +91,7 @@ struct VaultCommand: AsyncParsableCommand {
             let file = VaultCredentialsFile(vaultID: settings.id, vaultName: settings.name, url: url ?? settings.url,
                                             fingerprint: try TLSIdentity.fingerprint(ofPEM: cert), certificate: cert,
                                             secret: secret, expiresAt: expires, recoverRelay: recover)
-            guard FileManager.default.createFile(atPath: out, contents: Data(file.encoded()), attributes: [.posixPermissions: 0o600]) else {
-                throw ValidationError("cannot write \(out)")
-            }
+            try DurableFile.writeSecret(file.encoded(), to: out)
             printErr("vault credentials file written to \(out); valid until \(expires.formatted(.iso8601)), usable once")
         }
     }
