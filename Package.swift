@@ -143,6 +143,7 @@ let package = Package(
         .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostObjects"], swiftSettings: strict),
         .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
                     swiftSettings: strict),
+        .testTarget(name: "OutpostArchiveTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"], swiftSettings: strict),
         // Drives the real `outpost` binary (built alongside the tests) as operators and scripts do.
         .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS", "OutpostForwarder", "OutpostStore",
                                                               .product(name: "Logging", package: "swift-log"),
