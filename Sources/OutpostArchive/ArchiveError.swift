@@ -3,27 +3,10 @@ import OutpostCore
 import Glibc
 #endif
 
-/// The archive layer's error (backup and restore on the local file system).
-public struct ArchiveError: OperatorFacingError, Sendable {
-    public enum Code: String, Sendable { case invalidPath, conflict, io, diskFull, notFound, unsafe, damaged }
-    public let code: Code
-    public let message: String
+/// The archive layer's name for its errors (backup and restore on the local file system) (one type for every layer: `OutpostError`).
+public typealias ArchiveError = OutpostError
 
-    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
-
-    public var description: String { message }
-
-    public var exitCode: ExitCode {
-        switch code {
-        case .invalidPath: .usage
-        case .conflict, .unsafe: .refused
-        case .io: .ioError
-        case .diskFull: .diskFull
-        case .notFound: .notFound
-        case .damaged: .corruptData
-        }
-    }
-
+extension OutpostError {
     static func system(_ err: Int32, _ action: String, _ path: String) -> ArchiveError {
         let reason = String(cString: strerror(err))
         if err == ENOSPC || err == EDQUOT {

@@ -77,23 +77,5 @@ public struct ClientConfiguration: Codable, Sendable, Equatable {
     }
 }
 
-/// The client layer's error.
-public struct ClientError: OperatorFacingError, Sendable {
-    public enum Code: String, Sendable { case notEnrolled, config, unauthorized, forbidden, unreachable, remote, relayDiskFull, fingerprintMismatch, corrupt, notFound }
-    public let code: Code
-    public let message: String
-    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
-    public var description: String { message }
-    public var exitCode: ExitCode {
-        switch code {
-        case .notEnrolled, .config: .usage
-        case .unauthorized: .unauthorized
-        case .forbidden, .fingerprintMismatch: .refused
-        case .unreachable: .unreachable
-        case .remote: .remoteError
-        case .relayDiskFull: .diskFull
-        case .corrupt: .corruptData
-        case .notFound: .notFound
-        }
-    }
-}
+/// The push client's name for its errors (one type for every layer: `OutpostError`).
+public typealias ClientError = OutpostError

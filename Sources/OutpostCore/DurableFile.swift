@@ -54,9 +54,9 @@ extension DurableFile {
     /// Writes a secret (a private key, a passphrase, a credentials file, a configuration holding a credential):
     /// the file is created with `mode` (0600 unless given) from its first byte, so no other local user can read
     /// it while it is written, whatever the umask; then it is renamed into place as `write` does.
-    public static func writeSecret(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(OperatorError) {
+    public static func writeSecret(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(OutpostError) {
         do { try write(bytes, to: path, mode: mode) } catch {
-            throw OperatorError(error.isDiskFull ? .diskFull : .ioError,
+            throw OutpostError(error.isDiskFull ? .diskFull : .io,
                                 "cannot write \(path): \(error.description); check the folder's permissions and free space, then run the command again")
         }
     }

@@ -20,8 +20,8 @@ public enum MachineName {
     }
 
     /// Throws a usage error naming the rule.
-    public static func validate(_ name: String) throws(OperatorError) {
-        if let problem = problem(name) { throw OperatorError(.usage, problem + "; choose another name") }
+    public static func validate(_ name: String) throws(OutpostError) {
+        if let problem = problem(name) { throw OutpostError(.usage, problem + "; choose another name") }
     }
 }
 

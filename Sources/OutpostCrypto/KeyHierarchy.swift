@@ -3,22 +3,8 @@ import CryptoExtras
 import Foundation
 import OutpostCore
 
-/// The crypto layer's error. A wrong passphrase is its own case, never reported as damaged data.
-public struct CryptoError: OperatorFacingError, Sendable {
-    public enum Code: String, Sendable { case weakPassphrase, wrongPassphrase, tampered, malformed, unsupportedVersion }
-    public let code: Code
-    public let message: String
-    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
-    public var description: String { message }
-    public var exitCode: ExitCode {
-        switch code {
-        case .weakPassphrase: .usage
-        case .wrongPassphrase: .unauthorized
-        case .tampered, .malformed: .corruptData
-        case .unsupportedVersion: .unsupportedVersion
-        }
-    }
-}
+/// The crypto layer's name for its errors; a wrong passphrase is its own code, never reported as damaged data (one type for every layer: `OutpostError`).
+public typealias CryptoError = OutpostError
 
 /// MARS's rule: at least 16 characters, printable ASCII.
 public enum PassphrasePolicy {

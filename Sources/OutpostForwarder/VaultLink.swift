@@ -46,25 +46,8 @@ public struct VaultLink: Codable, Sendable {
     }
 }
 
-/// The forwarder's error.
-public struct ForwarderError: OperatorFacingError, Sendable {
-    public enum Code: String, Sendable { case notRegistered, credentials, unreachable, refused, vault, staging, tampered, config }
-    public let code: Code
-    public let message: String
-    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
-    public var description: String { message }
-    public var exitCode: ExitCode {
-        switch code {
-        case .notRegistered, .config: .usage
-        case .credentials: .unauthorized
-        case .unreachable: .unreachable
-        case .refused: .refused
-        case .vault: .remoteError
-        case .staging: .diskFull
-        case .tampered: .corruptData
-        }
-    }
-}
+/// The forwarder's name for its errors (one type for every layer: `OutpostError`).
+public typealias ForwarderError = OutpostError
 
 func writePrivate(_ bytes: [UInt8], to path: String) throws {
     let dir = (path as NSString).deletingLastPathComponent

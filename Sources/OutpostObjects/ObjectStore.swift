@@ -23,14 +23,8 @@ public struct ObjectInfo: Sendable, Equatable, Codable {
     public init(key: String, size: Int) { self.key = key; self.size = size }
 }
 
-public struct ObjectStoreError: OperatorFacingError, Sendable {
-    public enum Code: String, Sendable { case invalidKey, io, diskFull }
-    public let code: Code
-    public let message: String
-    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
-    public var description: String { message }
-    public var exitCode: ExitCode { code == .diskFull ? .diskFull : code == .io ? .ioError : .usage }
-}
+/// The object stores' name for their errors (one type for every layer: `OutpostError`).
+public typealias ObjectStoreError = OutpostError
 
 public enum ObjectKey {
     public static func validate(_ key: String) throws {

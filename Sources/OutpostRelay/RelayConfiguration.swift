@@ -224,18 +224,5 @@ public struct RelayConfiguration: Sendable, Equatable {
         """
 }
 
-/// The relay layer's error.
-public struct RelayError: OperatorFacingError, Sendable {
-    public enum Code: String, Sendable { case config, notARelay, tls, exists }
-    public let code: Code
-    public let message: String
-    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
-    public var description: String { message }
-    public var exitCode: ExitCode {
-        switch code {
-        case .config: .usage
-        case .notARelay, .exists: .notAStore
-        case .tls: .failure
-        }
-    }
-}
+/// The relay layer's name for its errors (one type for every layer: `OutpostError`).
+public typealias RelayError = OutpostError

@@ -218,13 +218,16 @@ struct Authentication: RouterMiddleware {
 struct ErrorMapping: RouterMiddleware {
     typealias Context = RelayRequestContext
     let logger: Logger
+    /// The codes the store throws; other layers' errors (the forwarder's on a tier-2 fetch) stay "internal".
+    static let storeCodes: Set<OutpostError.Code> = [.notAStore, .alreadyExists, .unsupportedVersion, .locked, .diskFull, .io, .corrupt,
+                                                     .notFound, .ambiguous, .invalid, .taken]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let f as RelayFailure {
             return errorResponse(f.kind.status, f.kind.rawValue, f.message)
-        } catch let e as StoreError {
+        } catch let e as StoreError where Self.storeCodes.contains(e.code) {
             switch e.code {
             case .diskFull:
                 logger.error("disk full", metadata: ["error": "\(e.message)"])

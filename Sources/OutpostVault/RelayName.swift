@@ -1,3 +1,5 @@
+import OutpostCore
+
 /// The rule for a relay's name in a vault, checked by `relay register` before it spends a credentials file and by
 /// the vault when it registers (issue 8): 1–64 ASCII letters, digits, '.', '-' or '_', not starting with '.' or
 /// '-'. Names are operator-facing (`vault relays`, `vault remove-relay NAME`, `vault credentials --recover NAME`),

@@ -300,6 +300,10 @@ struct VaultErrors: RouterMiddleware {
             case .invalidKey: return answer(.badRequest, "invalidKey", e.message)
             case .diskFull: return answer(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "diskFull", "the vault's disk is full")
             case .io: logger.error("storage failure", metadata: ["error": "\(e.message)"]); return answer(.internalServerError, "io", "the vault could not store or read the object")
+            default:
+                // Another layer's error (registry, settings): as before, an unexpected failure.
+                logger.error("unexpected failure", metadata: ["error": "\(e)"])
+                return answer(.internalServerError, "internal", "\(e)")
             }
         } catch let e as HTTPError {
             return answer(e.status, "http", e.body ?? e.status.reasonPhrase)

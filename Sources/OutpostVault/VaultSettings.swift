@@ -30,22 +30,8 @@ public struct VaultSettings: Codable, Sendable, Equatable {
     }
 }
 
-/// The vault's error.
-public struct VaultError: OperatorFacingError, Sendable {
-    public enum Code: String, Sendable { case notAVault, exists, refused, invalid, credentials }
-    public let code: Code
-    public let message: String
-    public init(_ code: Code, _ message: String) { self.code = code; self.message = message }
-    public var description: String { message }
-    public var exitCode: ExitCode {
-        switch code {
-        case .notAVault, .exists: .notAStore
-        case .refused: .refused
-        case .invalid: .usage
-        case .credentials: .unauthorized
-        }
-    }
-}
+/// The vault's name for its errors (one type for every layer: `OutpostError`).
+public typealias VaultError = OutpostError
 
 /// The vault's data directory: vault.json, registry.json (relays and issued credentials), tls/, objects/.
 public struct VaultDataDirectory: Sendable {

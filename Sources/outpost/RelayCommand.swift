@@ -202,7 +202,7 @@ struct EnrollCommand: AsyncParsableCommand {
             text = try? String(contentsOfFile: file, encoding: .utf8)
         }
         guard let t = text?.trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty else {
-            throw OperatorError(.usage, "cannot read an enrollment token from \(file == "-" ? "standard input" : file): it is missing, unreadable or empty; write the token from `outpost relay add-machine` into it")
+            throw OutpostError(.usage, "cannot read an enrollment token from \(file == "-" ? "standard input" : file): it is missing, unreadable or empty; write the token from `outpost relay add-machine` into it")
         }
         return t
     }

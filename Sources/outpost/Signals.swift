@@ -31,13 +31,13 @@ enum InterruptHandling {
 func listenFailure(_ error: any Error, host: String, port: Int, setting: String) -> any Error {
     let text = "\(error)"
     if text.contains("Address already in use") || text.contains("EADDRINUSE") || text.contains("errno: 98") {
-        return OperatorError(.cannotListen, "cannot listen on \(host):\(port): the address is already in use (another outpost server or program listens there); stop it, or choose another address with --listen or `\(setting)`")
+        return OutpostError(.cannotListen, "cannot listen on \(host):\(port): the address is already in use (another outpost server or program listens there); stop it, or choose another address with --listen or `\(setting)`")
     }
     if text.contains("Permission denied") || text.contains("errno: 13") {
-        return OperatorError(.cannotListen, "cannot listen on \(host):\(port): permission denied (ports below 1024 need privileges); choose a port above 1023 with --listen or `\(setting)`")
+        return OutpostError(.cannotListen, "cannot listen on \(host):\(port): permission denied (ports below 1024 need privileges); choose a port above 1023 with --listen or `\(setting)`")
     }
     if text.contains("Cannot assign requested address") || text.contains("errno: 99") {
-        return OperatorError(.cannotListen, "cannot listen on \(host):\(port): this machine has no such address; use one of its addresses (or 0.0.0.0) with --listen or `\(setting)`")
+        return OutpostError(.cannotListen, "cannot listen on \(host):\(port): this machine has no such address; use one of its addresses (or 0.0.0.0) with --listen or `\(setting)`")
     }
     return error
 }

@@ -1,3 +1,4 @@
+import OutpostCore
 import Foundation
 import OutpostRelay
 import Testing
