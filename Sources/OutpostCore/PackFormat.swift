@@ -48,6 +48,9 @@ public enum PackFormat {
         return w.bytes
     }
 
+    /// The most plaintext one blob of a pack may claim (the salvage walk and the trailer both refuse more).
+    public static let maxRawLength = 1 << 30
+
     public static func decodeBlobHeader(_ bytes: [UInt8], pack: String, at offset: Int) throws -> (BlobKind, BlobCompression, stored: Int, raw: Int, ChunkID) {
         var r = BinaryReader(bytes, what: "blob header at \(offset) in pack \(pack)")
         guard let kind = BlobKind(rawValue: try r.u8()) else { throw FormatError(.invalidValue, "blob at \(offset) in pack \(pack) has an unknown kind") }
@@ -110,6 +113,10 @@ public enum PackFormat {
             guard rawOffset <= UInt64(packSize), stored <= packSize, Int(rawOffset) <= packSize - stored,
                   Int(rawOffset) >= headerSize + blobHeaderSize else {
                 throw FormatError(.invalidValue, "pack \(pack) trailer points blob \(id.shortHex) outside the pack")
+            }
+            // A reader allocates the plaintext: a trailer may not make it allocate gigabytes (Fuzz/crashes/pack).
+            guard raw <= maxRawLength else {
+                throw FormatError(.invalidValue, "pack \(pack) trailer claims \(raw) bytes of plaintext for blob \(id.shortHex), more than the \(maxRawLength) a blob may hold")
             }
             out.append(PackEntry(id: id, kind: kind, compression: comp, offset: Int(rawOffset), storedLength: stored, rawLength: raw))
         }

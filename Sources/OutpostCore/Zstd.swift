@@ -69,11 +69,15 @@ public final class ZstdDecompressor {
     /// checksum (XXH64) without an allocation per blob. Throws when the frame is damaged or expands to another
     /// length than `rawLength`.
     public func checkFrame(_ source: UnsafeRawBufferPointer, rawLength: Int, what: @autoclosure () -> String) throws {
-        if (scratch?.count ?? 0) < rawLength {
+        let space: UnsafeMutableRawBufferPointer
+        if let s = scratch, s.count >= rawLength {
+            space = s
+        } else {
             scratch?.deallocate()
-            scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: max(rawLength, 1), alignment: 16)
+            space = UnsafeMutableRawBufferPointer.allocate(byteCount: max(rawLength, 1), alignment: 16)
+            scratch = space
         }
-        let r = ZSTD_decompressDCtx(ctx, scratch!.baseAddress, rawLength, source.baseAddress, source.count)
+        let r = ZSTD_decompressDCtx(ctx, space.baseAddress, rawLength, source.baseAddress, source.count)
         if ZSTD_isError(r) != 0 {
             throw FormatError(.compression, "\(what()) does not decompress: \(String(cString: ZSTD_getErrorName(r)))")
         }

@@ -44,7 +44,7 @@ enum PackReader {
         while offset + PackFormat.blobHeaderSize <= size {
             guard let header = try? FileIO.readExactly(fd, offset: offset, count: PackFormat.blobHeaderSize, path: path),
                   let h = try? PackFormat.decodeBlobHeader(header, pack: name, at: offset),
-                  h.stored > 0, h.raw >= 0, h.raw <= 1 << 30, offset + PackFormat.blobHeaderSize + h.stored <= size else { break }
+                  h.stored > 0, h.raw >= 0, h.raw <= PackFormat.maxRawLength, offset + PackFormat.blobHeaderSize + h.stored <= size else { break }
             out.append(PackEntry(id: h.4, kind: h.0, compression: h.1, offset: offset + PackFormat.blobHeaderSize, storedLength: h.stored, rawLength: h.raw))
             offset += PackFormat.blobHeaderSize + h.stored
         }

@@ -109,6 +109,17 @@ private func split(_ trailer: [UInt8]) -> (entries: [UInt8], footer: [UInt8]) {
         expectFormatError(.invalidValue) { _ = try decode(offset: PackFormat.headerSize + PackFormat.blobHeaderSize - 1, stored: 10, packSize: 100) }
     }
 
+    /// Found by the pack fuzz target (Fuzz/crashes/pack): a trailer claiming 4 GiB of plaintext for a small blob
+    /// made a reader allocate it.
+    @Test func aTrailerMayNotClaimGigabytesOfPlaintext() throws {
+        let entry = PackEntry(id: ChunkID.hash([1]), kind: .data, compression: .zstd, offset: 60, storedLength: 40, rawLength: Int(UInt32.max))
+        let (entryBytes, footerBytes) = split(PackFormat.trailer([entry]))
+        let footer = try PackFormat.decodeFooter(footerBytes, pack: "p")
+        expectFormatError(.invalidValue) {
+            _ = try PackFormat.decodeEntries(entryBytes, count: footer.count, digest: footer.digest, pack: "p", packSize: 100)
+        }
+    }
+
     @Test func blobHeaderRoundTrip() throws {
         let blob = PreparedBlob(id: ChunkID.hash([1, 2, 3]), kind: .tree, compression: .zstd,
                                 stored: [UInt8](repeating: 7, count: 300), rawLength: 70_000)

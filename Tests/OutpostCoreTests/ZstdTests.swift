@@ -30,6 +30,14 @@ private func open(_ blob: PreparedBlob, stored: [UInt8]? = nil, rawLength: Int? 
         #expect(back == plain)
     }
 
+    /// Found by the zstd fuzz target (Fuzz/crashes/zstd): a first check of an empty frame trapped on a nil scratch.
+    @Test func checkingAnEmptyFrameFirstDoesNotTrap() throws {
+        let empty = ZstdCompressor().compress([])
+        let d = ZstdDecompressor()
+        try empty.withUnsafeBytes { try d.checkFrame($0, rawLength: 0, what: "empty") }
+        #expect(throws: FormatError.self) { try [UInt8](repeating: 7, count: 9).withUnsafeBytes { try ZstdDecompressor().checkFrame($0, rawLength: 0, what: "junk") } }
+    }
+
     @Test func contextsAreReusable() throws {
         let compressor = ZstdCompressor(level: 19)
         let decompressor = ZstdDecompressor()
