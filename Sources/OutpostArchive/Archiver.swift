@@ -374,7 +374,7 @@ public final class Archiver: Sendable {
     }
 
     private func loadTree(_ id: ChunkID) async throws -> Tree {
-        try Tree.decode(try await repository.load(id, kind: .tree), id: id)
+        try await TreeWalker(repository: repository).tree(id)
     }
 
     private func makeNode(name: [UInt8], path: [UInt8], st: stat, type: NodeType) -> Node {

@@ -191,22 +191,6 @@ final class OwnerNames: Sendable {
     }
 }
 
-/// `--exclude` patterns (fnmatch(3)): a pattern with a `/` matches the whole absolute path, one without
-/// matches the entry's name, wherever it is.
-public struct ExclusionList: Sendable {
-    public let patterns: [String]
-    public init(_ patterns: [String]) { self.patterns = patterns }
-
-    func excludes(path: [UInt8], name: [UInt8]) -> Bool {
-        for p in patterns {
-            let subject = p.contains("/") ? path : name
-            let hit = FS.withCPath(subject) { s in fnmatch(p, s, 0) == 0 }
-            if hit { return true }
-        }
-        return false
-    }
-}
-
 /// A value that one task produces and others await (a file's extents, a hardlink's first occurrence).
 final class Future<Value: Sendable>: Sendable {
     private struct State { var value: Value?; var waiters: [CheckedContinuation<Value, Never>] = [] }

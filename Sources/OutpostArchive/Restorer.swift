@@ -130,7 +130,7 @@ public final class Restorer: Sendable {
     }
 
     private func loadTree(_ id: ChunkID) async throws -> Tree {
-        try Tree.decode(try await repository.load(id, kind: .tree), id: id)
+        try await TreeWalker(repository: repository).tree(id)
     }
 
     private func findConflicts(_ tree: Tree, dirPath: String, components: [[UInt8]], filter: Filter, into out: inout [String]) async throws {

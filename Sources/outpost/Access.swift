@@ -62,10 +62,6 @@ enum Access {
         return try Store.resolve(ref, in: try await points(machine: m), machine: m, where: where_)
     }
 
-    func loadTree(_ id: ChunkID) async throws -> Tree {
-        try Tree.decode(try await repository.load(id, kind: .tree), id: id)
-    }
-
     func close() async {
         if case .remote(let r) = self { await r.client.close() }
     }

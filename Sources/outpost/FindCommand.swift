@@ -1,9 +1,7 @@
 import ArgumentParser
 import Foundation
+import OutpostArchive
 import OutpostCore
-#if canImport(Glibc)
-import Glibc
-#endif
 
 struct FindCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,44 +23,15 @@ struct FindCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let matches = try await withAccess(target, purpose: "`outpost find`") { access -> [Match] in
-            var out: [Match] = []
-            let wholePath = pattern.contains("/")
-            // Trees are shared between recovery points. A name pattern's matches in a tree do not depend on
-            // where the tree is: they are memoised relative to it. A whole-path pattern is matched against full
-            // paths, so it is not. Paths are raw bytes.
-            var memo: [ChunkID: [([UInt8], UInt64)]] = [:]
-            func walk(_ id: ChunkID, at dir: [UInt8]) async throws -> [([UInt8], UInt64)] {
-                if !wholePath, let hit = memo[id] { return hit.map { (dir + $0.0, $0.1) } }
-                let base = wholePath ? dir : []
-                var found: [([UInt8], UInt64)] = []
-                for node in try await access.loadTree(id).nodes {
-                    let path = base + [0x2f] + node.name
-                    if self.matches(full: path, name: node.name) { found.append((path, node.size)) }
-                    if node.type == .directory, let sub = node.subtree { found += try await walk(sub, at: path) }
-                }
-                if wholePath { return found }
-                memo[id] = found
-                return found.map { (dir + $0.0, $0.1) }
-            }
-            for p in try await access.points(machine: machine) {
-                guard let root = p.point.root else { continue }
-                for (path, size) in try await walk(root, at: []) {
-                    out.append(Match(point: p.id.hex, machine: p.point.machine, time: p.point.finishedAt,
-                                     path: String(decoding: path, as: UTF8.self), size: size, bytes: path))
-                }
-            }
-            return out
+        let found = try await withAccess(target, purpose: "`outpost find`") { access in
+            try await PointListing.find(pattern, in: try await access.points(machine: machine), repository: access.repository)
+        }
+        let matches = found.map {
+            Match(point: $0.point.id.hex, machine: $0.point.point.machine, time: $0.point.point.finishedAt,
+                  path: String(decoding: $0.path, as: UTF8.self), size: $0.size, bytes: $0.path)
         }
         if json { try printJSON(matches); return }
         for m in matches { print("\(m.point.prefix(8))  \(m.time.formatted(.iso8601))  \(Terminal.escaped(m.machine))  \(Terminal.escaped(bytes: m.bytes))") }
         if matches.isEmpty { printErr("no recovery point holds a path matching \(pattern.debugDescription)") }
-    }
-
-    /// Name patterns are memoised per tree; whole-path patterns are checked against the full path.
-    func matches(full: [UInt8], name: [UInt8]) -> Bool {
-        var z = pattern.contains("/") ? full : name
-        z.append(0)
-        return z.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { fnmatch(pattern, $0.baseAddress!, 0) == 0 } }
     }
 }

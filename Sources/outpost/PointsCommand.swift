@@ -74,32 +74,11 @@ struct LsCommand: AsyncParsableCommand {
         try await withAccess(target, purpose: "`outpost ls`") { try await run($0) }
     }
 
-    func run(_ store: Access) async throws {
-        let info = try await store.resolve(point, machine: machine)
-        guard let root = info.point.root else { throw StoreError(.corrupt, "recovery point \(info.id.shortHex) has no root tree") }
-        var tree = try await store.loadTree(root)
-        var prefix: [UInt8] = []
-        let comps = path.split(separator: "/").map { Array($0.utf8) }
-        for (i, c) in comps.enumerated() {
-            guard let node = tree.node(named: c) else {
-                throw StoreError(.notFound, "\(Terminal.escaped(path)) is not in recovery point \(info.id.shortHex); list the top with `outpost ls \(info.id.shortHex)`")
-            }
-            prefix += [0x2f] + node.name
-            if i == comps.count - 1 && node.type != .directory { emit(node, path: prefix); return }
-            guard node.type == .directory, let sub = node.subtree else { throw StoreError(.notFound, "\(Terminal.escaped(bytes: prefix)) is not a folder") }
-            tree = try await store.loadTree(sub)
-        }
-        try await list(tree, prefix: prefix, store: store)
-    }
-
     /// Paths are raw bytes until printed: names (and link targets, owners) come from the store and may hold
     /// terminal escape sequences or bytes that are not UTF-8, which are shown escaped (`\e`, `\x9b`).
-    func list(_ tree: Tree, prefix: [UInt8], store: Access) async throws {
-        for node in tree.nodes {
-            let p = prefix + [0x2f] + node.name
-            emit(node, path: p)
-            if node.type == .directory, let sub = node.subtree { try await list(try await store.loadTree(sub), prefix: p, store: store) }
-        }
+    func run(_ access: Access) async throws {
+        let info = try await access.resolve(point, machine: machine)
+        try await PointListing.list(info, path: path, repository: access.repository) { emit($0, path: $1) }
     }
 
     func emit(_ node: Node, path bytes: [UInt8]) {
