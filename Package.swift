@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "OutpostCrypto", targets: ["OutpostCrypto"]),
         .library(name: "OutpostStore", targets: ["OutpostStore"]),
         .library(name: "OutpostForwarder", targets: ["OutpostForwarder"]),
+        .library(name: "OutpostHTTP", targets: ["OutpostHTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,7 +37,7 @@ let package = Package(
         // libzstd from Debian's libzstd-dev.
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
-        // Formats and chunking: ids, FastCDC, pack and tree codecs, zstd, API types. Its one piece of file I/O is
+        // Formats and chunking: ids, FastCDC, pack and tree codecs, zstd. Its one piece of file I/O is
         // DurableFile, the atomic, durable writer of small files (configs, keys, registries) every layer shares.
         .target(name: "OutpostCore", dependencies: [
             "CZstd",
@@ -75,9 +76,25 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOTLS", package: "swift-nio"),
         ], swiftSettings: strict),
+        // The HTTP layer both servers and both clients share: the wire's JSON types, errors as statuses, bearer
+        // authentication, body and connection limits, the server builder; the pinned, retrying client; throttling.
+        .target(name: "OutpostHTTP", dependencies: [
+            "OutpostCore", "OutpostTLS",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
         // The relay server (Hummingbird 2 over TLS): ingest with per-chunk verification, catalog, restore.
         .target(name: "OutpostRelay", dependencies: [
-            "OutpostCore", "OutpostStore", "OutpostTLS", "OutpostForwarder", "OutpostCrypto",
+            "OutpostCore", "OutpostStore", "OutpostTLS", "OutpostForwarder", "OutpostCrypto", "OutpostHTTP",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -92,7 +109,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The off-site vault server: containers per relay, credentials files, soft delete, immutability, GRS.
         .target(name: "OutpostVault", dependencies: [
-            "OutpostCore", "OutpostObjects", "OutpostTLS",
+            "OutpostCore", "OutpostObjects", "OutpostTLS", "OutpostHTTP",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -105,7 +122,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The relay's MARS-style agent: registration with a vault, keys, encrypted resumable forwarding, throttling.
         .target(name: "OutpostForwarder", dependencies: [
-            "OutpostCore", "OutpostStore", "OutpostCrypto", "OutpostTLS",
+            "OutpostCore", "OutpostStore", "OutpostCrypto", "OutpostTLS", "OutpostHTTP",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -114,7 +131,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The push client kit: the relay seen as a BlobRepository over HTTPS (AsyncHTTPClient, pinned certificate).
         .target(name: "OutpostClient", dependencies: [
-            "OutpostCore", "OutpostTLS",
+            "OutpostCore", "OutpostTLS", "OutpostHTTP",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -130,7 +147,18 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: strict),
-        .testTarget(name: "OutpostRelayTests", dependencies: ["OutpostRelay"], swiftSettings: strict),
+        .testTarget(name: "OutpostRelayTests", dependencies: [
+            "OutpostRelay", "OutpostHTTP", "OutpostCore", "OutpostStore",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .testTarget(name: "OutpostHTTPTests", dependencies: [
+            "OutpostHTTP", "OutpostCore", "OutpostTLS",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
         .testTarget(name: "OutpostClientTests", dependencies: [
             "OutpostClient", "OutpostCore", "OutpostTLS",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -139,6 +167,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .testTarget(name: "OutpostVaultTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostStore", "OutpostVault", "OutpostObjects", "OutpostForwarder",
+                                                           "OutpostHTTP", .product(name: "HummingbirdTesting", package: "hummingbird"),
                                                            .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostObjects"], swiftSettings: strict),
         .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],

@@ -27,6 +27,7 @@ let package = Package(
         ], swiftSettings: fuzzTarget),
         .executableTarget(name: "FuzzPoint", dependencies: [
             "FuzzSupport", .product(name: "OutpostCore", package: "outpost"), .product(name: "OutpostCrypto", package: "outpost"),
+            .product(name: "OutpostHTTP", package: "outpost"),
         ], swiftSettings: fuzzTarget),
         .executableTarget(name: "FuzzZstd", dependencies: [
             "FuzzSupport", .product(name: "OutpostCore", package: "outpost"),

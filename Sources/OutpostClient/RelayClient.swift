@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 import OutpostCore
+import OutpostHTTP
 import OutpostTLS
 
 /// HTTP(S) to one relay: pinned TLS, the machine's credential on every request, bounded bodies, and retries

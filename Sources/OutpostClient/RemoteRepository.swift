@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOHTTP1
 import OutpostCore
+import OutpostHTTP
 
 /// The relay seen by the backup pipeline and the restorer: ids asked in batches, uploads in bounded batches,
 /// blobs fetched as stored and verified here (decompress + SHA-256) before use.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import OutpostCore
 import OutpostCrypto
+import OutpostHTTP
 import OutpostStore
 import Synchronization
 #if canImport(Glibc)

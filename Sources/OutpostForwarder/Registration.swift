@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import OutpostCore
 import OutpostCrypto
+import OutpostHTTP
 import OutpostTLS
 
 /// `outpost relay register` and `outpost relay change-passphrase`.

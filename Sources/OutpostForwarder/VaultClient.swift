@@ -6,21 +6,11 @@ import NIOHTTP1
 import NIOSSL
 import OutpostCore
 import OutpostCrypto
+import OutpostHTTP
 import OutpostTLS
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// An HTTP proxy for reaching the vault (MARS: direct or through a proxy with optional credentials).
-public struct ProxySettings: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    public var user: String?
-    public var password: String?
-    public init(host: String, port: Int, user: String? = nil, password: String? = nil) {
-        self.host = host; self.port = port; self.user = user; self.password = password
-    }
-}
 
 /// HTTPS to the vault: pinned certificate, the relay's credential, retries with backoff on transient failures.
 public final class VaultClient: Sendable {
@@ -155,27 +145,4 @@ public final class VaultClient: Sendable {
         let (_, body) = try await call(.POST, "/v1/register", body: Array(try JSONEncoder().encode(VaultAPI.RegisterRequest(secret: secret, relayName: relayName))))
         return try JSONDecoder().decode(VaultAPI.RegisterResponse.self, from: Data(body))
     }
-}
-
-/// An upload body cut into 256 KiB slices, each let through by the throttle before it goes out.
-struct ThrottledBody: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    let bytes: [UInt8]
-    let throttle: Throttle
-    static let slice = 256 << 10
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        let bytes: [UInt8]
-        let throttle: Throttle
-        var offset = 0
-        mutating func next() async throws -> ByteBuffer? {
-            guard offset < bytes.count else { return nil }
-            let end = Swift.min(bytes.count, offset + ThrottledBody.slice)
-            try await throttle.consume(end - offset)
-            defer { offset = end }
-            return ByteBuffer(bytes: bytes[offset..<end])
-        }
-    }
-
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(bytes: bytes, throttle: throttle) }
 }

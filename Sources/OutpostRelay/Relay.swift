@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOPosix
 import OutpostCore
+import OutpostHTTP
 import OutpostStore
 
 /// What the relay does for an authenticated machine, independent of HTTP: answer "which chunks are new?",

@@ -1,6 +1,7 @@
 import Foundation
 import OutpostCore
 import OutpostForwarder
+import OutpostHTTP
 import TOMLKit
 
 /// Whom the answer to "which chunks are new?" is computed for.

@@ -6,6 +6,7 @@ import HummingbirdTLS
 import Logging
 import NIOCore
 import OutpostCore
+import OutpostHTTP
 import OutpostStore
 import OutpostTLS
 import ServiceLifecycle

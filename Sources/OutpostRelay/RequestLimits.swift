@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import NIOCore
 import OutpostCore
+import OutpostHTTP
 import Synchronization
 
 /// What one machine, and one request, may hold of the relay at once (issue 8: a machine that held every upload

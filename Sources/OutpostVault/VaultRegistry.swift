@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import OutpostCore
+import OutpostHTTP
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -197,11 +198,4 @@ public final class VaultRegistry: Sendable {
     }
 
     public var relays: [Relay] { state.withLock { $0.relays } }
-}
-
-public enum RandomSecret {
-    public static func make(bytes: Int = 32) -> String {
-        var g = SystemRandomNumberGenerator()
-        return Hex.encode((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) })
-    }
 }

@@ -7,6 +7,7 @@ import Logging
 import NIOCore
 import NIOHTTPTypes
 import OutpostCore
+import OutpostHTTP
 import OutpostObjects
 import OutpostTLS
 import ServiceLifecycle

@@ -4,6 +4,7 @@ import Logging
 import OutpostCore
 import OutpostCrypto
 import OutpostForwarder
+import OutpostHTTP
 import OutpostRelay
 import OutpostStore
 import OutpostVault

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import OutpostCore
+import OutpostHTTP
 import OutpostObjects
 import OutpostTLS
 import OutpostVault

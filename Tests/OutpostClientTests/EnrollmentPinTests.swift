@@ -4,6 +4,7 @@ import HummingbirdTLS
 import HummingbirdTesting
 import Logging
 import OutpostCore
+import OutpostHTTP
 import OutpostTLS
 import Testing
 @testable import OutpostClient

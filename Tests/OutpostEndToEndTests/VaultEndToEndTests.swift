@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import OutpostCore
 import OutpostForwarder
+import OutpostHTTP
 import OutpostStore
 import Testing
 #if canImport(Glibc)

@@ -8,6 +8,7 @@ import NIOHTTP1
 import NIOSSL
 import OutpostCore
 import OutpostForwarder
+import OutpostHTTP
 import OutpostTLS
 import OutpostVault
 import ServiceLifecycle

@@ -2,6 +2,7 @@ import Foundation
 import FuzzSupport
 import OutpostCore
 import OutpostCrypto
+import OutpostHTTP
 
 /// Recovery point records and the other JSON the relay and the vault read: a point as the store and rebuild read
 /// it (`RecoveryPoint.decode`) and as the relay reads a commit (`RelayAPI.decoder()`), the relay API's bodies

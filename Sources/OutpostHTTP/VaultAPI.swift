@@ -1,4 +1,5 @@
 import Foundation
+import OutpostCore
 
 /// What a relay needs to register with a vault once (MARS: the vault credentials file). Expires.
 public struct VaultCredentialsFile: Codable, Sendable, Equatable {
@@ -60,7 +61,17 @@ public enum VaultAPI {
         public init(key: String, size: Int) { self.key = key; self.size = size }
     }
 
+    /// The body of `POST /v1/recovery-key`.
+    public struct RecoveryKeyRequest: Codable, Sendable {
+        public var secret: String
+        public init(secret: String) { self.secret = secret }
+    }
+
     public static func credential(relayID: String, secret: String) -> String { "vault1:\(relayID):\(secret)" }
+
+    /// The vault's JSON is Foundation's default (no sorted keys, no date strategy: its bodies hold no dates).
+    public static func encoder() -> JSONEncoder { JSONEncoder() }
+    public static func decoder() -> JSONDecoder { JSONDecoder() }
 
     public static func parseCredential(_ s: String) -> (relayID: String, secret: String)? {
         let p = s.split(separator: ":", omittingEmptySubsequences: false)

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Synchronization
 
 /// MARS-style bandwidth throttling: one limit during work hours on work days, another outside them.
@@ -62,4 +63,28 @@ public final class Throttle: Sendable {
             try await Task.sleep(for: .milliseconds(max(1, Int(min(wait, 3600) * 1000))))
         }
     }
+}
+
+/// An upload body cut into 256 KiB slices, each let through by the throttle before it goes out.
+public struct ThrottledBody: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    let bytes: [UInt8]
+    let throttle: Throttle
+    public init(bytes: [UInt8], throttle: Throttle) { self.bytes = bytes; self.throttle = throttle }
+    static let slice = 256 << 10
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let bytes: [UInt8]
+        let throttle: Throttle
+        var offset = 0
+        public mutating func next() async throws -> ByteBuffer? {
+            guard offset < bytes.count else { return nil }
+            let end = Swift.min(bytes.count, offset + ThrottledBody.slice)
+            try await throttle.consume(end - offset)
+            defer { offset = end }
+            return ByteBuffer(bytes: bytes[offset..<end])
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(bytes: bytes, throttle: throttle) }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import OutpostCore
 
 /// JSON bodies of the relay's HTTP API, version 1 (docs/protocol.md, openapi/relay.yaml). Shared by server and client.
 public enum RelayAPI {
@@ -48,11 +49,8 @@ public enum RelayAPI {
         public init(id: String, point: RecoveryPoint) { self.id = id; self.point = point }
     }
 
-    public struct ErrorBody: Codable, Sendable {
-        public var error: String
-        public var message: String
-        public init(error: String, message: String) { self.error = error; self.message = message }
-    }
+    /// The body of every failure (both servers').
+    public typealias ErrorBody = HTTPErrorBody
 
     public static func credential(machine: String, secret: String) -> String { "outpost1:\(machine):\(secret)" }
 
@@ -63,10 +61,7 @@ public enum RelayAPI {
         return (String(parts[1]), String(parts[2]))
     }
 
-    public static func randomSecret(bytes: Int = 32) -> String {
-        var g = SystemRandomNumberGenerator()
-        return Hex.encode((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) })
-    }
+    public static func randomSecret(bytes: Int = 32) -> String { RandomSecret.make(bytes: bytes) }
 
     public static func encoder() -> JSONEncoder {
         let e = JSONEncoder()
