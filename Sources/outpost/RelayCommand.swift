@@ -65,9 +65,7 @@ struct RelayCommand: AsyncParsableCommand {
             var forwarding: ForwardingService?
             if FileManager.default.fileExists(atPath: VaultLink.paths(dir.root).link) {
                 let forwarder = try makeForwarder(dir: dir, store: store, settings: settings, logger: logger)
-                let schedule = ForwardingSchedule(afterEachPoint: settings.forwardAfterEachPoint,
-                                                  times: settings.forwardTimes.compactMap(RelayConfiguration.parseClock))
-                let f = ForwardingService(forwarder: forwarder, schedule: schedule, logger: logger)
+                let f = ForwardingService(forwarder: forwarder, configuration: settings, logger: logger)
                 forwarding = f
                 services.append(f)
                 tier2 = { id in try await forwarder.fetch(id) }
@@ -167,7 +165,10 @@ struct RelayCommand: AsyncParsableCommand {
 
         func run() async throws {
             try relay.directory.requireRelay()
-            try checkStore(at: relay.directory.storePath, readData: readData)
+            var check = CheckCommand()
+            check.options = try StoreOptions.parse(["--store", relay.directory.storePath])
+            check.readData = readData
+            try await check.run()
         }
     }
 }
