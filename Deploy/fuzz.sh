@@ -37,7 +37,17 @@ ls /opt/swift/usr/lib/swift/clang/lib/linux/libclang_rt.fuzzer*.a >/dev/null 2>&
 build_started=$(date +%s)
 mkdir -p Fuzz/.build
 flags=(-c release --package-path Fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing)
-if ! nice -n "$nice_level" swift build "${flags[@]}" >Fuzz/.build/build-log.txt 2>&1; then
+build() { nice -n "$nice_level" swift build "${flags[@]}" >Fuzz/.build/build-log.txt 2>&1; }
+built=yes
+build || built=no
+# SwiftPM does not notice files moved in a path dependency (the root package): when its cached build plan names
+# a file that is gone, drop the plan (not the build products) and plan again.
+if [ $built = no ] && grep -q 'because of missing inputs' Fuzz/.build/build-log.txt; then
+  rm -f Fuzz/.build/release.yaml
+  built=yes
+  build || built=no
+fi
+if [ $built = no ]; then
   grep -E 'error:' Fuzz/.build/build-log.txt | head -20 >&2 || true
   tail -20 Fuzz/.build/build-log.txt >&2
   echo "fuzz.sh: building the fuzz targets failed (full log: Fuzz/.build/build-log.txt)" >&2

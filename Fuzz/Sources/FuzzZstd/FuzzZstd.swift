@@ -5,9 +5,9 @@ import OutpostCore
 /// `ZstdDecompressor.decompress` and `checkFrame` with a claimed plaintext length, which must throw, never trap,
 /// whatever the frame and the claim. A frame that decompresses must keep the claim and round-trip.
 ///
-/// Input: u32 claimed raw length (little endian), then the frame. Claims above `WireFormat.maxRawLength` are
-/// folded below it: every caller rejects larger claims first (frames at decode, packs and vault entries are
-/// reported separately when they do not, docs/fuzzing.md).
+/// Input: u32 claimed raw length (little endian), then the frame. Claims are folded below 16 MiB (chunks are at
+/// most 4 MiB): a larger claim only costs the allocation, and the callers' bounds on claims are fuzzed where the
+/// claims are decoded (wire frames, pack trailers, vault entries).
 
 nonisolated(unsafe) let decompressor = ZstdDecompressor()
 nonisolated(unsafe) let compressor = ZstdCompressor(level: 1)
@@ -17,7 +17,7 @@ public func fuzzZstd(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let input = Fuzz.bytes(data, size)
     guard input.count >= 4 else { return 0 }
     let claim = Int(UInt32(input[0]) | UInt32(input[1]) << 8 | UInt32(input[2]) << 16 | UInt32(input[3]) << 24)
-    let rawLength = claim % (WireFormat.maxRawLength + 1)
+    let rawLength = claim % (1 << 24 + 1)
     let frame = Array(input.dropFirst(4))
     frame.withUnsafeBytes { buf in
         _ = ZstdDecompressor.hasContentChecksum(buf)
