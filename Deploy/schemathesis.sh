@@ -5,14 +5,14 @@
 # machine's credential. Fails when the relay answers 5xx, or a status code, content type or body the document
 # does not allow. The relay is stopped at the end, whatever happens. See docs/fuzzing.md.
 #
-# Environment: OUTPOST (binary, default .build/debug/outpost), SCHEMATHESIS_EXAMPLES (per operation, default 30),
+# Environment: OUTPOST (binary, default .build/debug/outpost), SCHEMATHESIS_EXAMPLES (per operation, default 100),
 # SCHEMATHESIS_SECONDS (hard limit on the whole run, default 300), SCHEMATHESIS_SEED (default: a random seed, printed),
 # SCHEMATHESIS_CHECKS (default: not_a_server_error, status_code/content_type/response_schema_conformance; "all").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 outpost="${OUTPOST:-$root/.build/debug/outpost}"
-examples="${SCHEMATHESIS_EXAMPLES:-30}"
+examples="${SCHEMATHESIS_EXAMPLES:-100}"
 limit="${SCHEMATHESIS_SECONDS:-300}"
 seed="${SCHEMATHESIS_SEED:-$RANDOM$RANDOM}"
 checks="${SCHEMATHESIS_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}"
