@@ -7,6 +7,10 @@ import OutpostStore
 /// Rebuilds a relay's store from its vault container: every recovery point the vault holds, with everything it
 /// needs, fetched, unsealed, verified against its id and stored; machines regain read access to their own points
 /// once they enroll again. Needs nothing but a (recovery) credentials file and the passphrase.
+///
+/// In phases: the points to rebuild and the packs' catalog; every pack read whole and stored (bulk); then each
+/// point walked, fetching what the bulk phase could not give from another copy, and recorded (catalog,
+/// machine ownership, ledger).
 public struct Rebuilder: Sendable {
     let forwarder: Forwarder
     let logger: Logger
@@ -18,21 +22,41 @@ public struct Rebuilder: Sendable {
 
     public struct Report: Sendable { public var points = 0; public var blobs = 0; public var bytes: Int64 = 0 }
 
+    var store: Store { forwarder.store }
+
     public func run() async throws -> Report {
-        let store = forwarder.store
-        let machines = MachineCatalog(store: store)
-        let ledger = ForwardingLedger(store: store)
         var report = Report()
-        let have = Set(try store.index.points().map(\.id))
-        let pending = try await forwarder.vaultPoints().filter { !have.contains($0) }
+        let pending = try await pointsToRebuild()
         guard !pending.isEmpty else { return report }
         // Where every blob is, from the packs' own indexes: the lost relay's ledger went with it.
-        let catalog = try await forwarder.vaultCatalog()
-        var placed: [(ChunkID, VaultLocation)] = []
-        var legacy: [ChunkID] = []
-        // Bulk phase: every pack read whole (one request per ~8 MiB rather than one per blob), a few at once,
-        // each entry authenticated and hashed before it is stored. What a damaged pack could not give is fetched
-        // from another copy by the walk below, which also proves every point complete.
+        let catalog = try await forwarder.reader.catalog()
+        let bulk = try await storeWholePacks(catalog, report: &report)
+        // Sealed, so that the walk can read the trees it finds stored.
+        try store.flush()
+        var copies = VaultCopies(reader: forwarder.reader, catalog: catalog, logger: logger)
+        for pid in pending {
+            let (record, recordBlob) = try await fetchRecord(pid, copies: &copies)
+            let (all, trees) = try await fetchMissing(of: pid, record: record, copies: &copies, report: &report)
+            try store.save([recordBlob])
+            _ = try store.adopt(pointID: pid, record: record)
+            try recordOwnership(record, all: all, trees: trees)
+            try recordInLedger(pid, all: all, copies: &copies, bulk: bulk)
+            report.points += 1
+            logger.info("recovery point rebuilt from the vault", metadata: ["point": "\(pid.shortHex)", "machine": "\(record.machine)"])
+        }
+        return report
+    }
+
+    /// The recovery points the vault holds that the store does not.
+    private func pointsToRebuild() async throws -> [ChunkID] {
+        let have = Set(try store.index.points().map(\.id))
+        return try await forwarder.reader.points().filter { !have.contains($0) }
+    }
+
+    /// Bulk phase: every pack read whole (one request per ~8 MiB rather than one per blob), a few at once, each
+    /// entry authenticated and hashed before it is stored. What a damaged pack could not give is fetched from
+    /// another copy by the walk, which also proves every point complete. Returns where each stored blob was.
+    private func storeWholePacks(_ catalog: [ChunkID: [VaultLocation]], report: inout Report) async throws -> [ChunkID: VaultLocation] {
         var bulkPlaced: [ChunkID: VaultLocation] = [:]
         let packKeys = Set(catalog.values.flatMap { $0.map(\.pack) }).sorted()
         try await withThrowingTaskGroup(of: [(PreparedBlob, VaultLocation)].self) { group in
@@ -57,95 +81,7 @@ public struct Rebuilder: Sendable {
                 launch()
             }
         }
-        // Sealed, so that the walk can read the trees it finds stored.
-        try store.flush()
-        // The first copy that opens and hashes right; a damaged one (a repair sent the blob again) is passed over.
-        func fetch(_ id: ChunkID) async throws -> PreparedBlob? {
-            guard let copies = catalog[id] else {
-                let blob = try await Forwarder.fetchLegacy(id, vault: forwarder.vault, sealer: forwarder.sealer)
-                if blob != nil { legacy.append(id) }
-                return blob
-            }
-            var lastError: (any Error)?
-            for loc in copies {
-                do {
-                    if let blob = try await Forwarder.fetch(id, at: loc, vault: forwarder.vault, sealer: forwarder.sealer) {
-                        placed.append((id, loc))
-                        return blob
-                    }
-                } catch let e as ForwarderError where e.code == .tampered {
-                    logger.warning("damaged copy passed over", metadata: ["blob": "\(id.shortHex)", "pack": "\(loc.pack)"])
-                    lastError = e
-                }
-            }
-            if let lastError { throw lastError }
-            return nil
-        }
-        for pid in pending {
-            guard let recordBlob = try await fetch(pid) else {
-                throw ForwarderError(.vault, "recovery point \(pid.shortHex) is listed in the vault but its record is missing")
-            }
-            let record = try recordBlob.stored.withUnsafeBytes {
-                try RecoveryPoint.decode(try PreparedBlob.open(stored: $0, id: pid, compression: recordBlob.compression, rawLength: recordBlob.rawLength,
-                                                               decompressor: ZstdDecompressor(), what: "recovery point \(pid.shortHex)"),
-                                         what: "recovery point \(pid.shortHex)")
-            }
-            guard let root = record.root else { throw ForwarderError(.vault, "recovery point \(pid.shortHex) has no valid root") }
-            var all: [ChunkID] = [pid]
-            var trees: [ChunkID] = []
-            var stack = [root]
-            var seen = Set<ChunkID>()
-            while let t = stack.popLast() {
-                guard seen.insert(t).inserted else { continue }
-                let tree: Tree
-                if try !store.missing([t]).isEmpty {
-                    guard let blob = try await fetch(t) else { throw ForwarderError(.vault, "tree \(t.shortHex) of recovery point \(pid.shortHex) is missing from the vault") }
-                    report.bytes += Int64(blob.stored.count)
-                    report.blobs += 1
-                    // Decoded from what came back (already verified): the open pack is not readable yet.
-                    let plain = try blob.stored.withUnsafeBytes {
-                        try PreparedBlob.open(stored: $0, id: t, compression: blob.compression, rawLength: blob.rawLength,
-                                              decompressor: ZstdDecompressor(), what: "tree \(t.shortHex)")
-                    }
-                    tree = try Tree.decode(plain, id: t)
-                    try store.save([blob])
-                } else {
-                    tree = try store.loadTree(t)
-                }
-                trees.append(t)
-                all.append(t)
-                var chunks: [ChunkID] = []
-                for n in tree.nodes {
-                    if let s = n.subtree, n.type == .directory { stack.append(s) }
-                    for e in n.extents { if case .chunk(let c, _) = e, seen.insert(c).inserted { chunks.append(c) } }
-                }
-                all += chunks
-                for c in try store.missing(chunks).sorted() {
-                    guard let blob = try await fetch(c) else { throw ForwarderError(.vault, "chunk \(c.shortHex) of recovery point \(pid.shortHex) is missing from the vault") }
-                    report.bytes += Int64(blob.stored.count)
-                    report.blobs += 1
-                    try store.save([blob])
-                }
-            }
-            try store.save([recordBlob])
-            _ = try store.adopt(pointID: pid, record: record)
-            if let machine = try machines.machineID(named: record.machine) {
-                try machines.addOwned(by: machine, all)
-                try machines.addOwned(by: machine, trees, verified: true)
-            }
-            // What was already on the relay is recorded at its first listed copy.
-            let fetched = Set(placed.map(\.0)).union(legacy)
-            try ledger.markSent(placed + all.compactMap { id in fetched.contains(id) ? nil : bulkPlaced[id].map { (id, $0) } })
-            try ledger.markSent(all.filter { !fetched.contains($0) && bulkPlaced[$0] == nil }.compactMap { id in catalog[id]?.first.map { (id, $0) } },
-                                keepExisting: true)
-            try ledger.markSentLegacy(legacy)
-            placed.removeAll()
-            legacy.removeAll()
-            try ledger.set(pid, .forwarded)
-            report.points += 1
-            logger.info("recovery point rebuilt from the vault", metadata: ["point": "\(pid.shortHex)", "machine": "\(record.machine)"])
-        }
-        return report
+        return bulkPlaced
     }
 
     /// Every entry of one vault pack that opens and hashes right, with its place; a damaged entry or index is
@@ -170,5 +106,128 @@ public struct Rebuilder: Sendable {
             }
         }
         return out
+    }
+
+    /// The point's record, fetched and decoded (its blob is stored once the point is complete).
+    private func fetchRecord(_ pid: ChunkID, copies: inout VaultCopies) async throws -> (RecoveryPoint, PreparedBlob) {
+        guard let recordBlob = try await copies.fetch(pid) else {
+            throw ForwarderError(.vault, "recovery point \(pid.shortHex) is listed in the vault but its record is missing")
+        }
+        let record = try recordBlob.stored.withUnsafeBytes {
+            try RecoveryPoint.decode(try PreparedBlob.open(stored: $0, id: pid, compression: recordBlob.compression, rawLength: recordBlob.rawLength,
+                                                           decompressor: ZstdDecompressor(), what: "recovery point \(pid.shortHex)"),
+                                     what: "recovery point \(pid.shortHex)")
+        }
+        return (record, recordBlob)
+    }
+
+    /// Walks the point's trees and stores every tree and chunk the store lacks. Returns every blob the point
+    /// needs (its record first) and its trees.
+    private func fetchMissing(of pid: ChunkID, record: RecoveryPoint, copies: inout VaultCopies,
+                              report: inout Report) async throws -> (all: [ChunkID], trees: [ChunkID]) {
+        guard let root = record.root else { throw ForwarderError(.vault, "recovery point \(pid.shortHex) has no valid root") }
+        var all: [ChunkID] = [pid]
+        var trees: [ChunkID] = []
+        var stack = [root]
+        var seen = Set<ChunkID>()
+        while let t = stack.popLast() {
+            guard seen.insert(t).inserted else { continue }
+            let tree: Tree
+            if try !store.missing([t]).isEmpty {
+                guard let blob = try await copies.fetch(t) else { throw ForwarderError(.vault, "tree \(t.shortHex) of recovery point \(pid.shortHex) is missing from the vault") }
+                report.bytes += Int64(blob.stored.count)
+                report.blobs += 1
+                // Decoded from what came back (already verified): the open pack is not readable yet.
+                let plain = try blob.stored.withUnsafeBytes {
+                    try PreparedBlob.open(stored: $0, id: t, compression: blob.compression, rawLength: blob.rawLength,
+                                          decompressor: ZstdDecompressor(), what: "tree \(t.shortHex)")
+                }
+                tree = try Tree.decode(plain, id: t)
+                try store.save([blob])
+            } else {
+                tree = try store.loadTree(t)
+            }
+            trees.append(t)
+            all.append(t)
+            var chunks: [ChunkID] = []
+            for n in tree.nodes {
+                if let s = n.subtree, n.type == .directory { stack.append(s) }
+                for e in n.extents { if case .chunk(let c, _) = e, seen.insert(c).inserted { chunks.append(c) } }
+            }
+            all += chunks
+            for c in try store.missing(chunks).sorted() {
+                guard let blob = try await copies.fetch(c) else { throw ForwarderError(.vault, "chunk \(c.shortHex) of recovery point \(pid.shortHex) is missing from the vault") }
+                report.bytes += Int64(blob.stored.count)
+                report.blobs += 1
+                try store.save([blob])
+            }
+        }
+        return (all, trees)
+    }
+
+    /// The point's machine (if the relay knows it) regains its blobs: read access once it enrolls again.
+    private func recordOwnership(_ record: RecoveryPoint, all: [ChunkID], trees: [ChunkID]) throws {
+        let machines = MachineCatalog(store: store)
+        if let machine = try machines.machineID(named: record.machine) {
+            try machines.addOwned(by: machine, all)
+            try machines.addOwned(by: machine, trees, verified: true)
+        }
+    }
+
+    /// The ledger learns where the vault holds each of the point's blobs, and that the point is forwarded.
+    private func recordInLedger(_ pid: ChunkID, all: [ChunkID], copies: inout VaultCopies, bulk: [ChunkID: VaultLocation]) throws {
+        let ledger = forwarder.ledger
+        let (placed, legacy) = copies.takeFetched()
+        // What was already on the relay is recorded at its first listed copy.
+        let fetched = Set(placed.map(\.0)).union(legacy)
+        try ledger.markSent(placed + all.compactMap { id in fetched.contains(id) ? nil : bulk[id].map { (id, $0) } })
+        try ledger.markSent(all.filter { !fetched.contains($0) && bulk[$0] == nil }.compactMap { id in copies.catalog[id]?.first.map { (id, $0) } },
+                            keepExisting: true)
+        try ledger.markSentLegacy(legacy)
+        try ledger.set(pid, .forwarded)
+    }
+}
+
+/// The walk's fetches: the first copy of a blob that opens and hashes right (a damaged one, which a repair sent
+/// again elsewhere, is passed over), remembering where each fetched blob came from for the ledger.
+struct VaultCopies {
+    let reader: VaultReader
+    let catalog: [ChunkID: [VaultLocation]]
+    let logger: Logger
+    private var placed: [(ChunkID, VaultLocation)] = []
+    private var legacy: [ChunkID] = []
+
+    init(reader: VaultReader, catalog: [ChunkID: [VaultLocation]], logger: Logger) {
+        self.reader = reader
+        self.catalog = catalog
+        self.logger = logger
+    }
+
+    mutating func fetch(_ id: ChunkID) async throws -> PreparedBlob? {
+        guard let copies = catalog[id] else {
+            let blob = try await reader.legacyBlob(id)
+            if blob != nil { legacy.append(id) }
+            return blob
+        }
+        var lastError: (any Error)?
+        for loc in copies {
+            do {
+                if let blob = try await reader.blob(id, at: loc) {
+                    placed.append((id, loc))
+                    return blob
+                }
+            } catch let e as ForwarderError where e.code == .tampered {
+                logger.warning("damaged copy passed over", metadata: ["blob": "\(id.shortHex)", "pack": "\(loc.pack)"])
+                lastError = e
+            }
+        }
+        if let lastError { throw lastError }
+        return nil
+    }
+
+    /// Where the blobs fetched since the last call came from (pack copies, version 1 objects); forgets them.
+    mutating func takeFetched() -> (placed: [(ChunkID, VaultLocation)], legacy: [ChunkID]) {
+        defer { placed.removeAll(); legacy.removeAll() }
+        return (placed, legacy)
     }
 }
