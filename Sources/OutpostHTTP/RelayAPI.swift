@@ -52,13 +52,11 @@ public enum RelayAPI {
     /// The body of every failure (both servers').
     public typealias ErrorBody = HTTPErrorBody
 
-    public static func credential(machine: String, secret: String) -> String { "outpost1:\(machine):\(secret)" }
+    public static func credential(machine: String, secret: String) -> String { CredentialText.make("outpost1", machine, secret) }
 
     /// Splits `outpost1:<machine>:<secret>`.
     public static func parseCredential(_ s: String) -> (machine: String, secret: String)? {
-        let parts = s.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "outpost1", !parts[1].isEmpty, parts[2].count >= 32 else { return nil }
-        return (String(parts[1]), String(parts[2]))
+        CredentialText.parse(s, scheme: "outpost1").map { (machine: $0.owner, secret: $0.secret) }
     }
 
     public static func randomSecret(bytes: Int = 32) -> String { RandomSecret.make(bytes: bytes) }

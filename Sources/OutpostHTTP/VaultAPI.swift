@@ -67,15 +67,14 @@ public enum VaultAPI {
         public init(secret: String) { self.secret = secret }
     }
 
-    public static func credential(relayID: String, secret: String) -> String { "vault1:\(relayID):\(secret)" }
+    public static func credential(relayID: String, secret: String) -> String { CredentialText.make("vault1", relayID, secret) }
+
+    /// Splits `vault1:<relayID>:<secret>`.
+    public static func parseCredential(_ s: String) -> (relayID: String, secret: String)? {
+        CredentialText.parse(s, scheme: "vault1").map { (relayID: $0.owner, secret: $0.secret) }
+    }
 
     /// The vault's JSON is Foundation's default (no sorted keys, no date strategy: its bodies hold no dates).
     public static func encoder() -> JSONEncoder { JSONEncoder() }
     public static func decoder() -> JSONDecoder { JSONDecoder() }
-
-    public static func parseCredential(_ s: String) -> (relayID: String, secret: String)? {
-        let p = s.split(separator: ":", omittingEmptySubsequences: false)
-        guard p.count == 3, p[0] == "vault1", !p[1].isEmpty, p[2].count >= 32 else { return nil }
-        return (String(p[1]), String(p[2]))
-    }
 }

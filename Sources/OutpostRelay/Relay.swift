@@ -7,7 +7,7 @@ import OutpostStore
 
 /// What the relay does for an authenticated machine, independent of HTTP: answer "which chunks are new?",
 /// verify and store uploads, commit recovery points after checking every reference, list and serve the
-/// machine's own data. Errors are `RelayFailure`s that the HTTP layer maps to statuses.
+/// machine's own data. Errors are `HTTPFailure`s that carry their status.
 public final class Relay: Sendable {
     public let store: Store
     public let catalog: MachineCatalog
@@ -62,13 +62,13 @@ public final class Relay: Sendable {
     public func upload(machine: Int64, name: String, body: [UInt8]) throws -> RelayAPI.UploadResult {
         let frames: [PreparedBlob]
         do { frames = try WireFormat.decodeFrames(body) } catch {
-            throw RelayFailure(.badRequest, "malformed upload from \(name): \(error)")
+            throw HTTPFailure(.badRequest, "malformed upload from \(name): \(error)")
         }
         try checkExpansion(frames, from: name)
         try decompressors.with { d in
             for f in frames {
                 guard f.kind == .data || f.kind == .tree else {
-                    throw RelayFailure(.badRequest, "upload from \(name) holds a blob of kind \(f.kind); only data and tree blobs are uploaded")
+                    throw HTTPFailure(.badRequest, "upload from \(name) holds a blob of kind \(f.kind); only data and tree blobs are uploaded")
                 }
                 do {
                     _ = try f.stored.withUnsafeBytes {
@@ -77,7 +77,7 @@ public final class Relay: Sendable {
                     }
                 } catch {
                     logger.warning("rejected upload", metadata: ["machine": "\(name)", "blob": "\(f.id.shortHex)", "reason": "\(error)"])
-                    throw RelayFailure(.unprocessable, "blob \(f.id.shortHex) from \(name) does not match its id (\(error)); nothing from this upload was stored")
+                    throw HTTPFailure(.unprocessable, "blob \(f.id.shortHex) from \(name) does not match its id (\(error)); nothing from this upload was stored")
                 }
             }
         }
@@ -106,13 +106,13 @@ public final class Relay: Sendable {
         var total = 0
         for f in frames {
             if f.kind == .data && f.rawLength > maxChunk {
-                throw RelayFailure(.badRequest, "chunk \(f.id.shortHex) from \(name) claims \(f.rawLength) bytes; chunks of this relay are at most \(maxChunk) bytes")
+                throw HTTPFailure(.badRequest, "chunk \(f.id.shortHex) from \(name) claims \(f.rawLength) bytes; chunks of this relay are at most \(maxChunk) bytes")
             }
             total += f.rawLength
         }
         let lone = frames.count == 1 && frames[0].rawLength / 64 <= frames[0].stored.count
         if total > WireFormat.maxUploadRawBytes && !lone {
-            throw RelayFailure(.tooLarge, "the upload from \(name) expands to \(total) bytes, more than the \(WireFormat.maxUploadRawBytes) a request may; send fewer blobs per request (clients of this version do)")
+            throw HTTPFailure(.tooLarge, "the upload from \(name) expands to \(total) bytes, more than the \(WireFormat.maxUploadRawBytes) a request may; send fewer blobs per request (clients of this version do)")
         }
     }
 
@@ -131,9 +131,9 @@ public final class Relay: Sendable {
     /// Commits a recovery point for the machine after checking that every tree and chunk it names is on the
     /// relay and proven held by this machine; the record's machine name is the authenticated one.
     public func commit(machine: Int64, name: String, point: RecoveryPoint) throws -> RecoveryPointInfo {
-        guard let root = point.root else { throw RelayFailure(.badRequest, "the recovery point from \(name) has no valid root tree id") }
+        guard let root = point.root else { throw HTTPFailure(.badRequest, "the recovery point from \(name) has no valid root tree id") }
         guard point.version >= 1, point.version <= RecoveryPoint.formatVersion else {
-            throw RelayFailure(.badRequest, "the recovery point from \(name) has record version \(point.version); this relay takes 1…\(RecoveryPoint.formatVersion): upgrade the relay")
+            throw HTTPFailure(.badRequest, "the recovery point from \(name) has record version \(point.version); this relay takes 1…\(RecoveryPoint.formatVersion): upgrade the relay")
         }
         var record = point
         record.machine = name
@@ -155,7 +155,7 @@ public final class Relay: Sendable {
             try requireHeld(machine: machine, name: name, [tid], what: "tree")
             let tree: Tree
             do { tree = try store.loadTree(tid) } catch {
-                throw RelayFailure(.conflict, "tree \(tid.shortHex) from \(name) cannot be read (\(error)); run the backup again")
+                throw HTTPFailure(.conflict, "tree \(tid.shortHex) from \(name) cannot be read (\(error)); run the backup again")
             }
             var chunks: [ChunkID] = []
             for n in tree.nodes {
@@ -173,7 +173,7 @@ public final class Relay: Sendable {
         if ids.isEmpty { return }
         let absent = try store.unindexed(ids)
         if let first = ids.first(where: { absent.contains($0) }) {
-            throw RelayFailure(.conflict, "\(what) \(first.shortHex) named by the recovery point from \(name) is not on the relay; run the backup again (it re-sends what is missing)")
+            throw HTTPFailure(.conflict, "\(what) \(first.shortHex) named by the recovery point from \(name) is not on the relay; run the backup again (it re-sends what is missing)")
         }
         let owned = try catalog.owned(by: machine, ids)
         let foreign = ids.filter { !owned.contains($0) }
@@ -182,7 +182,7 @@ public final class Relay: Sendable {
             try catalog.addOwned(by: machine, foreign)
             return
         }
-        throw RelayFailure(.conflict, "\(what) \(foreign[0].shortHex) (and \(foreign.count - 1) more) named by the recovery point from \(name) was never uploaded by it; run the backup again")
+        throw HTTPFailure(.conflict, "\(what) \(foreign[0].shortHex) (and \(foreign.count - 1) more) named by the recovery point from \(name) was never uploaded by it; run the backup again")
     }
 
     public func points(name: String) throws -> [RecoveryPointInfo] {
@@ -193,7 +193,7 @@ public final class Relay: Sendable {
     public func fetch(machine: Int64, name: String, _ ids: [ChunkID]) async throws -> [UInt8] {
         let owned = try catalog.owned(by: machine, ids)
         if let foreign = ids.first(where: { !owned.contains($0) }) {
-            throw RelayFailure(.forbidden, "blob \(foreign.shortHex) does not belong to a recovery point of \(name)")
+            throw HTTPFailure(.forbidden, "blob \(foreign.shortHex) does not belong to a recovery point of \(name)")
         }
         // Every blob is checked for damage before it is served (zstd's content checksum, else decompressed and
         // hashed, as the forwarder checks what it sends): the bytes were verified when they arrived, so what fails
@@ -247,17 +247,8 @@ public final class Relay: Sendable {
                 blobs.append(damaged)
                 continue
             }
-            throw RelayFailure(.notFound, "blob \(id.shortHex) is missing from the relay's store\(tier2 == nil ? "" : " and from the vault"); the relay's operator should run `outpost relay check`")
+            throw HTTPFailure(.notFound, "blob \(id.shortHex) is missing from the relay's store\(tier2 == nil ? "" : " and from the vault"); the relay's operator should run `outpost relay check`")
         }
         return WireFormat.encodeFrames(blobs)
     }
-}
-
-/// A failure with the HTTP status class it maps to.
-public struct RelayFailure: Error, CustomStringConvertible, Sendable {
-    public enum Kind: String, Sendable { case badRequest, unauthorized, forbidden, notFound, conflict, unprocessable, tooLarge, timeout, diskFull, internalError }
-    public let kind: Kind
-    public let message: String
-    public init(_ kind: Kind, _ message: String) { self.kind = kind; self.message = message }
-    public var description: String { message }
 }

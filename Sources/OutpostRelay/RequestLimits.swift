@@ -1,6 +1,4 @@
 import Foundation
-import Hummingbird
-import NIOCore
 import OutpostCore
 import OutpostHTTP
 import Synchronization
@@ -11,15 +9,13 @@ import Synchronization
 /// - Uploads: a machine waits for one of its own slots (`perMachineUploads`) before it waits for one of the
 ///   relay's (`maxConcurrentUploads`), so a slow or greedy machine holds at most its share.
 /// - Fetches: likewise per machine, and each answer holds at most `WireFormat.maxFetchAnswerBytes`.
-/// - Bodies: read within `deadline`, and no slower than `minimumRate` once `grace` has passed; a stalled body
-///   is cut off with 408 and its slot freed.
+/// - Bodies: read within `request_timeout_seconds`, and no slower than `min_upload_kbps` once 10 s have passed
+///   (`body`); a stalled body is cut off with 408 and its slot freed.
 public final class RequestLimits: Sendable {
     public let uploads: AsyncSemaphore
     public let perMachineUploads: Int
     public let perMachineFetches: Int
-    public let deadline: Duration
-    public let minimumRate: Int
-    public let grace: Duration
+    public let body: BodyReader
     private let machineUploads = Mutex<[Int64: AsyncSemaphore]>([:])
     private let machineFetches = Mutex<[Int64: AsyncSemaphore]>([:])
 
@@ -27,9 +23,8 @@ public final class RequestLimits: Sendable {
         uploads = AsyncSemaphore(permits: c.maxConcurrentUploads)
         perMachineUploads = c.maxUploadsPerMachine
         perMachineFetches = 2
-        deadline = .seconds(c.requestTimeoutSeconds)
-        minimumRate = c.minimumBodyRateBytes
-        grace = .seconds(10)
+        body = BodyReader(deadline: .seconds(c.requestTimeoutSeconds), minimumRate: c.minimumBodyRateBytes, grace: .seconds(10),
+                          server: "relay", deadlineSetting: "request_timeout_seconds")
     }
 
     /// Runs `body` holding one of the machine's upload slots and one of the relay's.
@@ -58,49 +53,4 @@ public final class RequestLimits: Sendable {
             return s
         }
     }
-
-    /// Reads a request body of at most `limit` bytes, cut off when it is too slow (see the type's comment).
-    func collect(_ body: RequestBody, upTo limit: Int, what: String) async throws -> ByteBuffer {
-        let received = Counter()
-        let start = ContinuousClock.now
-        let deadline = self.deadline, grace = self.grace, minimumRate = self.minimumRate
-        return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-            group.addTask {
-                var buffer = ByteBuffer()
-                for try await part in body {
-                    guard buffer.readableBytes + part.readableBytes <= limit else {
-                        throw RelayFailure(.tooLarge, "the \(what) is larger than this endpoint accepts (\(limit) bytes; docs/protocol.md lists the limits)")
-                    }
-                    buffer.writeImmutableBuffer(part)
-                    received.value.withLock { $0 = buffer.readableBytes }
-                }
-                return buffer
-            }
-            group.addTask {
-                // A watchdog: wakes once a second and cuts off a body that is late or too slow.
-                while true {
-                    try await Task.sleep(for: .seconds(1))
-                    let elapsed = ContinuousClock.now - start
-                    let got = received.value.withLock { $0 }
-                    if elapsed > deadline {
-                        throw RelayFailure(.timeout, "the \(what) did not arrive within \(deadline.components.seconds) s (request_timeout_seconds); \(got) bytes came")
-                    }
-                    let counted = (elapsed - grace) / .seconds(1)
-                    if counted > 0, Double(got) < counted * Double(minimumRate) {
-                        throw RelayFailure(.timeout, "the \(what) arrives slower than the relay's minimum of \(minimumRate / 1024) KiB/s (\(got) bytes in \(Int(counted + 10)) s); check the network between this machine and the relay")
-                    }
-                }
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let buffer = first else {
-                throw RelayFailure(.timeout, "the \(what) was not received")
-            }
-            return buffer
-        }
-    }
-}
-
-/// Bytes of a body received so far, shared between its reader and its watchdog.
-private final class Counter: Sendable {
-    let value = Mutex(0)
 }

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 #if canImport(Glibc)
+// Hummingbird, which OutpostHTTP brings into this target, makes CDispatch the module that declares `stat`.
+import CDispatch
 import Glibc
 #endif
 

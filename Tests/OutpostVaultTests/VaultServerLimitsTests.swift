@@ -35,20 +35,11 @@ final class RunningVault: Sendable {
     }
 
     init(limits: ConnectionLimits, putBudget: Int = VaultServer.defaultPutBudget) async throws {
-        root = NSTemporaryDirectory() + "/outpost-vault-limits-\(UUID().uuidString.prefix(8))"
-        let dir = VaultDataDirectory(root)
-        try FileManager.default.createDirectory(atPath: root + "/tls", withIntermediateDirectories: true)
-        try dir.save(VaultSettings(id: "v", name: "v", url: "https://127.0.0.1:1", replication: .lrs, secondary: nil))
-        let identity = try TLSIdentity.selfSigned(commonName: "test vault", hosts: ["localhost"])
-        try identity.certificatePEM.write(toFile: dir.certificatePath, atomically: true, encoding: .utf8)
-        try identity.privateKeyPEM.write(toFile: dir.keyPath, atomically: true, encoding: .utf8)
-        certificatePEM = identity.certificatePEM
-        let registry = try VaultRegistry(path: dir.registryPath)
-        try registry.issue(secret: "secret", expiresAt: Date().addingTimeInterval(3600))
-        guard case .registered(let relay, let secret) = try registry.register(secret: "secret", relayName: "r", maxRelays: 5) else {
-            throw VaultError(.invalid, "the test relay was not registered")
-        }
-        credential = VaultAPI.credential(relayID: relay.id, secret: secret)
+        let fixture = try VaultFixture("limits")
+        root = fixture.root
+        certificatePEM = fixture.certificatePEM
+        credential = fixture.credential
+        let dir = fixture.directory
         let (ports, listening) = AsyncStream.makeStream(of: Int.self)
         let server = try VaultServer(directory: dir, host: "127.0.0.1", port: 0, logger: Logger(label: "vault-test"), limits: limits,
                                      putBudget: putBudget) { listening.yield($0) }

@@ -1,0 +1,55 @@
+import Foundation
+import Hummingbird
+import Logging
+import OutpostHTTP
+import OutpostObjects
+
+/// The open routes a credentials file uses: registering a relay, and reading the key file a recovery file
+/// re-attaches (docs/vault.md §7).
+struct VaultRegistrationRoutes: Sendable {
+    let settings: VaultSettings
+    let registry: VaultRegistry
+    let objects: any ObjectStore
+    let logger: Logger
+
+    func addRoutes(to router: Router<VaultRequestContext>) {
+        router.post("/v1/register", use: register)
+        router.post("/v1/recovery-key", use: recoveryKey)
+    }
+
+    @Sendable func register(_ request: Request, context: VaultRequestContext) async throws -> Response {
+        let body = try await request.body.collect(upTo: 64 << 10)
+        let req = try VaultAPI.decoder().decode(VaultAPI.RegisterRequest.self, from: Data(body.readableBytesView))
+        switch try registry.register(secret: req.secret, relayName: req.relayName, maxRelays: settings.maxRelays) {
+        case .registered(let relay, let credential):
+            logger.info("relay registered", metadata: ["relay": "\(RelayName.printable(relay.name))", "id": "\(relay.id)"])
+            let answer = VaultAPI.RegisterResponse(relayID: relay.id, credential: VaultAPI.credential(relayID: relay.id, secret: credential))
+            return try .json(answer, encoder: VaultAPI.encoder())
+        case .refused(let why):
+            throw HTTPFailure(.unauthorized, why)
+        case .invalidName(let why):
+            throw HTTPFailure(.badRequest, why)
+        case .nameTaken(let why):
+            throw HTTPFailure(.conflict, why)
+        }
+    }
+
+    /// The newest key file of the container a recovery credentials file re-attaches, without spending the file:
+    /// `relay rebuild` checks its passphrase with it before registering (registering replaces the lost relay's
+    /// credential, so a wrong passphrase must be caught first). The key file is no more than the holder of that
+    /// file could read after registering.
+    @Sendable func recoveryKey(_ request: Request, context: VaultRequestContext) async throws -> Response {
+        let body = try await request.body.collect(upTo: 64 << 10)
+        let req = try VaultAPI.decoder().decode(VaultAPI.RecoveryKeyRequest.self, from: Data(body.readableBytesView))
+        let relay: VaultRegistry.Relay
+        switch try registry.recoveryTarget(secret: req.secret) {
+        case .success(let r): relay = r
+        case .failure(let refusal): throw HTTPFailure(.unauthorized, refusal.message)
+        }
+        let base = "containers/\(relay.id)/keys/"
+        guard let newest = try objects.list(prefix: base).map(\.key).max(), let bytes = try objects.get(newest) else {
+            throw HTTPFailure(.notFound, "the container of relay \(RelayName.quoted(relay.name)) holds no key file: it cannot be opened with a passphrase")
+        }
+        return .json(bytes: bytes)
+    }
+}
