@@ -106,6 +106,8 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
         // The off-site vault server: containers per relay, credentials files, soft delete, immutability, GRS.
         .target(name: "OutpostVault", dependencies: [
@@ -128,6 +130,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: strict),
         // The push client kit: the relay seen as a BlobRepository over HTTPS (AsyncHTTPClient, pinned certificate).
         .target(name: "OutpostClient", dependencies: [
@@ -175,6 +178,7 @@ let package = Package(
         .testTarget(name: "OutpostArchiveTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"], swiftSettings: strict),
         // Drives the real `outpost` binary (built alongside the tests) as operators and scripts do.
         .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS", "OutpostForwarder", "OutpostStore",
+                                                              "OutpostRelay", .product(name: "GRDB", package: "GRDB.swift"),
                                                               .product(name: "Logging", package: "swift-log"),
                                                               .product(name: "NIOHTTP1", package: "swift-nio"),
                                                               .product(name: "NIOCore", package: "swift-nio"),

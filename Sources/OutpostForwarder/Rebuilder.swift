@@ -13,10 +13,16 @@ import OutpostStore
 /// machine ownership, ledger).
 public struct Rebuilder: Sendable {
     let forwarder: Forwarder
+    let ownership: Ownership
     let logger: Logger
 
-    public init(forwarder: Forwarder, logger: Logger) {
+    /// Gives a rebuilt point's machine its blobs back: every blob the point needs, and its trees (verified by
+    /// the rebuild). The relay's machine catalog does it; the binary wires it in.
+    public typealias Ownership = @Sendable (_ machine: String, _ blobs: [ChunkID], _ verifiedTrees: [ChunkID]) throws -> Void
+
+    public init(forwarder: Forwarder, ownership: @escaping Ownership, logger: Logger) {
         self.forwarder = forwarder
+        self.ownership = ownership
         self.logger = logger
     }
 
@@ -39,7 +45,7 @@ public struct Rebuilder: Sendable {
             let (all, trees) = try await fetchMissing(of: pid, record: record, copies: &copies, report: &report)
             try store.save([recordBlob])
             _ = try store.adopt(pointID: pid, record: record)
-            try recordOwnership(record, all: all, trees: trees)
+            try ownership(record.machine, all, trees)
             try recordInLedger(pid, all: all, copies: &copies, bulk: bulk)
             report.points += 1
             logger.info("recovery point rebuilt from the vault", metadata: ["point": "\(pid.shortHex)", "machine": "\(record.machine)"])
@@ -163,15 +169,6 @@ public struct Rebuilder: Sendable {
             }
         }
         return (all, trees)
-    }
-
-    /// The point's machine (if the relay knows it) regains its blobs: read access once it enrolls again.
-    private func recordOwnership(_ record: RecoveryPoint, all: [ChunkID], trees: [ChunkID]) throws {
-        let machines = MachineCatalog(store: store)
-        if let machine = try machines.machineID(named: record.machine) {
-            try machines.addOwned(by: machine, all)
-            try machines.addOwned(by: machine, trees, verified: true)
-        }
     }
 
     /// The ledger learns where the vault holds each of the point's blobs, and that the point is forwarded.

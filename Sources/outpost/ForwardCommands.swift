@@ -227,7 +227,11 @@ extension RelayCommand {
             let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), logger: logger)
             let started = Date()
             let r: Rebuilder.Report
-            do { r = try await Rebuilder(forwarder: forwarder, logger: logger).run() } catch { await forwarder.vault.close(); throw error }
+            let machines = MachineCatalog(store: store)
+            let rebuilder = Rebuilder(forwarder: forwarder, ownership: { machine, blobs, trees in
+                try machines.addOwned(byMachineNamed: machine, blobs, verifiedTrees: trees)
+            }, logger: logger)
+            do { r = try await rebuilder.run() } catch { await forwarder.vault.close(); throw error }
             await forwarder.vault.close()
             print("rebuilt \(r.points) recovery points from the vault: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
             printErr("next: `outpost relay add-machine --data \(dir.root) NAME` for each protected machine (same names), then `outpost enroll` on each")

@@ -26,6 +26,7 @@ struct Outpost: AsyncParsableCommand {
         }
         raiseFileLimit()
         limitMallocArenas()
+        registerIndexMigrations()
         do {
             var command = try parseAsRoot()
             // Servers stop gracefully on SIGINT/SIGTERM by themselves; every other command says what was kept.

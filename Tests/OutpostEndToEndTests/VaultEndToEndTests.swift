@@ -183,7 +183,7 @@ import Glibc
         // Every blob of the store is in the vault once, the vault holds exactly the packs the relay recorded
         // (a pack whose acknowledgement was lost was put again under the same name), one p/ entry per point,
         // and one key file: nothing twice.
-        let store = try Store.open(at: relay.data + "/store", purpose: "the test")
+        let store = try openStoreAsTheBinaryDoes(relay.data + "/store")
         let ledger = try ForwardingLedger(store: store).summary()
         #expect(ledger.blobs == blobs)
         #expect(ledger.packs >= 7, "64 MB in packs of about 8 MiB")
@@ -212,7 +212,7 @@ import Glibc
         #expect(try CLI.run(["relay", "verify-vault", "--data", relay.data]).status == 13)
         // What an interrupted `verify-vault --repair` leaves: every blob forgotten, every point pending.
         do {
-            let store = try Store.open(at: relay.data + "/store", purpose: "the test")
+            let store = try openStoreAsTheBinaryDoes(relay.data + "/store")
             let ledger = ForwardingLedger(store: store)
             try ledger.unmark(try ledger.sent().map(\.0))
             try ledger.reopenForwarded()

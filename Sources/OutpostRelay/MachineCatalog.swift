@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GRDB
 import OutpostCore
+import OutpostStore
 
 /// A protected machine as the relay knows it.
 public struct MachineRecord: Sendable, Equatable, Codable {
@@ -15,12 +16,39 @@ public struct MachineRecord: Sendable, Equatable, Codable {
     public var isActive: Bool { enrolledAt != nil && removedAt == nil }
 }
 
-/// The relay's catalog of protected machines, kept in the store's index (schema v2): enrollment tokens and
-/// credentials (both stored as SHA-256 hashes, never in clear), and the blobs each machine has proven it holds.
+/// The relay's machine authentication: its catalog of protected machines, kept in the store's index (schema v2):
+/// enrollment tokens and credentials (both stored as SHA-256 hashes, never in clear), and the blobs each machine
+/// has proven it holds.
 public struct MachineCatalog: Sendable {
     let index: StoreIndex
 
     public init(store: Store) { index = store.index }
+
+    /// The catalog's tables in the store's index (docs/format.md §9): registered by the binary before it opens a
+    /// store (`StoreIndex.registerMigrations`), so that every store has them, empty on a local one.
+    public static let migrations = [
+        // The relay's catalog of protected machines: credentials, enrollment tokens, and which blobs each
+        // machine has proven it holds (the basis of per-machine dedup answers and of read access).
+        IndexMigration("v2", sql: """
+            ALTER TABLE machines ADD COLUMN credential_hash BLOB;
+            ALTER TABLE machines ADD COLUMN enrolled_at REAL;
+            ALTER TABLE machines ADD COLUMN removed_at REAL;
+            CREATE TABLE enrollment_tokens (
+                token_hash BLOB PRIMARY KEY,
+                machine TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                used_at REAL
+            );
+            CREATE TABLE machine_blobs (
+                machine_id INTEGER NOT NULL REFERENCES machines(id),
+                blob_id BLOB NOT NULL,
+                verified INTEGER NOT NULL DEFAULT 0,
+                added_at REAL NOT NULL,
+                PRIMARY KEY (machine_id, blob_id)
+            ) WITHOUT ROWID;
+            """),
+    ]
 
     static func hash(_ secret: String) -> Data { Data(SHA256.hash(data: Array(secret.utf8))) }
 
@@ -129,6 +157,14 @@ public struct MachineCatalog: Sendable {
                 : "INSERT OR IGNORE INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 0, ?)")
             for id in ids { try st.execute(arguments: [machine, id.data, now.timeIntervalSince1970]) }
         }
+    }
+
+    /// Gives a machine back the blobs of one of its recovery points rebuilt from the vault (`relay rebuild`): read
+    /// access once it enrolls again. Nothing when the relay knows no machine of that name.
+    public func addOwned(byMachineNamed name: String, _ blobs: [ChunkID], verifiedTrees: [ChunkID]) throws {
+        guard let machine = try machineID(named: name) else { return }
+        try addOwned(by: machine, blobs)
+        try addOwned(by: machine, verifiedTrees, verified: true)
     }
 
     public func machineID(named name: String) throws -> Int64? {

@@ -1,13 +1,43 @@
 import Foundation
 import GRDB
 import OutpostCore
+import OutpostStore
 
-/// The forwarder's bookkeeping in the store's index (schema v3): blobs the vault acknowledged, and per recovery
-/// point its state (pending, forwarding, forwarded, failed with the reason).
+/// The forwarder's bookkeeping in the store's index (schema v3, v4): blobs the vault acknowledged, with where
+/// each is in the vault, and per recovery point its state (pending, forwarding, forwarded, failed with the reason).
 public struct ForwardingLedger: Sendable {
     let index: StoreIndex
 
     public init(store: Store) { index = store.index }
+
+    /// The ledger's tables in the store's index (docs/format.md §9): registered by the binary before it opens a
+    /// store (`StoreIndex.registerMigrations`).
+    public static let migrations = [
+        // The forwarder's state: which blobs the vault has acknowledged, and each recovery point's progress.
+        IndexMigration("v3", sql: """
+            CREATE TABLE vault_blobs (
+                blob_id BLOB PRIMARY KEY,
+                sent_at REAL NOT NULL
+            ) WITHOUT ROWID;
+            CREATE TABLE forwarding (
+                point_id BLOB PRIMARY KEY,
+                state TEXT NOT NULL,
+                reason TEXT,
+                bytes INTEGER NOT NULL DEFAULT 0,
+                updated_at REAL NOT NULL
+            );
+            """),
+        // Vault objects version 2: blobs travel in packs, so each acknowledged blob records its pack and byte
+        // range there (tier-2 restore reads just that range). Rows from version 1 (one object per blob) keep a
+        // NULL pack and are still read from their own object.
+        IndexMigration("v4", sql: """
+            ALTER TABLE vault_blobs ADD COLUMN pack TEXT;
+            ALTER TABLE vault_blobs ADD COLUMN pack_offset INTEGER;
+            ALTER TABLE vault_blobs ADD COLUMN pack_length INTEGER;
+            ALTER TABLE vault_blobs ADD COLUMN pack_kind INTEGER;
+            CREATE INDEX vault_blobs_pack ON vault_blobs (pack);
+            """),
+    ]
 
     public enum State: String, Sendable, Codable { case pending, forwarding, forwarded, failed }
 

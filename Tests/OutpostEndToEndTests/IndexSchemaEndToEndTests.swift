@@ -1,0 +1,125 @@
+import Foundation
+import GRDB
+import OutpostForwarder
+import OutpostRelay
+import OutpostStore
+import Testing
+
+/// The index schema (docs/format.md §9) of the stores the binary makes: the store's own migration and the ones
+/// the relay's machine catalog and the forwarder's ledger register.
+@Suite struct IndexSchemaEndToEndTests {
+    /// Every store, local or a relay's, carries the whole schema, statement for statement as the stores made
+    /// before the migrations moved to the modules that own them: an existing store opens with nothing to apply
+    /// and nothing unknown.
+    @Test func everyStoreCarriesTheWholeSchemaUnchanged() throws {
+        let s = Scratch()
+        #expect(try CLI.run(["store", "init", "--store", s.sub("local")]).status == 0)
+        #expect(try CLI.run(["relay", "init", "--data", s.sub("relay")]).status == 0)
+        for path in [s.sub("local"), s.sub("relay") + "/store"] {
+            var config = Configuration()
+            config.readonly = true
+            let db = try DatabaseQueue(path: path + "/index.sqlite", configuration: config)
+            let (migrations, schema) = try db.read { db in
+                (try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier"),
+                 try Row.fetchAll(db, sql: "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name").map {
+                     "\($0["type"] as String) \($0["name"] as String): \($0["sql"] as String)"
+                 })
+            }
+            #expect(migrations == ["v1", "v2", "v3", "v4"], "\(path)")
+            #expect(schema == Self.schema, "\(path)")
+        }
+    }
+
+    /// sqlite_master of a store made by the binary before this test was written (by name).
+    static let schema = [
+        """
+        table blobs: CREATE TABLE blobs (
+            id BLOB PRIMARY KEY,
+            kind INTEGER NOT NULL,
+            pack_id INTEGER NOT NULL REFERENCES packs(id),
+            offset INTEGER NOT NULL,
+            stored_length INTEGER NOT NULL,
+            raw_length INTEGER NOT NULL,
+            compression INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        """
+        index blobs_by_pack: CREATE INDEX blobs_by_pack ON blobs(pack_id)
+        """,
+        """
+        table enrollment_tokens: CREATE TABLE enrollment_tokens (
+            token_hash BLOB PRIMARY KEY,
+            machine TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL
+        )
+        """,
+        """
+        table forwarding: CREATE TABLE forwarding (
+            point_id BLOB PRIMARY KEY,
+            state TEXT NOT NULL,
+            reason TEXT,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL
+        )
+        """,
+        """
+        table grdb_migrations: CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)
+        """,
+        """
+        table machine_blobs: CREATE TABLE machine_blobs (
+            machine_id INTEGER NOT NULL REFERENCES machines(id),
+            blob_id BLOB NOT NULL,
+            verified INTEGER NOT NULL DEFAULT 0,
+            added_at REAL NOT NULL,
+            PRIMARY KEY (machine_id, blob_id)
+        ) WITHOUT ROWID
+        """,
+        """
+        table machines: CREATE TABLE machines (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL
+        , credential_hash BLOB, enrolled_at REAL, removed_at REAL)
+        """,
+        """
+        table packs: CREATE TABLE packs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL,
+            blob_count INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        )
+        """,
+        """
+        table recovery_points: CREATE TABLE recovery_points (
+            id BLOB PRIMARY KEY,
+            machine_id INTEGER NOT NULL REFERENCES machines(id),
+            started_at REAL NOT NULL,
+            finished_at REAL NOT NULL,
+            root_tree BLOB NOT NULL,
+            record BLOB NOT NULL
+        )
+        """,
+        """
+        index recovery_points_by_machine: CREATE INDEX recovery_points_by_machine ON recovery_points(machine_id, finished_at)
+        """,
+        """
+        table vault_blobs: CREATE TABLE vault_blobs (
+            blob_id BLOB PRIMARY KEY,
+            sent_at REAL NOT NULL
+        , pack TEXT, pack_offset INTEGER, pack_length INTEGER, pack_kind INTEGER) WITHOUT ROWID
+        """,
+        """
+        index vault_blobs_pack: CREATE INDEX vault_blobs_pack ON vault_blobs (pack)
+        """,
+    ]
+}
+
+/// Opens a store the binary made, in this process, with the migrations the binary registers (see
+/// Sources/outpost/IndexSchema.swift); without them its index would count as newer than this build.
+func openStoreAsTheBinaryDoes(_ path: String) throws -> Store {
+    StoreIndex.registerMigrations(MachineCatalog.migrations + ForwardingLedger.migrations)
+    return try Store.open(at: path, purpose: "the test")
+}

@@ -1,0 +1,57 @@
+import Foundation
+import OutpostCore
+import OutpostRelay
+import OutpostStore
+import Testing
+
+/// Enrollment tokens and machine names in the relay's catalog.
+@Suite struct MachineCatalogTests {
+    /// A fresh store with the catalog's tables, removed when `body` returns.
+    func withCatalog(_ body: (MachineCatalog, Store) throws -> Void) throws {
+        StoreIndex.registerMigrations(MachineCatalog.migrations)
+        let path = NSTemporaryDirectory() + "/outpost-catalog-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try Store.initialize(at: path)
+        try body(MachineCatalog(store: store), store)
+    }
+
+    /// A token past its expiry is refused (an injected clock: `add-machine --valid-hours` no longer takes 0).
+    @Test func anExpiredTokenIsRefused() throws {
+        try withCatalog { catalog, _ in
+            let now = Date(timeIntervalSince1970: 1_800_000_000)
+            try catalog.addMachine("late", token: "t-late", expiresAt: now.addingTimeInterval(3600), now: now)
+            let outcome = try catalog.enroll(token: "t-late", credential: "c", now: now.addingTimeInterval(3601))
+            guard case .failure(.expired) = outcome else { Issue.record("expected expired, got \(outcome)"); return }
+            let fresh = try catalog.enroll(token: "t-late", credential: "c", now: now.addingTimeInterval(3599))
+            guard case .success("late") = fresh else { Issue.record("expected success, got \(fresh)"); return }
+        }
+    }
+
+    /// The catalog itself refuses names the CLI refuses, and a second machine with an enrolled name.
+    @Test func namesAreCheckedAndUnique() throws {
+        try withCatalog { catalog, _ in
+            for bad in [".", "..", "-rf", "", "a/b", "x\u{1b}[2J"] {
+                #expect(throws: StoreError.self) { try catalog.addMachine(bad, token: "t", expiresAt: Date().addingTimeInterval(60)) }
+            }
+            try catalog.addMachine("web1", token: "t1", expiresAt: Date().addingTimeInterval(60))
+            _ = try catalog.enroll(token: "t1", credential: "c1")
+            let e = #expect(throws: StoreError.self) { try catalog.addMachine("web1", token: "t2", expiresAt: Date().addingTimeInterval(60)) }
+            #expect(e?.code == .taken && e?.exitCode.rawValue == 15)
+        }
+    }
+
+    /// A point rebuilt from the vault gives its machine its blobs back (trees verified); an unknown name is
+    /// passed over (`relay rebuild` before the machines are added again).
+    @Test func aRebuiltPointsBlobsGoBackToItsMachine() throws {
+        try withCatalog { catalog, _ in
+            let blob = ChunkID.hash(Array("blob".utf8)), tree = ChunkID.hash(Array("tree".utf8))
+            try catalog.addMachine("web1", token: "t1", expiresAt: Date().addingTimeInterval(60))
+            try catalog.addOwned(byMachineNamed: "web1", [blob, tree], verifiedTrees: [tree])
+            try catalog.addOwned(byMachineNamed: "nobody", [blob], verifiedTrees: [])
+            let id = try #require(try catalog.machineID(named: "web1"))
+            #expect(try catalog.owned(by: id, [blob, tree]) == [blob, tree])
+            #expect(try catalog.owned(by: id, [blob, tree], verifiedOnly: true) == [tree])
+            #expect(try catalog.machineID(named: "nobody") == nil)
+        }
+    }
+}
