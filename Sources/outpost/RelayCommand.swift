@@ -65,7 +65,9 @@ struct RelayCommand: AsyncParsableCommand {
             var forwarding: ForwardingService?
             if FileManager.default.fileExists(atPath: VaultLink.paths(dir.root).link) {
                 let forwarder = try makeForwarder(dir: dir, store: store, settings: settings, logger: logger)
-                let f = ForwardingService(forwarder: forwarder, configuration: settings, logger: logger)
+                let schedule = ForwardingSchedule(afterEachPoint: settings.forwardAfterEachPoint,
+                                                  times: settings.forwardTimes.compactMap(RelayConfiguration.parseClock))
+                let f = ForwardingService(forwarder: forwarder, schedule: schedule, logger: logger)
                 forwarding = f
                 services.append(f)
                 tier2 = { id in try await forwarder.fetch(id) }

@@ -1,29 +1,41 @@
 import Foundation
 import Logging
 import OutpostCore
-import OutpostForwarder
 import ServiceLifecycle
 import Synchronization
+
+/// When `relay serve` forwards (relay.toml's forward_after_each_point and forward_times).
+public struct ForwardingSchedule: Sendable, Equatable {
+    /// Forward each recovery point as soon as it is committed.
+    public var afterEachPoint: Bool
+    /// Times of day, in minutes after midnight (local time), at which the forwarder also runs.
+    public var times: [Int]
+
+    public init(afterEachPoint: Bool, times: [Int]) {
+        self.afterEachPoint = afterEachPoint
+        self.times = times
+    }
+}
 
 /// Runs the forwarder inside `relay serve`: after each committed recovery point (when configured), at the
 /// configured times of day, and again with backoff while the vault is unreachable. Backups go on meanwhile.
 public final class ForwardingService: Service, Sendable {
     let forwarder: Forwarder
-    let configuration: RelayConfiguration
+    let schedule: ForwardingSchedule
     let logger: Logger
     private let trigger: AsyncStream<Void>.Continuation
     private let triggers: AsyncStream<Void>
 
-    public init(forwarder: Forwarder, configuration: RelayConfiguration, logger: Logger) {
+    public init(forwarder: Forwarder, schedule: ForwardingSchedule, logger: Logger) {
         self.forwarder = forwarder
-        self.configuration = configuration
+        self.schedule = schedule
         self.logger = logger
         (triggers, trigger) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Called when a recovery point was committed.
     public func pointCommitted() {
-        if configuration.forwardAfterEachPoint { trigger.yield() }
+        if schedule.afterEachPoint { trigger.yield() }
     }
 
     public func run() async throws {
@@ -34,7 +46,7 @@ public final class ForwardingService: Service, Sendable {
                 group.addTask {
                     while !Task.isCancelled {
                         try await Task.sleep(for: .seconds(self.secondsToNextScheduledRun()))
-                        if !self.configuration.forwardTimes.isEmpty { self.trigger.yield() }
+                        if !self.schedule.times.isEmpty { self.trigger.yield() }
                     }
                 }
                 // The runs: one at a time; after a failure, wait (exponential backoff) and try again.
@@ -63,7 +75,7 @@ public final class ForwardingService: Service, Sendable {
     }
 
     func secondsToNextScheduledRun(now: Date = Date()) -> Double {
-        let minutes = configuration.forwardTimes.compactMap(RelayConfiguration.parseClock)
+        let minutes = schedule.times
         guard !minutes.isEmpty else { return 3600 }
         let c = Calendar.current.dateComponents([.hour, .minute, .second], from: now)
         let h: Int = c.hour ?? 0, m: Int = c.minute ?? 0, sec: Int = c.second ?? 0
