@@ -27,23 +27,19 @@ public enum Registration {
             if fm.fileExists(atPath: paths.link), file.recoverRelay == nil {
                 throw ForwarderError(.refused, "this relay is already registered with a vault (\(paths.link)); registering again would start a new container")
             }
-            let client = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: nil, proxy: proxy, logger: logger)
-            let answer: VaultAPI.RegisterResponse
-            do {
+            let answer = try await withVault(file.url, certificate: file.certificate, credential: nil, proxy: proxy, logger: logger) { client in
                 // Re-attaching replaces the relay's credential (a relay that still runs loses its access): the
                 // passphrase is checked against the container's key file first, and a wrong one changes nothing.
                 if file.recoverRelay != nil { try await checkRecoveryPassphrase(client, file: file, passphrase: passphrase, logger: logger) }
-                answer = try await client.register(secret: file.secret, relayName: relayName)
-            } catch { await client.close(); throw error }
-            await client.close()
+                return try await client.register(secret: file.secret, relayName: relayName)
+            }
             link = VaultLink(url: file.url, vaultID: file.vaultID, vaultName: file.vaultName, relayID: answer.relayID,
                              credential: answer.credential, fingerprint: TLSIdentity.normalizeFingerprint(file.fingerprint),
                              certificate: file.certificate, registeredAt: now)
             // Saved before the key is made: if what follows fails, running the command again resumes here.
             try link.save(data: data)
         }
-        let authed = try VaultClient(url: link.url, certificatePEM: link.certificate, credential: link.credential, proxy: proxy, logger: logger)
-        do {
+        try await withVault(link.url, certificate: link.certificate, credential: link.credential, proxy: proxy, logger: logger) { authed in
             let existingKeys = try await authed.list(prefix: "keys/")
             if file.recoverRelay != nil || !existingKeys.isEmpty {
                 // The container already holds the wrapped key (a rebuild, or a resumed registration whose key
@@ -56,11 +52,7 @@ public enum Registration {
                 _ = try await authed.put(keyObjectName(now), keyFile.encoded())
                 try saveKeys(data: data, keyFile: keyFile, master: master)
             }
-        } catch {
-            await authed.close()
-            throw error
         }
-        await authed.close()
         return link
     }
 
@@ -76,10 +68,9 @@ public enum Registration {
         }
         let keyFile = try KeyFile.decode(Array(bytes), source: "the key file \(VaultLink.paths(data).keyFile)")
         let rewrapped = try keyFile.rewrapped(oldPassphrase: old, newPassphrase: new, source: "the key file \(VaultLink.paths(data).keyFile)", now: now)
-        let client = try VaultClient(url: link.url, certificatePEM: link.certificate, credential: link.credential, proxy: proxy, logger: logger)
         let newKey = keyObjectName(now)
-        var kept: [String] = []
-        do {
+        return try await withVault(link.url, certificate: link.certificate, credential: link.credential, proxy: proxy, logger: logger) { client in
+            var kept: [String] = []
             _ = try await client.put(newKey, rewrapped.encoded())
             try writePrivate(rewrapped.encoded(), to: VaultLink.paths(data).keyFile)
             let older: [String]
@@ -96,12 +87,22 @@ public enum Registration {
                     kept.append(old)
                 }
             }
+            return kept
+        }
+    }
+
+    /// Runs `body` with a client of the vault at `url`, closed whatever `body` does.
+    static func withVault<T>(_ url: String, certificate: String, credential: String?, proxy: ProxySettings?, logger: Logger,
+                             _ body: (VaultClient) async throws -> T) async throws -> T {
+        let client = try VaultClient(url: url, certificatePEM: certificate, credential: credential, proxy: proxy, logger: logger)
+        do {
+            let result = try await body(client)
+            await client.close()
+            return result
         } catch {
             await client.close()
             throw error
         }
-        await client.close()
-        return kept
     }
 
     static func keyObjectName(_ now: Date) -> String { "keys/\(Int(now.timeIntervalSince1970 * 1000)).json" }
@@ -143,9 +144,9 @@ public enum Registration {
         guard file.recoverRelay != nil else {
             throw ForwarderError(.credentials, "the vault credentials file \(credentialsPath) registers a new relay; a rebuild needs a recovery one (`outpost vault credentials --recover RELAY`)")
         }
-        let client = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: nil, proxy: proxy, logger: logger)
-        do { try await checkRecoveryPassphrase(client, file: file, passphrase: passphrase, logger: logger) } catch { await client.close(); throw error }
-        await client.close()
+        try await withVault(file.url, certificate: file.certificate, credential: nil, proxy: proxy, logger: logger) { client in
+            try await checkRecoveryPassphrase(client, file: file, passphrase: passphrase, logger: logger)
+        }
     }
 
     static func checkRecoveryPassphrase(_ client: VaultClient, file: VaultCredentialsFile, passphrase: String, logger: Logger) async throws {

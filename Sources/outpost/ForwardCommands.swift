@@ -88,25 +88,20 @@ extension RelayCommand {
         func run() async throws {
             let dir = relay.directory
             try dir.requireRelay()
-            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay forward`")
-            let settings = try dir.configuration()
-            let forwarder = try makeForwarder(dir: dir, store: store, settings: settings, overrideKbps: limitKbps, logger: Logger(label: "outpost.forwarder"))
-            let ticker = ProgressTicker { [forwarder] elapsed in
-                let b = forwarder.sentBytes.load(ordering: .relaxed)
-                return "\(formatBytes(b)) sent to the vault, \(formatBytes(Int64(elapsed > 0 ? Double(b) / elapsed : 0)))/s"
-            }
-            let started = Date()
-            do {
-                let r = try await forwarder.run()
-                ticker.stop()
+            try await withForwarder(dir, purpose: "`outpost relay forward`", overrideKbps: limitKbps, logger: Logger(label: "outpost.forwarder")) { forwarder in
+                let ticker = ProgressTicker { [forwarder] elapsed in
+                    let b = forwarder.sentBytes.load(ordering: .relaxed)
+                    return "\(formatBytes(b)) sent to the vault, \(formatBytes(Int64(elapsed > 0 ? Double(b) / elapsed : 0)))/s"
+                }
+                func forwardAll() async throws -> Forwarder.Report {
+                    defer { ticker.stop() }
+                    return try await forwarder.run()
+                }
+                let started = Date()
+                let r = try await forwardAll()
                 let secs = Date().timeIntervalSince(started)
                 print("forwarded \(r.points) recovery points: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", secs)) s (\(formatBytes(Int64(Double(r.bytes) / max(secs, 0.001))))/s); backlog \(r.backlog)")
-            } catch {
-                ticker.stop()
-                await forwarder.vault.close()
-                throw error
             }
-            await forwarder.vault.close()
         }
     }
 
@@ -119,35 +114,29 @@ extension RelayCommand {
         func run() async throws {
             let dir = relay.directory
             try dir.requireRelay()
-            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay verify-vault`")
-            let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), logger: Logger(label: "outpost.forwarder"))
-            let found: Forwarder.Verification
-            do { found = try await forwarder.verify() } catch { await forwarder.vault.close(); throw error }
-            for d in found.damage { print("damaged: \(d)") }
-            if found.damage.isEmpty {
-                printErr("vault copy intact: \(found.checked) objects read back and authenticated")
-                await forwarder.vault.close()
-                return
+            try await withForwarder(dir, purpose: "`outpost relay verify-vault`", logger: Logger(label: "outpost.forwarder")) { forwarder in
+                let found = try await forwarder.verify()
+                for d in found.damage { print("damaged: \(d)") }
+                if found.damage.isEmpty {
+                    printErr("vault copy intact: \(found.checked) objects read back and authenticated")
+                    return
+                }
+                printErr("DAMAGE FOUND in the vault: \(found.damage.count) problems in \(found.checked) objects")
+                guard repair else {
+                    printErr("run `outpost relay verify-vault --data \(dir.root) --repair` to send the damaged parts again from the relay")
+                    throw CommandExit(code: .damageFound)
+                }
+                let fixed = try await forwarder.repair(found)
+                printErr("repair: \(fixed.resent) blobs (\(formatBytes(fixed.bytes))) sent again in new packs")
+                let after = try await forwarder.verify()
+                for u in fixed.unrepairable { print("unrepairable: \(u)") }
+                // What a repair could not mend stays damaged; the damaged packs themselves stay, unreferenced.
+                if !fixed.unrepairable.isEmpty || !after.damagedBlobs.isEmpty || !after.damagedPoints.isEmpty {
+                    printErr("problems remain after the repair: \(Set(after.damagedBlobs).count + Set(after.damagedPoints).count) damaged objects in the vault, \(fixed.unrepairable.count) that the relay could not mend (listed above)")
+                    throw CommandExit(code: .damageFound)
+                }
+                printErr("repaired: the vault copy now reads back intact (\(after.checked) objects checked)")
             }
-            printErr("DAMAGE FOUND in the vault: \(found.damage.count) problems in \(found.checked) objects")
-            guard repair else {
-                await forwarder.vault.close()
-                printErr("run `outpost relay verify-vault --data \(dir.root) --repair` to send the damaged parts again from the relay")
-                throw CommandExit(code: .damageFound)
-            }
-            let fixed: Forwarder.Repair
-            do { fixed = try await forwarder.repair(found) } catch { await forwarder.vault.close(); throw error }
-            printErr("repair: \(fixed.resent) blobs (\(formatBytes(fixed.bytes))) sent again in new packs")
-            let after: Forwarder.Verification
-            do { after = try await forwarder.verify() } catch { await forwarder.vault.close(); throw error }
-            await forwarder.vault.close()
-            for u in fixed.unrepairable { print("unrepairable: \(u)") }
-            // What a repair could not mend stays damaged; the damaged packs themselves stay, unreferenced.
-            if !fixed.unrepairable.isEmpty || !after.damagedBlobs.isEmpty || !after.damagedPoints.isEmpty {
-                printErr("problems remain after the repair: \(Set(after.damagedBlobs).count + Set(after.damagedPoints).count) damaged objects in the vault, \(fixed.unrepairable.count) that the relay could not mend (listed above)")
-                throw CommandExit(code: .damageFound)
-            }
-            printErr("repaired: the vault copy now reads back intact (\(after.checked) objects checked)")
         }
     }
 
@@ -164,6 +153,22 @@ extension RelayCommand {
                 print("\(e.point.prefix(8))  \(e.machine.padding(toLength: 14, withPad: " ", startingAt: 0))  \(e.state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatBytes(e.bytes))\(e.reason.map { "  \($0)" } ?? "")")
             }
         }
+    }
+}
+
+/// Opens the relay's store, builds its forwarder, runs `body` with it, and closes the connection to the vault
+/// whatever `body` does.
+func withForwarder<T>(_ dir: RelayDataDirectory, purpose: String, overrideKbps: Int? = nil, logger: Logger,
+                      _ body: (Forwarder) async throws -> T) async throws -> T {
+    let store = try Store.open(at: dir.storePath, purpose: purpose)
+    let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), overrideKbps: overrideKbps, logger: logger)
+    do {
+        let result = try await body(forwarder)
+        await forwarder.vault.close()
+        return result
+    } catch {
+        await forwarder.vault.close()
+        throw error
     }
 }
 
@@ -223,17 +228,15 @@ extension RelayCommand {
                                                            relayName: ProcessInfo.processInfo.hostName, proxy: try dir.configuration().proxy, logger: logger)
                 printErr("re-attached to vault \(link.vaultName) as relay \(link.relayID); the passphrase opened the master key")
             }
-            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay rebuild`")
-            let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), logger: logger)
-            let started = Date()
-            let r: Rebuilder.Report
-            let machines = MachineCatalog(store: store)
-            let rebuilder = Rebuilder(forwarder: forwarder, ownership: { machine, blobs, trees in
-                try machines.addOwned(byMachineNamed: machine, blobs, verifiedTrees: trees)
-            }, logger: logger)
-            do { r = try await rebuilder.run() } catch { await forwarder.vault.close(); throw error }
-            await forwarder.vault.close()
-            print("rebuilt \(r.points) recovery points from the vault: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+            let (r, seconds) = try await withForwarder(dir, purpose: "`outpost relay rebuild`", logger: logger) { forwarder in
+                let machines = MachineCatalog(store: forwarder.store)
+                let rebuilder = Rebuilder(forwarder: forwarder, ownership: { machine, blobs, trees in
+                    try machines.addOwned(byMachineNamed: machine, blobs, verifiedTrees: trees)
+                }, logger: logger)
+                let started = Date()
+                return (try await rebuilder.run(), Date().timeIntervalSince(started))
+            }
+            print("rebuilt \(r.points) recovery points from the vault: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", seconds)) s")
             printErr("next: `outpost relay add-machine --data \(dir.root) NAME` for each protected machine (same names), then `outpost enroll` on each")
         }
     }

@@ -167,10 +167,7 @@ struct RelayCommand: AsyncParsableCommand {
 
         func run() async throws {
             try relay.directory.requireRelay()
-            var check = CheckCommand()
-            check.options = try StoreOptions.parse(["--store", relay.directory.storePath])
-            check.readData = readData
-            try await check.run()
+            try checkStore(at: relay.directory.storePath, readData: readData)
         }
     }
 }

@@ -99,16 +99,22 @@ struct CheckCommand: AsyncParsableCommand {
     @Flag(help: "Also read, decompress and re-hash every chunk.") var readData = false
 
     func run() async throws {
-        let store = try Store.open(at: options.store, purpose: "`outpost check`")
-        let r = try StoreChecker(store: store, readData: readData).run()
-        for n in r.notes { printErr("note: \(n)") }
-        for d in r.damage { print("damaged: \(d)") }
-        let read = readData ? ", \(formatBytes(r.bytesRead)) read and verified" : ""
-        if r.isClean {
-            printErr("no damage: \(r.packs) packs, \(r.blobs) blobs, \(r.points) recovery points, \(r.trees) trees checked\(read)")
-        } else {
-            printErr("DAMAGE FOUND: \(r.damage.count) problems; \(r.affectedPoints.count) recovery points cannot be fully restored (files not listed above restore normally)")
-            throw CommandExit(code: .damageFound)
-        }
+        try checkStore(at: options.store, readData: readData)
+    }
+}
+
+/// `outpost check` and `outpost relay check`: verifies the store at `path` and prints what it found; exits 13
+/// (`CommandExit`) on damage.
+func checkStore(at path: String, readData: Bool) throws {
+    let store = try Store.open(at: path, purpose: "`outpost check`")
+    let r = try StoreChecker(store: store, readData: readData).run()
+    for n in r.notes { printErr("note: \(n)") }
+    for d in r.damage { print("damaged: \(d)") }
+    let read = readData ? ", \(formatBytes(r.bytesRead)) read and verified" : ""
+    if r.isClean {
+        printErr("no damage: \(r.packs) packs, \(r.blobs) blobs, \(r.points) recovery points, \(r.trees) trees checked\(read)")
+    } else {
+        printErr("DAMAGE FOUND: \(r.damage.count) problems; \(r.affectedPoints.count) recovery points cannot be fully restored (files not listed above restore normally)")
+        throw CommandExit(code: .damageFound)
     }
 }
