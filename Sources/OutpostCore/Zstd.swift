@@ -58,6 +58,19 @@ public final class ZstdDecompressor {
         scratch?.deallocate()
     }
 
+    /// A frame that declares another size than the plaintext length its record claims is refused before any
+    /// buffer of that length is allocated (a record may claim gigabytes for a 10-byte frame: Fuzz/crashes/).
+    static func checkDeclaredSize(_ source: UnsafeRawBufferPointer, rawLength: Int, what: @autoclosure () -> String) throws {
+        guard rawLength >= 0 else { throw FormatError(.invalidValue, "\(what()) claims a negative length") }
+        let declared = ZSTD_getFrameContentSize(source.baseAddress, source.count)
+        if declared == UInt64.max - 1 {  // ZSTD_CONTENTSIZE_ERROR
+            throw FormatError(.compression, "\(what()) is not a zstd frame")
+        }
+        if declared != UInt64.max && declared != UInt64(rawLength) {  // UInt64.max: ZSTD_CONTENTSIZE_UNKNOWN
+            throw FormatError(.compression, "\(what()) declares \(declared) bytes of content, its record claims \(rawLength)")
+        }
+    }
+
     /// Whether a zstd frame carries a content checksum (RFC 8878 §3.1.1.1.1: bit 2 of the frame header
     /// descriptor, the byte after the 4-byte magic number).
     public static func hasContentChecksum(_ frame: UnsafeRawBufferPointer) -> Bool {
@@ -69,6 +82,7 @@ public final class ZstdDecompressor {
     /// checksum (XXH64) without an allocation per blob. Throws when the frame is damaged or expands to another
     /// length than `rawLength`.
     public func checkFrame(_ source: UnsafeRawBufferPointer, rawLength: Int, what: @autoclosure () -> String) throws {
+        try Self.checkDeclaredSize(source, rawLength: rawLength, what: what())
         let space: UnsafeMutableRawBufferPointer
         if let s = scratch, s.count >= rawLength {
             space = s
@@ -86,6 +100,7 @@ public final class ZstdDecompressor {
 
     /// Decompresses a frame that must expand to exactly `rawLength` bytes.
     public func decompress(_ source: UnsafeRawBufferPointer, rawLength: Int, what: @autoclosure () -> String) throws -> [UInt8] {
+        try Self.checkDeclaredSize(source, rawLength: rawLength, what: what())
         var error: String?
         let out = [UInt8](unsafeUninitializedCapacity: rawLength) { dst, count in
             let r = ZSTD_decompressDCtx(ctx, dst.baseAddress, rawLength, source.baseAddress, source.count)

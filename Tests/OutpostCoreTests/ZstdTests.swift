@@ -38,6 +38,16 @@ private func open(_ blob: PreparedBlob, stored: [UInt8]? = nil, rawLength: Int? 
         #expect(throws: FormatError.self) { try [UInt8](repeating: 7, count: 9).withUnsafeBytes { try ZstdDecompressor().checkFrame($0, rawLength: 0, what: "junk") } }
     }
 
+    /// Found by the vaultpack fuzz target: a record claiming gigabytes for a small frame made decompress allocate them.
+    @Test func aClaimBeyondTheFramesDeclaredSizeIsRefusedBeforeAllocating() throws {
+        let frame = ZstdCompressor().compress(Array("ten bytes!".utf8))
+        let d = ZstdDecompressor()
+        let e = #expect(throws: FormatError.self) { try frame.withUnsafeBytes { _ = try d.decompress($0, rawLength: 3 << 30, what: "frame") } }
+        #expect(e?.code == .compression)
+        #expect(throws: FormatError.self) { try frame.withUnsafeBytes { try d.checkFrame($0, rawLength: 3 << 30, what: "frame") } }
+        #expect(try frame.withUnsafeBytes { try d.decompress($0, rawLength: 10, what: "frame") } == Array("ten bytes!".utf8))
+    }
+
     @Test func contextsAreReusable() throws {
         let compressor = ZstdCompressor(level: 19)
         let decompressor = ZstdDecompressor()
