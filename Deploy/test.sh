@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The test command (README, .ci/run): installs build dependencies, builds debug with tests once, runs them all.
+# The test command (README, .ci/run): installs build dependencies, builds debug with tests once, runs them all,
+# and checks a running relay against docs/openapi/relay.yaml with schemathesis (docs/fuzzing.md). The libFuzzer
+# targets run with `bash Deploy/fuzz.sh` (a sanitizer build of its own, about 12 minutes cold: not in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Deploy/install-deps.sh
 swift build --build-tests
+# Before the unit and end-to-end tests, so that their summary is the run's closing line.
+bash Deploy/schemathesis.sh
 swift test --skip-build
