@@ -94,7 +94,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The relay server (Hummingbird 2 over TLS): ingest with per-chunk verification, catalog, restore.
         .target(name: "OutpostRelay", dependencies: [
-            "OutpostCore", "OutpostStore", "OutpostTLS", "OutpostForwarder", "OutpostCrypto", "OutpostHTTP",
+            "OutpostCore", "OutpostStore", "OutpostTLS", "OutpostCrypto", "OutpostHTTP",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,6 +1,5 @@
 import Foundation
 import OutpostCore
-import OutpostForwarder
 import OutpostHTTP
 import TOMLKit
 
