@@ -1,0 +1,179 @@
+import COutpostSystem
+import Foundation
+import OutpostCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads the files the walker queued, one per worker, each into the worker's own buffer: opens the file
+/// relative to the folder the scan saw and checks it is still the file the scan saw, reads its data regions
+/// (holes of sparse files are skipped), cuts them with FastCDC, hashes the chunks, compresses the new ones over
+/// the cores (lanes) and hands them to the uploader.
+struct FileChunker: Sendable {
+    let chunker: FastCDC
+    let compressors: ResourcePool<ZstdCompressor>
+    let uploader: BlobUploader
+    let tally: BackupTally
+    let hooks: BackupOptions.Hooks
+    /// Each worker's read buffer.
+    static let bufferSize = 8 << 20
+
+    /// The file's node with its content, or why it was not backed up.
+    func process(_ job: FileJob, buffer: UnsafeTransfer<UnsafeMutableRawBufferPointer>) async -> FileResult {
+        if let e = tally.fatalError { return .fatal(e) }
+        hooks.beforeOpen?(job.path)
+        // Relative to the folder the scan saw, without following a link, and non-blocking: a FIFO swapped in for
+        // the file must not hang the backup (opening one for reading waits for a writer).
+        let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+        var fd = FS.withCPath(job.node.name) { openat(job.directory.fd, $0, flags | outpost_O_NOATIME) }
+        if fd < 0 && errno == EPERM { fd = FS.withCPath(job.node.name) { openat(job.directory.fd, $0, flags) } }
+        if fd < 0 {
+            let e = errno
+            switch e {
+            case ENOENT: tally.record(job.path, "vanished during the backup")
+            case ELOOP, ENXIO: tally.record(job.path, "was replaced during the backup; it will be read again next time")
+            default: tally.record(job.path, "cannot be read: \(Errno(e).message)")
+            }
+            return .skipped
+        }
+        defer { close(fd) }
+        var before = stat()
+        guard fstat(fd, &before) == 0, (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_ino) == job.node.inode,
+              UInt64(before.st_dev) == job.node.device else {
+            tally.record(job.path, "was replaced during the backup; it will be read again next time")
+            return .skipped
+        }
+        // It is the regular file the scan saw: reads may block (network file systems) as usual.
+        let status = fcntl(fd, F_GETFL)
+        if status >= 0 && status & O_NONBLOCK != 0 { _ = fcntl(fd, F_SETFL, status & ~O_NONBLOCK) }
+        var node = job.node
+        do {
+            node.extents = try await uploader.withUploads { uploads in
+                try await readExtents(fd: fd, st: before, buffer: buffer.value, uploads: &uploads)
+            }
+        } catch let e as Errno {
+            tally.record(job.path, "could not be read: \(e.message)")
+            return .skipped
+        } catch {
+            tally.stop(error)
+            return .fatal(error)
+        }
+        node.size = node.extents.reduce(0) { $0 + UInt64($1.length) }
+        hooks.afterRead?(job.path)
+        var after = stat()
+        if fstat(fd, &after) == 0,
+           FS.nanos(after.st_mtim) != FS.nanos(before.st_mtim) || after.st_size != before.st_size {
+            tally.record(job.path, "changed while it was being read; this copy may be inconsistent and it will be read again next time")
+            node.mtimeNanos = 0 // forces a re-read next time
+        }
+        tally.count { $0.bytesTotal += Int64(node.size) }
+        tally.progress.files.add(1, ordering: .relaxed)
+        return .stored(node)
+    }
+
+    /// Reads the file's data regions (holes of sparse files are skipped via outpost_SEEK_DATA/outpost_SEEK_HOLE) and chunks them.
+    private func readExtents(fd: Int32, st: stat, buffer: UnsafeMutableRawBufferPointer,
+                             uploads: inout ThrowingTaskGroup<Void, any Error>) async throws -> [Extent] {
+        let size = Int64(st.st_size)
+        var extents: [Extent] = []
+        let sparse = Int64(st.st_blocks) * 512 < size
+        if !sparse {
+            try await chunkRegion(fd: fd, start: 0, end: nil, buffer: buffer, into: &extents, uploads: &uploads)
+            return extents
+        }
+        var pos: Int64 = 0
+        while pos < size {
+            let data = lseek(fd, off_t(pos), outpost_SEEK_DATA)
+            if data < 0 {
+                if errno == ENXIO { break } // no more data: the rest is a hole
+                throw Errno(errno)
+            }
+            if Int64(data) > pos { extents.append(.hole(length: Int(Int64(data) - pos))) }
+            var hole = Int64(lseek(fd, data, outpost_SEEK_HOLE))
+            if hole < 0 { hole = size }
+            hole = min(hole, size)
+            try await chunkRegion(fd: fd, start: Int64(data), end: hole, buffer: buffer, into: &extents, uploads: &uploads)
+            pos = hole
+        }
+        if pos < size { extents.append(.hole(length: Int(size - pos))) }
+        return extents
+    }
+
+    /// Reads `start..<end` (to the end of the file when nil) buffer by buffer and cuts it into chunks. A
+    /// buffer's upload runs in `uploads` while the next buffer is read, hashed and compressed.
+    private func chunkRegion(fd: Int32, start: Int64, end: Int64?, buffer: UnsafeMutableRawBufferPointer, into extents: inout [Extent],
+                             uploads: inout ThrowingTaskGroup<Void, any Error>) async throws {
+        var offset = start
+        var have = 0
+        var eof = false
+        let maxChunk = chunker.parameters.maxSize
+        let base = buffer.baseAddress!
+        while true {
+            while have < buffer.count && !eof {
+                var want = buffer.count - have
+                if let end { want = Int(min(Int64(want), end - offset)) }
+                if want == 0 { eof = true; break }
+                let n = pread(fd, base + have, want, off_t(offset))
+                if n < 0 { if errno == EINTR { continue }; throw Errno(errno) }
+                if n == 0 { eof = true; break }
+                have += n
+                offset += Int64(n)
+                tally.progress.bytesRead.add(Int64(n), ordering: .relaxed)
+            }
+            var cuts: [(Int, Int)] = []
+            var pos = 0
+            while pos < have {
+                let avail = have - pos
+                if avail < maxChunk && !eof { break }
+                let len = chunker.cut(UnsafeRawBufferPointer(start: base + pos, count: min(avail, maxChunk)))
+                cuts.append((pos, len))
+                pos += len
+            }
+            if !cuts.isEmpty {
+                extents += try await storeChunks(base: UnsafeRawPointer(base), cuts: cuts, uploads: &uploads)
+            }
+            tally.count { $0.bytesRead += Int64(pos) }
+            if pos < have { memmove(base, base + pos, have - pos) }
+            have -= pos
+            if eof && have == 0 { return }
+        }
+    }
+
+    /// Hashes the chunks, lets the uploader claim the new ones, compresses those over the cores and hands them
+    /// to the uploader (the compressed blobs no longer need the buffer).
+    private func storeChunks(base: UnsafeRawPointer, cuts: [(Int, Int)], uploads: inout ThrowingTaskGroup<Void, any Error>) async throws -> [Extent] {
+        let ids = cuts.map { ChunkID.hash(UnsafeRawBufferPointer(start: base + $0.0, count: $0.1)) }
+        let work = try await uploader.claim(ids, cuts: cuts)
+        if !work.isEmpty {
+            let blobs = await compress(work, base: UnsafeTransfer(base))
+            try await uploader.upload(blobs, claimed: work.map(\.id), in: &uploads)
+        }
+        return zip(ids, cuts).map { .chunk($0, length: $1.1) }
+    }
+
+    /// Compresses the chunks in lanes, one per core (at most one per chunk), each with its own compressor.
+    func compress(_ work: [BlobUploader.Work], base: UnsafeTransfer<UnsafeRawPointer>) async -> [PreparedBlob] {
+        let lanes = min(work.count, max(1, ProcessInfo.processInfo.activeProcessorCount))
+        if lanes == 1 {
+            return compressors.with { c in
+                work.map { PreparedBlob.make(id: $0.id, kind: .data, plaintext: UnsafeRawBufferPointer(start: base.value + $0.offset, count: $0.length), compressor: c) }
+            }
+        }
+        return await withTaskGroup(of: [(Int, PreparedBlob)].self) { group in
+            for lane in 0..<lanes {
+                group.addTask {
+                    compressors.with { c in
+                        stride(from: lane, to: work.count, by: lanes).map { i in
+                            let w = work[i]
+                            return (i, PreparedBlob.make(id: w.id, kind: .data, plaintext: UnsafeRawBufferPointer(start: base.value + w.offset, count: w.length), compressor: c))
+                        }
+                    }
+                }
+            }
+            var out = [PreparedBlob?](repeating: nil, count: work.count)
+            for await part in group { for (i, b) in part { out[i] = b } }
+            return out.map { $0! }
+        }
+    }
+}
