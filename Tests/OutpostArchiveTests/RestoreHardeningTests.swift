@@ -37,11 +37,11 @@ import Glibc
     @Test func layoutChecksEverySum() throws {
         let id = ChunkID.hash([1, 2, 3])
         let ok = Node(name: [0x61], type: .file, size: 10, extents: [.hole(length: 4), .chunk(id, length: 6)])
-        #expect(try Restorer.layout(ok, path: "/a").map { [$0.1, Int64($0.2)] } == [[4, 6]])
+        #expect(try FileWriter.layout(ok, path: "/a").map { [$0.1, Int64($0.2)] } == [[4, 6]])
         let tooBig = Node(name: [0x61], type: .file, size: UInt64(Int64.max) + 1, extents: [])
-        #expect(throws: ArchiveError.self) { try Restorer.layout(tooBig, path: "/a") }
+        #expect(throws: ArchiveError.self) { try FileWriter.layout(tooBig, path: "/a") }
         let mismatch = Node(name: [0x61], type: .file, size: 11, extents: [.hole(length: 4), .chunk(id, length: 6)])
-        let e = #expect(throws: ArchiveError.self) { try Restorer.layout(mismatch, path: "/a") }
+        let e = #expect(throws: ArchiveError.self) { try FileWriter.layout(mismatch, path: "/a") }
         #expect(e?.code == .damaged)
         #expect(e?.exitCode == .corruptData)
     }
@@ -189,7 +189,7 @@ import Glibc
         let e = await #expect(throws: ArchiveError.self) { try await restore(full, p, to: target, existing: .refuse) }
         #expect(e?.code == .diskFull)
         for name in entries(base) {
-            #expect(!Restorer.isTemporaryName(Array(name.utf8)), "temporary file \(name) left behind")
+            #expect(!PendingFile.isTemporaryName(Array(name.utf8)), "temporary file \(name) left behind")
             #expect(FileManager.default.contents(atPath: base + "/" + name) == FileManager.default.contents(atPath: s.sub("data/" + name)),
                     "\(name) is complete or absent")
         }
