@@ -159,6 +159,7 @@ let package = Package(
         .testTarget(name: "OutpostHTTPTests", dependencies: [
             "OutpostHTTP", "OutpostCore", "OutpostTLS",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),

@@ -8,38 +8,29 @@ import OutpostCore
 import OutpostHTTP
 import OutpostTLS
 
-/// HTTP(S) to one relay: pinned TLS, the machine's credential on every request, bounded bodies, and retries
-/// with exponential backoff for transient failures (connection errors, 502/503/504).
+/// HTTP(S) to one relay: the pinned, retrying client (`PinnedHTTPClient`) with the machine's credential, the
+/// relay's endpoints and the client's words for what goes wrong (docs/protocol.md §7).
 public final class RelayClient: Sendable {
-    let base: String
-    let credential: String?
-    let http: HTTPClient
-    let logger: Logger
-    let maxAttempts: Int
-    /// Told of every retry, so that a person at a terminal knows what the command waits for.
-    let notify: (@Sendable (String) -> Void)?
+    let http: PinnedHTTPClient
 
     /// Seconds a connection attempt may take; with `maxAttempts` and the backoff it bounds how long a command
     /// waits for a relay that does not answer (6 attempts: about 8 s when refused, about 38 s when timing out).
     public static let connectTimeoutSeconds: Int64 = 5
 
+    /// `notify` is told of every retry, so that a person at a terminal knows what the command waits for.
     public init(baseURL: String, credential: String?, tls: TLSConfiguration?, logger: Logger = Logger(label: "outpost.client"), maxAttempts: Int = 6,
                 notify: (@Sendable (String) -> Void)? = nil) {
-        base = DirectoryPath.normalized(baseURL)
-        self.credential = credential
-        self.logger = logger
-        self.maxAttempts = max(1, maxAttempts)
-        self.notify = notify
-        var config = HTTPClient.Configuration(
-            tlsConfiguration: tls,
-            timeout: .init(connect: .seconds(Self.connectTimeoutSeconds), read: .seconds(300)),
-            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
-        )
-        config.decompression = .disabled
-        // Retries are ours (Retry, announced through `notify`): the pool's own would retry a refused connection
-        // silently until the connect timeout, five times over.
-        config.connectionPool.retryConnectionEstablishment = false
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        let base = DirectoryPath.normalized(baseURL), attempts = max(1, maxAttempts)
+        let wording = PinnedHTTPClient.Wording(pinFailure: { base, error in
+            ClientError(.fingerprintMismatch, "the TLS connection to \(base) failed (\(error)): the relay's certificate is not the one pinned at enrollment; if the relay's certificate was replaced on purpose, enroll again")
+        }, unreachable: { base, attempts, reason in
+            ClientError(.unreachable, "the relay at \(base) could not be reached after \(attempts) attempts (\(reason)); check that it runs and that this machine can reach it, then run the command again — nothing already sent is sent twice")
+        }, retrying: { attempt, reason, delay in
+            logger.warning("relay unreachable, retrying", metadata: ["attempt": "\(attempt)", "reason": "\(reason)", "delay": "\(delay)"])
+            notify?("waiting for the relay at \(base): \(reason); attempt \(attempt + 1) of \(attempts) in \(delay) s (Ctrl-C stops; nothing acknowledged is lost)")
+        })
+        http = PinnedHTTPClient(baseURL: baseURL, credential: credential, tls: tls, connectTimeout: .seconds(Self.connectTimeoutSeconds),
+                                readTimeout: .seconds(300), connectionsPerHost: 16, maxAttempts: attempts, logger: logger, wording: wording)
     }
 
     /// Connects with the configuration written at enrollment.
@@ -57,52 +48,22 @@ public final class RelayClient: Sendable {
         self.init(baseURL: c.relay, credential: c.credential, tls: tls, logger: logger, notify: notify)
     }
 
+    var base: String { http.base }
+
     public func close() async {
-        try? await http.shutdown()
+        await http.close()
     }
 
     /// Sends a request and returns the body of a 2xx answer; maps every other outcome to a `ClientError`.
     public func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, contentType: String = "application/octet-stream",
                      authenticated: Bool = true, maxResponse: Int = 64 << 20) async throws -> [UInt8] {
-        let base = self.base, logger = self.logger, notify = self.notify, attempts = maxAttempts
-        return try await Retry.run(attempts: maxAttempts, onRetry: { attempt, reason, delay in
-            logger.warning("relay unreachable, retrying", metadata: ["attempt": "\(attempt)", "reason": "\(reason)", "delay": "\(delay)"])
-            notify?("waiting for the relay at \(base): \(reason); attempt \(attempt + 1) of \(attempts) in \(delay) s (Ctrl-C stops; nothing acknowledged is lost)")
-        }, exhausted: { attempts, reason in
-            ClientError(.unreachable, "the relay at \(base) could not be reached after \(attempts) attempts (\(reason)); check that it runs and that this machine can reach it, then run the command again — nothing already sent is sent twice")
-        }) {
-            try await once(method, path, body: body, contentType: contentType, authenticated: authenticated, maxResponse: maxResponse)
-        }
-    }
-
-
-    private func once(_ method: HTTPMethod, _ path: String, body: [UInt8]?, contentType: String, authenticated: Bool, maxResponse: Int) async throws -> [UInt8] {
-        var req = HTTPClientRequest(url: base + path)
-        req.method = method
-        if authenticated, let credential { req.headers.add(name: "Authorization", value: "Bearer " + credential) }
-        if let body {
-            req.headers.add(name: "Content-Type", value: contentType)
-            req.body = .bytes(ByteBuffer(bytes: body))
-        }
-        let response: HTTPClientResponse
-        do {
-            response = try await http.execute(req, timeout: .seconds(600), logger: logger)
-        } catch let e as NIOSSLError {
-            throw ClientError(.fingerprintMismatch, "the TLS connection to \(base) failed (\(e)): the relay's certificate is not the one pinned at enrollment; if the relay's certificate was replaced on purpose, enroll again")
-        } catch let e as BoringSSLError {
-            throw ClientError(.fingerprintMismatch, "the TLS connection to \(base) failed (\(e)): the relay's certificate is not the one pinned at enrollment; if the relay's certificate was replaced on purpose, enroll again")
-        } catch {
-            throw TransientFailure("\(error)")
-        }
-        let data: ByteBuffer
-        do { data = try await response.body.collect(upTo: maxResponse) } catch { throw TransientFailure("the answer was cut off: \(error)") }
-        let bytes = Array(buffer: data)
-        let code = Int(response.status.code)
+        var call = PinnedHTTPClient.Call(method, path, body: body, timeout: .seconds(600), maxResponse: maxResponse)
+        call.contentType = contentType
+        call.authenticated = authenticated
+        let (code, bytes) = try await http.send(call)
         if (200..<300).contains(code) { return bytes }
-        let message = (try? RelayAPI.decoder().decode(RelayAPI.ErrorBody.self, from: Data(bytes)))?.message
-            ?? String(decoding: bytes.prefix(500), as: UTF8.self)
+        let message = PinnedHTTPClient.message(of: bytes, limit: 500)
         switch code {
-        case 502, 503, 504: throw TransientFailure("HTTP \(code)")
         case 401: throw ClientError(.unauthorized, "the relay refused this machine: \(message)")
         case 403: throw ClientError(.forbidden, "the relay refused access: \(message)")
         case 404: throw ClientError(.notFound, "the relay: \(message)")

@@ -1,88 +1,43 @@
-import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOSSL
 import OutpostCore
-import OutpostCrypto
 import OutpostHTTP
 import OutpostTLS
-#if canImport(Glibc)
-import Glibc
-#endif
 
-/// HTTPS to the vault: pinned certificate, the relay's credential, retries with backoff on transient failures.
+/// HTTPS to the vault: the pinned, retrying client (`PinnedHTTPClient`) with the relay's credential, the vault's
+/// endpoints and the forwarder's words for what goes wrong (docs/vault.md §7.4).
 public final class VaultClient: Sendable {
-    let base: String
-    let credential: String?
-    let http: HTTPClient
-    let logger: Logger
-    let maxAttempts: Int
+    let http: PinnedHTTPClient
 
     public init(url: String, certificatePEM: String, credential: String?, proxy: ProxySettings? = nil, logger: Logger, maxAttempts: Int = 4) throws {
-        base = DirectoryPath.normalized(url)
-        self.credential = credential
-        self.logger = logger
-        self.maxAttempts = maxAttempts
-        var config = HTTPClient.Configuration(tlsConfiguration: try TLSIdentity.pinnedClientConfiguration(certificatePEM: certificatePEM),
-                                              timeout: .init(connect: .seconds(5), read: .seconds(120)))
-        if let proxy {
-            config.proxy = .server(host: proxy.host, port: proxy.port,
-                                   authorization: proxy.user.map { .basic(username: $0, password: proxy.password ?? "") })
-        }
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        let wording = PinnedHTTPClient.Wording(pinFailure: { base, error in
+            Self.pinFailure(error, base: base)
+        }, unreachable: { base, attempts, reason in
+            ForwarderError(.unreachable, "the vault at \(base) could not be reached after \(attempts) attempts (\(reason)); forwarding resumes where it stopped once it is back")
+        }, proxyRefused: {
+            ForwarderError(.refused, "the HTTP proxy refused the relay's proxy credentials (407): check proxy_user and proxy_password in relay.toml")
+        })
+        http = PinnedHTTPClient(baseURL: url, credential: credential, tls: try TLSIdentity.pinnedClientConfiguration(certificatePEM: certificatePEM),
+                                proxy: proxy, readTimeout: .seconds(120), maxAttempts: maxAttempts, logger: logger, wording: wording)
     }
 
-    public func close() async { try? await http.shutdown() }
+    public func close() async { await http.close() }
 
     /// Returns (status, body) for 2xx and 404; throws for the rest.
     func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, throttle: Throttle? = nil, range: Range<Int>? = nil,
               max: Int = 80 << 20) async throws -> (Int, [UInt8]) {
-        let base = self.base
-        return try await Retry.run(attempts: maxAttempts, exhausted: { attempts, reason in
-            ForwarderError(.unreachable, "the vault at \(base) could not be reached after \(attempts) attempts (\(reason)); forwarding resumes where it stopped once it is back")
-        }) {
-            try await once(method, path, body: body, throttle: throttle, range: range, max: max)
-        }
-    }
-
-    private func once(_ method: HTTPMethod, _ path: String, body: [UInt8]?, throttle: Throttle?, range: Range<Int>?, max: Int) async throws -> (Int, [UInt8]) {
-        var req = HTTPClientRequest(url: base + path)
-        req.method = method
-        if let credential { req.headers.add(name: "Authorization", value: "Bearer " + credential) }
-        if let range { req.headers.add(name: "Range", value: "bytes=\(range.lowerBound)-\(range.upperBound - 1)") }
-        if let body {
-            req.headers.add(name: "Content-Type", value: "application/octet-stream")
-            if let throttle {
-                // Paced slice by slice as it goes out, so the limit holds within a large pack too.
-                req.body = .stream(ThrottledBody(bytes: body, throttle: throttle), length: .known(Int64(body.count)))
-            } else {
-                req.body = .bytes(ByteBuffer(bytes: body))
-            }
-        }
-        let resp: HTTPClientResponse
         // A throttled body takes as long as the limit makes it: the deadline allows for the slowest limit shared
         // by the forwarder's concurrent uploads.
         let deadline = 180 + (throttle == nil ? 0 : (body?.count ?? 0) * 4 / ThrottleSchedule.minimumRate)
-        do { resp = try await http.execute(req, timeout: .seconds(Int64(deadline)), logger: logger) } catch let e as NIOSSLError {
-            throw Self.pinFailure(e, base: base)
-        } catch let e as BoringSSLError {
-            // A handshake against the pinned certificate can fail with either type (which one depends on where
-            // BoringSSL stops): both mean the vault's certificate is not the pinned one, never a retry.
-            throw Self.pinFailure(e, base: base)
-        } catch let e as HTTPClientError where e == .proxyAuthenticationRequired {
-            throw ForwarderError(.refused, "the HTTP proxy refused the relay's proxy credentials (407): check proxy_user and proxy_password in relay.toml")
-        } catch {
-            throw TransientFailure("\(error)")
-        }
-        let bytes: [UInt8]
-        do { bytes = Array(buffer: try await resp.body.collect(upTo: max)) } catch { throw TransientFailure("answer cut off: \(error)") }
-        let code = Int(resp.status.code)
+        var call = PinnedHTTPClient.Call(method, path, body: body, timeout: .seconds(Int64(deadline)), maxResponse: max)
+        call.throttle = throttle
+        call.range = range
+        let (code, bytes) = try await http.send(call)
         if (200..<300).contains(code) || code == 404 { return (code, bytes) }
-        let message = (try? JSONDecoder().decode([String: String].self, from: Data(bytes)))?["message"] ?? String(decoding: bytes.prefix(300), as: UTF8.self)
+        let message = PinnedHTTPClient.message(of: bytes, limit: 300)
         switch code {
-        case 502, 503, 504: throw TransientFailure("HTTP \(code)")
         case 401: throw ForwarderError(.credentials, "the vault refused this relay: \(message)")
         case 403, 409: throw ForwarderError(.refused, "the vault refused: \(message)")
         // Asked for bytes the object does not have: the relay recorded more than the vault holds.
@@ -127,22 +82,22 @@ public final class VaultClient: Sendable {
 
     public func list(prefix: String) async throws -> [VaultAPI.ObjectEntry] {
         let (_, body) = try await call(.GET, "/v1/list?prefix=" + prefix)
-        return try JSONDecoder().decode([VaultAPI.ObjectEntry].self, from: Data(body))
+        return try VaultAPI.decoder().decode([VaultAPI.ObjectEntry].self, from: Data(body))
     }
 
     /// The newest key file of the container a recovery credentials file re-attaches, read without spending the
     /// file; nil when the vault predates `POST /v1/recovery-key`.
     public func recoveryKey(secret: String) async throws -> [UInt8]? {
-        let (code, body) = try await call(.POST, "/v1/recovery-key", body: Array(try JSONEncoder().encode(["secret": secret])))
+        let (code, body) = try await call(.POST, "/v1/recovery-key", body: Array(try VaultAPI.encoder().encode(VaultAPI.RecoveryKeyRequest(secret: secret))))
         guard code == 404 else { return body }
-        if let answer = try? JSONDecoder().decode([String: String].self, from: Data(body)), answer["error"] == "notFound" {
-            throw ForwarderError(.vault, "the vault: \(answer["message"] ?? "the container holds no key file")")
+        if let answer = try? VaultAPI.decoder().decode(HTTPErrorBody.self, from: Data(body)), answer.error == "notFound" {
+            throw ForwarderError(.vault, "the vault: \(answer.message)")
         }
         return nil
     }
 
     public func register(secret: String, relayName: String) async throws -> VaultAPI.RegisterResponse {
-        let (_, body) = try await call(.POST, "/v1/register", body: Array(try JSONEncoder().encode(VaultAPI.RegisterRequest(secret: secret, relayName: relayName))))
-        return try JSONDecoder().decode(VaultAPI.RegisterResponse.self, from: Data(body))
+        let (_, body) = try await call(.POST, "/v1/register", body: Array(try VaultAPI.encoder().encode(VaultAPI.RegisterRequest(secret: secret, relayName: relayName))))
+        return try VaultAPI.decoder().decode(VaultAPI.RegisterResponse.self, from: Data(body))
     }
 }

@@ -66,18 +66,17 @@ public final class Throttle: Sendable {
 }
 
 /// An upload body cut into 256 KiB slices, each let through by the throttle before it goes out.
-public struct ThrottledBody: AsyncSequence, Sendable {
-    public typealias Element = ByteBuffer
+struct ThrottledBody: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
     let bytes: [UInt8]
     let throttle: Throttle
-    public init(bytes: [UInt8], throttle: Throttle) { self.bytes = bytes; self.throttle = throttle }
     static let slice = 256 << 10
 
-    public struct AsyncIterator: AsyncIteratorProtocol {
+    struct AsyncIterator: AsyncIteratorProtocol {
         let bytes: [UInt8]
         let throttle: Throttle
         var offset = 0
-        public mutating func next() async throws -> ByteBuffer? {
+        mutating func next() async throws -> ByteBuffer? {
             guard offset < bytes.count else { return nil }
             let end = Swift.min(bytes.count, offset + ThrottledBody.slice)
             try await throttle.consume(end - offset)
@@ -86,5 +85,5 @@ public struct ThrottledBody: AsyncSequence, Sendable {
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(bytes: bytes, throttle: throttle) }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(bytes: bytes, throttle: throttle) }
 }
