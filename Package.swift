@@ -35,155 +35,194 @@ let package = Package(
     ],
     targets: [
         // libzstd from Debian's libzstd-dev.
-        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
-                       providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(
+            name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]),
         // Formats and chunking: ids, FastCDC, pack and tree codecs, zstd. Its one piece of file I/O is
         // DurableFile, the atomic, durable writer of small files (configs, keys, registries) every layer shares.
-        .target(name: "OutpostCore", dependencies: [
-            "CZstd",
-            .product(name: "Crypto", package: "swift-crypto"),
-        ], swiftSettings: strict),
+        .target(
+            name: "OutpostCore",
+            dependencies: [
+                "CZstd",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ], swiftSettings: strict),
         // The store: packs on disk and the SQLite index (GRDB), gc, check, rebuild-index.
-        .target(name: "OutpostStore", dependencies: [
-            "OutpostCore",
-            .product(name: "GRDB", package: "GRDB.swift"),
-            .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: strict),
+        .target(
+            name: "OutpostStore",
+            dependencies: [
+                "OutpostCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         // Linux calls Swift's Glibc module leaves out (xattrs, O_NOATIME, SEEK_DATA/SEEK_HOLE).
         .target(name: "COutpostSystem"),
         // The file-system side: scanning, the backup pipeline and the restorer, over any Repository.
-        .target(name: "OutpostArchive", dependencies: [
-            "OutpostCore", "COutpostSystem",
-            .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: strict),
+        .target(
+            name: "OutpostArchive",
+            dependencies: [
+                "OutpostCore", "COutpostSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         // Keys for the vault: passphrase policy, scrypt-wrapped master key, HKDF sub-keys, AES-GCM sealing, HMAC names.
-        .target(name: "OutpostCrypto", dependencies: [
-            "OutpostCore",
-            .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "CryptoExtras", package: "swift-crypto"),
-        ], swiftSettings: strict),
+        .target(
+            name: "OutpostCrypto",
+            dependencies: [
+                "OutpostCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ], swiftSettings: strict),
         // The vault's object storage: the ObjectStore protocol, a durable file-system implementation (the
         // embedded default), an in-memory one for tests, and the geo-redundant (GRS) replicating decorator.
         .target(name: "OutpostObjects", dependencies: ["OutpostCore"], swiftSettings: strict),
         // TLS material: self-signed certificates made at init, fingerprints, pinning. Shared by relay and client.
-        .target(name: "OutpostTLS", dependencies: [
-            "OutpostCore",
-            .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "X509", package: "swift-certificates"),
-            .product(name: "SwiftASN1", package: "swift-asn1"),
-            .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOTLS", package: "swift-nio"),
-        ], swiftSettings: strict),
+        .target(
+            name: "OutpostTLS",
+            dependencies: [
+                "OutpostCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+            ], swiftSettings: strict),
         // The HTTP layer both servers and both clients share: the wire's JSON types, errors as statuses, bearer
         // authentication, body and connection limits, the server builder; the pinned, retrying client; throttling.
-        .target(name: "OutpostHTTP", dependencies: [
-            "OutpostCore", "OutpostTLS",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HummingbirdCore", package: "hummingbird"),
-            .product(name: "HummingbirdTLS", package: "hummingbird"),
-            .product(name: "HTTPTypes", package: "swift-http-types"),
-            .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-        ], swiftSettings: strict),
+        .target(
+            name: "OutpostHTTP",
+            dependencies: [
+                "OutpostCore", "OutpostTLS",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ], swiftSettings: strict),
         // The relay server (Hummingbird 2 over TLS): ingest with per-chunk verification, catalog, restore.
-        .target(name: "OutpostRelay", dependencies: [
-            "OutpostCore", "OutpostStore", "OutpostTLS", "OutpostCrypto", "OutpostHTTP",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HummingbirdTLS", package: "hummingbird"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOFoundationCompat", package: "swift-nio"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            .product(name: "HummingbirdCore", package: "hummingbird"),
-            .product(name: "HTTPTypes", package: "swift-http-types"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "TOMLKit", package: "TOMLKit"),
-            .product(name: "GRDB", package: "GRDB.swift"),
-            .product(name: "Crypto", package: "swift-crypto"),
-        ], swiftSettings: strict),
+        .target(
+            name: "OutpostRelay",
+            dependencies: [
+                "OutpostCore", "OutpostStore", "OutpostTLS", "OutpostCrypto", "OutpostHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ], swiftSettings: strict),
         // The off-site vault server: containers per relay, credentials files, soft delete, immutability, GRS.
-        .target(name: "OutpostVault", dependencies: [
-            "OutpostCore", "OutpostObjects", "OutpostTLS", "OutpostHTTP",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HummingbirdTLS", package: "hummingbird"),
-            .product(name: "HummingbirdCore", package: "hummingbird"),
-            .product(name: "HTTPTypes", package: "swift-http-types"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: strict),
+        .target(
+            name: "OutpostVault",
+            dependencies: [
+                "OutpostCore", "OutpostObjects", "OutpostTLS", "OutpostHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         // The relay's MARS-style agent: registration with a vault, keys, encrypted resumable forwarding, throttling.
-        .target(name: "OutpostForwarder", dependencies: [
-            "OutpostCore", "OutpostStore", "OutpostCrypto", "OutpostTLS", "OutpostHTTP",
-            .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "GRDB", package: "GRDB.swift"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ], swiftSettings: strict),
+        .target(
+            name: "OutpostForwarder",
+            dependencies: [
+                "OutpostCore", "OutpostStore", "OutpostCrypto", "OutpostTLS", "OutpostHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ], swiftSettings: strict),
         // The push client kit: the relay seen as a BlobRepository over HTTPS (AsyncHTTPClient, pinned certificate).
-        .target(name: "OutpostClient", dependencies: [
-            "OutpostCore", "OutpostTLS", "OutpostHTTP",
-            .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "TOMLKit", package: "TOMLKit"),
-        ], swiftSettings: strict),
-        .executableTarget(name: "outpost", dependencies: [
-            "OutpostCore", "OutpostStore", "OutpostArchive", "OutpostTLS", "OutpostRelay", "OutpostClient",
-            "OutpostVault", "OutpostObjects", "OutpostCrypto", "OutpostForwarder", "COutpostSystem",
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: strict),
+        .target(
+            name: "OutpostClient",
+            dependencies: [
+                "OutpostCore", "OutpostTLS", "OutpostHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ], swiftSettings: strict),
+        .executableTarget(
+            name: "outpost",
+            dependencies: [
+                "OutpostCore", "OutpostStore", "OutpostArchive", "OutpostTLS", "OutpostRelay", "OutpostClient",
+                "OutpostVault", "OutpostObjects", "OutpostCrypto", "OutpostForwarder", "COutpostSystem",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: strict),
-        .testTarget(name: "OutpostRelayTests", dependencies: [
-            "OutpostRelay", "OutpostHTTP", "OutpostCore", "OutpostStore",
-            .product(name: "HummingbirdTesting", package: "hummingbird"),
-            .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: strict),
-        .testTarget(name: "OutpostHTTPTests", dependencies: [
-            "OutpostHTTP", "OutpostCore", "OutpostTLS",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HummingbirdTLS", package: "hummingbird"),
-            .product(name: "HummingbirdTesting", package: "hummingbird"),
-            .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: strict),
-        .testTarget(name: "OutpostClientTests", dependencies: [
-            "OutpostClient", "OutpostCore", "OutpostTLS",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HummingbirdTLS", package: "hummingbird"),
-            .product(name: "HummingbirdTesting", package: "hummingbird"),
-            .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: strict),
-        .testTarget(name: "OutpostVaultTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostStore", "OutpostVault", "OutpostObjects", "OutpostForwarder",
-                                                           "OutpostHTTP", .product(name: "HummingbirdTesting", package: "hummingbird"),
-                                                           .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(
+            name: "OutpostRelayTests",
+            dependencies: [
+                "OutpostRelay", "OutpostHTTP", "OutpostCore", "OutpostStore",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
+        .testTarget(
+            name: "OutpostHTTPTests",
+            dependencies: [
+                "OutpostHTTP", "OutpostCore", "OutpostTLS",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
+        .testTarget(
+            name: "OutpostClientTests",
+            dependencies: [
+                "OutpostClient", "OutpostCore", "OutpostTLS",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
+        .testTarget(
+            name: "OutpostVaultTests",
+            dependencies: [
+                "OutpostCore", "OutpostCrypto", "OutpostStore", "OutpostVault", "OutpostObjects", "OutpostForwarder",
+                "OutpostHTTP", .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostObjects"], swiftSettings: strict),
-        .testTarget(name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
-                    swiftSettings: strict),
-        .testTarget(name: "OutpostArchiveTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"], swiftSettings: strict),
+        .testTarget(
+            name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "OutpostArchiveTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"], swiftSettings: strict),
         // Drives the real `outpost` binary (built alongside the tests) as operators and scripts do.
-        .testTarget(name: "OutpostEndToEndTests", dependencies: ["OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS", "OutpostForwarder", "OutpostStore",
-                                                              "OutpostRelay", .product(name: "GRDB", package: "GRDB.swift"),
-                                                              .product(name: "Logging", package: "swift-log"),
-                                                              .product(name: "NIOHTTP1", package: "swift-nio"),
-                                                              .product(name: "NIOCore", package: "swift-nio"),
-                                                              .product(name: "AsyncHTTPClient", package: "async-http-client")], swiftSettings: strict),
+        .testTarget(
+            name: "OutpostEndToEndTests",
+            dependencies: [
+                "OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS", "OutpostForwarder", "OutpostStore",
+                "OutpostRelay", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ], swiftSettings: strict),
     ]
 )

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Deploy/install-deps.sh
+# Style: .swift-format, with the formatter that ships with the toolchain (`swift format -i -r Sources Tests` fixes).
+swift format lint --strict -r Sources Tests Fuzz/Sources Package.swift Fuzz/Package.swift
 swift build --build-tests
 # Before the unit and end-to-end tests, so that their summary is the run's closing line.
 bash Deploy/schemathesis.sh

@@ -11,30 +11,42 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         // Named, so that `package:` below does not depend on the name of the folder the project is cloned into.
-        .package(name: "outpost", path: ".."),
+        .package(name: "outpost", path: "..")
     ],
     targets: [
         .target(name: "CFuzzDriver"),
         .target(name: "FuzzSupport", dependencies: ["CFuzzDriver", .product(name: "OutpostCore", package: "outpost")]),
-        .executableTarget(name: "FuzzWire", dependencies: [
-            "FuzzSupport", .product(name: "OutpostCore", package: "outpost"),
-        ], swiftSettings: fuzzTarget),
-        .executableTarget(name: "FuzzPack", dependencies: [
-            "FuzzSupport", .product(name: "OutpostCore", package: "outpost"), .product(name: "OutpostStore", package: "outpost"),
-        ], swiftSettings: fuzzTarget),
-        .executableTarget(name: "FuzzTree", dependencies: [
-            "FuzzSupport", .product(name: "OutpostCore", package: "outpost"),
-        ], swiftSettings: fuzzTarget),
-        .executableTarget(name: "FuzzPoint", dependencies: [
-            "FuzzSupport", .product(name: "OutpostCore", package: "outpost"), .product(name: "OutpostCrypto", package: "outpost"),
-            .product(name: "OutpostHTTP", package: "outpost"),
-        ], swiftSettings: fuzzTarget),
-        .executableTarget(name: "FuzzZstd", dependencies: [
-            "FuzzSupport", .product(name: "OutpostCore", package: "outpost"),
-        ], swiftSettings: fuzzTarget),
-        .executableTarget(name: "FuzzVaultPack", dependencies: [
-            "FuzzSupport", .product(name: "OutpostCore", package: "outpost"), .product(name: "OutpostCrypto", package: "outpost"),
-            .product(name: "OutpostStore", package: "outpost"), .product(name: "OutpostForwarder", package: "outpost"),
-        ], swiftSettings: fuzzTarget),
+        .executableTarget(
+            name: "FuzzWire",
+            dependencies: [
+                "FuzzSupport", .product(name: "OutpostCore", package: "outpost"),
+            ], swiftSettings: fuzzTarget),
+        .executableTarget(
+            name: "FuzzPack",
+            dependencies: [
+                "FuzzSupport", .product(name: "OutpostCore", package: "outpost"), .product(name: "OutpostStore", package: "outpost"),
+            ], swiftSettings: fuzzTarget),
+        .executableTarget(
+            name: "FuzzTree",
+            dependencies: [
+                "FuzzSupport", .product(name: "OutpostCore", package: "outpost"),
+            ], swiftSettings: fuzzTarget),
+        .executableTarget(
+            name: "FuzzPoint",
+            dependencies: [
+                "FuzzSupport", .product(name: "OutpostCore", package: "outpost"), .product(name: "OutpostCrypto", package: "outpost"),
+                .product(name: "OutpostHTTP", package: "outpost"),
+            ], swiftSettings: fuzzTarget),
+        .executableTarget(
+            name: "FuzzZstd",
+            dependencies: [
+                "FuzzSupport", .product(name: "OutpostCore", package: "outpost"),
+            ], swiftSettings: fuzzTarget),
+        .executableTarget(
+            name: "FuzzVaultPack",
+            dependencies: [
+                "FuzzSupport", .product(name: "OutpostCore", package: "outpost"), .product(name: "OutpostCrypto", package: "outpost"),
+                .product(name: "OutpostStore", package: "outpost"), .product(name: "OutpostForwarder", package: "outpost"),
+            ], swiftSettings: fuzzTarget),
     ]
 )

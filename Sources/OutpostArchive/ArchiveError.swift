@@ -1,6 +1,7 @@
 import OutpostCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The archive layer's name for its errors (backup and restore on the local file system) (one type for every layer: `OutpostError`).

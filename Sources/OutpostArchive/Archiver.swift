@@ -1,10 +1,11 @@
-import Foundation
 import COutpostSystem
+import Foundation
 import Logging
 import OutpostCore
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What to back up and how.
@@ -25,8 +26,10 @@ public struct BackupOptions: Sendable {
         var beforeList: (@Sendable ([UInt8]) -> Void)?
     }
 
-    public init(machine: String, paths: [String], exclusions: ExclusionList = ExclusionList([]),
-                workers: Int = ProcessInfo.processInfo.activeProcessorCount + 1, hostname: String = ProcessInfo.processInfo.hostName) {
+    public init(
+        machine: String, paths: [String], exclusions: ExclusionList = ExclusionList([]),
+        workers: Int = ProcessInfo.processInfo.activeProcessorCount + 1, hostname: String = ProcessInfo.processInfo.hostName
+    ) {
         self.machine = machine
         self.paths = paths
         self.exclusions = exclusions
@@ -115,8 +118,9 @@ public final class Archiver: Sendable {
         s.durationSeconds = Date().timeIntervalSince(started)
         let failed = tally.failed
         s.failedFiles = failed.count
-        let point = RecoveryPoint(machine: options.machine, hostname: options.hostname, paths: selection.paths,
-                                  startedAt: started, finishedAt: Date(), rootTree: rootID, parent: previous?.id.hex, summary: s)
+        let point = RecoveryPoint(
+            machine: options.machine, hostname: options.hostname, paths: selection.paths,
+            startedAt: started, finishedAt: Date(), rootTree: rootID, parent: previous?.id.hex, summary: s)
         let info = try await repository.commit(point)
         return BackupResult(point: info, failures: failed)
     }

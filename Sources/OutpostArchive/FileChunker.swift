@@ -2,8 +2,9 @@ import COutpostSystem
 import Foundation
 import OutpostCore
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Reads the files the walker queued, one per worker, each into the worker's own buffer: opens the file
@@ -40,7 +41,8 @@ struct FileChunker: Sendable {
         defer { close(fd) }
         var before = stat()
         guard fstat(fd, &before) == 0, (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_ino) == job.node.inode,
-              UInt64(before.st_dev) == job.node.device else {
+            UInt64(before.st_dev) == job.node.device
+        else {
             tally.record(job.path, "was replaced during the backup; it will be read again next time")
             return .skipped
         }
@@ -63,9 +65,10 @@ struct FileChunker: Sendable {
         hooks.afterRead?(job.path)
         var after = stat()
         if fstat(fd, &after) == 0,
-           FS.nanos(after.st_mtim) != FS.nanos(before.st_mtim) || after.st_size != before.st_size {
+            FS.nanos(after.st_mtim) != FS.nanos(before.st_mtim) || after.st_size != before.st_size
+        {
             tally.record(job.path, "changed while it was being read; this copy may be inconsistent and it will be read again next time")
-            node.mtimeNanos = 0 // forces a re-read next time
+            node.mtimeNanos = 0  // forces a re-read next time
         }
         tally.count { $0.bytesTotal += Int64(node.size) }
         tally.progress.files.add(1, ordering: .relaxed)
@@ -73,8 +76,10 @@ struct FileChunker: Sendable {
     }
 
     /// Reads the file's data regions (holes of sparse files are skipped via outpost_SEEK_DATA/outpost_SEEK_HOLE) and chunks them.
-    private func readExtents(fd: Int32, st: stat, buffer: UnsafeMutableRawBufferPointer,
-                             uploads: inout ThrowingTaskGroup<Void, any Error>) async throws -> [Extent] {
+    private func readExtents(
+        fd: Int32, st: stat, buffer: UnsafeMutableRawBufferPointer,
+        uploads: inout ThrowingTaskGroup<Void, any Error>
+    ) async throws -> [Extent] {
         let size = Int64(st.st_size)
         var extents: [Extent] = []
         let sparse = Int64(st.st_blocks) * 512 < size
@@ -86,7 +91,7 @@ struct FileChunker: Sendable {
         while pos < size {
             let data = lseek(fd, off_t(pos), outpost_SEEK_DATA)
             if data < 0 {
-                if errno == ENXIO { break } // no more data: the rest is a hole
+                if errno == ENXIO { break }  // no more data: the rest is a hole
                 throw Errno(errno)
             }
             if Int64(data) > pos { extents.append(.hole(length: Int(Int64(data) - pos))) }
@@ -102,8 +107,10 @@ struct FileChunker: Sendable {
 
     /// Reads `start..<end` (to the end of the file when nil) buffer by buffer and cuts it into chunks. A
     /// buffer's upload runs in `uploads` while the next buffer is read, hashed and compressed.
-    private func chunkRegion(fd: Int32, start: Int64, end: Int64?, buffer: UnsafeMutableRawBufferPointer, into extents: inout [Extent],
-                             uploads: inout ThrowingTaskGroup<Void, any Error>) async throws {
+    private func chunkRegion(
+        fd: Int32, start: Int64, end: Int64?, buffer: UnsafeMutableRawBufferPointer, into extents: inout [Extent],
+        uploads: inout ThrowingTaskGroup<Void, any Error>
+    ) async throws {
         var offset = start
         var have = 0
         var eof = false
@@ -157,7 +164,10 @@ struct FileChunker: Sendable {
         let lanes = min(work.count, max(1, ProcessInfo.processInfo.activeProcessorCount))
         if lanes == 1 {
             return compressors.with { c in
-                work.map { PreparedBlob.make(id: $0.id, kind: .data, plaintext: UnsafeRawBufferPointer(start: base.value + $0.offset, count: $0.length), compressor: c) }
+                work.map {
+                    PreparedBlob.make(
+                        id: $0.id, kind: .data, plaintext: UnsafeRawBufferPointer(start: base.value + $0.offset, count: $0.length), compressor: c)
+                }
             }
         }
         return await withTaskGroup(of: [(Int, PreparedBlob)].self) { group in
@@ -166,7 +176,12 @@ struct FileChunker: Sendable {
                     compressors.with { c in
                         stride(from: lane, to: work.count, by: lanes).map { i in
                             let w = work[i]
-                            return (i, PreparedBlob.make(id: w.id, kind: .data, plaintext: UnsafeRawBufferPointer(start: base.value + w.offset, count: w.length), compressor: c))
+                            return (
+                                i,
+                                PreparedBlob.make(
+                                    id: w.id, kind: .data, plaintext: UnsafeRawBufferPointer(start: base.value + w.offset, count: w.length),
+                                    compressor: c)
+                            )
                         }
                     }
                 }

@@ -1,9 +1,10 @@
-import Foundation
 import COutpostSystem
+import Foundation
 import OutpostCore
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// File-system helpers: raw-byte paths, lstat into `Node`, xattrs, owner names.
@@ -40,12 +41,14 @@ enum FS {
         guard listFD >= 0 else { throw Errno(errno) }
         guard let dir = fdopendir(listFD) else { let e = errno; close(listFD); throw Errno(e) }
         defer { closedir(dir) }
-        rewinddir(dir) // the duplicate shares its position with `dirFD`
+        rewinddir(dir)  // the duplicate shares its position with `dirFD`
         var names: [[UInt8]] = []
         errno = 0
         while let ent = readdir(dir) {
             let name = withUnsafePointer(to: &ent.pointee.d_name) { p in
-                p.withMemoryRebound(to: UInt8.self, capacity: 256) { Array(UnsafeBufferPointer(start: $0, count: strlen(UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)))) }
+                p.withMemoryRebound(to: UInt8.self, capacity: 256) {
+                    Array(UnsafeBufferPointer(start: $0, count: strlen(UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))))
+                }
             }
             if name == [0x2e] || name == [0x2e, 0x2e] { continue }
             names.append(name)
@@ -77,7 +80,11 @@ enum FS {
 
     static func readLink(at dirFD: Int32, _ name: [UInt8]) throws(Errno) -> [UInt8] {
         var buf = [UInt8](repeating: 0, count: 4096)
-        let n = withCPath(name) { p in buf.withUnsafeMutableBufferPointer { readlinkat(dirFD, p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), 4096) } }
+        let n = withCPath(name) { p in
+            buf.withUnsafeMutableBufferPointer {
+                readlinkat(dirFD, p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), 4096)
+            }
+        }
         if n < 0 { throw Errno(errno) }
         return Array(buf[0..<n])
     }

@@ -1,6 +1,7 @@
 import OutpostCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Writes regular files: each as a `PendingFile` (temporary name, renamed into place when complete), its
@@ -86,7 +87,10 @@ struct FileWriter: Sendable {
             var st = stat()
             guard fstat(file.fd, &st) == 0 else { throw ArchiveError.system(errno, "checking", path) }
             guard UInt64(st.st_size) == node.size else {
-                throw ArchiveError(.io, "\(path) holds \(st.st_size) bytes after it was written, the recovery point says \(node.size); it was not put in place — run the restore again")
+                throw ArchiveError(
+                    .io,
+                    "\(path) holds \(st.st_size) bytes after it was written, the recovery point says \(node.size); it was not put in place — run the restore again"
+                )
             }
             metadata.applyMetadata(node, fd: file.fd, components: components)
             guard try putInPlace(file, components: components) else { return }
@@ -114,7 +118,7 @@ struct FileWriter: Sendable {
                 tally.skipped()
                 return nil
             case .replace:
-                break // replaced when the new file is complete
+                break  // replaced when the new file is complete
             }
         }
         do { return try PendingFile.create(name, in: parentFD) } catch {
@@ -155,7 +159,10 @@ struct FileWriter: Sendable {
     /// up to 2^63 bytes each) that add up to more than a file can hold, and that is a failed file, never a trap.
     static func layout(_ node: Node, path: String) throws -> [(ChunkID, Int64, Int)] {
         func damaged(_ why: String) -> ArchiveError {
-            ArchiveError(.damaged, "\(path) cannot be restored: the recovery point is damaged (\(why)); the other files are restored, and `outpost check` examines the store")
+            ArchiveError(
+                .damaged,
+                "\(path) cannot be restored: the recovery point is damaged (\(why)); the other files are restored, and `outpost check` examines the store"
+            )
         }
         guard node.size <= UInt64(Int64.max) else { throw damaged("its size, \(node.size) bytes, is more than a file can hold") }
         var offset: Int64 = 0
@@ -208,7 +215,9 @@ struct FileWriter: Sendable {
     private func writePrefetched(_ node: Node, fd: Int32, path: String, chunks: [ChunkID: [UInt8]]) throws {
         let pieces = try Self.layout(node, path: path)
         let datas = try pieces.map { piece in
-            guard let data = chunks[piece.0] else { throw ArchiveError(.io, "chunk \(piece.0.shortHex) of \(path) did not come back from the repository") }
+            guard let data = chunks[piece.0] else {
+                throw ArchiveError(.io, "chunk \(piece.0.shortHex) of \(path) did not come back from the repository")
+            }
             return data
         }
         try write(pieces, datas: datas, fd: fd, path: path)

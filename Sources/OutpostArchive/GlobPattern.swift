@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The one glob rule of Outpost, for `backup --exclude` and `find`: fnmatch(3) without flags (so `*` also

@@ -1,8 +1,9 @@
 import COutpostSystem
 import OutpostCore
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Everything a restore creates besides file content: symlinks, FIFOs and device nodes (sockets are left to
@@ -73,7 +74,8 @@ final class LinksAndMetadata: Sendable {
         var st = stat()
         let isDevice = node.type == .characterDevice || node.type == .blockDevice
         guard fstat(fd, &st) == 0, FS.type(of: st) == node.type, st.st_nlink == 1,
-              !isDevice || UInt64(st.st_rdev) == node.rdev else {
+            !isDevice || UInt64(st.st_rdev) == node.rdev
+        else {
             tally.fail(components, "was replaced while it was being restored; its owner, mode and times were not set")
             return
         }
@@ -105,7 +107,9 @@ final class LinksAndMetadata: Sendable {
         }
         for x in node.xattrs {
             let r = FS.withCPath(x.name) { n in x.value.withUnsafeBytes { outpost_fsetxattr(fd, n, $0.baseAddress, x.value.count) } }
-            if r != 0 { tally.fail(components, "extended attribute \(String(decoding: x.name, as: UTF8.self)) not restored: \(Errno(errno).message)") }
+            if r != 0 {
+                tally.fail(components, "extended attribute \(String(decoding: x.name, as: UTF8.self)) not restored: \(Errno(errno).message)")
+            }
         }
         if fchmod(fd, mode_t(node.mode)) != 0 { tally.fail(components, "mode not restored: \(Errno(errno).message)") }
         var times = [FS.timespec(nanos: node.mtimeNanos), FS.timespec(nanos: node.mtimeNanos)]

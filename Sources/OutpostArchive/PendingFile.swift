@@ -1,7 +1,8 @@
 import COutpostSystem
 import OutpostCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A regular file being restored. It is written under a hidden temporary name in its folder (created

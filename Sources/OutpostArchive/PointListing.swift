@@ -6,8 +6,10 @@ import OutpostCore
 public enum PointListing {
     /// Hands `emit` the entry at `path` in `point` when it is not a folder, else every entry below the folder,
     /// depth-first in name order, a folder before its content. `path` is absolute inside the point ("/" for all).
-    public static func list(_ point: RecoveryPointInfo, path: String, repository: any BlobRepository,
-                            _ emit: (Node, [UInt8]) throws -> Void) async throws {
+    public static func list(
+        _ point: RecoveryPointInfo, path: String, repository: any BlobRepository,
+        _ emit: (Node, [UInt8]) throws -> Void
+    ) async throws {
         let id = point.id.shortHex
         guard let root = point.point.root else { throw ArchiveError(.damaged, "recovery point \(id) has no root tree") }
         let walker = TreeWalker(repository: repository)
@@ -55,7 +57,7 @@ public enum PointListing {
                 found = hit
             } else {
                 found = []
-                var starts: [Int] = [] // where each folder being walked began in `found`
+                var starts: [Int] = []  // where each folder being walked began in `found`
                 try await walker.walk(try await walker.tree(root), at: []) { node, path in
                     if glob.matches(path: path, name: node.name) { found.append((path, node.size)) }
                     guard !glob.matchesWholePath, node.type == .directory, let sub = node.subtree else { return .descend }

@@ -1,7 +1,8 @@
 import Foundation
 import OutpostCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Decides what a restore may write, before and while it writes: which entries the include list selects,
@@ -34,7 +35,10 @@ struct RestorePlanner: Sendable {
             switch try await trees.resolve(inc, from: root) {
             case .top, .node: continue
             case .missing, .notAFolder:
-                throw ArchiveError(.notFound, "\("/" + inc.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")) is not in recovery point \(point.id.shortHex); list its content with `outpost ls`")
+                throw ArchiveError(
+                    .notFound,
+                    "\("/" + inc.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")) is not in recovery point \(point.id.shortHex); list its content with `outpost ls`"
+                )
             }
         }
     }
@@ -46,7 +50,10 @@ struct RestorePlanner: Sendable {
         let conflicts = try await conflicts(root, target: target, filter: filter)
         if !conflicts.isEmpty {
             let shown = conflicts.prefix(5).joined(separator: ", ")
-            throw ArchiveError(.conflict, "the target already holds \(conflicts.count) of the entries to restore (\(shown)\(conflicts.count > 5 ? ", …" : "")); nothing was written: restore into an empty directory, or pass --overwrite or --skip")
+            throw ArchiveError(
+                .conflict,
+                "the target already holds \(conflicts.count) of the entries to restore (\(shown)\(conflicts.count > 5 ? ", …" : "")); nothing was written: restore into an empty directory, or pass --overwrite or --skip"
+            )
         }
     }
 

@@ -3,8 +3,9 @@ import Foundation
 import Logging
 import OutpostCore
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What to do when the target already holds an entry the restore would create.
@@ -32,8 +33,10 @@ public struct RestoreOptions: Sendable {
         var afterCreate: (@Sendable ([[UInt8]]) -> Void)?
     }
 
-    public init(target: String, include: [String] = [], existing: ExistingEntries = .refuse,
-                restoreOwnership: Bool = geteuid() == 0, workers: Int = ProcessInfo.processInfo.activeProcessorCount * 2) {
+    public init(
+        target: String, include: [String] = [], existing: ExistingEntries = .refuse,
+        restoreOwnership: Bool = geteuid() == 0, workers: Int = ProcessInfo.processInfo.activeProcessorCount * 2
+    ) {
         self.target = target
         self.include = include
         self.existing = existing
@@ -67,7 +70,8 @@ public final class Restorer: Sendable {
     private let slots: AsyncSemaphore
     public let progressBytes = Atomic<Int64>(0)
 
-    public init(repository: any BlobRepository, point: RecoveryPointInfo, options: RestoreOptions, logger: Logger = Logger(label: "outpost.restore")) {
+    public init(repository: any BlobRepository, point: RecoveryPointInfo, options: RestoreOptions, logger: Logger = Logger(label: "outpost.restore"))
+    {
         self.repository = repository
         self.point = point
         self.options = options
@@ -92,8 +96,9 @@ public final class Restorer: Sendable {
         let root = try await trees.tree(rootID)
         try await planner.checkIncludes(filter, in: root, point: point)
         let target = FS.absolute(options.target)
-        do { try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true) }
-        catch { throw ArchiveError(.io, "cannot create the restore target \(target): \(error.localizedDescription)") }
+        do { try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true) } catch {
+            throw ArchiveError(.io, "cannot create the restore target \(target): \(error.localizedDescription)")
+        }
         let targetFD = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if targetFD < 0 { throw ArchiveError.system(errno, "opening the restore target", target) }
         defer { close(targetFD) }

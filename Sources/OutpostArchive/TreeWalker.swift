@@ -52,14 +52,18 @@ public struct TreeWalker: Sendable {
     /// Visits the nodes of `tree` and of every folder below it depth-first, in name order, a folder before its
     /// content; `prefix` is the tree's own path. `visit` decides whether to go into a folder; `leave` is called
     /// with a folder's subtree id and path when its content has been visited (not when the walk stopped in it).
-    public func walk(_ tree: Tree, at prefix: [UInt8], visit: (Node, [UInt8]) throws -> Step,
-                     leave: (ChunkID, [UInt8]) throws -> Void = { _, _ in }) async throws {
+    public func walk(
+        _ tree: Tree, at prefix: [UInt8], visit: (Node, [UInt8]) throws -> Step,
+        leave: (ChunkID, [UInt8]) throws -> Void = { _, _ in }
+    ) async throws {
         _ = try await walkNodes(tree, at: prefix, visit: visit, leave: leave)
     }
 
     /// False: the walk was stopped.
-    private func walkNodes(_ tree: Tree, at prefix: [UInt8], visit: (Node, [UInt8]) throws -> Step,
-                           leave: (ChunkID, [UInt8]) throws -> Void) async throws -> Bool {
+    private func walkNodes(
+        _ tree: Tree, at prefix: [UInt8], visit: (Node, [UInt8]) throws -> Step,
+        leave: (ChunkID, [UInt8]) throws -> Void
+    ) async throws -> Bool {
         for node in tree.nodes {
             let path = prefix + [0x2f] + node.name
             switch try visit(node, path) {

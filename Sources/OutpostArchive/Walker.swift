@@ -1,8 +1,9 @@
 import Foundation
 import OutpostCore
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Walks the selection depth-first, holding an open descriptor per folder and reaching every entry relative to
@@ -134,7 +135,9 @@ final class Walker {
             switch ChangeDetector.verdict(for: node, previous: previous) {
             case .unchanged(let extents):
                 node.extents = extents
-                tally.count { $0.filesUnchanged += 1; $0.bytesTotal += Int64(node.size) }
+                tally.count {
+                    $0.filesUnchanged += 1; $0.bytesTotal += Int64(node.size)
+                }
                 tally.progress.files.add(1, ordering: .relaxed)
                 future.fulfil(.stored(node))
                 return .pending(future)
@@ -186,7 +189,9 @@ final class Walker {
                 case .stored(let first):
                     node.extents = first.extents
                     node.size = first.size
-                    tally.count { $0.otherEntries += 1; $0.bytesTotal += Int64(first.size) }
+                    tally.count {
+                        $0.otherEntries += 1; $0.bytesTotal += Int64(first.size)
+                    }
                     nodes.append(node)
                 case .skipped:
                     tally.record(node.linkTarget, "(hard link \(FS.display(node.name))) could not be read either")

@@ -1,8 +1,9 @@
 import Foundation
 import OutpostCore
 import TOMLKit
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A protected machine's link to its relay: written by `outpost enroll` (mode 0600), read by every remote command.
@@ -32,10 +33,14 @@ public struct ClientConfiguration: Codable, Sendable, Equatable {
 
     public static func load(path: String) throws -> ClientConfiguration {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ClientError(.notEnrolled, "no client configuration at \(path): enroll this machine first with `outpost enroll --relay https://HOST:PORT --token TOKEN`, or pass --config FILE (or --store DIR for a local store)")
+            throw ClientError(
+                .notEnrolled,
+                "no client configuration at \(path): enroll this machine first with `outpost enroll --relay https://HOST:PORT --token TOKEN`, or pass --config FILE (or --store DIR for a local store)"
+            )
         }
-        do { return try TOMLDecoder().decode(ClientConfiguration.self, from: text) }
-        catch { throw ClientError(.notEnrolled, "the client configuration \(path) is damaged (\(error)); enroll again") }
+        do { return try TOMLDecoder().decode(ClientConfiguration.self, from: text) } catch {
+            throw ClientError(.notEnrolled, "the client configuration \(path) is damaged (\(error)); enroll again")
+        }
     }
 
     /// Creates the folder that will hold the configuration; called before enrolling so that a token is never
@@ -47,7 +52,8 @@ public struct ClientConfiguration: Codable, Sendable, Equatable {
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw ClientError(.config, "cannot create \(dir) for the client configuration: \(error.localizedDescription); choose another --config path")
+            throw ClientError(
+                .config, "cannot create \(dir) for the client configuration: \(error.localizedDescription); choose another --config path")
         }
         guard access(dir, W_OK) == 0 else {
             throw ClientError(.config, "\(dir) is not writable; choose another --config path")

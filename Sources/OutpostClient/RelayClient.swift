@@ -18,31 +18,49 @@ public final class RelayClient: Sendable {
     public static let connectTimeoutSeconds: Int64 = 5
 
     /// `notify` is told of every retry, so that a person at a terminal knows what the command waits for.
-    public init(baseURL: String, credential: String?, tls: TLSConfiguration?, logger: Logger = Logger(label: "outpost.client"), maxAttempts: Int = 6,
-                notify: (@Sendable (String) -> Void)? = nil) {
+    public init(
+        baseURL: String, credential: String?, tls: TLSConfiguration?, logger: Logger = Logger(label: "outpost.client"), maxAttempts: Int = 6,
+        notify: (@Sendable (String) -> Void)? = nil
+    ) {
         let base = DirectoryPath.normalized(baseURL), attempts = max(1, maxAttempts)
-        let wording = PinnedHTTPClient.Wording(pinFailure: { base, error in
-            ClientError(.fingerprintMismatch, "the TLS connection to \(base) failed (\(error)): the relay's certificate is not the one pinned at enrollment; if the relay's certificate was replaced on purpose, enroll again")
-        }, unreachable: { base, attempts, reason in
-            ClientError(.unreachable, "the relay at \(base) could not be reached after \(attempts) attempts (\(reason)); check that it runs and that this machine can reach it, then run the command again — nothing already sent is sent twice")
-        }, retrying: { attempt, reason, delay in
-            logger.warning("relay unreachable, retrying", metadata: ["attempt": "\(attempt)", "reason": "\(reason)", "delay": "\(delay)"])
-            notify?("waiting for the relay at \(base): \(reason); attempt \(attempt + 1) of \(attempts) in \(delay) s (Ctrl-C stops; nothing acknowledged is lost)")
-        })
-        http = PinnedHTTPClient(baseURL: baseURL, credential: credential, tls: tls, connectTimeout: .seconds(Self.connectTimeoutSeconds),
-                                readTimeout: .seconds(300), connectionsPerHost: 16, maxAttempts: attempts, logger: logger, wording: wording)
+        let wording = PinnedHTTPClient.Wording(
+            pinFailure: { base, error in
+                ClientError(
+                    .fingerprintMismatch,
+                    "the TLS connection to \(base) failed (\(error)): the relay's certificate is not the one pinned at enrollment; if the relay's certificate was replaced on purpose, enroll again"
+                )
+            },
+            unreachable: { base, attempts, reason in
+                ClientError(
+                    .unreachable,
+                    "the relay at \(base) could not be reached after \(attempts) attempts (\(reason)); check that it runs and that this machine can reach it, then run the command again — nothing already sent is sent twice"
+                )
+            },
+            retrying: { attempt, reason, delay in
+                logger.warning("relay unreachable, retrying", metadata: ["attempt": "\(attempt)", "reason": "\(reason)", "delay": "\(delay)"])
+                notify?(
+                    "waiting for the relay at \(base): \(reason); attempt \(attempt + 1) of \(attempts) in \(delay) s (Ctrl-C stops; nothing acknowledged is lost)"
+                )
+            })
+        http = PinnedHTTPClient(
+            baseURL: baseURL, credential: credential, tls: tls, connectTimeout: .seconds(Self.connectTimeoutSeconds),
+            readTimeout: .seconds(300), connectionsPerHost: 16, maxAttempts: attempts, logger: logger, wording: wording)
     }
 
     /// Connects with the configuration written at enrollment.
-    public convenience init(configuration c: ClientConfiguration, logger: Logger = Logger(label: "outpost.client"),
-                            notify: (@Sendable (String) -> Void)? = nil) throws {
+    public convenience init(
+        configuration c: ClientConfiguration, logger: Logger = Logger(label: "outpost.client"),
+        notify: (@Sendable (String) -> Void)? = nil
+    ) throws {
         var tls: TLSConfiguration?
         if c.relay.hasPrefix("https://") {
             guard let pem = c.certificate else {
                 throw ClientError(.config, "the client configuration names an https relay but holds no pinned certificate; enroll again")
             }
             do { tls = try TLSIdentity.pinnedClientConfiguration(certificatePEM: pem) } catch {
-                throw ClientError(.config, "the certificate pinned in the client configuration cannot be used (\(error)); enroll again with `outpost enroll --fingerprint`")
+                throw ClientError(
+                    .config,
+                    "the certificate pinned in the client configuration cannot be used (\(error)); enroll again with `outpost enroll --fingerprint`")
             }
         }
         self.init(baseURL: c.relay, credential: c.credential, tls: tls, logger: logger, notify: notify)
@@ -55,8 +73,10 @@ public final class RelayClient: Sendable {
     }
 
     /// Sends a request and returns the body of a 2xx answer; maps every other outcome to a `ClientError`.
-    public func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, contentType: String = "application/octet-stream",
-                     authenticated: Bool = true, maxResponse: Int = 64 << 20) async throws -> [UInt8] {
+    public func call(
+        _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, contentType: String = "application/octet-stream",
+        authenticated: Bool = true, maxResponse: Int = 64 << 20
+    ) async throws -> [UInt8] {
         var call = PinnedHTTPClient.Call(method, path, body: body, timeout: .seconds(600), maxResponse: maxResponse)
         call.contentType = contentType
         call.authenticated = authenticated
@@ -82,15 +102,19 @@ public final class RelayClient: Sendable {
     }
 
     func decodeJSON<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
-        do { return try RelayAPI.decoder().decode(type, from: Data(bytes)) }
-        catch { throw ClientError(.remote, "the relay at \(base) sent an answer this client does not understand (\(error)); check that relay and client versions match") }
+        do { return try RelayAPI.decoder().decode(type, from: Data(bytes)) } catch {
+            throw ClientError(
+                .remote, "the relay at \(base) sent an answer this client does not understand (\(error)); check that relay and client versions match")
+        }
     }
 }
 
 /// `outpost enroll`: fetch and pin the relay's certificate, trade the token for a credential.
 public enum Enrollment {
-    public static func enroll(relay url: String, token: String, expectedFingerprint: String?, logger: Logger,
-                              notify: (@Sendable (String) -> Void)? = nil) async throws -> (ClientConfiguration, fingerprint: String?) {
+    public static func enroll(
+        relay url: String, token: String, expectedFingerprint: String?, logger: Logger,
+        notify: (@Sendable (String) -> Void)? = nil
+    ) async throws -> (ClientConfiguration, fingerprint: String?) {
         var certificate: String?
         var fingerprint: String?
         if url.hasPrefix("https://") {
@@ -100,22 +124,32 @@ public enum Enrollment {
             // The pin is the leaf certificate of the handshake itself, not a document the server sends.
             let der: [UInt8]
             do { der = try await PeerCertificate.leafDER(host: host, port: port) } catch {
-                throw ClientError(.unreachable, "cannot read the relay's certificate at \(url) (\(error)); check the address and that `outpost relay serve` runs there")
+                throw ClientError(
+                    .unreachable,
+                    "cannot read the relay's certificate at \(url) (\(error)); check the address and that `outpost relay serve` runs there")
             }
             let fp = TLSIdentity.fingerprint(ofDER: der)
             if let expected = expectedFingerprint, TLSIdentity.normalizeFingerprint(expected) != fp {
-                throw ClientError(.fingerprintMismatch, "the relay at \(url) presents certificate \(fp), not the expected \(TLSIdentity.normalizeFingerprint(expected)); nothing was stored — check the address, or compare with `outpost relay fingerprint` on the relay")
+                throw ClientError(
+                    .fingerprintMismatch,
+                    "the relay at \(url) presents certificate \(fp), not the expected \(TLSIdentity.normalizeFingerprint(expected)); nothing was stored — check the address, or compare with `outpost relay fingerprint` on the relay"
+                )
             }
             certificate = try TLSIdentity.pem(ofDER: der)
             fingerprint = fp
         } else if !url.hasPrefix("http://") {
-            throw ClientError(.config, "the relay address must start with https:// (or http:// for a relay run with --insecure-http), e.g. https://relay.branch.lan:8440")
+            throw ClientError(
+                .config,
+                "the relay address must start with https:// (or http:// for a relay run with --insecure-http), e.g. https://relay.branch.lan:8440")
         }
         let tls = try certificate.map { try TLSIdentity.pinnedClientConfiguration(certificatePEM: $0) }
         let client = RelayClient(baseURL: url, credential: nil, tls: tls, logger: logger, maxAttempts: 3, notify: notify)
         defer { Task { await client.close() } }
         let answer = try await client.postJSON(RelayAPI.EnrollResponse.self, "/v1/enroll", RelayAPI.EnrollRequest(token: token), authenticated: false)
         await client.close()
-        return (ClientConfiguration(relay: url, machine: answer.machine, credential: answer.credential, fingerprint: fingerprint, certificate: certificate), fingerprint)
+        return (
+            ClientConfiguration(
+                relay: url, machine: answer.machine, credential: answer.credential, fingerprint: fingerprint, certificate: certificate), fingerprint
+        )
     }
 }

@@ -30,7 +30,9 @@ public final class RemoteRepository: BlobRepository {
         }
         session = try await client.getJSON(RelayAPI.Session.self, "/v1/session")
         guard session.protocolVersion == WireFormat.protocolVersion else {
-            throw ClientError(.remote, "the relay speaks protocol version \(session.protocolVersion), this client \(WireFormat.protocolVersion): upgrade the older side")
+            throw ClientError(
+                .remote,
+                "the relay speaks protocol version \(session.protocolVersion), this client \(WireFormat.protocolVersion): upgrade the older side")
         }
     }
 
@@ -79,8 +81,9 @@ public final class RemoteRepository: BlobRepository {
 
     /// One `POST /v1/chunks` request with these frames.
     private static func upload(_ blobs: [PreparedBlob], with client: RelayClient) async throws -> SaveStats {
-        let r = try await client.decodeJSON(RelayAPI.UploadResult.self,
-                                            try await client.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames(blobs)))
+        let r = try await client.decodeJSON(
+            RelayAPI.UploadResult.self,
+            try await client.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames(blobs)))
         return SaveStats(blobs: r.stored, rawBytes: r.rawBytes, storedBytes: r.storedBytes)
     }
 
@@ -96,8 +99,9 @@ public final class RemoteRepository: BlobRepository {
         frames.reserveCapacity(ids.count)
         while frames.count < ids.count {
             let rest = Array(ids[frames.count...])
-            let body = try await client.call(.POST, "/v1/blobs", body: WireFormat.encodeIDs(rest),
-                                             maxResponse: WireFormat.maxFetchAnswerBytes + WireFormat.maxRawLength + (64 << 10))
+            let body = try await client.call(
+                .POST, "/v1/blobs", body: WireFormat.encodeIDs(rest),
+                maxResponse: WireFormat.maxFetchAnswerBytes + WireFormat.maxRawLength + (64 << 10))
             let answer = try WireFormat.decodeFrames(body)
             guard !answer.isEmpty, answer.count <= rest.count, zip(answer, rest).allSatisfy({ $0.id == $1 }) else {
                 throw ClientError(.corrupt, "the relay answered a blob request with other blobs than asked for")
@@ -108,8 +112,9 @@ public final class RemoteRepository: BlobRepository {
             try frames.map { f in
                 do {
                     return try f.stored.withUnsafeBytes {
-                        try PreparedBlob.open(stored: $0, id: f.id, compression: f.compression, rawLength: f.rawLength, decompressor: d,
-                                              what: "blob \(f.id.shortHex) from the relay")
+                        try PreparedBlob.open(
+                            stored: $0, id: f.id, compression: f.compression, rawLength: f.rawLength, decompressor: d,
+                            what: "blob \(f.id.shortHex) from the relay")
                     }
                 } catch {
                     throw ClientError(.corrupt, "\(error); the relay's operator should run `outpost relay check --read-data`")

@@ -47,8 +47,10 @@ public struct PreparedBlob: Sendable {
     /// with a content checksum is verified by zstd itself (XXH64 of the content), which is as sure against
     /// damage as re-hashing and half the work; anything else is re-hashed as `open` does. Not a check against
     /// forgery: that is what the SHA-256 checks at upload and at restore are for.
-    public static func checkIntegrity(stored: UnsafeRawBufferPointer, id: ChunkID, compression: BlobCompression, rawLength: Int,
-                                      decompressor: ZstdDecompressor, what: @autoclosure () -> String) throws {
+    public static func checkIntegrity(
+        stored: UnsafeRawBufferPointer, id: ChunkID, compression: BlobCompression, rawLength: Int,
+        decompressor: ZstdDecompressor, what: @autoclosure () -> String
+    ) throws {
         if compression == .zstd && ZstdDecompressor.hasContentChecksum(stored) {
             try decompressor.checkFrame(stored, rawLength: rawLength, what: what())
         } else {
@@ -57,8 +59,10 @@ public struct PreparedBlob: Sendable {
     }
 
     /// Turns stored bytes back into plaintext and verifies the SHA-256 against `id`.
-    public static func open(stored: UnsafeRawBufferPointer, id: ChunkID, compression: BlobCompression, rawLength: Int,
-                            decompressor: ZstdDecompressor, what: @autoclosure () -> String) throws -> [UInt8] {
+    public static func open(
+        stored: UnsafeRawBufferPointer, id: ChunkID, compression: BlobCompression, rawLength: Int,
+        decompressor: ZstdDecompressor, what: @autoclosure () -> String
+    ) throws -> [UInt8] {
         let plain: [UInt8]
         switch compression {
         case .none:

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Small files written whole, atomically and durably: a unique temp file beside the target, every byte written,
@@ -56,8 +57,9 @@ extension DurableFile {
     /// it while it is written, whatever the umask; then it is renamed into place as `write` does.
     public static func writeSecret(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(OutpostError) {
         do { try write(bytes, to: path, mode: mode) } catch {
-            throw OutpostError(error.isDiskFull ? .diskFull : .io,
-                                "cannot write \(path): \(error.description); check the folder's permissions and free space, then run the command again")
+            throw OutpostError(
+                error.isDiskFull ? .diskFull : .io,
+                "cannot write \(path): \(error.description); check the folder's permissions and free space, then run the command again")
         }
     }
 }

@@ -7,8 +7,9 @@ public struct ChunkerParameters: Codable, Sendable, Equatable {
     /// Seed of the gear table; part of the format (docs/format.md).
     public var gearSeed: UInt64
 
-    public static let `default` = ChunkerParameters(minSize: 256 << 10, averageSize: 1 << 20, maxSize: 4 << 20,
-                                                    gearSeed: 0x4f75_7470_6f73_7431)
+    public static let `default` = ChunkerParameters(
+        minSize: 256 << 10, averageSize: 1 << 20, maxSize: 4 << 20,
+        gearSeed: 0x4f75_7470_6f73_7431)
 
     public init(minSize: Int, averageSize: Int, maxSize: Int, gearSeed: UInt64 = 0x4f75_7470_6f73_7431) {
         self.minSize = minSize
@@ -19,8 +20,12 @@ public struct ChunkerParameters: Codable, Sendable, Equatable {
 
     public func validate() throws {
         guard minSize >= 64, minSize < averageSize, averageSize < maxSize, maxSize <= 64 << 20,
-              averageSize.nonzeroBitCount == 1 else {
-            throw FormatError(.invalidValue, "chunker parameters min \(minSize) / avg \(averageSize) / max \(maxSize) are invalid: need 64 ≤ min < avg < max ≤ 64 MiB and avg a power of two")
+            averageSize.nonzeroBitCount == 1
+        else {
+            throw FormatError(
+                .invalidValue,
+                "chunker parameters min \(minSize) / avg \(averageSize) / max \(maxSize) are invalid: need 64 ≤ min < avg < max ≤ 64 MiB and avg a power of two"
+            )
         }
     }
 }

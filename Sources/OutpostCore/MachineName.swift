@@ -59,7 +59,8 @@ public enum Terminal {
             // A whole UTF-8 sequence, or an escape for a byte that does not start one.
             let len = b >= 0xf0 && b < 0xf5 ? 4 : b >= 0xe0 ? 3 : b >= 0xc2 && b < 0xe0 ? 2 : 0
             if len > 0, i + len <= bytes.count, let s = String(validating: bytes[i..<i + len], as: UTF8.self),
-               let scalar = s.unicodeScalars.first, !(0x80...0x9f).contains(scalar.value) {
+                let scalar = s.unicodeScalars.first, !(0x80...0x9f).contains(scalar.value)
+            {
                 out += s
                 i += len
             } else if len == 2, i + 2 <= bytes.count, String(validating: bytes[i..<i + 2], as: UTF8.self) != nil {

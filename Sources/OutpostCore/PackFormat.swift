@@ -30,7 +30,9 @@ public enum PackFormat {
     public static func checkHeader(_ bytes: [UInt8], pack: String) throws {
         var r = BinaryReader(bytes, what: "pack \(pack) header")
         let magic = try r.raw(8)
-        guard magic == headerMagic else { throw FormatError(.badMagic, "pack \(pack) does not start with the pack magic: not an Outpost pack, or damaged") }
+        guard magic == headerMagic else {
+            throw FormatError(.badMagic, "pack \(pack) does not start with the pack magic: not an Outpost pack, or damaged")
+        }
         let v = try r.u32()
         guard v == version else {
             throw FormatError(.unsupportedVersion, "pack \(pack) has format version \(v); this outpost reads version \(version): upgrade outpost")
@@ -51,10 +53,16 @@ public enum PackFormat {
     /// The most plaintext one blob of a pack may claim (the salvage walk and the trailer both refuse more).
     public static let maxRawLength = 1 << 30
 
-    public static func decodeBlobHeader(_ bytes: [UInt8], pack: String, at offset: Int) throws -> (BlobKind, BlobCompression, stored: Int, raw: Int, ChunkID) {
+    public static func decodeBlobHeader(_ bytes: [UInt8], pack: String, at offset: Int) throws -> (
+        BlobKind, BlobCompression, stored: Int, raw: Int, ChunkID
+    ) {
         var r = BinaryReader(bytes, what: "blob header at \(offset) in pack \(pack)")
-        guard let kind = BlobKind(rawValue: try r.u8()) else { throw FormatError(.invalidValue, "blob at \(offset) in pack \(pack) has an unknown kind") }
-        guard let comp = BlobCompression(rawValue: try r.u8()) else { throw FormatError(.invalidValue, "blob at \(offset) in pack \(pack) has an unknown compression") }
+        guard let kind = BlobKind(rawValue: try r.u8()) else {
+            throw FormatError(.invalidValue, "blob at \(offset) in pack \(pack) has an unknown kind")
+        }
+        guard let comp = BlobCompression(rawValue: try r.u8()) else {
+            throw FormatError(.invalidValue, "blob at \(offset) in pack \(pack) has an unknown compression")
+        }
         _ = try r.u16()
         let stored = Int(try r.u32())
         let raw = Int(try r.u32())
@@ -111,12 +119,15 @@ public enum PackFormat {
             let raw = Int(try r.u32())
             // Checked without overflow: a hostile trailer can carry any 64-bit value.
             guard rawOffset <= UInt64(packSize), stored <= packSize, Int(rawOffset) <= packSize - stored,
-                  Int(rawOffset) >= headerSize + blobHeaderSize else {
+                Int(rawOffset) >= headerSize + blobHeaderSize
+            else {
                 throw FormatError(.invalidValue, "pack \(pack) trailer points blob \(id.shortHex) outside the pack")
             }
             // A reader allocates the plaintext: a trailer may not make it allocate gigabytes (Fuzz/crashes/pack).
             guard raw <= maxRawLength else {
-                throw FormatError(.invalidValue, "pack \(pack) trailer claims \(raw) bytes of plaintext for blob \(id.shortHex), more than the \(maxRawLength) a blob may hold")
+                throw FormatError(
+                    .invalidValue,
+                    "pack \(pack) trailer claims \(raw) bytes of plaintext for blob \(id.shortHex), more than the \(maxRawLength) a blob may hold")
             }
             out.append(PackEntry(id: id, kind: kind, compression: comp, offset: Int(rawOffset), storedLength: stored, rawLength: raw))
         }

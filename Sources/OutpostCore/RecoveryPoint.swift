@@ -41,8 +41,10 @@ public struct RecoveryPoint: Codable, Sendable, Equatable {
     public var summary: BackupSummary
     public var tags: [String] = []
 
-    public init(machine: String, hostname: String, paths: [String], startedAt: Date, finishedAt: Date,
-                rootTree: ChunkID, parent: String?, summary: BackupSummary) {
+    public init(
+        machine: String, hostname: String, paths: [String], startedAt: Date, finishedAt: Date,
+        rootTree: ChunkID, parent: String?, summary: BackupSummary
+    ) {
         self.machine = machine
         self.hostname = hostname
         self.paths = paths
@@ -68,7 +70,8 @@ public struct RecoveryPoint: Codable, Sendable, Equatable {
         do {
             let p = try dec.decode(RecoveryPoint.self, from: Data(bytes))
             guard p.version <= formatVersion else {
-                throw FormatError(.unsupportedVersion, "\(what) has format version \(p.version); this outpost reads up to \(formatVersion): upgrade outpost")
+                throw FormatError(
+                    .unsupportedVersion, "\(what) has format version \(p.version); this outpost reads up to \(formatVersion): upgrade outpost")
             }
             return p
         } catch let e as FormatError {
@@ -90,7 +93,9 @@ extension JSONDecoder.DateDecodingStrategy {
     public static let iso8601WithFractions = JSONDecoder.DateDecodingStrategy.custom { decoder in
         let c = try decoder.singleValueContainer()
         let s = try c.decode(String.self)
-        if let d = try? Date(s, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)) { return d }
+        if let d = try? Date(s, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)) {
+            return d
+        }
         if let d = try? Date(s, strategy: .iso8601) { return d }
         throw DecodingError.dataCorruptedError(in: c, debugDescription: "not an ISO 8601 date: \(s)")
     }

@@ -46,4 +46,3 @@ public final class AsyncSemaphore: Sendable {
         next?.resume()
     }
 }
-

@@ -62,10 +62,12 @@ public struct Node: Sendable, Equatable {
     /// Directories: the id of the directory's own tree.
     public var subtree: ChunkID?
 
-    public init(name: [UInt8], type: NodeType, mode: UInt32 = 0o644, uid: UInt32 = 0, gid: UInt32 = 0,
-                user: [UInt8] = [], group: [UInt8] = [], mtimeNanos: Int64 = 0, ctimeNanos: Int64 = 0,
-                size: UInt64 = 0, inode: UInt64 = 0, device: UInt64 = 0, linkCount: UInt64 = 1, rdev: UInt64 = 0,
-                linkTarget: [UInt8] = [], xattrs: [ExtendedAttribute] = [], extents: [Extent] = [], subtree: ChunkID? = nil) {
+    public init(
+        name: [UInt8], type: NodeType, mode: UInt32 = 0o644, uid: UInt32 = 0, gid: UInt32 = 0,
+        user: [UInt8] = [], group: [UInt8] = [], mtimeNanos: Int64 = 0, ctimeNanos: Int64 = 0,
+        size: UInt64 = 0, inode: UInt64 = 0, device: UInt64 = 0, linkCount: UInt64 = 1, rdev: UInt64 = 0,
+        linkTarget: [UInt8] = [], xattrs: [ExtendedAttribute] = [], extents: [Extent] = [], subtree: ChunkID? = nil
+    ) {
         self.name = name; self.type = type; self.mode = mode; self.uid = uid; self.gid = gid
         self.user = user; self.group = group; self.mtimeNanos = mtimeNanos; self.ctimeNanos = ctimeNanos
         self.size = size; self.inode = inode; self.device = device; self.linkCount = linkCount; self.rdev = rdev
@@ -152,7 +154,8 @@ public struct Tree: Sendable, Equatable {
         var r = BinaryReader(bytes, what: what)
         let version = try r.u8()
         guard version == formatVersion else {
-            throw FormatError(.unsupportedVersion, "\(what) has format version \(version); this outpost reads version \(formatVersion): upgrade outpost")
+            throw FormatError(
+                .unsupportedVersion, "\(what) has format version \(version); this outpost reads version \(formatVersion): upgrade outpost")
         }
         let count = try r.count(max: r.remaining)
         var nodes: [Node] = []
@@ -163,7 +166,8 @@ public struct Tree: Sendable, Equatable {
                 throw FormatError(.invalidValue, "\(what) holds an unsafe entry name \(String(decoding: name, as: UTF8.self).debugDescription)")
             }
             if let last = nodes.last, !last.name.lexicographicallyPrecedes(name) {
-                throw FormatError(.invalidValue, "\(what) holds entries out of order or twice (\(String(decoding: name, as: UTF8.self).debugDescription))")
+                throw FormatError(
+                    .invalidValue, "\(what) holds entries out of order or twice (\(String(decoding: name, as: UTF8.self).debugDescription))")
             }
             guard let type = NodeType(rawValue: try r.u8()) else {
                 throw FormatError(.invalidValue, "\(what) holds an entry of unknown type")
@@ -197,7 +201,8 @@ public struct Tree: Sendable, Equatable {
                     }
                 }
                 guard total == n.size else {
-                    throw FormatError(.invalidValue, "\(what): the extents of \(n.nameString.debugDescription) add up to \(total) bytes, its size is \(n.size)")
+                    throw FormatError(
+                        .invalidValue, "\(what): the extents of \(n.nameString.debugDescription) add up to \(total) bytes, its size is \(n.size)")
                 }
                 // No file offset reaches past 2^63 − 1 (off_t): such a size is damage, refused before a restore
                 // computes offsets with it.

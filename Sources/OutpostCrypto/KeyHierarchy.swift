@@ -13,10 +13,15 @@ public enum PassphrasePolicy {
     public static func check(_ passphrase: String) throws {
         let bytes = Array(passphrase.utf8)
         guard bytes.count >= minimumLength else {
-            throw CryptoError(.weakPassphrase, "the passphrase has \(bytes.count) characters; it needs at least \(minimumLength) printable ASCII characters (letters, digits, punctuation, spaces)")
+            throw CryptoError(
+                .weakPassphrase,
+                "the passphrase has \(bytes.count) characters; it needs at least \(minimumLength) printable ASCII characters (letters, digits, punctuation, spaces)"
+            )
         }
         guard bytes.allSatisfy({ $0 >= 0x20 && $0 <= 0x7e }) else {
-            throw CryptoError(.weakPassphrase, "the passphrase must be printable ASCII only (no tabs, line breaks or accented letters), at least \(minimumLength) characters")
+            throw CryptoError(
+                .weakPassphrase,
+                "the passphrase must be printable ASCII only (no tabs, line breaks or accented letters), at least \(minimumLength) characters")
         }
     }
 
@@ -52,10 +57,14 @@ public struct ScryptParameters: Codable, Sendable, Equatable {
 
     /// Throws a clear error naming `source` (the key file) when a parameter is out of bounds.
     public func validate(source: String) throws {
-        let inBounds = Self.nRange.contains(n) && n.nonzeroBitCount == 1 && Self.rRange.contains(r) && Self.pRange.contains(p)
+        let inBounds =
+            Self.nRange.contains(n) && n.nonzeroBitCount == 1 && Self.rRange.contains(r) && Self.pRange.contains(p)
             && 128 * r * (n + p + 1) <= Self.maxMemory && n * r * p <= Self.maxWork
         guard inBounds else {
-            throw CryptoError(.malformed, "\(source) asks for scrypt parameters N=\(n), r=\(r), p=\(p), outside what Outpost accepts (N a power of two from 2^10 to 2^22, r 1 to 32, p 1 to 16, at most \(Self.maxMemory >> 20) MiB of memory): the key file is damaged or was not written by Outpost; restore it from a copy")
+            throw CryptoError(
+                .malformed,
+                "\(source) asks for scrypt parameters N=\(n), r=\(r), p=\(p), outside what Outpost accepts (N a power of two from 2^10 to 2^22, r 1 to 32, p 1 to 16, at most \(Self.maxMemory >> 20) MiB of memory): the key file is damaged or was not written by Outpost; restore it from a copy"
+            )
         }
     }
 }
@@ -100,7 +109,8 @@ public struct KeyFile: Codable, Sendable, Equatable {
     /// `source` names the key file in errors (a path, or the vault object it came from).
     public func unwrap(passphrase: String, source: String = "the key file") throws -> MasterKey {
         guard version <= Self.currentVersion else {
-            throw CryptoError(.unsupportedVersion, "the key file has version \(version); this outpost reads up to \(Self.currentVersion): upgrade outpost")
+            throw CryptoError(
+                .unsupportedVersion, "the key file has version \(version); this outpost reads up to \(Self.currentVersion): upgrade outpost")
         }
         guard let salt = Data(base64Encoded: self.salt), let wrapped = Data(base64Encoded: wrappedKey), kdf == "scrypt" else {
             throw CryptoError(.malformed, "\(source) is malformed (salt, wrapped key or kdf)")
@@ -115,14 +125,18 @@ public struct KeyFile: Codable, Sendable, Equatable {
         } catch let e as CryptoError {
             throw e
         } catch {
-            throw CryptoError(.wrongPassphrase, "the passphrase is wrong: it does not unlock the master key (if it was changed, use the new one; a lost passphrase cannot be recovered)")
+            throw CryptoError(
+                .wrongPassphrase,
+                "the passphrase is wrong: it does not unlock the master key (if it was changed, use the new one; a lost passphrase cannot be recovered)"
+            )
         }
     }
 
     static func deriveKEK(passphrase: String, salt: [UInt8], parameters p: ScryptParameters) throws -> SymmetricKey {
         try p.validate(source: "the key file")
-        return try KDF.Scrypt.deriveKey(from: Array(passphrase.utf8), salt: salt, outputByteCount: 32,
-                                        rounds: p.n, blockSize: p.r, parallelism: p.p, maxMemory: ScryptParameters.maxMemory)
+        return try KDF.Scrypt.deriveKey(
+            from: Array(passphrase.utf8), salt: salt, outputByteCount: 32,
+            rounds: p.n, blockSize: p.r, parallelism: p.p, maxMemory: ScryptParameters.maxMemory)
     }
 
     public func encoded() -> [UInt8] {

@@ -5,8 +5,9 @@ import OutpostCrypto
 import OutpostHTTP
 import OutpostStore
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The relay's MARS-style agent: sends every recovery point off-site, encrypted.
@@ -58,7 +59,10 @@ public final class Forwarder: Sendable {
     public static func checkStaging(free: Int64, protected: Int64, at data: String) throws {
         let needed = protected / 20
         if free < needed {
-            throw ForwarderError(.staging, "the forwarder's staging area \(data) has \(free / 1_048_576) MiB free; it needs at least 5 % of the \(protected / 1_048_576) MiB the relay protects (\(needed / 1_048_576) MiB): free space there before forwarding")
+            throw ForwarderError(
+                .staging,
+                "the forwarder's staging area \(data) has \(free / 1_048_576) MiB free; it needs at least 5 % of the \(protected / 1_048_576) MiB the relay protects (\(needed / 1_048_576) MiB): free space there before forwarding"
+            )
         }
     }
 

@@ -14,29 +14,33 @@ public struct ForwardingLedger: Sendable {
     /// store (`StoreIndex.registerMigrations`).
     public static let migrations = [
         // The forwarder's state: which blobs the vault has acknowledged, and each recovery point's progress.
-        IndexMigration("v3", sql: """
-            CREATE TABLE vault_blobs (
-                blob_id BLOB PRIMARY KEY,
-                sent_at REAL NOT NULL
-            ) WITHOUT ROWID;
-            CREATE TABLE forwarding (
-                point_id BLOB PRIMARY KEY,
-                state TEXT NOT NULL,
-                reason TEXT,
-                bytes INTEGER NOT NULL DEFAULT 0,
-                updated_at REAL NOT NULL
-            );
-            """),
+        IndexMigration(
+            "v3",
+            sql: """
+                CREATE TABLE vault_blobs (
+                    blob_id BLOB PRIMARY KEY,
+                    sent_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                CREATE TABLE forwarding (
+                    point_id BLOB PRIMARY KEY,
+                    state TEXT NOT NULL,
+                    reason TEXT,
+                    bytes INTEGER NOT NULL DEFAULT 0,
+                    updated_at REAL NOT NULL
+                );
+                """),
         // Vault objects version 2: blobs travel in packs, so each acknowledged blob records its pack and byte
         // range there (tier-2 restore reads just that range). Rows from version 1 (one object per blob) keep a
         // NULL pack and are still read from their own object.
-        IndexMigration("v4", sql: """
-            ALTER TABLE vault_blobs ADD COLUMN pack TEXT;
-            ALTER TABLE vault_blobs ADD COLUMN pack_offset INTEGER;
-            ALTER TABLE vault_blobs ADD COLUMN pack_length INTEGER;
-            ALTER TABLE vault_blobs ADD COLUMN pack_kind INTEGER;
-            CREATE INDEX vault_blobs_pack ON vault_blobs (pack);
-            """),
+        IndexMigration(
+            "v4",
+            sql: """
+                ALTER TABLE vault_blobs ADD COLUMN pack TEXT;
+                ALTER TABLE vault_blobs ADD COLUMN pack_offset INTEGER;
+                ALTER TABLE vault_blobs ADD COLUMN pack_length INTEGER;
+                ALTER TABLE vault_blobs ADD COLUMN pack_kind INTEGER;
+                CREATE INDEX vault_blobs_pack ON vault_blobs (pack);
+                """),
     ]
 
     public enum State: String, Sendable, Codable { case pending, forwarding, forwarded, failed }
@@ -58,7 +62,9 @@ public struct ForwardingLedger: Sendable {
             while start < ids.count {
                 let slice = ids[start..<min(ids.count, start + 500)]
                 let marks = Array(repeating: "?", count: slice.count).joined(separator: ",")
-                for d in try Data.fetchAll(db, sql: "SELECT blob_id FROM vault_blobs WHERE blob_id IN (\(marks))", arguments: StatementArguments(slice.map { $0.data })) {
+                for d in try Data.fetchAll(
+                    db, sql: "SELECT blob_id FROM vault_blobs WHERE blob_id IN (\(marks))", arguments: StatementArguments(slice.map { $0.data }))
+                {
                     if let id = ChunkID(bytes: d) { sent.insert(id) }
                 }
                 start += 500
@@ -72,13 +78,16 @@ public struct ForwardingLedger: Sendable {
     public func markSent(_ placed: [(ChunkID, VaultLocation)], keepExisting: Bool = false, now: Date = Date()) throws {
         guard !placed.isEmpty else { return }
         try index.write("recording forwarded blobs") { db in
-            let st = try db.cachedStatement(sql: keepExisting ? """
-                INSERT OR IGNORE INTO vault_blobs (blob_id, sent_at, pack, pack_offset, pack_length, pack_kind) VALUES (?, ?, ?, ?, ?, ?)
-                """ : """
-                INSERT INTO vault_blobs (blob_id, sent_at, pack, pack_offset, pack_length, pack_kind) VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT(blob_id) DO UPDATE SET sent_at = excluded.sent_at, pack = excluded.pack,
-                    pack_offset = excluded.pack_offset, pack_length = excluded.pack_length, pack_kind = excluded.pack_kind
-                """)
+            let st = try db.cachedStatement(
+                sql: keepExisting
+                    ? """
+                    INSERT OR IGNORE INTO vault_blobs (blob_id, sent_at, pack, pack_offset, pack_length, pack_kind) VALUES (?, ?, ?, ?, ?, ?)
+                    """
+                    : """
+                    INSERT INTO vault_blobs (blob_id, sent_at, pack, pack_offset, pack_length, pack_kind) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(blob_id) DO UPDATE SET sent_at = excluded.sent_at, pack = excluded.pack,
+                        pack_offset = excluded.pack_offset, pack_length = excluded.pack_length, pack_kind = excluded.pack_kind
+                    """)
             for (id, l) in placed { try st.execute(arguments: [id.data, now.timeIntervalSince1970, l.pack, l.offset, l.length, Int(l.kind)]) }
         }
     }
@@ -105,7 +114,10 @@ public struct ForwardingLedger: Sendable {
     /// own), or nil when the vault has not acknowledged it.
     public func location(of id: ChunkID) throws -> Placement? {
         try index.read("looking up a forwarded blob") { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT pack, pack_offset, pack_length, pack_kind FROM vault_blobs WHERE blob_id = ?", arguments: [id.data]) else {
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT pack, pack_offset, pack_length, pack_kind FROM vault_blobs WHERE blob_id = ?", arguments: [id.data])
+            else {
                 return nil
             }
             return Placement(Self.location(row))
@@ -120,16 +132,18 @@ public struct ForwardingLedger: Sendable {
 
     private static func location(_ row: Row) -> VaultLocation? {
         guard let pack: String = row["pack"] else { return nil }
-        return VaultLocation(pack: pack, offset: row["pack_offset"], length: row["pack_length"], kind: UInt8(truncatingIfNeeded: row["pack_kind"] as Int? ?? 1))
+        return VaultLocation(
+            pack: pack, offset: row["pack_offset"], length: row["pack_length"], kind: UInt8(truncatingIfNeeded: row["pack_kind"] as Int? ?? 1))
     }
 
     /// Every blob the vault has acknowledged, with its location (nil for version 1 objects), pack by pack.
     public func sent() throws -> [(ChunkID, VaultLocation?)] {
         try index.read("listing forwarded blobs") { db in
-            try Row.fetchAll(db, sql: "SELECT blob_id, pack, pack_offset, pack_length, pack_kind FROM vault_blobs ORDER BY pack, pack_offset").compactMap { row in
-                guard let id = ChunkID(bytes: row["blob_id"] as Data) else { return nil }
-                return (id, Self.location(row))
-            }
+            try Row.fetchAll(db, sql: "SELECT blob_id, pack, pack_offset, pack_length, pack_kind FROM vault_blobs ORDER BY pack, pack_offset")
+                .compactMap { row in
+                    guard let id = ChunkID(bytes: row["blob_id"] as Data) else { return nil }
+                    return (id, Self.location(row))
+                }
         }
     }
 
@@ -147,18 +161,20 @@ public struct ForwardingLedger: Sendable {
     /// lacks (after `unmark`).
     public func reopenForwarded(now: Date = Date()) throws {
         try index.write("reopening forwarded recovery points") { db in
-            try db.execute(sql: "UPDATE forwarding SET state = 'pending', reason = NULL, updated_at = ? WHERE state = 'forwarded'",
-                           arguments: [now.timeIntervalSince1970])
+            try db.execute(
+                sql: "UPDATE forwarding SET state = 'pending', reason = NULL, updated_at = ? WHERE state = 'forwarded'",
+                arguments: [now.timeIntervalSince1970])
         }
     }
 
     public func set(_ point: ChunkID, _ state: State, reason: String? = nil, bytes: Int64 = 0, now: Date = Date()) throws {
         try index.write("recording forwarding state") { db in
-            try db.execute(sql: """
-                INSERT INTO forwarding (point_id, state, reason, bytes, updated_at) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT(point_id) DO UPDATE SET state = excluded.state, reason = excluded.reason,
-                    bytes = forwarding.bytes + excluded.bytes, updated_at = excluded.updated_at
-                """, arguments: [point.data, state.rawValue, reason, bytes, now.timeIntervalSince1970])
+            try db.execute(
+                sql: """
+                    INSERT INTO forwarding (point_id, state, reason, bytes, updated_at) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT(point_id) DO UPDATE SET state = excluded.state, reason = excluded.reason,
+                        bytes = forwarding.bytes + excluded.bytes, updated_at = excluded.updated_at
+                    """, arguments: [point.data, state.rawValue, reason, bytes, now.timeIntervalSince1970])
         }
     }
 
@@ -166,7 +182,8 @@ public struct ForwardingLedger: Sendable {
     public func entries() throws -> [Entry] {
         let points = try index.points()
         let states = try index.read("listing forwarding state") { db in
-            try Row.fetchAll(db, sql: "SELECT point_id, state, reason, bytes FROM forwarding").reduce(into: [ChunkID: (State, String?, Int64)]()) { acc, row in
+            try Row.fetchAll(db, sql: "SELECT point_id, state, reason, bytes FROM forwarding").reduce(into: [ChunkID: (State, String?, Int64)]()) {
+                acc, row in
                 if let id = ChunkID(bytes: row["point_id"] as Data) {
                     acc[id] = (State(rawValue: row["state"]) ?? .pending, row["reason"], row["bytes"])
                 }
@@ -174,7 +191,8 @@ public struct ForwardingLedger: Sendable {
         }
         return points.map { p in
             let s = states[p.id]
-            return Entry(point: p.id.hex, machine: p.point.machine, finishedAt: p.point.finishedAt, state: s?.0 ?? .pending, reason: s?.1, bytes: s?.2 ?? 0)
+            return Entry(
+                point: p.id.hex, machine: p.point.machine, finishedAt: p.point.finishedAt, state: s?.0 ?? .pending, reason: s?.1, bytes: s?.2 ?? 0)
         }
     }
 }
@@ -186,5 +204,7 @@ public struct VaultLocation: Sendable, Equatable {
     public let offset: Int
     public let length: Int
     public let kind: UInt8
-    public init(pack: String, offset: Int, length: Int, kind: UInt8) { self.pack = pack; self.offset = offset; self.length = length; self.kind = kind }
+    public init(pack: String, offset: Int, length: Int, kind: UInt8) {
+        self.pack = pack; self.offset = offset; self.length = length; self.kind = kind
+    }
 }

@@ -61,7 +61,8 @@ public final class ForwardingService: Service, Sendable {
                         } catch {
                             failures += 1
                             let delay = min(900.0, 5 * pow(2.0, Double(failures - 1)))
-                            self.logger.warning("forwarding failed; backups go on and forwarding retries", metadata: ["error": "\(error)", "retry_in_s": "\(delay)"])
+                            self.logger.warning(
+                                "forwarding failed; backups go on and forwarding retries", metadata: ["error": "\(error)", "retry_in_s": "\(delay)"])
                             try await Task.sleep(for: .seconds(delay))
                             self.trigger.yield()
                         }

@@ -49,7 +49,10 @@ struct PointForwarder: Sendable {
             }
         }
         if !failed.isEmpty {
-            throw ForwarderError(.vault, "\(failed.count) recovery points could not be forwarded (the others were): \(failed.joined(separator: "; ")); see `outpost relay forwarding`")
+            throw ForwarderError(
+                .vault,
+                "\(failed.count) recovery points could not be forwarded (the others were): \(failed.joined(separator: "; ")); see `outpost relay forwarding`"
+            )
         }
         return report
     }
@@ -129,7 +132,9 @@ struct PointForwarder: Sendable {
         let vault = forwarder.vault
         var key = VaultPack.key(for: ids, salt: salt, sealer: sealer)
         var (bytes, locations) = try VaultPack.build(key: key, blobs: blobs, sealer: sealer)
-        if try await !vault.put(key, bytes, throttle: forwarder.throttle), try await !existingPackMatches(key, size: bytes.count, locations: locations) {
+        if try await !vault.put(key, bytes, throttle: forwarder.throttle),
+            try await !existingPackMatches(key, size: bytes.count, locations: locations)
+        {
             // The vault holds another pack under this name (a damaged one a repair was replacing when it was
             // interrupted, or one cut from differently stored blobs): this one goes under a fresh name.
             forwarder.logger.warning("a different pack already has this name in the vault; sending under a new one", metadata: ["pack": "\(key)"])
@@ -156,8 +161,9 @@ struct PointForwarder: Sendable {
             do {
                 try forwarder.decompressors.with { d in
                     try blob.stored.withUnsafeBytes {
-                        try PreparedBlob.checkIntegrity(stored: $0, id: id, compression: blob.compression, rawLength: blob.rawLength,
-                                                        decompressor: d, what: "blob \(id.shortHex) on the relay")
+                        try PreparedBlob.checkIntegrity(
+                            stored: $0, id: id, compression: blob.compression, rawLength: blob.rawLength,
+                            decompressor: d, what: "blob \(id.shortHex) on the relay")
                     }
                 }
             } catch {
@@ -178,7 +184,9 @@ struct PointForwarder: Sendable {
             guard index.count == locations.count, zip(index, locations).allSatisfy({ $0.id == $1.0 && $0.location == $1.1 }) else { return false }
             try forwarder.decompressors.with { d in
                 for (id, loc) in locations {
-                    guard let range = VaultPack.entryRange(loc, packSize: pack.count) else { throw ForwarderError(.tampered, "vault pack \(key) is cut off") }
+                    guard let range = VaultPack.entryRange(loc, packSize: pack.count) else {
+                        throw ForwarderError(.tampered, "vault pack \(key) is cut off")
+                    }
                     _ = try VaultPack.openEntry(pack[range], key: key, id: id, kind: loc.kind, sealer: sealer, decompressor: d)
                 }
             }

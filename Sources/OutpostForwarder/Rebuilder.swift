@@ -95,7 +95,8 @@ public struct Rebuilder: Sendable {
     private func readPack(_ key: String) async throws -> [(PreparedBlob, VaultLocation)] {
         guard let pack = try await forwarder.vault.get(key) else { return [] }
         let index: [VaultPack.IndexEntry]
-        do { index = try VaultPack.readIndex(pack: pack, key: key, sealer: forwarder.sealer) } catch let e as ForwarderError where e.code == .tampered {
+        do { index = try VaultPack.readIndex(pack: pack, key: key, sealer: forwarder.sealer) } catch let e as ForwarderError where e.code == .tampered
+        {
             logger.warning("damaged vault pack passed over", metadata: ["pack": "\(key)", "error": "\(e.message)"])
             return []
         }
@@ -104,9 +105,15 @@ public struct Rebuilder: Sendable {
         for e in index {
             let loc = e.location
             do {
-                guard let range = VaultPack.entryRange(loc, packSize: pack.count) else { throw ForwarderError(.tampered, "vault pack \(key) is cut off") }
-                out.append((try VaultPack.openEntry(pack[range], key: key, id: e.id, kind: loc.kind,
-                                                    sealer: forwarder.sealer, decompressor: d), loc))
+                guard let range = VaultPack.entryRange(loc, packSize: pack.count) else {
+                    throw ForwarderError(.tampered, "vault pack \(key) is cut off")
+                }
+                out.append(
+                    (
+                        try VaultPack.openEntry(
+                            pack[range], key: key, id: e.id, kind: loc.kind,
+                            sealer: forwarder.sealer, decompressor: d), loc
+                    ))
             } catch let err as ForwarderError where err.code == .tampered {
                 logger.warning("damaged copy passed over", metadata: ["blob": "\(e.id.shortHex)", "pack": "\(key)"])
             }
@@ -120,17 +127,21 @@ public struct Rebuilder: Sendable {
             throw ForwarderError(.vault, "recovery point \(pid.shortHex) is listed in the vault but its record is missing")
         }
         let record = try recordBlob.stored.withUnsafeBytes {
-            try RecoveryPoint.decode(try PreparedBlob.open(stored: $0, id: pid, compression: recordBlob.compression, rawLength: recordBlob.rawLength,
-                                                           decompressor: ZstdDecompressor(), what: "recovery point \(pid.shortHex)"),
-                                     what: "recovery point \(pid.shortHex)")
+            try RecoveryPoint.decode(
+                try PreparedBlob.open(
+                    stored: $0, id: pid, compression: recordBlob.compression, rawLength: recordBlob.rawLength,
+                    decompressor: ZstdDecompressor(), what: "recovery point \(pid.shortHex)"),
+                what: "recovery point \(pid.shortHex)")
         }
         return (record, recordBlob)
     }
 
     /// Walks the point's trees and stores every tree and chunk the store lacks. Returns every blob the point
     /// needs (its record first) and its trees.
-    private func fetchMissing(of pid: ChunkID, record: RecoveryPoint, copies: inout VaultCopies,
-                              report: inout Report) async throws -> (all: [ChunkID], trees: [ChunkID]) {
+    private func fetchMissing(
+        of pid: ChunkID, record: RecoveryPoint, copies: inout VaultCopies,
+        report: inout Report
+    ) async throws -> (all: [ChunkID], trees: [ChunkID]) {
         guard let root = record.root else { throw ForwarderError(.vault, "recovery point \(pid.shortHex) has no valid root") }
         var all: [ChunkID] = [pid]
         var trees: [ChunkID] = []
@@ -140,13 +151,16 @@ public struct Rebuilder: Sendable {
             guard seen.insert(t).inserted else { continue }
             let tree: Tree
             if try !store.missing([t]).isEmpty {
-                guard let blob = try await copies.fetch(t) else { throw ForwarderError(.vault, "tree \(t.shortHex) of recovery point \(pid.shortHex) is missing from the vault") }
+                guard let blob = try await copies.fetch(t) else {
+                    throw ForwarderError(.vault, "tree \(t.shortHex) of recovery point \(pid.shortHex) is missing from the vault")
+                }
                 report.bytes += Int64(blob.stored.count)
                 report.blobs += 1
                 // Decoded from what came back (already verified): the open pack is not readable yet.
                 let plain = try blob.stored.withUnsafeBytes {
-                    try PreparedBlob.open(stored: $0, id: t, compression: blob.compression, rawLength: blob.rawLength,
-                                          decompressor: ZstdDecompressor(), what: "tree \(t.shortHex)")
+                    try PreparedBlob.open(
+                        stored: $0, id: t, compression: blob.compression, rawLength: blob.rawLength,
+                        decompressor: ZstdDecompressor(), what: "tree \(t.shortHex)")
                 }
                 tree = try Tree.decode(plain, id: t)
                 try store.save([blob])
@@ -162,7 +176,9 @@ public struct Rebuilder: Sendable {
             }
             all += chunks
             for c in try store.missing(chunks).sorted() {
-                guard let blob = try await copies.fetch(c) else { throw ForwarderError(.vault, "chunk \(c.shortHex) of recovery point \(pid.shortHex) is missing from the vault") }
+                guard let blob = try await copies.fetch(c) else {
+                    throw ForwarderError(.vault, "chunk \(c.shortHex) of recovery point \(pid.shortHex) is missing from the vault")
+                }
                 report.bytes += Int64(blob.stored.count)
                 report.blobs += 1
                 try store.save([blob])
@@ -178,8 +194,9 @@ public struct Rebuilder: Sendable {
         // What was already on the relay is recorded at its first listed copy.
         let fetched = Set(placed.map(\.0)).union(legacy)
         try ledger.markSent(placed + all.compactMap { id in fetched.contains(id) ? nil : bulk[id].map { (id, $0) } })
-        try ledger.markSent(all.filter { !fetched.contains($0) && bulk[$0] == nil }.compactMap { id in copies.catalog[id]?.first.map { (id, $0) } },
-                            keepExisting: true)
+        try ledger.markSent(
+            all.filter { !fetched.contains($0) && bulk[$0] == nil }.compactMap { id in copies.catalog[id]?.first.map { (id, $0) } },
+            keepExisting: true)
         try ledger.markSentLegacy(legacy)
         try ledger.set(pid, .forwarded)
     }

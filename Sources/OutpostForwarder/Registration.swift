@@ -11,21 +11,25 @@ public enum Registration {
     /// key is made, wrapped under the passphrase (scrypt), and the wrapped key stored in the vault and locally.
     /// The passphrase itself is not stored; the unwrapped master key stays on the relay (0600) so that the
     /// forwarder can run unattended.
-    public static func register(data: String, credentialsPath: String, passphrase: String, relayName: String, proxy: ProxySettings? = nil,
-                                scrypt: ScryptParameters = .standard, now: Date = Date(), logger: Logger) async throws -> VaultLink {
+    public static func register(
+        data: String, credentialsPath: String, passphrase: String, relayName: String, proxy: ProxySettings? = nil,
+        scrypt: ScryptParameters = .standard, now: Date = Date(), logger: Logger
+    ) async throws -> VaultLink {
         try PassphrasePolicy.check(passphrase)
         let file = try loadCredentials(credentialsPath, now: now)
         let paths = VaultLink.paths(data)
         let fm = FileManager.default
         let link: VaultLink
         if fm.fileExists(atPath: paths.link) && !fm.fileExists(atPath: paths.masterKey), let existing = try? VaultLink.load(data: data),
-           existing.vaultID == file.vaultID {
+            existing.vaultID == file.vaultID
+        {
             // A registration that stopped after the vault accepted it (the key was not stored yet): finish it
             // with the credential already issued, without spending another credentials file.
             link = existing
         } else {
             if fm.fileExists(atPath: paths.link), file.recoverRelay == nil {
-                throw ForwarderError(.refused, "this relay is already registered with a vault (\(paths.link)); registering again would start a new container")
+                throw ForwarderError(
+                    .refused, "this relay is already registered with a vault (\(paths.link)); registering again would start a new container")
             }
             let answer = try await withVault(file.url, certificate: file.certificate, credential: nil, proxy: proxy, logger: logger) { client in
                 // Re-attaching replaces the relay's credential (a relay that still runs loses its access): the
@@ -33,9 +37,10 @@ public enum Registration {
                 if file.recoverRelay != nil { try await checkRecoveryPassphrase(client, file: file, passphrase: passphrase, logger: logger) }
                 return try await client.register(secret: file.secret, relayName: relayName)
             }
-            link = VaultLink(url: file.url, vaultID: file.vaultID, vaultName: file.vaultName, relayID: answer.relayID,
-                             credential: answer.credential, fingerprint: TLSIdentity.normalizeFingerprint(file.fingerprint),
-                             certificate: file.certificate, registeredAt: now)
+            link = VaultLink(
+                url: file.url, vaultID: file.vaultID, vaultName: file.vaultName, relayID: answer.relayID,
+                credential: answer.credential, fingerprint: TLSIdentity.normalizeFingerprint(file.fingerprint),
+                certificate: file.certificate, registeredAt: now)
             // Saved before the key is made: if what follows fails, running the command again resumes here.
             try link.save(data: data)
         }
@@ -61,13 +66,16 @@ public enum Registration {
     /// credential (the vault keeps them in soft delete until its purge). Returns the key files that stayed: an
     /// immutable vault refuses deletes, and a failure after the new key is in force is not an error.
     @discardableResult
-    public static func changePassphrase(data: String, old: String, new: String, proxy: ProxySettings? = nil, now: Date = Date(), logger: Logger) async throws -> [String] {
+    public static func changePassphrase(data: String, old: String, new: String, proxy: ProxySettings? = nil, now: Date = Date(), logger: Logger)
+        async throws -> [String]
+    {
         let link = try VaultLink.load(data: data)
         guard let bytes = FileManager.default.contents(atPath: VaultLink.paths(data).keyFile) else {
             throw ForwarderError(.notRegistered, "no key file under \(VaultLink.paths(data).dir); register first")
         }
         let keyFile = try KeyFile.decode(Array(bytes), source: "the key file \(VaultLink.paths(data).keyFile)")
-        let rewrapped = try keyFile.rewrapped(oldPassphrase: old, newPassphrase: new, source: "the key file \(VaultLink.paths(data).keyFile)", now: now)
+        let rewrapped = try keyFile.rewrapped(
+            oldPassphrase: old, newPassphrase: new, source: "the key file \(VaultLink.paths(data).keyFile)", now: now)
         let newKey = keyObjectName(now)
         return try await withVault(link.url, certificate: link.certificate, credential: link.credential, proxy: proxy, logger: logger) { client in
             var kept: [String] = []
@@ -92,8 +100,10 @@ public enum Registration {
     }
 
     /// Runs `body` with a client of the vault at `url`, closed whatever `body` does.
-    static func withVault<T>(_ url: String, certificate: String, credential: String?, proxy: ProxySettings?, logger: Logger,
-                             _ body: (VaultClient) async throws -> T) async throws -> T {
+    static func withVault<T>(
+        _ url: String, certificate: String, credential: String?, proxy: ProxySettings?, logger: Logger,
+        _ body: (VaultClient) async throws -> T
+    ) async throws -> T {
         let client = try VaultClient(url: url, certificatePEM: certificate, credential: credential, proxy: proxy, logger: logger)
         do {
             let result = try await body(client)
@@ -109,7 +119,8 @@ public enum Registration {
 
     static func newestKeyFile(_ client: VaultClient) async throws -> (KeyFile, source: String) {
         guard let newest = try await client.list(prefix: "keys/").map(\.key).max(),
-              let bytes = try await client.get(newest) else {
+            let bytes = try await client.get(newest)
+        else {
             throw ForwarderError(.vault, "the vault container holds no key file; it cannot be opened with a passphrase")
         }
         let source = "the key file \(newest) in the vault container"
@@ -126,10 +137,14 @@ public enum Registration {
             throw ForwarderError(.credentials, e.message)
         }
         if file.expiresAt < now {
-            throw ForwarderError(.credentials, "the vault credentials file \(path) expired on \(file.expiresAt.formatted(.iso8601)); download a new one from the vault (`outpost vault credentials`)")
+            throw ForwarderError(
+                .credentials,
+                "the vault credentials file \(path) expired on \(file.expiresAt.formatted(.iso8601)); download a new one from the vault (`outpost vault credentials`)"
+            )
         }
         guard (try? TLSIdentity.fingerprint(ofPEM: file.certificate)) == TLSIdentity.normalizeFingerprint(file.fingerprint) else {
-            throw ForwarderError(.credentials, "the vault credentials file \(path) is inconsistent (certificate and fingerprint differ); download it again")
+            throw ForwarderError(
+                .credentials, "the vault credentials file \(path) is inconsistent (certificate and fingerprint differ); download it again")
         }
         return file
     }
@@ -137,12 +152,17 @@ public enum Registration {
     /// Checks that `passphrase` opens the key file of the container a recovery credentials file re-attaches,
     /// before anything is registered or written (`relay rebuild` calls it before it creates the data directory).
     /// A wrong passphrase throws `CryptoError.wrongPassphrase` (exit 19); the vault and the file are unchanged.
-    public static func checkRecoveryPassphrase(credentialsPath: String, passphrase: String, proxy: ProxySettings? = nil, now: Date = Date(),
-                                               logger: Logger) async throws {
+    public static func checkRecoveryPassphrase(
+        credentialsPath: String, passphrase: String, proxy: ProxySettings? = nil, now: Date = Date(),
+        logger: Logger
+    ) async throws {
         try PassphrasePolicy.check(passphrase)
         let file = try loadCredentials(credentialsPath, now: now)
         guard file.recoverRelay != nil else {
-            throw ForwarderError(.credentials, "the vault credentials file \(credentialsPath) registers a new relay; a rebuild needs a recovery one (`outpost vault credentials --recover RELAY`)")
+            throw ForwarderError(
+                .credentials,
+                "the vault credentials file \(credentialsPath) registers a new relay; a rebuild needs a recovery one (`outpost vault credentials --recover RELAY`)"
+            )
         }
         try await withVault(file.url, certificate: file.certificate, credential: nil, proxy: proxy, logger: logger) { client in
             try await checkRecoveryPassphrase(client, file: file, passphrase: passphrase, logger: logger)
@@ -151,12 +171,19 @@ public enum Registration {
 
     static func checkRecoveryPassphrase(_ client: VaultClient, file: VaultCredentialsFile, passphrase: String, logger: Logger) async throws {
         guard let bytes = try await client.recoveryKey(secret: file.secret) else {
-            logger.warning("this vault cannot hand out the key file before the relay re-attaches (it predates that); the passphrase is checked after registering: upgrade the vault")
+            logger.warning(
+                "this vault cannot hand out the key file before the relay re-attaches (it predates that); the passphrase is checked after registering: upgrade the vault"
+            )
             return
         }
         let source = "the key file of relay \(file.recoverRelay ?? "") in the vault"
-        do { _ = try KeyFile.decode(bytes, source: source).unwrap(passphrase: passphrase, source: source) } catch let e as CryptoError where e.code == .wrongPassphrase {
-            throw CryptoError(.wrongPassphrase, "\(e.message). Nothing was changed: the relay registered in the vault keeps its credential, and the recovery credentials file can still be used")
+        do { _ = try KeyFile.decode(bytes, source: source).unwrap(passphrase: passphrase, source: source) } catch let e as CryptoError
+            where e.code == .wrongPassphrase
+        {
+            throw CryptoError(
+                .wrongPassphrase,
+                "\(e.message). Nothing was changed: the relay registered in the vault keeps its credential, and the recovery credentials file can still be used"
+            )
         }
     }
 
@@ -167,8 +194,11 @@ public enum Registration {
 
     public static func loadMaster(data: String) throws -> MasterKey {
         guard let bytes = FileManager.default.contents(atPath: VaultLink.paths(data).masterKey),
-              let key = MasterKey(exported: String(decoding: bytes, as: UTF8.self)) else {
-            throw ForwarderError(.notRegistered, "the relay's master key (\(VaultLink.paths(data).masterKey)) is missing; register the relay, or rebuild it with its passphrase")
+            let key = MasterKey(exported: String(decoding: bytes, as: UTF8.self))
+        else {
+            throw ForwarderError(
+                .notRegistered,
+                "the relay's master key (\(VaultLink.paths(data).masterKey)) is missing; register the relay, or rebuild it with its passphrase")
         }
         return key
     }

@@ -25,7 +25,8 @@ final class Tier2Fetcher: Sendable {
                 do {
                     if let blob = try await reader.blob(id, at: loc) { return blob }
                 } catch let e as ForwarderError where e.code == .tampered {
-                    reader.logger.warning("damaged vault copy passed over", metadata: ["blob": "\(id.shortHex)", "pack": "\(loc.pack)", "error": "\(e.message)"])
+                    reader.logger.warning(
+                        "damaged vault copy passed over", metadata: ["blob": "\(id.shortHex)", "pack": "\(loc.pack)", "error": "\(e.message)"])
                 }
             }
             return try await reader.legacyBlob(id)

@@ -7,8 +7,9 @@ import NIOSSL
 import OutpostCore
 import OutpostCrypto
 import OutpostTLS
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The relay's registration with a vault: `DATA/vault/link.json` (0600), written by `outpost relay register`.
@@ -29,7 +30,10 @@ public struct VaultLink: Codable, Sendable {
 
     public static func load(data: String) throws -> VaultLink {
         guard let bytes = FileManager.default.contents(atPath: paths(data).link) else {
-            throw ForwarderError(.notRegistered, "this relay is not registered with a vault: run `outpost relay register --data \(data) --vault-credentials FILE --passphrase-file FILE` first")
+            throw ForwarderError(
+                .notRegistered,
+                "this relay is not registered with a vault: run `outpost relay register --data \(data) --vault-credentials FILE --passphrase-file FILE` first"
+            )
         }
         let d = JSONDecoder()
         d.dateDecodingStrategy = .iso8601
@@ -53,6 +57,8 @@ func writePrivate(_ bytes: [UInt8], to path: String) throws {
     let dir = (path as NSString).deletingLastPathComponent
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     do { try DurableFile.write(bytes, to: path, mode: 0o600) } catch {
-        throw ForwarderError(error.isDiskFull ? .staging : .config, "\(error.description): \(error.isDiskFull ? "free space on the relay's disk" : "check the permissions of \(dir)")")
+        throw ForwarderError(
+            error.isDiskFull ? .staging : .config,
+            "\(error.description): \(error.isDiskFull ? "free space on the relay's disk" : "check the permissions of \(dir)")")
     }
 }

@@ -27,11 +27,20 @@ public enum VaultPack {
     public enum Kind: UInt8, Sendable { case data = 1, tree = 2, point = 3 }
 
     public static func kind(of blob: BlobKind) -> Kind {
-        switch blob { case .tree: .tree; case .point: .point; case .data: .data }
+        switch blob {
+        case .tree: .tree;
+        case .point: .point;
+        case .data: .data
+        }
     }
 
     public static func blobKind(_ raw: UInt8) -> BlobKind? {
-        switch Kind(rawValue: raw) { case .data: .data; case .tree: .tree; case .point: .point; case nil: nil }
+        switch Kind(rawValue: raw) {
+        case .data: .data;
+        case .tree: .tree;
+        case .point: .point;
+        case nil: nil
+        }
     }
 
     /// The pack's object key: keyed by the blobs it holds (so that a retry after a lost acknowledgement puts the
@@ -47,7 +56,9 @@ public enum VaultPack {
     static func entryName(_ key: String, _ id: ChunkID) -> String { key + "#" + id.hex }
 
     /// Seals `blobs` into one pack object; returns its bytes and where each blob landed.
-    public static func build(key: String, blobs: [PreparedBlob], sealer: ObjectSealer) throws -> (bytes: [UInt8], locations: [(ChunkID, VaultLocation)]) {
+    public static func build(key: String, blobs: [PreparedBlob], sealer: ObjectSealer) throws -> (
+        bytes: [UInt8], locations: [(ChunkID, VaultLocation)]
+    ) {
         let estimate = blobs.reduce(64) { $0 + $1.stored.count + 64 } + blobs.count * 45
         var out: [UInt8] = []
         out.reserveCapacity(estimate)
@@ -60,7 +71,9 @@ public enum VaultPack {
         var plain: [UInt8] = []
         for b in blobs {
             guard let rawLength = UInt32(exactly: b.rawLength) else {
-                throw ForwarderError(.tampered, "blob \(b.id.shortHex) on the relay records a length of \(b.rawLength) bytes, which no blob has: run `outpost relay check`")
+                throw ForwarderError(
+                    .tampered,
+                    "blob \(b.id.shortHex) on the relay records a length of \(b.rawLength) bytes, which no blob has: run `outpost relay check`")
             }
             plain.removeAll(keepingCapacity: true)
             plain.reserveCapacity(b.stored.count + 5)
@@ -119,9 +132,13 @@ public enum VaultPack {
         }
         guard kind == indexKind else { throw ForwarderError(.tampered, "vault pack \(key) has no index where its trailer points") }
         var r = BinaryReader(plain, what: "the index of vault pack \(key)")
-        guard try r.u16() == 1 else { throw ForwarderError(.tampered, "vault pack \(key) has an index version this relay does not know: upgrade Outpost") }
+        guard try r.u16() == 1 else {
+            throw ForwarderError(.tampered, "vault pack \(key) has an index version this relay does not know: upgrade Outpost")
+        }
         let count = Int(try r.u32())
-        guard count <= packSize / 33 else { throw ForwarderError(.tampered, "the index of vault pack \(key) lists more entries than the pack can hold") }
+        guard count <= packSize / 33 else {
+            throw ForwarderError(.tampered, "the index of vault pack \(key) lists more entries than the pack can hold")
+        }
         var out: [IndexEntry] = []
         out.reserveCapacity(count)
         for _ in 0..<count {
@@ -149,8 +166,10 @@ public enum VaultPack {
     }
 
     /// Opens one sealed entry and checks it: authentic, for this blob and kind, and hashing to its id.
-    public static func openEntry(_ sealed: some Collection<UInt8>, key: String, id: ChunkID, kind: UInt8, sealer: ObjectSealer,
-                                 decompressor: ZstdDecompressor) throws -> PreparedBlob {
+    public static func openEntry(
+        _ sealed: some Collection<UInt8>, key: String, id: ChunkID, kind: UInt8, sealer: ObjectSealer,
+        decompressor: ZstdDecompressor
+    ) throws -> PreparedBlob {
         let what = "blob \(id.shortHex) in vault pack \(key)"
         guard let blobKind = blobKind(kind) else { throw ForwarderError(.tampered, "\(what) has an unknown kind \(kind)") }
         let plain: [UInt8]

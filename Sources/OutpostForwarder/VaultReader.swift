@@ -19,7 +19,10 @@ struct VaultReader: Sendable {
     /// The blob at `loc` (one range request), opened and checked; nil when the vault no longer has the pack.
     static func blob(_ id: ChunkID, at loc: VaultLocation, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {
         guard let range = VaultPack.entryRange(loc) else {
-            throw ForwarderError(.tampered, "the relay's record of where blob \(id.shortHex) lies in vault pack \(loc.pack) is damaged (offset \(loc.offset), length \(loc.length)); run `outpost relay verify-vault --repair`")
+            throw ForwarderError(
+                .tampered,
+                "the relay's record of where blob \(id.shortHex) lies in vault pack \(loc.pack) is damaged (offset \(loc.offset), length \(loc.length)); run `outpost relay verify-vault --repair`"
+            )
         }
         guard let sealed = try await vault.get(loc.pack, range: range) else { return nil }
         return try VaultPack.openEntry(sealed, key: loc.pack, id: id, kind: loc.kind, sealer: sealer, decompressor: ZstdDecompressor())
@@ -35,11 +38,16 @@ struct VaultReader: Sendable {
         guard let sealed = try await vault.get(name) else { return nil }
         let (kind, plain) = try sealer.open(sealed, name: name)
         var r = BinaryReader(plain, what: "vault object \(name)")
-        guard let comp = BlobCompression(rawValue: try r.u8()) else { throw ForwarderError(.tampered, "vault object \(name) names an unknown compression") }
+        guard let comp = BlobCompression(rawValue: try r.u8()) else {
+            throw ForwarderError(.tampered, "vault object \(name) names an unknown compression")
+        }
         let raw = Int(try r.u32())
         let stored = try r.raw(r.remaining)
         let blob = PreparedBlob(id: id, kind: VaultPack.blobKind(kind) ?? .data, compression: comp, stored: stored, rawLength: raw)
-        _ = try stored.withUnsafeBytes { try PreparedBlob.open(stored: $0, id: id, compression: comp, rawLength: raw, decompressor: ZstdDecompressor(), what: "vault object \(name)") }
+        _ = try stored.withUnsafeBytes {
+            try PreparedBlob.open(
+                stored: $0, id: id, compression: comp, rawLength: raw, decompressor: ZstdDecompressor(), what: "vault object \(name)")
+        }
         return blob
     }
 

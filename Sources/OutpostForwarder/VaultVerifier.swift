@@ -55,8 +55,10 @@ struct VaultVerifier: Sendable {
     }
 
     /// One pack, read whole (one request), and each of the relay's blobs the ledger places in it.
-    private func verifyPack(_ key: String, members: [(ChunkID, VaultLocation)], decompressor d: ZstdDecompressor,
-                            into result: inout Forwarder.Verification) async throws {
+    private func verifyPack(
+        _ key: String, members: [(ChunkID, VaultLocation)], decompressor d: ZstdDecompressor,
+        into result: inout Forwarder.Verification
+    ) async throws {
         result.checked += members.count
         do {
             guard let pack = try await forwarder.vault.get(key) else {
@@ -66,7 +68,8 @@ struct VaultVerifier: Sendable {
             }
             let index: [ChunkID: VaultPack.IndexEntry]
             do {
-                index = Dictionary(try VaultPack.readIndex(pack: pack, key: key, sealer: forwarder.sealer).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+                index = Dictionary(
+                    try VaultPack.readIndex(pack: pack, key: key, sealer: forwarder.sealer).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             } catch {
                 // Without its index a pack is lost to a rebuild (which finds blobs through indexes): all of
                 // its blobs count as damaged, and a repair sends them all again.
@@ -77,10 +80,13 @@ struct VaultVerifier: Sendable {
             for (id, loc) in members {
                 do {
                     if index[id]?.location != loc {
-                        throw ForwarderError(.tampered, "vault pack \(key) does not list blob \(id.shortHex) where the relay recorded it: damaged or tampered with")
+                        throw ForwarderError(
+                            .tampered, "vault pack \(key) does not list blob \(id.shortHex) where the relay recorded it: damaged or tampered with")
                     }
                     guard let range = VaultPack.entryRange(loc, packSize: pack.count) else {
-                        throw ForwarderError(.tampered, "vault pack \(key) is shorter than the relay recorded (blob \(id.shortHex) is cut off): damaged or tampered with")
+                        throw ForwarderError(
+                            .tampered,
+                            "vault pack \(key) is shorter than the relay recorded (blob \(id.shortHex) is cut off): damaged or tampered with")
                     }
                     _ = try VaultPack.openEntry(pack[range], key: key, id: id, kind: loc.kind, sealer: forwarder.sealer, decompressor: d)
                 } catch {
@@ -140,8 +146,11 @@ struct VaultVerifier: Sendable {
         var out = Forwarder.Repair()
         var fixable: [ChunkID] = []
         for id in found.damagedBlobs {
-            if (try? forwarder.store.loadStored(id)) != nil { fixable.append(id) } else {
-                out.unrepairable.append("blob \(id.shortHex) is no longer on the relay either: the recovery points that need it cannot be restored from the vault")
+            if (try? forwarder.store.loadStored(id)) != nil {
+                fixable.append(id)
+            } else {
+                out.unrepairable.append(
+                    "blob \(id.shortHex) is no longer on the relay either: the recovery points that need it cannot be restored from the vault")
             }
         }
         for pid in found.damagedPoints {

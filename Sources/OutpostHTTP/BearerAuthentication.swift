@@ -32,7 +32,8 @@ public struct BearerAuthentication<Context: BearerContext>: RouterMiddleware {
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let scheme = "Bearer "
         guard let header = request.headers[.authorization], header.hasPrefix(scheme),
-              let principal = try check(String(header.dropFirst(scheme.count))) else {
+            let principal = try check(String(header.dropFirst(scheme.count)))
+        else {
             throw HTTPFailure(.unauthorized, malformed)
         }
         var context = context

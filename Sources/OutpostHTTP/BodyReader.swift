@@ -32,7 +32,8 @@ public struct BodyReader: Sendable {
                 var buffer = ByteBuffer()
                 for try await part in body {
                     guard buffer.readableBytes + part.readableBytes <= limit else {
-                        throw HTTPFailure(.tooLarge, "the \(what) is larger than this endpoint accepts (\(limit) bytes; docs/protocol.md lists the limits)")
+                        throw HTTPFailure(
+                            .tooLarge, "the \(what) is larger than this endpoint accepts (\(limit) bytes; docs/protocol.md lists the limits)")
                     }
                     buffer.writeImmutableBuffer(part)
                     received.value.withLock { $0 = buffer.readableBytes }
@@ -46,12 +47,16 @@ public struct BodyReader: Sendable {
                     let elapsed = ContinuousClock.now - start
                     let got = received.value.withLock { $0 }
                     if elapsed > deadline {
-                        throw HTTPFailure(.timeout, "the \(what) did not arrive within \(deadline.components.seconds) s (\(deadlineSetting)); \(got) bytes came")
+                        throw HTTPFailure(
+                            .timeout, "the \(what) did not arrive within \(deadline.components.seconds) s (\(deadlineSetting)); \(got) bytes came")
                     }
                     let counted = (elapsed - grace) / .seconds(1)
                     if counted > 0, Double(got) < counted * Double(minimumRate) {
                         let seconds = Int(counted + grace / .seconds(1))
-                        throw HTTPFailure(.timeout, "the \(what) arrives slower than the \(server)'s minimum of \(minimumRate / 1024) KiB/s (\(got) bytes in \(seconds) s); check the network between this machine and the \(server)")
+                        throw HTTPFailure(
+                            .timeout,
+                            "the \(what) arrives slower than the \(server)'s minimum of \(minimumRate / 1024) KiB/s (\(got) bytes in \(seconds) s); check the network between this machine and the \(server)"
+                        )
                     }
                 }
             }

@@ -26,8 +26,10 @@ public struct ConnectionLimits: Sendable, Equatable {
     /// How often a connection's deadlines are looked at.
     public var tick: TimeAmount
 
-    public init(maxConnections: Int, headerTimeout: TimeAmount, requestDeadline: TimeAmount, minimumBodyRate: Int,
-                rateWindow: TimeAmount = .seconds(30), tick: TimeAmount = .seconds(1)) {
+    public init(
+        maxConnections: Int, headerTimeout: TimeAmount, requestDeadline: TimeAmount, minimumBodyRate: Int,
+        rateWindow: TimeAmount = .seconds(30), tick: TimeAmount = .seconds(1)
+    ) {
         self.maxConnections = maxConnections
         self.headerTimeout = headerTimeout
         self.requestDeadline = requestDeadline
@@ -153,8 +155,10 @@ public final class ConnectionDeadlineHandler<In, Out>: ChannelDuplexHandler, Rem
     private var timer: Scheduled<Void>?
 
     /// `onClose` is told why a connection was closed (for the log).
-    public init(limits: ConnectionLimits, classify: @escaping (In) -> RequestPartKind, isResponseEnd: @escaping (Out) -> Bool,
-                onClose: @escaping (String) -> Void = { _ in }) {
+    public init(
+        limits: ConnectionLimits, classify: @escaping (In) -> RequestPartKind, isResponseEnd: @escaping (Out) -> Bool,
+        onClose: @escaping (String) -> Void = { _ in }
+    ) {
         self.limits = limits
         self.classify = classify
         self.isResponseEnd = isResponseEnd
@@ -221,17 +225,21 @@ extension ConnectionDeadlineHandler: Sendable {}
 extension ConnectionDeadlineHandler where In == HTTPRequestPart, Out == HTTPResponsePart {
     /// The handler over Hummingbird's request and response parts; closed connections are logged with their reason.
     public static func hummingbird(_ limits: ConnectionLimits, logger: Logger) -> ConnectionDeadlineHandler {
-        ConnectionDeadlineHandler(limits: limits, classify: { part in
-            switch part {
-            case .head: .head
-            case .body(let bytes): .body(bytes: bytes.readableBytes)
-            case .end: .end
-            }
-        }, isResponseEnd: { part in
-            if case .end = part { return true }
-            return false
-        }, onClose: { reason in
-            logger.info("connection closed", metadata: ["reason": "\(reason)"])
-        })
+        ConnectionDeadlineHandler(
+            limits: limits,
+            classify: { part in
+                switch part {
+                case .head: .head
+                case .body(let bytes): .body(bytes: bytes.readableBytes)
+                case .end: .end
+                }
+            },
+            isResponseEnd: { part in
+                if case .end = part { return true }
+                return false
+            },
+            onClose: { reason in
+                logger.info("connection closed", metadata: ["reason": "\(reason)"])
+            })
     }
 }

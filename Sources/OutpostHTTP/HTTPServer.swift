@@ -24,31 +24,38 @@ public struct HTTPServer: Sendable {
     /// Header timeout, request deadline and minimum body rate of each connection, when the server wants them.
     public var connectionLimits: ConnectionLimits?
 
-    public init(name: String, host: String, port: Int, identity: TLSIdentity?, idleTimeout: TimeAmount, maxConnections: Int,
-                connectionLimits: ConnectionLimits? = nil) {
+    public init(
+        name: String, host: String, port: Int, identity: TLSIdentity?, idleTimeout: TimeAmount, maxConnections: Int,
+        connectionLimits: ConnectionLimits? = nil
+    ) {
         self.name = name; self.host = host; self.port = port; self.identity = identity
         self.idleTimeout = idleTimeout; self.maxConnections = maxConnections; self.connectionLimits = connectionLimits
     }
 
     /// Serves `router` until SIGTERM or SIGINT; in-flight requests finish first. `onListening` is told the
     /// bound port (port 0 picks a free one).
-    public func run<Context: RequestContext>(_ router: Router<Context>, services: [any Service] = [], logger: Logger,
-                                             onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws
+    public func run<Context: RequestContext>(
+        _ router: Router<Context>, services: [any Service] = [], logger: Logger,
+        onListening: @escaping @Sendable (Int) -> Void = { _ in }
+    ) async throws
     where Context.Source == ApplicationRequestContextSource {
         var http1 = HTTP1Channel.Configuration(idleTimeout: idleTimeout)
         if let connectionLimits {
             http1.additionalChannelHandlers = { [ConnectionDeadlineHandler.hummingbird(connectionLimits, logger: logger)] }
         }
-        let server: HTTPServerBuilder = if let identity {
-            try .tls(.http1(configuration: http1), tlsConfiguration: try identity.serverConfiguration())
-        } else {
-            .http1(configuration: http1)
-        }
-        let app = Application(router: router, server: server,
-                              configuration: .init(address: .hostname(host, port: port), serverName: name,
-                                                   availableConnectionsDelegate: .maximum(maxConnections, logger: logger)),
-                              services: services,
-                              onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) }, logger: logger)
+        let server: HTTPServerBuilder =
+            if let identity {
+                try .tls(.http1(configuration: http1), tlsConfiguration: try identity.serverConfiguration())
+            } else {
+                .http1(configuration: http1)
+            }
+        let app = Application(
+            router: router, server: server,
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: name,
+                availableConnectionsDelegate: .maximum(maxConnections, logger: logger)),
+            services: services,
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) }, logger: logger)
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 }

@@ -46,8 +46,10 @@ public final class PinnedHTTPClient: Sendable {
         /// Told of each retry before its wait (attempt, reason, delay in seconds).
         public var retrying: (@Sendable (_ attempt: Int, _ reason: String, _ delay: Double) -> Void)?
 
-        public init(pinFailure: @escaping @Sendable (String, any Error) -> any Error, unreachable: @escaping @Sendable (String, Int, String) -> any Error,
-                    proxyRefused: (@Sendable () -> any Error)? = nil, retrying: (@Sendable (Int, String, Double) -> Void)? = nil) {
+        public init(
+            pinFailure: @escaping @Sendable (String, any Error) -> any Error, unreachable: @escaping @Sendable (String, Int, String) -> any Error,
+            proxyRefused: (@Sendable () -> any Error)? = nil, retrying: (@Sendable (Int, String, Double) -> Void)? = nil
+        ) {
             self.pinFailure = pinFailure
             self.unreachable = unreachable
             self.proxyRefused = proxyRefused
@@ -63,9 +65,11 @@ public final class PinnedHTTPClient: Sendable {
     let wording: Wording
 
     /// `tls` nil talks plain HTTP (a relay run with `--insecure-http`); `readTimeout` bounds each read.
-    public init(baseURL: String, credential: String?, tls: TLSConfiguration?, proxy: ProxySettings? = nil,
-                connectTimeout: TimeAmount = .seconds(5), readTimeout: TimeAmount, connectionsPerHost: Int = 8,
-                maxAttempts: Int, logger: Logger, wording: Wording) {
+    public init(
+        baseURL: String, credential: String?, tls: TLSConfiguration?, proxy: ProxySettings? = nil,
+        connectTimeout: TimeAmount = .seconds(5), readTimeout: TimeAmount, connectionsPerHost: Int = 8,
+        maxAttempts: Int, logger: Logger, wording: Wording
+    ) {
         base = DirectoryPath.normalized(baseURL)
         self.credential = credential
         self.logger = logger
@@ -81,8 +85,9 @@ public final class PinnedHTTPClient: Sendable {
         // connection silently until the connect timeout, five times over.
         config.connectionPool.retryConnectionEstablishment = false
         if let proxy {
-            config.proxy = .server(host: proxy.host, port: proxy.port,
-                                   authorization: proxy.user.map { .basic(username: $0, password: proxy.password ?? "") })
+            config.proxy = .server(
+                host: proxy.host, port: proxy.port,
+                authorization: proxy.user.map { .basic(username: $0, password: proxy.password ?? "") })
         }
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
@@ -94,11 +99,15 @@ public final class PinnedHTTPClient: Sendable {
     /// Sends `call`, again while it fails transiently; the status and body of the answer.
     public func send(_ call: Call) async throws -> (status: Int, body: [UInt8]) {
         let base = self.base, wording = self.wording
-        return try await Retry.run(attempts: maxAttempts, onRetry: { attempt, reason, delay in
-            wording.retrying?(attempt, reason, delay)
-        }, exhausted: { attempts, reason in
-            wording.unreachable(base, attempts, reason)
-        }) {
+        return try await Retry.run(
+            attempts: maxAttempts,
+            onRetry: { attempt, reason, delay in
+                wording.retrying?(attempt, reason, delay)
+            },
+            exhausted: { attempts, reason in
+                wording.unreachable(base, attempts, reason)
+            }
+        ) {
             try await once(call)
         }
     }

@@ -25,7 +25,9 @@ public enum RelayAPI {
         public var chunker: ChunkerParameters
         public var compressionLevel: Int32
         public var dedupScope: String
-        public init(machine: String, protocolVersion: Int, relayVersion: String, chunker: ChunkerParameters, compressionLevel: Int32, dedupScope: String) {
+        public init(
+            machine: String, protocolVersion: Int, relayVersion: String, chunker: ChunkerParameters, compressionLevel: Int32, dedupScope: String
+        ) {
             self.machine = machine; self.protocolVersion = protocolVersion; self.relayVersion = relayVersion
             self.chunker = chunker; self.compressionLevel = compressionLevel; self.dedupScope = dedupScope
         }

@@ -4,7 +4,8 @@ import NIOCore
 
 extension Response {
     /// `value` as JSON; the relay's encoder unless a server says otherwise.
-    public static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, encoder: JSONEncoder = RelayAPI.encoder()) throws -> Response {
+    public static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, encoder: JSONEncoder = RelayAPI.encoder()) throws -> Response
+    {
         json(bytes: Array(try encoder.encode(value)), status: status)
     }
 

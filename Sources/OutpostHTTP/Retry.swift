@@ -9,8 +9,10 @@ public struct TransientFailure: Error, Sendable {
 public enum Retry {
     /// Runs `body` up to `attempts` times while it throws `TransientFailure`; any other error ends at once.
     /// When every attempt failed, `exhausted(attempts, lastReason)` makes the error that is thrown.
-    public static func run<T>(attempts: Int, onRetry: (Int, String, Double) -> Void = { _, _, _ in },
-                              exhausted: (Int, String) -> any Error, _ body: () async throws -> T) async throws -> T {
+    public static func run<T>(
+        attempts: Int, onRetry: (Int, String, Double) -> Void = { _, _, _ in },
+        exhausted: (Int, String) -> any Error, _ body: () async throws -> T
+    ) async throws -> T {
         var attempt = 0
         while true {
             attempt += 1

@@ -17,7 +17,10 @@ public struct VaultCredentialsFile: Codable, Sendable, Equatable {
     /// Set when the file re-attaches an existing relay's container (rebuilding a lost relay).
     public var recoverRelay: String?
 
-    public init(vaultID: String, vaultName: String, url: String, fingerprint: String, certificate: String, secret: String, expiresAt: Date, recoverRelay: String?) {
+    public init(
+        vaultID: String, vaultName: String, url: String, fingerprint: String, certificate: String, secret: String, expiresAt: Date,
+        recoverRelay: String?
+    ) {
         self.vaultID = vaultID; self.vaultName = vaultName; self.url = url; self.fingerprint = fingerprint
         self.certificate = certificate; self.secret = secret; self.expiresAt = expiresAt; self.recoverRelay = recoverRelay
     }

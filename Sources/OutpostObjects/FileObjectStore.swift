@@ -1,7 +1,8 @@
 import Foundation
 import OutpostCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Objects as files under a root directory. Writes are atomic and durable: temp file, fsync, link into place

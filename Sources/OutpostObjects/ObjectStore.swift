@@ -28,11 +28,15 @@ public typealias ObjectStoreError = OutpostError
 
 public enum ObjectKey {
     public static func validate(_ key: String) throws {
-        let ok = !key.isEmpty && key.utf8.count <= 512 && !key.hasPrefix("/")
+        let ok =
+            !key.isEmpty && key.utf8.count <= 512 && !key.hasPrefix("/")
             && key.utf8.allSatisfy { c in
                 (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2f || c == 0x2d
             }
             && !key.split(separator: "/", omittingEmptySubsequences: false).contains { $0 == ".." || $0 == "." || $0.isEmpty }
-        if !ok { throw ObjectStoreError(.invalidKey, "\(key.debugDescription) is not a valid object key (letters, digits, . _ - /, no empty, . or .. parts)") }
+        if !ok {
+            throw ObjectStoreError(
+                .invalidKey, "\(key.debugDescription) is not a valid object key (letters, digits, . _ - /, no empty, . or .. parts)")
+        }
     }
 }

@@ -29,25 +29,27 @@ public struct MachineCatalog: Sendable {
     public static let migrations = [
         // The relay's catalog of protected machines: credentials, enrollment tokens, and which blobs each
         // machine has proven it holds (the basis of per-machine dedup answers and of read access).
-        IndexMigration("v2", sql: """
-            ALTER TABLE machines ADD COLUMN credential_hash BLOB;
-            ALTER TABLE machines ADD COLUMN enrolled_at REAL;
-            ALTER TABLE machines ADD COLUMN removed_at REAL;
-            CREATE TABLE enrollment_tokens (
-                token_hash BLOB PRIMARY KEY,
-                machine TEXT NOT NULL,
-                created_at REAL NOT NULL,
-                expires_at REAL NOT NULL,
-                used_at REAL
-            );
-            CREATE TABLE machine_blobs (
-                machine_id INTEGER NOT NULL REFERENCES machines(id),
-                blob_id BLOB NOT NULL,
-                verified INTEGER NOT NULL DEFAULT 0,
-                added_at REAL NOT NULL,
-                PRIMARY KEY (machine_id, blob_id)
-            ) WITHOUT ROWID;
-            """),
+        IndexMigration(
+            "v2",
+            sql: """
+                ALTER TABLE machines ADD COLUMN credential_hash BLOB;
+                ALTER TABLE machines ADD COLUMN enrolled_at REAL;
+                ALTER TABLE machines ADD COLUMN removed_at REAL;
+                CREATE TABLE enrollment_tokens (
+                    token_hash BLOB PRIMARY KEY,
+                    machine TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    expires_at REAL NOT NULL,
+                    used_at REAL
+                );
+                CREATE TABLE machine_blobs (
+                    machine_id INTEGER NOT NULL REFERENCES machines(id),
+                    blob_id BLOB NOT NULL,
+                    verified INTEGER NOT NULL DEFAULT 0,
+                    added_at REAL NOT NULL,
+                    PRIMARY KEY (machine_id, blob_id)
+                ) WITHOUT ROWID;
+                """)
     ]
 
     static func hash(_ secret: String) -> Data { Data(SHA256.hash(data: Array(secret.utf8))) }
@@ -57,13 +59,18 @@ public struct MachineCatalog: Sendable {
         if let problem = MachineName.problem(name) { throw StoreError(.invalid, problem) }
         try index.write("adding machine \(name)") { db in
             if let row = try Row.fetchOne(db, sql: "SELECT credential_hash, removed_at FROM machines WHERE name = ?", arguments: [name]),
-               row["credential_hash"] as Data? != nil, row["removed_at"] as Double? == nil {
-                throw StoreError(.taken, "a protected machine named \(name) is already enrolled; two machines cannot share a name — choose another, or `outpost relay remove-machine` the old one first")
+                row["credential_hash"] as Data? != nil, row["removed_at"] as Double? == nil
+            {
+                throw StoreError(
+                    .taken,
+                    "a protected machine named \(name) is already enrolled; two machines cannot share a name — choose another, or `outpost relay remove-machine` the old one first"
+                )
             }
             try db.execute(sql: "INSERT OR IGNORE INTO machines (name, created_at) VALUES (?, ?)", arguments: [name, now.timeIntervalSince1970])
             try db.execute(sql: "DELETE FROM enrollment_tokens WHERE machine = ? AND used_at IS NULL", arguments: [name])
-            try db.execute(sql: "INSERT INTO enrollment_tokens (token_hash, machine, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                           arguments: [Self.hash(token), name, now.timeIntervalSince1970, expiresAt.timeIntervalSince1970])
+            try db.execute(
+                sql: "INSERT INTO enrollment_tokens (token_hash, machine, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                arguments: [Self.hash(token), name, now.timeIntervalSince1970, expiresAt.timeIntervalSince1970])
         }
     }
 
@@ -72,14 +79,19 @@ public struct MachineCatalog: Sendable {
     /// Trades a token for a credential (stored hashed). Tokens are single-use and expire.
     public func enroll(token: String, credential: String, now: Date = Date()) throws -> Result<String, EnrollmentFailure> {
         try index.write("enrolling a machine") { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT machine, expires_at, used_at FROM enrollment_tokens WHERE token_hash = ?",
-                                             arguments: [Self.hash(token)]) else { return .failure(.unknown) }
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT machine, expires_at, used_at FROM enrollment_tokens WHERE token_hash = ?",
+                    arguments: [Self.hash(token)])
+            else { return .failure(.unknown) }
             if row["used_at"] as Double? != nil { return .failure(.used) }
             if (row["expires_at"] as Double) < now.timeIntervalSince1970 { return .failure(.expired) }
             let name: String = row["machine"]
-            try db.execute(sql: "UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ?", arguments: [now.timeIntervalSince1970, Self.hash(token)])
-            try db.execute(sql: "UPDATE machines SET credential_hash = ?, enrolled_at = ?, removed_at = NULL WHERE name = ?",
-                           arguments: [Self.hash(credential), now.timeIntervalSince1970, name])
+            try db.execute(
+                sql: "UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ?", arguments: [now.timeIntervalSince1970, Self.hash(token)])
+            try db.execute(
+                sql: "UPDATE machines SET credential_hash = ?, enrolled_at = ?, removed_at = NULL WHERE name = ?",
+                arguments: [Self.hash(credential), now.timeIntervalSince1970, name])
             return .success(name)
         }
     }
@@ -100,8 +112,9 @@ public struct MachineCatalog: Sendable {
     /// Stops protecting a machine: its credential stops working; its recovery points stay until retention.
     public func removeMachine(_ name: String, now: Date = Date()) throws {
         let changed = try index.write("removing machine \(name)") { db -> Int in
-            try db.execute(sql: "UPDATE machines SET credential_hash = NULL, removed_at = ? WHERE name = ? AND removed_at IS NULL",
-                           arguments: [now.timeIntervalSince1970, name])
+            try db.execute(
+                sql: "UPDATE machines SET credential_hash = NULL, removed_at = ? WHERE name = ? AND removed_at IS NULL",
+                arguments: [now.timeIntervalSince1970, name])
             let changed = db.changesCount
             try db.execute(sql: "DELETE FROM enrollment_tokens WHERE machine = ? AND used_at IS NULL", arguments: [name])
             return changed
@@ -111,19 +124,23 @@ public struct MachineCatalog: Sendable {
 
     public func machines(now: Date = Date()) throws -> [MachineRecord] {
         try index.read("listing machines") { db in
-            try Row.fetchAll(db, sql: """
-                SELECT m.id, m.name, m.enrolled_at, m.removed_at,
-                       (SELECT MAX(expires_at) FROM enrollment_tokens t WHERE t.machine = m.name AND t.used_at IS NULL AND t.expires_at > ?) AS token_expires,
-                       (SELECT COUNT(*) FROM recovery_points r WHERE r.machine_id = m.id) AS points,
-                       (SELECT MAX(finished_at) FROM recovery_points r WHERE r.machine_id = m.id) AS last_point
-                FROM machines m ORDER BY m.name
-                """, arguments: [now.timeIntervalSince1970]).map { row in
-                MachineRecord(id: row["id"], name: row["name"],
-                              enrolledAt: (row["enrolled_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
-                              removedAt: (row["removed_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
-                              pendingTokenExpiresAt: (row["token_expires"] as Double?).map(Date.init(timeIntervalSince1970:)),
-                              recoveryPoints: row["points"],
-                              lastPointAt: (row["last_point"] as Double?).map(Date.init(timeIntervalSince1970:)))
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT m.id, m.name, m.enrolled_at, m.removed_at,
+                           (SELECT MAX(expires_at) FROM enrollment_tokens t WHERE t.machine = m.name AND t.used_at IS NULL AND t.expires_at > ?) AS token_expires,
+                           (SELECT COUNT(*) FROM recovery_points r WHERE r.machine_id = m.id) AS points,
+                           (SELECT MAX(finished_at) FROM recovery_points r WHERE r.machine_id = m.id) AS last_point
+                    FROM machines m ORDER BY m.name
+                    """, arguments: [now.timeIntervalSince1970]
+            ).map { row in
+                MachineRecord(
+                    id: row["id"], name: row["name"],
+                    enrolledAt: (row["enrolled_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                    removedAt: (row["removed_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                    pendingTokenExpiresAt: (row["token_expires"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                    recoveryPoints: row["points"],
+                    lastPointAt: (row["last_point"] as Double?).map(Date.init(timeIntervalSince1970:)))
             }
         }
     }
@@ -140,8 +157,10 @@ public struct MachineCatalog: Sendable {
                 let marks = Array(repeating: "?", count: slice.count).joined(separator: ",")
                 var args = StatementArguments([machine])
                 args += StatementArguments(slice.map { $0.data })
-                let rows = try Data.fetchAll(db, sql: "SELECT blob_id FROM machine_blobs WHERE machine_id = ? AND blob_id IN (\(marks))\(verifiedOnly ? " AND verified = 1" : "")",
-                                             arguments: args)
+                let rows = try Data.fetchAll(
+                    db,
+                    sql: "SELECT blob_id FROM machine_blobs WHERE machine_id = ? AND blob_id IN (\(marks))\(verifiedOnly ? " AND verified = 1" : "")",
+                    arguments: args)
                 for r in rows { if let id = ChunkID(bytes: r) { found.insert(id) } }
                 start += 500
             }
@@ -152,9 +171,10 @@ public struct MachineCatalog: Sendable {
     public func addOwned(by machine: Int64, _ ids: some Collection<ChunkID>, verified: Bool = false, now: Date = Date()) throws {
         guard !ids.isEmpty else { return }
         try index.write("recording a machine's blobs") { db in
-            let st = try db.cachedStatement(sql: verified
-                ? "INSERT INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 1, ?) ON CONFLICT DO UPDATE SET verified = 1"
-                : "INSERT OR IGNORE INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 0, ?)")
+            let st = try db.cachedStatement(
+                sql: verified
+                    ? "INSERT INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 1, ?) ON CONFLICT DO UPDATE SET verified = 1"
+                    : "INSERT OR IGNORE INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 0, ?)")
             for id in ids { try st.execute(arguments: [machine, id.data, now.timeIntervalSince1970]) }
         }
     }

@@ -20,8 +20,10 @@ public final class Relay: Sendable {
     /// Told after every commit (the forwarder).
     let committed: (@Sendable () -> Void)?
 
-    public init(store: Store, configuration: RelayConfiguration, logger: Logger,
-                tier2: (@Sendable (ChunkID) async throws -> PreparedBlob?)? = nil, committed: (@Sendable () -> Void)? = nil) {
+    public init(
+        store: Store, configuration: RelayConfiguration, logger: Logger,
+        tier2: (@Sendable (ChunkID) async throws -> PreparedBlob?)? = nil, committed: (@Sendable () -> Void)? = nil
+    ) {
         self.store = store
         self.catalog = MachineCatalog(store: store)
         self.configuration = configuration
@@ -72,12 +74,14 @@ public final class Relay: Sendable {
                 }
                 do {
                     _ = try f.stored.withUnsafeBytes {
-                        try PreparedBlob.open(stored: $0, id: f.id, compression: f.compression, rawLength: f.rawLength,
-                                              decompressor: d, what: "uploaded blob \(f.id.shortHex)")
+                        try PreparedBlob.open(
+                            stored: $0, id: f.id, compression: f.compression, rawLength: f.rawLength,
+                            decompressor: d, what: "uploaded blob \(f.id.shortHex)")
                     }
                 } catch {
                     logger.warning("rejected upload", metadata: ["machine": "\(name)", "blob": "\(f.id.shortHex)", "reason": "\(error)"])
-                    throw HTTPFailure(.unprocessable, "blob \(f.id.shortHex) from \(name) does not match its id (\(error)); nothing from this upload was stored")
+                    throw HTTPFailure(
+                        .unprocessable, "blob \(f.id.shortHex) from \(name) does not match its id (\(error)); nothing from this upload was stored")
                 }
             }
         }
@@ -92,9 +96,10 @@ public final class Relay: Sendable {
         // Per-machine scope: report what is new for this machine, never whether another machine had it.
         var seen = Set<ChunkID>()
         let fresh = frames.filter { !ownedBefore.contains($0.id) && seen.insert($0.id).inserted }
-        return RelayAPI.UploadResult(received: frames.count, stored: fresh.count,
-                                     storedBytes: fresh.reduce(0) { $0 + Int64($1.stored.count) },
-                                     rawBytes: fresh.reduce(0) { $0 + Int64($1.rawLength) })
+        return RelayAPI.UploadResult(
+            received: frames.count, stored: fresh.count,
+            storedBytes: fresh.reduce(0) { $0 + Int64($1.stored.count) },
+            rawBytes: fresh.reduce(0) { $0 + Int64($1.rawLength) })
     }
 
     /// Bounds the work a body can ask for before anything is decompressed (issue 8: 8 KB frames that expand to
@@ -106,13 +111,18 @@ public final class Relay: Sendable {
         var total = 0
         for f in frames {
             if f.kind == .data && f.rawLength > maxChunk {
-                throw HTTPFailure(.badRequest, "chunk \(f.id.shortHex) from \(name) claims \(f.rawLength) bytes; chunks of this relay are at most \(maxChunk) bytes")
+                throw HTTPFailure(
+                    .badRequest, "chunk \(f.id.shortHex) from \(name) claims \(f.rawLength) bytes; chunks of this relay are at most \(maxChunk) bytes"
+                )
             }
             total += f.rawLength
         }
         let lone = frames.count == 1 && frames[0].rawLength / 64 <= frames[0].stored.count
         if total > WireFormat.maxUploadRawBytes && !lone {
-            throw HTTPFailure(.tooLarge, "the upload from \(name) expands to \(total) bytes, more than the \(WireFormat.maxUploadRawBytes) a request may; send fewer blobs per request (clients of this version do)")
+            throw HTTPFailure(
+                .tooLarge,
+                "the upload from \(name) expands to \(total) bytes, more than the \(WireFormat.maxUploadRawBytes) a request may; send fewer blobs per request (clients of this version do)"
+            )
         }
     }
 
@@ -133,7 +143,10 @@ public final class Relay: Sendable {
     public func commit(machine: Int64, name: String, point: RecoveryPoint) throws -> RecoveryPointInfo {
         guard let root = point.root else { throw HTTPFailure(.badRequest, "the recovery point from \(name) has no valid root tree id") }
         guard point.version >= 1, point.version <= RecoveryPoint.formatVersion else {
-            throw HTTPFailure(.badRequest, "the recovery point from \(name) has record version \(point.version); this relay takes 1…\(RecoveryPoint.formatVersion): upgrade the relay")
+            throw HTTPFailure(
+                .badRequest,
+                "the recovery point from \(name) has record version \(point.version); this relay takes 1…\(RecoveryPoint.formatVersion): upgrade the relay"
+            )
         }
         var record = point
         record.machine = name
@@ -173,7 +186,10 @@ public final class Relay: Sendable {
         if ids.isEmpty { return }
         let absent = try store.unindexed(ids)
         if let first = ids.first(where: { absent.contains($0) }) {
-            throw HTTPFailure(.conflict, "\(what) \(first.shortHex) named by the recovery point from \(name) is not on the relay; run the backup again (it re-sends what is missing)")
+            throw HTTPFailure(
+                .conflict,
+                "\(what) \(first.shortHex) named by the recovery point from \(name) is not on the relay; run the backup again (it re-sends what is missing)"
+            )
         }
         let owned = try catalog.owned(by: machine, ids)
         let foreign = ids.filter { !owned.contains($0) }
@@ -182,7 +198,10 @@ public final class Relay: Sendable {
             try catalog.addOwned(by: machine, foreign)
             return
         }
-        throw HTTPFailure(.conflict, "\(what) \(foreign[0].shortHex) (and \(foreign.count - 1) more) named by the recovery point from \(name) was never uploaded by it; run the backup again")
+        throw HTTPFailure(
+            .conflict,
+            "\(what) \(foreign[0].shortHex) (and \(foreign.count - 1) more) named by the recovery point from \(name) was never uploaded by it; run the backup again"
+        )
     }
 
     public func points(name: String) throws -> [RecoveryPointInfo] {
@@ -203,8 +222,9 @@ public final class Relay: Sendable {
             do {
                 try decompressors.with { d in
                     try b.stored.withUnsafeBytes {
-                        try PreparedBlob.checkIntegrity(stored: $0, id: b.id, compression: b.compression, rawLength: b.rawLength,
-                                                        decompressor: d, what: "blob \(b.id.shortHex) on the relay")
+                        try PreparedBlob.checkIntegrity(
+                            stored: $0, id: b.id, compression: b.compression, rawLength: b.rawLength,
+                            decompressor: d, what: "blob \(b.id.shortHex) on the relay")
                     }
                 }
                 return nil
@@ -212,7 +232,8 @@ public final class Relay: Sendable {
         }
         // The common case in one index read; anything missing, unreadable or damaged is retried blob by blob below.
         if let all = try? await offload({ try self.store.loadStoredMany(ids).map { b in b.flatMap { damage($0) == nil ? $0 : nil } } }),
-           all.allSatisfy({ $0 != nil }) {
+            all.allSatisfy({ $0 != nil })
+        {
             return WireFormat.encodeFrames(all.map { $0! })
         }
         var blobs: [PreparedBlob] = []
@@ -225,7 +246,9 @@ public final class Relay: Sendable {
                 }
                 if let (b, problem) = loaded {
                     guard let problem else { blobs.append(b); continue }
-                    logger.warning("blob damaged on the relay\(tier2 == nil ? "" : ", trying the vault")", metadata: ["blob": "\(id.shortHex)", "error": "\(problem)"])
+                    logger.warning(
+                        "blob damaged on the relay\(tier2 == nil ? "" : ", trying the vault")",
+                        metadata: ["blob": "\(id.shortHex)", "error": "\(problem)"])
                     damaged = b
                 }
             } catch let e as StoreError where tier2 != nil && (e.code == .corrupt || e.code == .io) {
@@ -238,7 +261,7 @@ public final class Relay: Sendable {
                     blobs.append(b)
                     continue
                 }
-            } catch where damaged != nil {
+            } catch  where damaged != nil {
                 logger.warning("the vault could not serve a blob damaged on the relay", metadata: ["blob": "\(id.shortHex)", "error": "\(error)"])
             }
             if let damaged {
@@ -247,7 +270,10 @@ public final class Relay: Sendable {
                 blobs.append(damaged)
                 continue
             }
-            throw HTTPFailure(.notFound, "blob \(id.shortHex) is missing from the relay's store\(tier2 == nil ? "" : " and from the vault"); the relay's operator should run `outpost relay check`")
+            throw HTTPFailure(
+                .notFound,
+                "blob \(id.shortHex) is missing from the relay's store\(tier2 == nil ? "" : " and from the vault"); the relay's operator should run `outpost relay check`"
+            )
         }
         return WireFormat.encodeFrames(blobs)
     }

@@ -74,8 +74,9 @@ public struct RelayConfiguration: Sendable, Equatable {
             throw RelayError(.config, "cannot read the relay configuration \(path); check the path (`outpost relay init` writes DATA/relay.toml)")
         }
         let file: File
-        do { file = try TOMLDecoder().decode(File.self, from: text) }
-        catch { throw RelayError(.config, "the relay configuration \(path) is not valid TOML of the expected shape: \(error)") }
+        do { file = try TOMLDecoder().decode(File.self, from: text) } catch {
+            throw RelayError(.config, "the relay configuration \(path) is not valid TOML of the expected shape: \(error)")
+        }
         var c = RelayConfiguration()
         if let v = file.listen { c.listen = v }
         c.tlsCertificate = file.tls_certificate
@@ -98,7 +99,9 @@ public struct RelayConfiguration: Sendable, Equatable {
         if let v = try ranged(file.request_timeout_seconds, "request_timeout_seconds", 10...3600, "seconds") { c.requestTimeoutSeconds = v }
         if let v = try ranged(file.max_uploads_per_machine, "max_uploads_per_machine", 1...256, "uploads") { c.maxUploadsPerMachine = v }
         c.maxUploadsPerMachine = min(c.maxUploadsPerMachine, c.maxConcurrentUploads)
-        if let v = try ranged(file.min_upload_kbps, "min_upload_kbps", 0...1_000_000, "Kbit/s (0: no minimum)") { c.minimumBodyRateBytes = v * 1000 / 8 }
+        if let v = try ranged(file.min_upload_kbps, "min_upload_kbps", 0...1_000_000, "Kbit/s (0: no minimum)") {
+            c.minimumBodyRateBytes = v * 1000 / 8
+        }
         if let v = try ranged(file.max_connections, "max_connections", 16...65536, "connections") { c.maxConnections = v }
         if let v = try ranged(file.idle_timeout_seconds, "idle_timeout_seconds", 5...3600, "seconds") { c.idleTimeoutSeconds = v }
         if let v = file.forward_after_each_point { c.forwardAfterEachPoint = v }
@@ -137,7 +140,8 @@ public struct RelayConfiguration: Sendable, Equatable {
         }
         if let v = file.push_compression_level {
             guard v == 0 || RelayConfiguration.pushCompressionLevels.contains(Int32(clamping: v)) else {
-                throw RelayError(.config, "\(path): push_compression_level must be -7 to 19 (negative: zstd's fast levels), or 0 for the store's own level")
+                throw RelayError(
+                    .config, "\(path): push_compression_level must be -7 to 19 (negative: zstd's fast levels), or 0 for the store's own level")
             }
             c.pushCompressionLevel = v == 0 ? nil : Int32(v)
         }

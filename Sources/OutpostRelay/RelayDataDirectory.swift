@@ -3,8 +3,9 @@ import Logging
 import OutpostCore
 import OutpostStore
 import OutpostTLS
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The relay's data directory: `store/` (the store), `tls/cert.pem` and `tls/key.pem` (made at init),

@@ -13,15 +13,19 @@ struct RelayRoutes: Sendable {
     func addRoutes(to router: Router<RelayRequestContext>) {
         router.post("/v1/enroll", use: enroll)
         let catalog = relay.catalog
-        let machine = router.group().add(middleware: BearerAuthentication<RelayRequestContext>(
-            malformed: "missing or malformed credential: enroll this machine with `outpost enroll` and use its config file"
-        ) { token in
-            guard let credential = RelayAPI.parseCredential(token) else { return nil }
-            guard let id = try catalog.authenticate(machine: credential.machine, credential: credential.secret) else {
-                throw HTTPFailure(.unauthorized, "the credential for machine \(credential.machine) is not valid (wrong, or the machine was removed); enroll again with a new token")
-            }
-            return AuthenticatedMachine(id: id, name: credential.machine)
-        })
+        let machine = router.group().add(
+            middleware: BearerAuthentication<RelayRequestContext>(
+                malformed: "missing or malformed credential: enroll this machine with `outpost enroll` and use its config file"
+            ) { token in
+                guard let credential = RelayAPI.parseCredential(token) else { return nil }
+                guard let id = try catalog.authenticate(machine: credential.machine, credential: credential.secret) else {
+                    throw HTTPFailure(
+                        .unauthorized,
+                        "the credential for machine \(credential.machine) is not valid (wrong, or the machine was removed); enroll again with a new token"
+                    )
+                }
+                return AuthenticatedMachine(id: id, name: credential.machine)
+            })
         machine.get("/v1/session", use: session)
         machine.post("/v1/chunks/missing", use: missing)
         machine.post("/v1/chunks", use: upload)
@@ -39,22 +43,25 @@ struct RelayRoutes: Sendable {
             relay.logger.info("machine enrolled", metadata: ["machine": "\(name)"])
             return try .json(RelayAPI.EnrollResponse(machine: name, credential: RelayAPI.credential(machine: name, secret: secret)))
         case .failure(let why):
-            let text = switch why {
-            case .unknown: "this enrollment token is not known to the relay; ask the relay's operator for a new one (`outpost relay add-machine`)"
-            case .used: "this enrollment token was already used; ask the relay's operator for a new one"
-            case .expired: "this enrollment token has expired; ask the relay's operator for a new one"
-            case .taken: "the machine name is taken"
-            }
+            let text =
+                switch why {
+                case .unknown: "this enrollment token is not known to the relay; ask the relay's operator for a new one (`outpost relay add-machine`)"
+                case .used: "this enrollment token was already used; ask the relay's operator for a new one"
+                case .expired: "this enrollment token has expired; ask the relay's operator for a new one"
+                case .taken: "the machine name is taken"
+                }
             throw HTTPFailure(.unauthorized, text)
         }
     }
 
     @Sendable func session(_ request: Request, context: RelayRequestContext) async throws -> Response {
         let machine = try context.authenticated()
-        return try .json(RelayAPI.Session(machine: machine.name, protocolVersion: WireFormat.protocolVersion, relayVersion: "0.1.0",
-                                          chunker: relay.store.config.chunker,
-                                          compressionLevel: relay.configuration.pushCompressionLevel ?? relay.store.config.compressionLevel,
-                                          dedupScope: relay.configuration.dedupScope.rawValue))
+        return try .json(
+            RelayAPI.Session(
+                machine: machine.name, protocolVersion: WireFormat.protocolVersion, relayVersion: OutpostVersion.string,
+                chunker: relay.store.config.chunker,
+                compressionLevel: relay.configuration.pushCompressionLevel ?? relay.store.config.compressionLevel,
+                dedupScope: relay.configuration.dedupScope.rawValue))
     }
 
     @Sendable func missing(_ request: Request, context: RelayRequestContext) async throws -> Response {
@@ -71,8 +78,9 @@ struct RelayRoutes: Sendable {
         // Wait for a slot (the machine's, then the relay's) before reading the body: queued uploads stay in the
         // kernel's buffers.
         return try await relay.limits.withUploadSlot(machine: machine.id) {
-            let body = try await relay.limits.body.collect(request.body, upTo: WireFormat.maxUploadBytes + WireFormat.maxFetchBlobs * PackFormat.blobHeaderSize,
-                                                           what: "upload")
+            let body = try await relay.limits.body.collect(
+                request.body, upTo: WireFormat.maxUploadBytes + WireFormat.maxFetchBlobs * PackFormat.blobHeaderSize,
+                what: "upload")
             return try await relay.offload { try .json(try relay.upload(machine: machine.id, name: machine.name, body: Array(buffer: body))) }
         }
     }
@@ -108,7 +116,8 @@ struct RelayRoutes: Sendable {
 
     /// A JSON body; one that does not decode is the client's mistake (400), named by the type it should be.
     private func decode<T: Decodable>(_ type: T.Type, _ buffer: ByteBuffer) throws -> T {
-        do { return try RelayAPI.decoder().decode(type, from: Data(buffer.readableBytesView)) }
-        catch { throw HTTPFailure(.badRequest, "the request body is not a valid \(T.self): \(error)") }
+        do { return try RelayAPI.decoder().decode(type, from: Data(buffer.readableBytesView)) } catch {
+            throw HTTPFailure(.badRequest, "the request body is not a valid \(T.self): \(error)")
+        }
     }
 }

@@ -35,11 +35,14 @@ public struct RelayServer: Sendable {
     let onListening: @Sendable (Int) -> Void
     let services: [any Service]
 
-    public init(relay: Relay, identity: TLSIdentity?, host: String, port: Int, logger: Logger, services: [any Service] = [],
-                onListening: @escaping @Sendable (Int) -> Void = { _ in }) {
-        listener = HTTPServer(name: "outpost-relay", host: host, port: port, identity: identity,
-                              idleTimeout: .seconds(Int64(relay.configuration.idleTimeoutSeconds)),
-                              maxConnections: relay.configuration.maxConnections)
+    public init(
+        relay: Relay, identity: TLSIdentity?, host: String, port: Int, logger: Logger, services: [any Service] = [],
+        onListening: @escaping @Sendable (Int) -> Void = { _ in }
+    ) {
+        listener = HTTPServer(
+            name: "outpost-relay", host: host, port: port, identity: identity,
+            idleTimeout: .seconds(Int64(relay.configuration.idleTimeoutSeconds)),
+            maxConnections: relay.configuration.maxConnections)
         self.relay = relay; self.logger = logger; self.services = services; self.onListening = onListening
     }
 
@@ -62,8 +65,10 @@ public struct RelayServer: Sendable {
     }
 
     /// The codes the store throws; other layers' errors (the forwarder's on a tier-2 fetch) stay "internal".
-    static let storeCodes: Set<OutpostError.Code> = [.notAStore, .alreadyExists, .unsupportedVersion, .locked, .diskFull, .io, .corrupt,
-                                                     .notFound, .ambiguous, .invalid, .taken]
+    static let storeCodes: Set<OutpostError.Code> = [
+        .notAStore, .alreadyExists, .unsupportedVersion, .locked, .diskFull, .io, .corrupt,
+        .notFound, .ambiguous, .invalid, .taken,
+    ]
 
     /// The relay's answers to failures (docs/protocol.md §7): the store's errors with their own status and code.
     static func errors(logger: Logger) -> ErrorMiddleware<RelayRequestContext> {
@@ -76,7 +81,11 @@ public struct RelayServer: Sendable {
                 switch e.code {
                 case .diskFull:
                     logger.error("disk full", metadata: ["error": "\(e.message)"])
-                    return HTTPFailure(e, message: "the relay's disk is full; nothing of this request was committed — the relay's operator must free space, then run the backup again (\(e.message))")
+                    return HTTPFailure(
+                        e,
+                        message:
+                            "the relay's disk is full; nothing of this request was committed — the relay's operator must free space, then run the backup again (\(e.message))"
+                    )
                 case .alreadyExists, .taken, .notFound, .ambiguous, .invalid:
                     return HTTPFailure(e)
                 default:

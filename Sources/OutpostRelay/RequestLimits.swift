@@ -23,8 +23,9 @@ public final class RequestLimits: Sendable {
         uploads = AsyncSemaphore(permits: c.maxConcurrentUploads)
         perMachineUploads = c.maxUploadsPerMachine
         perMachineFetches = 2
-        body = BodyReader(deadline: .seconds(c.requestTimeoutSeconds), minimumRate: c.minimumBodyRateBytes, grace: .seconds(10),
-                          server: "relay", deadlineSetting: "request_timeout_seconds")
+        body = BodyReader(
+            deadline: .seconds(c.requestTimeoutSeconds), minimumRate: c.minimumBodyRateBytes, grace: .seconds(10),
+            server: "relay", deadlineSetting: "request_timeout_seconds")
     }
 
     /// Runs `body` holding one of the machine's upload slots and one of the relay's.

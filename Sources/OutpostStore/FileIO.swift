@@ -1,7 +1,8 @@
 import Foundation
 import OutpostCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Thin, throwing wrappers over the system calls the store needs: durable writes and positional reads.
@@ -32,7 +33,12 @@ enum FileIO {
             filled = done
         }
         if failure != 0 { throw StoreError.system(failure, "reading", path) }
-        if short { throw StoreError(.corrupt, "\(path) is shorter than the index says (wanted \(count) bytes at offset \(offset)): the pack is truncated; run `outpost check --read-data` to see what is affected") }
+        if short {
+            throw StoreError(
+                .corrupt,
+                "\(path) is shorter than the index says (wanted \(count) bytes at offset \(offset)): the pack is truncated; run `outpost check --read-data` to see what is affected"
+            )
+        }
         return out
     }
 
@@ -109,10 +115,16 @@ public final class ServingLock: Sendable {
             let who = pid.isEmpty ? "" : " (pid \(pid))"
             switch role {
             case .relay:
-                let busy = pid.isEmpty ? "a local job (backup or forget with --store) is writing into it" : "another `outpost relay serve`\(who) already serves it"
-                throw StoreError(.locked, "the relay's store \(store) is in use: \(busy); stop that process first, or give this relay its own --data directory")
+                let busy =
+                    pid.isEmpty
+                    ? "a local job (backup or forget with --store) is writing into it" : "another `outpost relay serve`\(who) already serves it"
+                throw StoreError(
+                    .locked, "the relay's store \(store) is in use: \(busy); stop that process first, or give this relay its own --data directory")
             case .localWriter:
-                throw StoreError(.locked, "the store \(store) is served by a running relay\(who); back up through the relay instead (`outpost enroll`, then `outpost backup` without --store), or stop the relay first")
+                throw StoreError(
+                    .locked,
+                    "the store \(store) is served by a running relay\(who); back up through the relay instead (`outpost enroll`, then `outpost backup` without --store), or stop the relay first"
+                )
             }
         }
         if role == .relay {

@@ -1,8 +1,9 @@
 import Foundation
 import Logging
 import OutpostCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public struct GCReport: Sendable {
@@ -31,8 +32,10 @@ public struct GarbageCollector {
     let now: Date
     let logger: Logger
 
-    public init(store: Store, repackThreshold: Double = 0.1, grace: TimeInterval = 0, now: Date = Date(),
-                logger: Logger = Logger(label: "outpost.gc")) {
+    public init(
+        store: Store, repackThreshold: Double = 0.1, grace: TimeInterval = 0, now: Date = Date(),
+        logger: Logger = Logger(label: "outpost.gc")
+    ) {
         self.store = store
         self.repackThreshold = repackThreshold
         self.grace = grace
@@ -50,7 +53,8 @@ public struct GarbageCollector {
             report.points += 1
             live.insert(info.id)
             guard let root = info.point.root else {
-                throw StoreError(.corrupt, "recovery point \(info.id.shortHex) has no valid root; gc stopped without deleting anything — run `outpost check`")
+                throw StoreError(
+                    .corrupt, "recovery point \(info.id.shortHex) has no valid root; gc stopped without deleting anything — run `outpost check`")
             }
             stack.append(root)
         }
@@ -58,7 +62,8 @@ public struct GarbageCollector {
             guard live.insert(id).inserted else { continue }
             let tree: Tree
             do { tree = try store.loadTree(id) } catch {
-                throw StoreError(.corrupt, "tree \(id.shortHex) cannot be read (\(error)); gc stopped without deleting anything — run `outpost check --read-data`")
+                throw StoreError(
+                    .corrupt, "tree \(id.shortHex) cannot be read (\(error)); gc stopped without deleting anything — run `outpost check --read-data`")
             }
             for node in tree.nodes {
                 if let sub = node.subtree { stack.append(sub) }
@@ -73,7 +78,7 @@ public struct GarbageCollector {
             if live.contains(b.id) { entry.live.append(b.id) } else { entry.dead.append(b.id); entry.deadBytes += b.storedLength }
             byPack[b.packID] = entry
         }
-        var oldPacks: [(PackRecord, Bool)] = []   // (pack, repack?)
+        var oldPacks: [(PackRecord, Bool)] = []  // (pack, repack?)
         var dead: [ChunkID] = []
         for pack in try index.packs() {
             let e = byPack[pack.id] ?? ([], [], 0)
@@ -102,8 +107,9 @@ public struct GarbageCollector {
                 let stored = try FileIO.readExactly(fd, offset: e.offset, count: e.storedLength, path: path)
                 do {
                     _ = try stored.withUnsafeBytes {
-                        try PreparedBlob.open(stored: $0, id: e.id, compression: e.compression, rawLength: e.rawLength,
-                                              decompressor: decompressor, what: "blob \(e.id.shortHex) in pack \(pack.name)")
+                        try PreparedBlob.open(
+                            stored: $0, id: e.id, compression: e.compression, rawLength: e.rawLength,
+                            decompressor: decompressor, what: "blob \(e.id.shortHex) in pack \(pack.name)")
                     }
                 } catch {
                     throw StoreError(.corrupt, "\(error); gc stopped without deleting anything — run `outpost check --read-data`")
@@ -179,8 +185,9 @@ public struct IndexRebuilder {
                 defer { close(fd) }
                 let stored = try FileIO.readExactly(fd, offset: e.offset, count: e.storedLength, path: path)
                 let plain = try stored.withUnsafeBytes {
-                    try PreparedBlob.open(stored: $0, id: e.id, compression: e.compression, rawLength: e.rawLength,
-                                          decompressor: decompressor, what: "recovery point \(e.id.shortHex) in pack \(name)")
+                    try PreparedBlob.open(
+                        stored: $0, id: e.id, compression: e.compression, rawLength: e.rawLength,
+                        decompressor: decompressor, what: "recovery point \(e.id.shortHex) in pack \(name)")
                 }
                 points.append((e.id, try RecoveryPoint.decode(plain, what: "recovery point \(e.id.shortHex)")))
             } catch {

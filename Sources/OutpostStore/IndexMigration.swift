@@ -19,39 +19,41 @@ public struct IndexMigration: Sendable, Equatable {
 
 extension StoreIndex {
     /// The store's own schema: packs, blobs, machines by name and the recovery point catalog.
-    static let storeSchema = IndexMigration("v1", sql: """
-        CREATE TABLE packs (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            size INTEGER NOT NULL,
-            blob_count INTEGER NOT NULL,
-            created_at REAL NOT NULL
-        );
-        CREATE TABLE blobs (
-            id BLOB PRIMARY KEY,
-            kind INTEGER NOT NULL,
-            pack_id INTEGER NOT NULL REFERENCES packs(id),
-            offset INTEGER NOT NULL,
-            stored_length INTEGER NOT NULL,
-            raw_length INTEGER NOT NULL,
-            compression INTEGER NOT NULL
-        ) WITHOUT ROWID;
-        CREATE INDEX blobs_by_pack ON blobs(pack_id);
-        CREATE TABLE machines (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            created_at REAL NOT NULL
-        );
-        CREATE TABLE recovery_points (
-            id BLOB PRIMARY KEY,
-            machine_id INTEGER NOT NULL REFERENCES machines(id),
-            started_at REAL NOT NULL,
-            finished_at REAL NOT NULL,
-            root_tree BLOB NOT NULL,
-            record BLOB NOT NULL
-        );
-        CREATE INDEX recovery_points_by_machine ON recovery_points(machine_id, finished_at);
-        """)
+    static let storeSchema = IndexMigration(
+        "v1",
+        sql: """
+            CREATE TABLE packs (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                size INTEGER NOT NULL,
+                blob_count INTEGER NOT NULL,
+                created_at REAL NOT NULL
+            );
+            CREATE TABLE blobs (
+                id BLOB PRIMARY KEY,
+                kind INTEGER NOT NULL,
+                pack_id INTEGER NOT NULL REFERENCES packs(id),
+                offset INTEGER NOT NULL,
+                stored_length INTEGER NOT NULL,
+                raw_length INTEGER NOT NULL,
+                compression INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            CREATE INDEX blobs_by_pack ON blobs(pack_id);
+            CREATE TABLE machines (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                created_at REAL NOT NULL
+            );
+            CREATE TABLE recovery_points (
+                id BLOB PRIMARY KEY,
+                machine_id INTEGER NOT NULL REFERENCES machines(id),
+                started_at REAL NOT NULL,
+                finished_at REAL NOT NULL,
+                root_tree BLOB NOT NULL,
+                record BLOB NOT NULL
+            );
+            CREATE INDEX recovery_points_by_machine ON recovery_points(machine_id, finished_at);
+            """)
 
     /// Migrations other modules add (the relay's machine catalog, the forwarder's ledger), in no order.
     private static let added = Mutex<[IndexMigration]>([])

@@ -1,7 +1,8 @@
 import Foundation
 import OutpostCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Reads a pack file on its own, without the index: its trailer, or, when the trailer is damaged, the blob
@@ -19,7 +20,8 @@ enum PackReader {
         }
         do {
             try PackFormat.checkHeader(try FileIO.readExactly(fd, offset: 0, count: PackFormat.headerSize, path: path), pack: name)
-            let footer = try PackFormat.decodeFooter(try FileIO.readExactly(fd, offset: size - PackFormat.footerSize, count: PackFormat.footerSize, path: path), pack: name)
+            let footer = try PackFormat.decodeFooter(
+                try FileIO.readExactly(fd, offset: size - PackFormat.footerSize, count: PackFormat.footerSize, path: path), pack: name)
             let trailerSize = footer.count * PackFormat.entrySize
             guard trailerSize <= size - PackFormat.footerSize - PackFormat.headerSize else {
                 throw FormatError(.invalidValue, "pack \(name) footer claims \(footer.count) blobs, more than the file can hold")
@@ -43,9 +45,11 @@ enum PackReader {
         var offset = PackFormat.headerSize
         while offset + PackFormat.blobHeaderSize <= size {
             guard let header = try? FileIO.readExactly(fd, offset: offset, count: PackFormat.blobHeaderSize, path: path),
-                  let h = try? PackFormat.decodeBlobHeader(header, pack: name, at: offset),
-                  h.stored > 0, h.raw >= 0, h.raw <= PackFormat.maxRawLength, offset + PackFormat.blobHeaderSize + h.stored <= size else { break }
-            out.append(PackEntry(id: h.4, kind: h.0, compression: h.1, offset: offset + PackFormat.blobHeaderSize, storedLength: h.stored, rawLength: h.raw))
+                let h = try? PackFormat.decodeBlobHeader(header, pack: name, at: offset),
+                h.stored > 0, h.raw >= 0, h.raw <= PackFormat.maxRawLength, offset + PackFormat.blobHeaderSize + h.stored <= size
+            else { break }
+            out.append(
+                PackEntry(id: h.4, kind: h.0, compression: h.1, offset: offset + PackFormat.blobHeaderSize, storedLength: h.stored, rawLength: h.raw))
             offset += PackFormat.blobHeaderSize + h.stored
         }
         return (out, size)

@@ -1,7 +1,8 @@
 import Foundation
 import OutpostCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Writes one pack: under `tmp/` while open, sealed (trailer, fsync, rename into `packs/`, fsync the
@@ -43,8 +44,10 @@ final class PackWriter: @unchecked Sendable {
         try header.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: tmpPath) }
         try blob.stored.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: tmpPath) }
         let offset = size + header.count
-        entries.append(PackEntry(id: blob.id, kind: blob.kind, compression: blob.compression, offset: offset,
-                                 storedLength: blob.stored.count, rawLength: blob.rawLength))
+        entries.append(
+            PackEntry(
+                id: blob.id, kind: blob.kind, compression: blob.compression, offset: offset,
+                storedLength: blob.stored.count, rawLength: blob.rawLength))
         size = offset + blob.stored.count
     }
 

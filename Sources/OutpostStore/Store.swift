@@ -2,8 +2,9 @@ import Foundation
 import Logging
 import OutpostCore
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The relay's local repository: zstd-compressed blobs in append-only packs, indexed by SQLite.
@@ -50,13 +51,18 @@ public final class Store: Sendable {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: layout.root, isDirectory: &isDir) {
-            guard isDir.boolValue else { throw StoreError(.alreadyExists, "\(layout.root) exists and is not a directory; choose another path for the store") }
+            guard isDir.boolValue else {
+                throw StoreError(.alreadyExists, "\(layout.root) exists and is not a directory; choose another path for the store")
+            }
             let contents = (try? fm.contentsOfDirectory(atPath: layout.root)) ?? []
-            if contents.contains("config") { throw StoreError(.alreadyExists, "\(layout.root) already holds a store; use it as it is, or choose an empty directory") }
+            if contents.contains("config") {
+                throw StoreError(.alreadyExists, "\(layout.root) already holds a store; use it as it is, or choose an empty directory")
+            }
             guard contents.isEmpty else { throw StoreError(.alreadyExists, "\(layout.root) is not empty; a store needs an empty or new directory") }
         } else {
-            do { try fm.createDirectory(atPath: layout.root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) }
-            catch { throw StoreError(.io, "cannot create the store directory \(layout.root): \(error.localizedDescription)") }
+            do { try fm.createDirectory(atPath: layout.root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) } catch {
+                throw StoreError(.io, "cannot create the store directory \(layout.root): \(error.localizedDescription)")
+            }
         }
         try FileIO.makeDirectory(layout.packsRoot)
         try FileIO.makeDirectory(layout.tmpDirectory)
@@ -75,28 +81,36 @@ public final class Store: Sendable {
     }
 
     /// Opens an existing store. `purpose` names the command in the message shown when the store is locked.
-    public static func open(at path: String, lock: StoreLock.Mode = .shared, purpose: String,
-                            logger: Logger = Logger(label: "outpost.store")) throws -> Store {
+    public static func open(
+        at path: String, lock: StoreLock.Mode = .shared, purpose: String,
+        logger: Logger = Logger(label: "outpost.store")
+    ) throws -> Store {
         let layout = StoreLayout(root: path)
         guard let data = FileManager.default.contents(atPath: layout.configPath) else {
             var isDir: ObjCBool = false
             if !FileManager.default.fileExists(atPath: layout.root, isDirectory: &isDir) {
                 throw StoreError(.notAStore, "there is no store at \(layout.root); create one with `outpost store init --store \(layout.root)`")
             }
-            throw StoreError(.notAStore, "\(layout.root) is not an Outpost store (it has no config file); check the --store path, or create a store with `outpost store init`")
+            throw StoreError(
+                .notAStore,
+                "\(layout.root) is not an Outpost store (it has no config file); check the --store path, or create a store with `outpost store init`")
         }
         struct Probe: Decodable { var format: String?; var version: Int? }
         guard let probe = try? JSONDecoder().decode(Probe.self, from: data), probe.format == StoreConfig.magic, let version = probe.version else {
             throw StoreError(.notAStore, "\(layout.configPath) is not an Outpost store config; check the --store path")
         }
         guard version <= StoreConfig.currentVersion else {
-            throw StoreError(.unsupportedVersion, "the store \(layout.root) has format version \(version); this outpost reads up to version \(StoreConfig.currentVersion): upgrade outpost")
+            throw StoreError(
+                .unsupportedVersion,
+                "the store \(layout.root) has format version \(version); this outpost reads up to version \(StoreConfig.currentVersion): upgrade outpost"
+            )
         }
         let dec = JSONDecoder()
         dec.dateDecodingStrategy = .iso8601
         let config: StoreConfig
-        do { config = try dec.decode(StoreConfig.self, from: data) }
-        catch { throw StoreError(.corrupt, "the store config \(layout.configPath) is damaged: \(error)") }
+        do { config = try dec.decode(StoreConfig.self, from: data) } catch {
+            throw StoreError(.corrupt, "the store config \(layout.configPath) is damaged: \(error)")
+        }
         return try Store(layout: layout, config: config, lockMode: lock, purpose: purpose, create: false, logger: logger)
     }
 
@@ -248,7 +262,10 @@ public final class Store: Sendable {
         try flush()
         // The record must be in a sealed, indexed pack: another caller's failed seal may have dropped it.
         guard try index.location(of: id) != nil else {
-            throw StoreError(.io, "the record of recovery point \(id.shortHex) could not be stored in \(layout.root) (a pack failed to seal: check the free space and health of its disk); nothing was committed — run the job again")
+            throw StoreError(
+                .io,
+                "the record of recovery point \(id.shortHex) could not be stored in \(layout.root) (a pack failed to seal: check the free space and health of its disk); nothing was committed — run the job again"
+            )
         }
         try index.commitPoint(id: id, point: point)
         return RecoveryPointInfo(id: id, point: point)
@@ -280,8 +297,9 @@ public final class Store: Sendable {
         do {
             return try decompressors.with { d in
                 try stored.withUnsafeBytes {
-                    try PreparedBlob.open(stored: $0, id: id, compression: loc.compression, rawLength: loc.rawLength,
-                                          decompressor: d, what: "blob \(id.shortHex) in pack \(loc.packName)")
+                    try PreparedBlob.open(
+                        stored: $0, id: id, compression: loc.compression, rawLength: loc.rawLength,
+                        decompressor: d, what: "blob \(id.shortHex) in pack \(loc.packName)")
                 }
             }
         } catch let e as FormatError {
@@ -308,13 +326,13 @@ public final class Store: Sendable {
     }
 
     public func loadTree(_ id: ChunkID) throws -> Tree {
-        do { return try Tree.decode(try load(id), id: id) }
-        catch let e as FormatError { throw StoreError(.corrupt, e.message) }
+        do { return try Tree.decode(try load(id), id: id) } catch let e as FormatError { throw StoreError(.corrupt, e.message) }
     }
 
     public func loadPoint(_ id: ChunkID) throws -> RecoveryPoint {
-        do { return try RecoveryPoint.decode(try load(id), what: "recovery point \(id.shortHex)") }
-        catch let e as FormatError { throw StoreError(.corrupt, e.message) }
+        do { return try RecoveryPoint.decode(try load(id), what: "recovery point \(id.shortHex)") } catch let e as FormatError {
+            throw StoreError(.corrupt, e.message)
+        }
     }
 
     /// Finds a recovery point by `latest` or by a unique prefix (at least 4 hex digits) of its id.
@@ -333,12 +351,16 @@ public final class Store: Sendable {
         }
         let prefix = ref.lowercased()
         guard prefix.count >= 4, Hex.isHex(prefix) else {
-            throw StoreError(.invalid, "\(ref.debugDescription) is not a recovery point id: give `latest` or at least 4 hex digits of an id from `outpost points`")
+            throw StoreError(
+                .invalid, "\(ref.debugDescription) is not a recovery point id: give `latest` or at least 4 hex digits of an id from `outpost points`")
         }
         let matches = points.filter { $0.id.hex.hasPrefix(prefix) }
         if matches.count == 1 { return matches[0] }
-        if matches.isEmpty { throw StoreError(.notFound, "no recovery point\(scope) has an id starting with \(prefix); list them with `outpost points`") }
-        throw StoreError(.ambiguous, "\(prefix) names \(matches.count) recovery points (\(matches.map(\.id.shortHex).joined(separator: ", "))); give more digits")
+        if matches.isEmpty {
+            throw StoreError(.notFound, "no recovery point\(scope) has an id starting with \(prefix); list them with `outpost points`")
+        }
+        throw StoreError(
+            .ambiguous, "\(prefix) names \(matches.count) recovery points (\(matches.map(\.id.shortHex).joined(separator: ", "))); give more digits")
     }
 
     /// Removes a recovery point from the catalog; its data goes at the next `outpost store gc`.

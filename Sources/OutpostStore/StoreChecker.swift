@@ -1,7 +1,8 @@
 import Foundation
 import OutpostCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What `outpost check` found.
@@ -50,8 +51,9 @@ public struct StoreChecker {
             guard let size = FileIO.fileSize(path) else { markAll("is missing (\(path))"); continue }
             guard size == pack.size else { markAll("is \(size) bytes, the index says \(pack.size) (truncated or replaced)"); continue }
             let trailer: [PackEntry]
-            do { trailer = try PackReader.entries(path: path, name: pack.name).entries }
-            catch { markAll("has a damaged header or trailer: \(error)"); continue }
+            do { trailer = try PackReader.entries(path: path, name: pack.name).entries } catch {
+                markAll("has a damaged header or trailer: \(error)"); continue
+            }
             let byID = Dictionary(trailer.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             for r in rows where byID[r.id] != r {
                 report.damage.append("pack \(pack.name): blob \(r.id.shortHex) is not where the index says")
@@ -67,8 +69,9 @@ public struct StoreChecker {
                         let stored = try FileIO.readExactly(fd, offset: r.offset, count: r.storedLength, path: path)
                         report.bytesRead += Int64(stored.count)
                         _ = try stored.withUnsafeBytes {
-                            try PreparedBlob.open(stored: $0, id: r.id, compression: r.compression, rawLength: r.rawLength,
-                                                  decompressor: decompressor, what: "blob \(r.id.shortHex) in pack \(pack.name)")
+                            try PreparedBlob.open(
+                                stored: $0, id: r.id, compression: r.compression, rawLength: r.rawLength,
+                                decompressor: decompressor, what: "blob \(r.id.shortHex) in pack \(pack.name)")
                         }
                     } catch {
                         report.damage.append("pack \(pack.name): blob \(r.id.shortHex) at offset \(r.offset) is damaged: \(error)")
@@ -78,7 +81,9 @@ public struct StoreChecker {
             }
         }
         for name in try store.layout.packFilesOnDisk() where !indexed.contains(name) {
-            report.notes.append("pack \(name) is not in the index (left by an interrupted job): `outpost store gc` removes it, `outpost store rebuild-index` adopts it")
+            report.notes.append(
+                "pack \(name) is not in the index (left by an interrupted job): `outpost store gc` removes it, `outpost store rebuild-index` adopts it"
+            )
         }
 
         // Recovery points: every tree must decode and every chunk must be indexed and undamaged.
@@ -99,7 +104,8 @@ public struct StoreChecker {
             if !problems.isEmpty {
                 report.affectedPoints.append(info.id.hex)
                 for p in problems.prefix(50) {
-                    report.damage.append("recovery point \(info.id.shortHex) (machine \(info.point.machine), \(info.point.finishedAt.formatted(.iso8601))): \(p)")
+                    report.damage.append(
+                        "recovery point \(info.id.shortHex) (machine \(info.point.machine), \(info.point.finishedAt.formatted(.iso8601))): \(p)")
                 }
                 if problems.count > 50 { report.damage.append("recovery point \(info.id.shortHex): … and \(problems.count - 50) more damaged paths") }
             }
@@ -108,8 +114,10 @@ public struct StoreChecker {
     }
 
     /// Problems under one tree, as paths relative to it; memoised because trees are shared between points.
-    private func walk(_ id: ChunkID, path: String, known: Set<ChunkID>, damaged: [ChunkID: String],
-                      memo: inout [ChunkID: [String]], report: inout CheckReport) -> [String] {
+    private func walk(
+        _ id: ChunkID, path: String, known: Set<ChunkID>, damaged: [ChunkID: String],
+        memo: inout [ChunkID: [String]], report: inout CheckReport
+    ) -> [String] {
         if let cached = memo[id] { return cached.map { path + $0 } }
         var problems: [String] = []
         if !known.contains(id) {

@@ -17,8 +17,10 @@ public struct StoreConfig: Codable, Sendable, Equatable {
     /// A pack is sealed when it reaches this size (bytes).
     public var packTargetSize: Int
 
-    public init(id: String, createdAt: Date, chunker: ChunkerParameters = .default, compressionLevel: Int32 = 3,
-                packTargetSize: Int = 32 << 20) {
+    public init(
+        id: String, createdAt: Date, chunker: ChunkerParameters = .default, compressionLevel: Int32 = 3,
+        packTargetSize: Int = 32 << 20
+    ) {
         self.id = id
         self.createdAt = createdAt
         self.chunker = chunker

@@ -52,7 +52,8 @@ public final class StoreIndex: Sendable {
         } catch let e as DatabaseError where e.resultCode == .SQLITE_FULL {
             throw StoreError(.diskFull, "the disk holding the index \(path) is full; free space there and try again")
         } catch {
-            throw StoreError(.corrupt, "the store index \(path) cannot be opened: \(error); if it is damaged, move it aside and run `outpost store rebuild-index`")
+            throw StoreError(
+                .corrupt, "the store index \(path) cannot be opened: \(error); if it is damaged, move it aside and run `outpost store rebuild-index`")
         }
     }
 
@@ -64,7 +65,9 @@ public final class StoreIndex: Sendable {
         } catch let e as StoreError {
             throw e
         } catch let e as DatabaseError where e.resultCode == .SQLITE_FULL {
-            throw StoreError(.diskFull, "the disk holding the index \(path) is full while \(what); free space there and run the job again — nothing committed is lost")
+            throw StoreError(
+                .diskFull,
+                "the disk holding the index \(path) is full while \(what); free space there and run the job again — nothing committed is lost")
         } catch {
             throw StoreError(.io, "the store index \(path) failed while \(what): \(error)")
         }
@@ -93,13 +96,15 @@ public final class StoreIndex: Sendable {
     /// Inserts a sealed pack and its blobs. `replace` moves blobs that are indexed elsewhere (gc's repack);
     /// otherwise a blob indexed elsewhere keeps its first location.
     static func insertPack(_ db: Database, name: String, size: Int, entries: [PackEntry], replace: Bool) throws {
-        try db.execute(sql: "INSERT INTO packs (name, size, blob_count, created_at) VALUES (?, ?, ?, ?)",
-                       arguments: [name, size, entries.count, Date().timeIntervalSince1970])
+        try db.execute(
+            sql: "INSERT INTO packs (name, size, blob_count, created_at) VALUES (?, ?, ?, ?)",
+            arguments: [name, size, entries.count, Date().timeIntervalSince1970])
         let packID = db.lastInsertedRowID
-        let st = try db.cachedStatement(sql: """
-            INSERT OR \(replace ? "REPLACE" : "IGNORE") INTO blobs (id, kind, pack_id, offset, stored_length, raw_length, compression)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
-            """)
+        let st = try db.cachedStatement(
+            sql: """
+                INSERT OR \(replace ? "REPLACE" : "IGNORE") INTO blobs (id, kind, pack_id, offset, stored_length, raw_length, compression)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
         for e in entries {
             try st.execute(arguments: [e.id.data, Int(e.kind.rawValue), packID, e.offset, e.storedLength, e.rawLength, Int(e.compression.rawValue)])
         }
@@ -113,8 +118,9 @@ public final class StoreIndex: Sendable {
             while start < ids.count {
                 let slice = ids[start..<min(ids.count, start + 500)]
                 let marks = Array(repeating: "?", count: slice.count).joined(separator: ",")
-                let rows = try Data.fetchAll(db, sql: "SELECT id FROM blobs WHERE id IN (\(marks))",
-                                             arguments: StatementArguments(slice.map { $0.data }))
+                let rows = try Data.fetchAll(
+                    db, sql: "SELECT id FROM blobs WHERE id IN (\(marks))",
+                    arguments: StatementArguments(slice.map { $0.data }))
                 for r in rows { if let id = ChunkID(bytes: r) { found.insert(id) } }
                 start += 500
             }
@@ -124,10 +130,12 @@ public final class StoreIndex: Sendable {
 
     public func location(of id: ChunkID) throws -> BlobLocation? {
         try read("looking up blob \(id.shortHex)") { db in
-            let row = try Row.fetchOne(db, sql: """
-                SELECT b.kind, b.compression, b.offset, b.stored_length, b.raw_length, p.id AS pid, p.name
-                FROM blobs b JOIN packs p ON p.id = b.pack_id WHERE b.id = ?
-                """, arguments: [id.data])
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT b.kind, b.compression, b.offset, b.stored_length, b.raw_length, p.id AS pid, p.name
+                    FROM blobs b JOIN packs p ON p.id = b.pack_id WHERE b.id = ?
+                    """, arguments: [id.data])
             return row.map(Self.location)
         }
     }
@@ -135,10 +143,11 @@ public final class StoreIndex: Sendable {
     /// Locations of many blobs in one read (a restore batch): absent ones are left out.
     public func locations(of ids: [ChunkID]) throws -> [ChunkID: BlobLocation] {
         try read("looking up \(ids.count) blobs") { db in
-            let st = try db.cachedStatement(sql: """
-                SELECT b.kind, b.compression, b.offset, b.stored_length, b.raw_length, p.id AS pid, p.name
-                FROM blobs b JOIN packs p ON p.id = b.pack_id WHERE b.id = ?
-                """)
+            let st = try db.cachedStatement(
+                sql: """
+                    SELECT b.kind, b.compression, b.offset, b.stored_length, b.raw_length, p.id AS pid, p.name
+                    FROM blobs b JOIN packs p ON p.id = b.pack_id WHERE b.id = ?
+                    """)
             var out: [ChunkID: BlobLocation] = [:]
             for id in ids where out[id] == nil {
                 if let row = try Row.fetchOne(st, arguments: [id.data]) { out[id] = Self.location(row) }
@@ -148,17 +157,19 @@ public final class StoreIndex: Sendable {
     }
 
     static func location(_ row: Row) -> BlobLocation {
-        BlobLocation(packID: row["pid"], packName: row["name"],
-                     kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
-                     compression: BlobCompression(rawValue: UInt8(row["compression"] as Int)) ?? .none,
-                     offset: row["offset"], storedLength: row["stored_length"], rawLength: row["raw_length"])
+        BlobLocation(
+            packID: row["pid"], packName: row["name"],
+            kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
+            compression: BlobCompression(rawValue: UInt8(row["compression"] as Int)) ?? .none,
+            offset: row["offset"], storedLength: row["stored_length"], rawLength: row["raw_length"])
     }
 
     public func packs() throws -> [PackRecord] {
         try read("listing packs") { db in
             try Row.fetchAll(db, sql: "SELECT id, name, size, blob_count, created_at FROM packs ORDER BY id").map {
-                PackRecord(id: $0["id"], name: $0["name"], size: $0["size"], blobCount: $0["blob_count"],
-                           createdAt: Date(timeIntervalSince1970: $0["created_at"]))
+                PackRecord(
+                    id: $0["id"], name: $0["name"], size: $0["size"], blobCount: $0["blob_count"],
+                    createdAt: Date(timeIntervalSince1970: $0["created_at"]))
             }
         }
     }
@@ -166,16 +177,19 @@ public final class StoreIndex: Sendable {
     /// Every blob of one pack, by offset.
     public func entries(ofPack packID: Int64) throws -> [PackEntry] {
         try read("listing the blobs of a pack") { db in
-            try Row.fetchAll(db, sql: "SELECT id, kind, compression, offset, stored_length, raw_length FROM blobs WHERE pack_id = ? ORDER BY offset",
-                             arguments: [packID]).map(Self.entry)
+            try Row.fetchAll(
+                db, sql: "SELECT id, kind, compression, offset, stored_length, raw_length FROM blobs WHERE pack_id = ? ORDER BY offset",
+                arguments: [packID]
+            ).map(Self.entry)
         }
     }
 
     static func entry(_ row: Row) -> PackEntry {
-        PackEntry(id: ChunkID(bytes: row["id"] as Data) ?? ChunkID(w0: 0, w1: 0, w2: 0, w3: 0),
-                  kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
-                  compression: BlobCompression(rawValue: UInt8(row["compression"] as Int)) ?? .none,
-                  offset: row["offset"], storedLength: row["stored_length"], rawLength: row["raw_length"])
+        PackEntry(
+            id: ChunkID(bytes: row["id"] as Data) ?? ChunkID(w0: 0, w1: 0, w2: 0, w3: 0),
+            kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
+            compression: BlobCompression(rawValue: UInt8(row["compression"] as Int)) ?? .none,
+            offset: row["offset"], storedLength: row["stored_length"], rawLength: row["raw_length"])
     }
 
     public struct Totals: Sendable {
@@ -185,8 +199,12 @@ public final class StoreIndex: Sendable {
     public func totals() throws -> Totals {
         try read("counting") { db in
             var t = Totals()
-            if let r = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS n, COALESCE(SUM(size),0) AS s FROM packs") { t.packs = r["n"]; t.packBytes = r["s"] }
-            if let r = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS n, COALESCE(SUM(raw_length),0) AS r, COALESCE(SUM(stored_length),0) AS s FROM blobs") {
+            if let r = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS n, COALESCE(SUM(size),0) AS s FROM packs") {
+                t.packs = r["n"]; t.packBytes = r["s"]
+            }
+            if let r = try Row.fetchOne(
+                db, sql: "SELECT COUNT(*) AS n, COALESCE(SUM(raw_length),0) AS r, COALESCE(SUM(stored_length),0) AS s FROM blobs")
+            {
                 t.blobs = r["n"]; t.rawBytes = r["r"]; t.storedBytes = r["s"]
             }
             return t
@@ -202,14 +220,19 @@ public final class StoreIndex: Sendable {
     }
 
     static func insertPoint(_ db: Database, id: ChunkID, point: RecoveryPoint) throws {
-        try db.execute(sql: "INSERT OR IGNORE INTO machines (name, created_at) VALUES (?, ?)",
-                       arguments: [point.machine, Date().timeIntervalSince1970])
+        try db.execute(
+            sql: "INSERT OR IGNORE INTO machines (name, created_at) VALUES (?, ?)",
+            arguments: [point.machine, Date().timeIntervalSince1970])
         let machineID = try Int64.fetchOne(db, sql: "SELECT id FROM machines WHERE name = ?", arguments: [point.machine])!
-        try db.execute(sql: """
-            INSERT OR IGNORE INTO recovery_points (id, machine_id, started_at, finished_at, root_tree, record)
-            VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [id.data, machineID, point.startedAt.timeIntervalSince1970, point.finishedAt.timeIntervalSince1970,
-                             point.root?.data ?? Data(), Data(point.encoded())])
+        try db.execute(
+            sql: """
+                INSERT OR IGNORE INTO recovery_points (id, machine_id, started_at, finished_at, root_tree, record)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                id.data, machineID, point.startedAt.timeIntervalSince1970, point.finishedAt.timeIntervalSince1970,
+                point.root?.data ?? Data(), Data(point.encoded()),
+            ])
     }
 
     /// Recovery points, oldest first, optionally of one machine.
@@ -217,10 +240,12 @@ public final class StoreIndex: Sendable {
         try read("listing recovery points") { db in
             let rows: [Row]
             if let machine {
-                rows = try Row.fetchAll(db, sql: """
-                    SELECT r.id, r.record FROM recovery_points r JOIN machines m ON m.id = r.machine_id
-                    WHERE m.name = ? ORDER BY r.finished_at, r.id
-                    """, arguments: [machine])
+                rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT r.id, r.record FROM recovery_points r JOIN machines m ON m.id = r.machine_id
+                        WHERE m.name = ? ORDER BY r.finished_at, r.id
+                        """, arguments: [machine])
             } else {
                 rows = try Row.fetchAll(db, sql: "SELECT id, record FROM recovery_points ORDER BY finished_at, id")
             }
@@ -262,8 +287,10 @@ extension StoreIndex {
             let cursor = try Row.fetchCursor(db, sql: "SELECT id, kind, pack_id, stored_length FROM blobs")
             while let row = try cursor.next() {
                 guard let id = ChunkID(bytes: row["id"] as Data) else { continue }
-                out.append(BlobRow(id: id, kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
-                                   packID: row["pack_id"], storedLength: row["stored_length"]))
+                out.append(
+                    BlobRow(
+                        id: id, kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
+                        packID: row["pack_id"], storedLength: row["stored_length"]))
             }
             return out
         }

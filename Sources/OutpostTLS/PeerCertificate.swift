@@ -42,7 +42,9 @@ public enum PeerCertificate {
             handshake.fail(error)
             throw Failure(description: "cannot connect to \(host):\(port): \(error)")
         }
-        let timer = loop.scheduleTask(in: timeout) { handshake.fail(Failure(description: "no TLS handshake with \(host):\(port) within \(timeout.nanoseconds / 1_000_000_000) s")) }
+        let timer = loop.scheduleTask(in: timeout) {
+            handshake.fail(Failure(description: "no TLS handshake with \(host):\(port) within \(timeout.nanoseconds / 1_000_000_000) s"))
+        }
         defer { timer.cancel(); channel.close(promise: nil) }
         do { try await handshake.futureResult.get() } catch let f as Failure { throw f } catch {
             throw Failure(description: "the TLS handshake with \(host):\(port) failed: \(error)")

@@ -40,7 +40,7 @@ struct VaultObjectRoutes: Sendable {
         let objects = self.objects
         let created = try await putBudget.withReservation(declared ?? max) {
             let body: ByteBuffer
-            do { body = try await request.body.collect(upTo: max) } catch where !(error is NIOTooManyBytesError) {
+            do { body = try await request.body.collect(upTo: max) } catch  where !(error is NIOTooManyBytesError) {
                 // Cut off by the client or by the connection limits: the client's problem, not the vault's.
                 throw HTTPFailure(.badRequest, "the request body was cut off (\(error))")
             }
@@ -93,8 +93,9 @@ struct VaultObjectRoutes: Sendable {
         guard header.hasPrefix("bytes=") else { return nil }
         let parts = header.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 19 && $0.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }),
-              let first = Int(parts[0]), let last = Int(parts[1]), last >= first, last < Int.max,
-              last - first < VaultServer.maxObjectBytes else { return nil }
+            let first = Int(parts[0]), let last = Int(parts[1]), last >= first, last < Int.max,
+            last - first < VaultServer.maxObjectBytes
+        else { return nil }
         return first..<(last + 1)
     }
 }

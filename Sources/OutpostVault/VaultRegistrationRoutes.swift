@@ -48,7 +48,8 @@ struct VaultRegistrationRoutes: Sendable {
         }
         let base = "containers/\(relay.id)/keys/"
         guard let newest = try objects.list(prefix: base).map(\.key).max(), let bytes = try objects.get(newest) else {
-            throw HTTPFailure(.notFound, "the container of relay \(RelayName.quoted(relay.name)) holds no key file: it cannot be opened with a passphrase")
+            throw HTTPFailure(
+                .notFound, "the container of relay \(RelayName.quoted(relay.name)) holds no key file: it cannot be opened with a passphrase")
         }
         return .json(bytes: bytes)
     }

@@ -3,8 +3,9 @@ import Foundation
 import OutpostCore
 import OutpostHTTP
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The relays registered with a vault and the credentials files issued for it, kept in registry.json.
@@ -104,7 +105,8 @@ public final class VaultRegistry: Sendable {
         let named = pool.filter { relays[$0].name == idOrName }
         if named.count == 1 { return named[0] }
         if named.isEmpty {
-            throw VaultError(.invalid, "no \(activeOnly ? "active " : "")relay \(RelayName.quoted(idOrName)) in this vault; list them with `outpost vault relays`")
+            throw VaultError(
+                .invalid, "no \(activeOnly ? "active " : "")relay \(RelayName.quoted(idOrName)) in this vault; list them with `outpost vault relays`")
         }
         let ids = named.map { relays[$0].id + (relays[$0].removedAt == nil ? "" : " (removed)") }.joined(separator: ", ")
         throw VaultError(.invalid, "\(named.count) relays are named \(RelayName.quoted(idOrName)) (ids \(ids)); give the id instead of the name")
@@ -123,10 +125,18 @@ public final class VaultRegistry: Sendable {
         try state.withLock { s in
             try refresh(&s)
             guard let i = s.issued.firstIndex(where: { $0.secretHash == Self.hash(secret) }) else {
-                return .refused("this vault credentials file was not issued by this vault (or belongs to another vault); download a new one with `outpost vault credentials`")
+                return .refused(
+                    "this vault credentials file was not issued by this vault (or belongs to another vault); download a new one with `outpost vault credentials`"
+                )
             }
-            if s.issued[i].usedAt != nil { return .refused("this vault credentials file was already used; download a new one with `outpost vault credentials`") }
-            if s.issued[i].expiresAt < now { return .refused("this vault credentials file expired on \(s.issued[i].expiresAt.formatted(.iso8601)); download a new one with `outpost vault credentials`") }
+            if s.issued[i].usedAt != nil {
+                return .refused("this vault credentials file was already used; download a new one with `outpost vault credentials`")
+            }
+            if s.issued[i].expiresAt < now {
+                return .refused(
+                    "this vault credentials file expired on \(s.issued[i].expiresAt.formatted(.iso8601)); download a new one with `outpost vault credentials`"
+                )
+            }
             let credential = RandomSecret.make()
             var relay: Relay
             if let recover = s.issued[i].recoverRelay, let j = s.relays.firstIndex(where: { $0.id == recover }) {
@@ -136,13 +146,19 @@ public final class VaultRegistry: Sendable {
             } else {
                 if let problem = RelayName.problem(relayName) { return .invalidName(problem + "; register with another --name") }
                 if let other = s.relays.first(where: { $0.removedAt == nil && $0.name == relayName }) {
-                    return .nameTaken("a relay named \(RelayName.quoted(relayName)) is already registered with this vault (id \(other.id)): register under another --name, or rebuild that relay with `outpost vault credentials --recover \(other.id)`, or remove it first with `outpost vault remove-relay \(other.id)`")
+                    return .nameTaken(
+                        "a relay named \(RelayName.quoted(relayName)) is already registered with this vault (id \(other.id)): register under another --name, or rebuild that relay with `outpost vault credentials --recover \(other.id)`, or remove it first with `outpost vault remove-relay \(other.id)`"
+                    )
                 }
                 if let other = s.relays.first(where: { $0.id == relayName }) {
-                    return .nameTaken("\(RelayName.quoted(relayName)) is the id of another relay of this vault (named \(RelayName.quoted(other.name))): register under another --name")
+                    return .nameTaken(
+                        "\(RelayName.quoted(relayName)) is the id of another relay of this vault (named \(RelayName.quoted(other.name))): register under another --name"
+                    )
                 }
                 let active = s.relays.filter { $0.removedAt == nil }.count
-                if active >= maxRelays { return .refused("this vault already serves \(active) relays, its limit (\(maxRelays)); remove one or raise max_relays") }
+                if active >= maxRelays {
+                    return .refused("this vault already serves \(active) relays, its limit (\(maxRelays)); remove one or raise max_relays")
+                }
                 relay = Relay(id: RandomSecret.make(bytes: 8), name: relayName, credentialHash: Self.hash(credential), registeredAt: now)
                 s.relays.append(relay)
             }
@@ -159,7 +175,11 @@ public final class VaultRegistry: Sendable {
         try state.withLock { s in
             try refresh(&s)
             guard let issued = s.issued.first(where: { $0.secretHash == Self.hash(secret) }), issued.usedAt == nil, issued.expiresAt >= now else {
-                return .failure(RecoveryRefusal(message: "this recovery credentials file is not valid here (not issued by this vault, already used or expired); make a new one with `outpost vault credentials --recover RELAY`"))
+                return .failure(
+                    RecoveryRefusal(
+                        message:
+                            "this recovery credentials file is not valid here (not issued by this vault, already used or expired); make a new one with `outpost vault credentials --recover RELAY`"
+                    ))
             }
             guard let id = issued.recoverRelay, let relay = s.relays.first(where: { $0.id == id }) else {
                 return .failure(RecoveryRefusal(message: "this vault credentials file registers a new relay; it does not re-attach one"))

@@ -35,13 +35,16 @@ public struct VaultServer: Sendable {
     /// under the cap for the 50 relays a vault serves; the deadline allows the slowest throttled upload of the
     /// largest object (512 Kbit/s shared by 4 uploads: about 73 minutes for 64 MiB), and the minimum rate is far
     /// below what that limit gives each upload (16 KB/s).
-    public static let defaultLimits = ConnectionLimits(maxConnections: 256, headerTimeout: .seconds(20), requestDeadline: .seconds(4800),
-                                                       minimumBodyRate: 1024, rateWindow: .seconds(60))
+    public static let defaultLimits = ConnectionLimits(
+        maxConnections: 256, headerTimeout: .seconds(20), requestDeadline: .seconds(4800),
+        minimumBodyRate: 1024, rateWindow: .seconds(60))
     /// PUT bodies in memory at once: two objects of the largest size, or sixteen of the forwarder's 8 MiB packs.
     public static let defaultPutBudget = 128 << 20
 
-    public init(directory: VaultDataDirectory, host: String, port: Int, logger: Logger, limits: ConnectionLimits = VaultServer.defaultLimits,
-                putBudget: Int = VaultServer.defaultPutBudget, onListening: @escaping @Sendable (Int) -> Void = { _ in }) throws {
+    public init(
+        directory: VaultDataDirectory, host: String, port: Int, logger: Logger, limits: ConnectionLimits = VaultServer.defaultLimits,
+        putBudget: Int = VaultServer.defaultPutBudget, onListening: @escaping @Sendable (Int) -> Void = { _ in }
+    ) throws {
         self.limits = limits
         self.putBudget = ByteBudget(bytes: putBudget)
         self.directory = directory
@@ -49,7 +52,8 @@ public struct VaultServer: Sendable {
         registry = try VaultRegistry(path: directory.registryPath)
         objects = try directory.objectStore(settings)
         guard let cert = try? String(contentsOfFile: directory.certificatePath, encoding: .utf8),
-              let key = try? String(contentsOfFile: directory.keyPath, encoding: .utf8) else {
+            let key = try? String(contentsOfFile: directory.keyPath, encoding: .utf8)
+        else {
             throw VaultError(.notAVault, "the vault's TLS certificate or key under \(directory.root)/tls cannot be read")
         }
         identity = TLSIdentity(certificatePEM: cert, privateKeyPEM: key)
@@ -68,15 +72,16 @@ public struct VaultServer: Sendable {
         ServiceRoutes(certificatePEM: identity.certificatePEM).addRoutes(to: router)
         VaultRegistrationRoutes(settings: settings, registry: registry, objects: objects, logger: logger).addRoutes(to: router)
         let registry = self.registry
-        let relay = router.group("v1").add(middleware: BearerAuthentication<VaultRequestContext>(
-            malformed: "missing or malformed relay credential: register the relay with `outpost relay register`"
-        ) { token in
-            guard let credential = VaultAPI.parseCredential(token) else { return nil }
-            guard let relay = registry.authenticate(relayID: credential.relayID, secret: credential.secret) else {
-                throw HTTPFailure(.unauthorized, "the relay credential is not valid (wrong, or the relay was removed from the vault)")
-            }
-            return relay
-        })
+        let relay = router.group("v1").add(
+            middleware: BearerAuthentication<VaultRequestContext>(
+                malformed: "missing or malformed relay credential: register the relay with `outpost relay register`"
+            ) { token in
+                guard let credential = VaultAPI.parseCredential(token) else { return nil }
+                guard let relay = registry.authenticate(relayID: credential.relayID, secret: credential.secret) else {
+                    throw HTTPFailure(.unauthorized, "the relay credential is not valid (wrong, or the relay was removed from the vault)")
+                }
+                return relay
+            })
         VaultObjectRoutes(settings: settings, objects: objects, putBudget: putBudget).addRoutes(to: relay)
         return router
     }
@@ -122,8 +127,9 @@ public struct VaultServer: Sendable {
 
     public func run() async throws {
         // At most `maxConnections` open; more wait in the listen backlog (not accepted, so they hold no descriptor).
-        let server = HTTPServer(name: "outpost-vault", host: host, port: port, identity: identity, idleTimeout: .seconds(300),
-                                maxConnections: limits.maxConnections, connectionLimits: limits)
+        let server = HTTPServer(
+            name: "outpost-vault", host: host, port: port, identity: identity, idleTimeout: .seconds(300),
+            maxConnections: limits.maxConnections, connectionLimits: limits)
         let router = buildRouter()
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {

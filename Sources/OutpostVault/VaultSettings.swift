@@ -1,8 +1,9 @@
 import Foundation
 import OutpostCore
 import OutpostObjects
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Storage replication, as in Azure: GRS keeps a second, independent copy set; LRS one.
@@ -48,10 +49,13 @@ public struct VaultDataDirectory: Sendable {
 
     public func settings() throws -> VaultSettings {
         guard let data = FileManager.default.contents(atPath: settingsPath) else {
-            throw VaultError(.notAVault, "\(root) is not a vault data directory; create one with `outpost vault init --data \(root) --name NAME --url https://HOST:PORT`")
+            throw VaultError(
+                .notAVault,
+                "\(root) is not a vault data directory; create one with `outpost vault init --data \(root) --name NAME --url https://HOST:PORT`")
         }
-        do { return try JSONDecoder().decode(VaultSettings.self, from: data) }
-        catch { throw VaultError(.notAVault, "\(settingsPath) is damaged: \(error)") }
+        do { return try JSONDecoder().decode(VaultSettings.self, from: data) } catch {
+            throw VaultError(.notAVault, "\(settingsPath) is damaged: \(error)")
+        }
     }
 
     public func save(_ settings: VaultSettings) throws {
@@ -76,6 +80,8 @@ public struct VaultDataDirectory: Sendable {
 
 func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws {
     do { try DurableFile.write(bytes, to: path, mode: mode) } catch {
-        throw VaultError(.invalid, "\(error.description)\(error.isDiskFull ? ": free space on the vault's disk" : "; check the permissions of the vault's data directory")")
+        throw VaultError(
+            .invalid,
+            "\(error.description)\(error.isDiskFull ? ": free space on the vault's disk" : "; check the permissions of the vault's data directory")")
     }
 }

@@ -10,7 +10,9 @@ import OutpostStore
 struct TargetOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("A local store directory, instead of the relay this machine enrolled with.", valueName: "dir"))
     var store: String?
-    @Option(name: .long, help: ArgumentHelp("The client configuration written by `outpost enroll` (default: ~/.config/outpost/client.toml).", valueName: "file"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("The client configuration written by `outpost enroll` (default: ~/.config/outpost/client.toml).", valueName: "file"))
     var config: String?
 }
 
@@ -56,7 +58,9 @@ enum Access {
         var m = machine
         if case .local(let s) = self, m == nil, ref == "latest" {
             let names = try s.index.machines()
-            if names.count > 1 { throw ValidationError("`latest` needs --machine: the store holds recovery points of \(names.joined(separator: ", "))") }
+            if names.count > 1 {
+                throw ValidationError("`latest` needs --machine: the store holds recovery points of \(names.joined(separator: ", "))")
+            }
         }
         if case .remote = self { m = nil }
         return try Store.resolve(ref, in: try await points(machine: m), machine: m, where: where_)

@@ -12,11 +12,17 @@ struct BackupCommand: AsyncParsableCommand {
         discussion: "Exit 0: done. Exit 3: the recovery point was committed, but some files could not be read (listed on stderr)."
     )
     @OptionGroup var target: TargetOptions
-    @Option(help: "Name of the protected machine the recovery point belongs to (with --store; a relay knows it from the enrollment).") var machine: String?
-    @Option(name: .customLong("exclude"), help: ArgumentHelp("Skip entries matching this glob (repeatable). With a '/', the pattern matches the whole path; without, any entry's name.", valueName: "glob"))
+    @Option(help: "Name of the protected machine the recovery point belongs to (with --store; a relay knows it from the enrollment).") var machine:
+        String?
+    @Option(
+        name: .customLong("exclude"),
+        help: ArgumentHelp(
+            "Skip entries matching this glob (repeatable). With a '/', the pattern matches the whole path; without, any entry's name.",
+            valueName: "glob"))
     var excludes: [String] = []
     @Flag(help: "Print the result as JSON on stdout.") var json = false
-    @Option(help: "Files read at once (default: cores + 1 locally, 3 × cores to a relay). Fewer leave more of the machine to other work.") var workers: Int?
+    @Option(help: "Files read at once (default: cores + 1 locally, 3 × cores to a relay). Fewer leave more of the machine to other work.")
+    var workers: Int?
     @Argument(help: "Files and folders to protect.") var paths: [String] = []
 
     func validate() throws {
@@ -69,8 +75,12 @@ struct BackupCommand: AsyncParsableCommand {
             try printJSON(Out(id: result.point.id.hex, machine: machine, summary: s, failures: result.failures))
         } else {
             print("recovery point \(result.point.id.shortHex) saved for machine \(machine)")
-            print("files: \(s.filesNew) new, \(s.filesChanged) changed, \(s.filesUnchanged) unchanged; \(s.directories) folders, \(s.otherEntries) other entries")
-            print("read \(formatBytes(s.bytesRead)) of \(formatBytes(s.bytesTotal)); added \(formatBytes(s.bytesAddedRaw)) of new data, \(formatBytes(s.bytesAddedStored)) stored after dedup and compression; \(String(format: "%.1f", s.durationSeconds)) s")
+            print(
+                "files: \(s.filesNew) new, \(s.filesChanged) changed, \(s.filesUnchanged) unchanged; \(s.directories) folders, \(s.otherEntries) other entries"
+            )
+            print(
+                "read \(formatBytes(s.bytesRead)) of \(formatBytes(s.bytesTotal)); added \(formatBytes(s.bytesAddedRaw)) of new data, \(formatBytes(s.bytesAddedStored)) stored after dedup and compression; \(String(format: "%.1f", s.durationSeconds)) s"
+            )
         }
         if !result.failures.isEmpty {
             printErr("\(result.failures.count) entries could not be backed up:")

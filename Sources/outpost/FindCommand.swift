@@ -27,11 +27,14 @@ struct FindCommand: AsyncParsableCommand {
             try await PointListing.find(pattern, in: try await access.points(machine: machine), repository: access.repository)
         }
         let matches = found.map {
-            Match(point: $0.point.id.hex, machine: $0.point.point.machine, time: $0.point.point.finishedAt,
-                  path: String(decoding: $0.path, as: UTF8.self), size: $0.size, bytes: $0.path)
+            Match(
+                point: $0.point.id.hex, machine: $0.point.point.machine, time: $0.point.point.finishedAt,
+                path: String(decoding: $0.path, as: UTF8.self), size: $0.size, bytes: $0.path)
         }
         if json { try printJSON(matches); return }
-        for m in matches { print("\(m.point.prefix(8))  \(m.time.formatted(.iso8601))  \(Terminal.escaped(m.machine))  \(Terminal.escaped(bytes: m.bytes))") }
+        for m in matches {
+            print("\(m.point.prefix(8))  \(m.time.formatted(.iso8601))  \(Terminal.escaped(m.machine))  \(Terminal.escaped(bytes: m.bytes))")
+        }
         if matches.isEmpty { printErr("no recovery point holds a path matching \(pattern.debugDescription)") }
     }
 }

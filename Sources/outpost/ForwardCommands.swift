@@ -22,7 +22,8 @@ extension RelayCommand {
     struct Register: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Register the relay with a vault (credentials file) and set the encryption passphrase.",
-            discussion: "The passphrase (at least 16 printable ASCII characters) derives the key that protects everything sent to the vault. It is not stored on the relay. A lost passphrase means the off-site copies cannot be read by anyone: keep it safe."
+            discussion:
+                "The passphrase (at least 16 printable ASCII characters) derives the key that protects everything sent to the vault. It is not stored on the relay. A lost passphrase means the off-site copies cannot be read by anyone: keep it safe."
         )
         @OptionGroup var relay: RelayOptions
         @Option(help: "The vault credentials file from `outpost vault credentials`.") var vaultCredentials: String
@@ -32,7 +33,9 @@ extension RelayCommand {
         @Flag(help: .hidden) var fastKdfForTests = false
 
         func validate() throws {
-            if passphraseFile == nil { throw ValidationError("give --passphrase-file FILE (with --generate-passphrase, where to write the new passphrase)") }
+            if passphraseFile == nil {
+                throw ValidationError("give --passphrase-file FILE (with --generate-passphrase, where to write the new passphrase)")
+            }
             if let name, let problem = RelayName.problem(name) { throw ValidationError(problem) }
         }
 
@@ -41,40 +44,52 @@ extension RelayCommand {
             // Checked before a credentials file is spent: the vault refuses the same names.
             let relayName = name ?? ProcessInfo.processInfo.hostName
             if name == nil, RelayName.problem(relayName) != nil {
-                throw VaultError(.invalid, "this host's name \(RelayName.quoted(relayName)) cannot be a relay name (\(RelayName.rule)); give one with --name")
+                throw VaultError(
+                    .invalid, "this host's name \(RelayName.quoted(relayName)) cannot be a relay name (\(RelayName.rule)); give one with --name")
             }
             let file = passphraseFile!
             let passphrase: String
             if generatePassphrase {
-                if FileManager.default.fileExists(atPath: file) { throw ValidationError("\(file) exists; --generate-passphrase will not overwrite a passphrase") }
+                if FileManager.default.fileExists(atPath: file) {
+                    throw ValidationError("\(file) exists; --generate-passphrase will not overwrite a passphrase")
+                }
                 passphrase = PassphrasePolicy.generate()
                 try DurableFile.writeSecret(Array((passphrase + "\n").utf8), to: file)
-                printErr("generated a passphrase in \(file) (mode 0600). Store a copy somewhere safe, away from this relay: without it the off-site copies cannot be read.")
+                printErr(
+                    "generated a passphrase in \(file) (mode 0600). Store a copy somewhere safe, away from this relay: without it the off-site copies cannot be read."
+                )
             } else {
                 passphrase = try readPassphrase(file)
             }
-            let link = try await Registration.register(data: relay.directory.root, credentialsPath: vaultCredentials, passphrase: passphrase,
-                                                       relayName: relayName, proxy: try relay.directory.configuration().proxy,
-                                                       scrypt: fastKdfForTests ? .fastForTests : .standard, logger: Logger(label: "outpost.register"))
-            printErr("registered with vault \(link.vaultName) (\(link.url)) as relay \(link.relayID); recovery points will be forwarded encrypted (restart `outpost relay serve` to start its forwarder; `outpost relay forward --now` forwards at once)")
+            let link = try await Registration.register(
+                data: relay.directory.root, credentialsPath: vaultCredentials, passphrase: passphrase,
+                relayName: relayName, proxy: try relay.directory.configuration().proxy,
+                scrypt: fastKdfForTests ? .fastForTests : .standard, logger: Logger(label: "outpost.register"))
+            printErr(
+                "registered with vault \(link.vaultName) (\(link.url)) as relay \(link.relayID); recovery points will be forwarded encrypted (restart `outpost relay serve` to start its forwarder; `outpost relay forward --now` forwards at once)"
+            )
         }
     }
 
     struct ChangePassphrase: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "change-passphrase", abstract: "Re-wrap the master key under a new passphrase (nothing is re-uploaded).")
+        static let configuration = CommandConfiguration(
+            commandName: "change-passphrase", abstract: "Re-wrap the master key under a new passphrase (nothing is re-uploaded).")
         @OptionGroup var relay: RelayOptions
         @Option(help: "File with the current passphrase.") var oldPassphraseFile: String
         @Option(help: "File with the new passphrase.") var newPassphraseFile: String
 
         func run() async throws {
-            let kept = try await Registration.changePassphrase(data: relay.directory.root, old: try readPassphrase(oldPassphraseFile),
-                                                               new: try readPassphrase(newPassphraseFile), proxy: try relay.directory.configuration().proxy,
-                                                               logger: Logger(label: "outpost.register"))
+            let kept = try await Registration.changePassphrase(
+                data: relay.directory.root, old: try readPassphrase(oldPassphraseFile),
+                new: try readPassphrase(newPassphraseFile), proxy: try relay.directory.configuration().proxy,
+                logger: Logger(label: "outpost.register"))
             if kept.isEmpty {
                 printErr("passphrase changed; the vault holds the newly wrapped key, and the old passphrase no longer opens it")
             } else {
                 printErr("passphrase changed; the vault holds the newly wrapped key")
-                printErr("warning: older key files stay in the vault (\(kept.joined(separator: ", "))), so the OLD passphrase still opens the vault copy too. An immutable vault never deletes them; otherwise run `outpost relay change-passphrase` again with the new passphrase as both old and new once the vault answers")
+                printErr(
+                    "warning: older key files stay in the vault (\(kept.joined(separator: ", "))), so the OLD passphrase still opens the vault copy too. An immutable vault never deletes them; otherwise run `outpost relay change-passphrase` again with the new passphrase as both old and new once the vault answers"
+                )
             }
         }
     }
@@ -88,7 +103,8 @@ extension RelayCommand {
         func run() async throws {
             let dir = relay.directory
             try dir.requireRelay()
-            try await withForwarder(dir, purpose: "`outpost relay forward`", overrideKbps: limitKbps, logger: Logger(label: "outpost.forwarder")) { forwarder in
+            try await withForwarder(dir, purpose: "`outpost relay forward`", overrideKbps: limitKbps, logger: Logger(label: "outpost.forwarder")) {
+                forwarder in
                 let ticker = ProgressTicker { [forwarder] elapsed in
                     let b = forwarder.sentBytes.load(ordering: .relaxed)
                     return "\(formatBytes(b)) sent to the vault, \(formatBytes(Int64(elapsed > 0 ? Double(b) / elapsed : 0)))/s"
@@ -100,14 +116,19 @@ extension RelayCommand {
                 let started = Date()
                 let r = try await forwardAll()
                 let secs = Date().timeIntervalSince(started)
-                print("forwarded \(r.points) recovery points: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", secs)) s (\(formatBytes(Int64(Double(r.bytes) / max(secs, 0.001))))/s); backlog \(r.backlog)")
+                print(
+                    "forwarded \(r.points) recovery points: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", secs)) s (\(formatBytes(Int64(Double(r.bytes) / max(secs, 0.001))))/s); backlog \(r.backlog)"
+                )
             }
         }
     }
 
     struct VerifyVault: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "verify-vault", abstract: "Read back and authenticate everything forwarded to the vault; exits 13 on damage.",
-                                                        discussion: "With --repair, every damaged or missing blob the relay still holds intact is sent again in new packs, and damaged recovery-point entries are put back; the command then exits 0 when nothing is left unmended.")
+        static let configuration = CommandConfiguration(
+            commandName: "verify-vault", abstract: "Read back and authenticate everything forwarded to the vault; exits 13 on damage.",
+            discussion:
+                "With --repair, every damaged or missing blob the relay still holds intact is sent again in new packs, and damaged recovery-point entries are put back; the command then exits 0 when nothing is left unmended."
+        )
         @OptionGroup var relay: RelayOptions
         @Flag(help: "Send again what is damaged or missing in the vault, from the relay's own copy.") var repair = false
 
@@ -132,7 +153,9 @@ extension RelayCommand {
                 for u in fixed.unrepairable { print("unrepairable: \(u)") }
                 // What a repair could not mend stays damaged; the damaged packs themselves stay, unreferenced.
                 if !fixed.unrepairable.isEmpty || !after.damagedBlobs.isEmpty || !after.damagedPoints.isEmpty {
-                    printErr("problems remain after the repair: \(Set(after.damagedBlobs).count + Set(after.damagedPoints).count) damaged objects in the vault, \(fixed.unrepairable.count) that the relay could not mend (listed above)")
+                    printErr(
+                        "problems remain after the repair: \(Set(after.damagedBlobs).count + Set(after.damagedPoints).count) damaged objects in the vault, \(fixed.unrepairable.count) that the relay could not mend (listed above)"
+                    )
                     throw CommandExit(code: .damageFound)
                 }
                 printErr("repaired: the vault copy now reads back intact (\(after.checked) objects checked)")
@@ -150,7 +173,9 @@ extension RelayCommand {
             let entries = try ForwardingLedger(store: store).entries()
             if json { try printJSON(entries); return }
             for e in entries {
-                print("\(e.point.prefix(8))  \(e.machine.padding(toLength: 14, withPad: " ", startingAt: 0))  \(e.state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatBytes(e.bytes))\(e.reason.map { "  \($0)" } ?? "")")
+                print(
+                    "\(e.point.prefix(8))  \(e.machine.padding(toLength: 14, withPad: " ", startingAt: 0))  \(e.state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatBytes(e.bytes))\(e.reason.map { "  \($0)" } ?? "")"
+                )
             }
         }
     }
@@ -158,8 +183,10 @@ extension RelayCommand {
 
 /// Opens the relay's store, builds its forwarder, runs `body` with it, and closes the connection to the vault
 /// whatever `body` does.
-func withForwarder<T>(_ dir: RelayDataDirectory, purpose: String, overrideKbps: Int? = nil, logger: Logger,
-                      _ body: (Forwarder) async throws -> T) async throws -> T {
+func withForwarder<T>(
+    _ dir: RelayDataDirectory, purpose: String, overrideKbps: Int? = nil, logger: Logger,
+    _ body: (Forwarder) async throws -> T
+) async throws -> T {
     let store = try Store.open(at: dir.storePath, purpose: purpose)
     let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), overrideKbps: overrideKbps, logger: logger)
     do {
@@ -173,7 +200,8 @@ func withForwarder<T>(_ dir: RelayDataDirectory, purpose: String, overrideKbps: 
 }
 
 /// Builds the forwarder from the relay's registration, keys and settings.
-func makeForwarder(dir: RelayDataDirectory, store: Store, settings: RelayConfiguration, overrideKbps: Int? = nil, logger: Logger) throws -> Forwarder {
+func makeForwarder(dir: RelayDataDirectory, store: Store, settings: RelayConfiguration, overrideKbps: Int? = nil, logger: Logger) throws -> Forwarder
+{
     let link = try VaultLink.load(data: dir.root)
     let master = try Registration.loadMaster(data: dir.root)
     let vault = try VaultClient(url: link.url, certificatePEM: link.certificate, credential: link.credential, proxy: settings.proxy, logger: logger)
@@ -193,7 +221,8 @@ extension RelayCommand {
     struct Rebuild: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Rebuild a lost relay from the vault into a new data directory, with a recovery credentials file and the passphrase.",
-            discussion: "On the vault: `outpost vault credentials --data DIR --out FILE --recover RELAY`. Protected machines then enroll with the new relay under their old names to see their recovery points again."
+            discussion:
+                "On the vault: `outpost vault credentials --data DIR --out FILE --recover RELAY`. Protected machines then enroll with the new relay under their old names to see their recovery points again."
         )
         @OptionGroup var relay: RelayOptions
         @Option(help: "A recovery credentials file (`outpost vault credentials --recover RELAY`).") var vaultCredentials: String
@@ -213,8 +242,9 @@ extension RelayCommand {
                 // registered there: re-attaching replaces the lost relay's credential, so a wrong passphrase must
                 // leave it (and a relay that still runs under it) untouched. (With a link already written, an
                 // earlier run re-attached: `register` finishes that without the recovery file.)
-                try await Registration.checkRecoveryPassphrase(credentialsPath: vaultCredentials, passphrase: passphrase,
-                                                               proxy: try dir.configuration().proxy, logger: logger)
+                try await Registration.checkRecoveryPassphrase(
+                    credentialsPath: vaultCredentials, passphrase: passphrase,
+                    proxy: try dir.configuration().proxy, logger: logger)
             }
             if !FileManager.default.fileExists(atPath: dir.storePath + "/config") {
                 let fp = try dir.initialize(hosts: ["localhost", ProcessInfo.processInfo.hostName])
@@ -224,20 +254,26 @@ extension RelayCommand {
                 // An earlier run re-attached already: go on without spending another recovery file.
                 printErr("resuming the rebuild with the registration in \(paths.dir)")
             } else {
-                let link = try await Registration.register(data: dir.root, credentialsPath: vaultCredentials, passphrase: passphrase,
-                                                           relayName: ProcessInfo.processInfo.hostName, proxy: try dir.configuration().proxy, logger: logger)
+                let link = try await Registration.register(
+                    data: dir.root, credentialsPath: vaultCredentials, passphrase: passphrase,
+                    relayName: ProcessInfo.processInfo.hostName, proxy: try dir.configuration().proxy, logger: logger)
                 printErr("re-attached to vault \(link.vaultName) as relay \(link.relayID); the passphrase opened the master key")
             }
             let (r, seconds) = try await withForwarder(dir, purpose: "`outpost relay rebuild`", logger: logger) { forwarder in
                 let machines = MachineCatalog(store: forwarder.store)
-                let rebuilder = Rebuilder(forwarder: forwarder, ownership: { machine, blobs, trees in
-                    try machines.addOwned(byMachineNamed: machine, blobs, verifiedTrees: trees)
-                }, logger: logger)
+                let rebuilder = Rebuilder(
+                    forwarder: forwarder,
+                    ownership: { machine, blobs, trees in
+                        try machines.addOwned(byMachineNamed: machine, blobs, verifiedTrees: trees)
+                    }, logger: logger)
                 let started = Date()
                 return (try await rebuilder.run(), Date().timeIntervalSince(started))
             }
-            print("rebuilt \(r.points) recovery points from the vault: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", seconds)) s")
-            printErr("next: `outpost relay add-machine --data \(dir.root) NAME` for each protected machine (same names), then `outpost enroll` on each")
+            print(
+                "rebuilt \(r.points) recovery points from the vault: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", seconds)) s"
+            )
+            printErr(
+                "next: `outpost relay add-machine --data \(dir.root) NAME` for each protected machine (same names), then `outpost enroll` on each")
         }
     }
 }

@@ -1,10 +1,11 @@
 import ArgumentParser
+import COutpostSystem
 import Foundation
 import Logging
 import OutpostCore
-import COutpostSystem
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @main
@@ -14,8 +15,10 @@ struct Outpost: AsyncParsableCommand {
         abstract: "Branch-office backup hub: protected machines → relay → off-site vault.",
         discussion: "Exit codes are listed in docs/exit-codes.md (0 ok, 3 finished with failed files, 10+ errors).",
         version: OutpostVersion.string,
-        subcommands: [StoreCommand.self, BackupCommand.self, PointsCommand.self, LsCommand.self, FindCommand.self, RestoreCommand.self,
-                      CheckCommand.self, ForgetCommand.self, RelayCommand.self, EnrollCommand.self, VaultCommand.self]
+        subcommands: [
+            StoreCommand.self, BackupCommand.self, PointsCommand.self, LsCommand.self, FindCommand.self, RestoreCommand.self,
+            CheckCommand.self, ForgetCommand.self, RelayCommand.self, EnrollCommand.self, VaultCommand.self,
+        ]
     )
 
     static func main() async {
@@ -66,10 +69,6 @@ struct Outpost: AsyncParsableCommand {
             setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
         }
     }
-}
-
-enum OutpostVersion {
-    static let string = "0.1.0"
 }
 
 /// Ends the process with a given exit code after the command has printed its own report.

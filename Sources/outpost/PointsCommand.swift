@@ -25,8 +25,12 @@ struct PointsCommand: AsyncParsableCommand {
     func run() async throws {
         let points = try await withAccess(target, purpose: "`outpost points`") { try await $0.points(machine: machine) }
         if json {
-            try printJSON(points.map { Out(id: $0.id.hex, machine: $0.point.machine, hostname: $0.point.hostname, paths: $0.point.paths, rootTree: $0.point.rootTree,
-                                           startedAt: $0.point.startedAt, finishedAt: $0.point.finishedAt, summary: $0.point.summary) })
+            try printJSON(
+                points.map {
+                    Out(
+                        id: $0.id.hex, machine: $0.point.machine, hostname: $0.point.hostname, paths: $0.point.paths, rootTree: $0.point.rootTree,
+                        startedAt: $0.point.startedAt, finishedAt: $0.point.finishedAt, summary: $0.point.summary)
+                })
             return
         }
         if points.isEmpty { printErr("no recovery points\(machine.map { " for machine \($0)" } ?? "")"); return }
@@ -34,8 +38,11 @@ struct PointsCommand: AsyncParsableCommand {
         for p in points {
             let s = p.point.summary
             let files = s.filesNew + s.filesChanged + s.filesUnchanged
-            let time = p.point.finishedAt.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
-            print("\(p.id.shortHex)  \(time.padding(toLength: 20, withPad: " ", startingAt: 0))  \(p.point.machine.padding(toLength: 15, withPad: " ", startingAt: 0))  \(String(files).leftPad(6))  \(formatBytes(s.bytesTotal).leftPad(10))  \(p.point.paths.joined(separator: " "))")
+            let time = p.point.finishedAt.formatted(
+                .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
+            print(
+                "\(p.id.shortHex)  \(time.padding(toLength: 20, withPad: " ", startingAt: 0))  \(p.point.machine.padding(toLength: 15, withPad: " ", startingAt: 0))  \(String(files).leftPad(6))  \(formatBytes(s.bytesTotal).leftPad(10))  \(p.point.paths.joined(separator: " "))"
+            )
         }
     }
 }
@@ -45,7 +52,8 @@ extension String {
 }
 
 struct ForgetCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "forget", abstract: "Remove recovery points from the catalog (their data goes at the next `outpost store gc`).")
+    static let configuration = CommandConfiguration(
+        commandName: "forget", abstract: "Remove recovery points from the catalog (their data goes at the next `outpost store gc`).")
     @OptionGroup var options: StoreOptions
     @Option(help: "The machine the recovery points belong to.") var machine: String?
     @Argument(help: "Recovery point ids (or unique prefixes).") var points: [String]
@@ -84,16 +92,17 @@ struct LsCommand: AsyncParsableCommand {
     func emit(_ node: Node, path bytes: [UInt8]) {
         let path = Terminal.escaped(bytes: bytes)
         guard long else { print(path); return }
-        let t: Character = switch node.type {
-        case .directory: "d"
-        case .symlink: "l"
-        case .fifo: "p"
-        case .socket: "s"
-        case .characterDevice: "c"
-        case .blockDevice: "b"
-        case .hardlink: "h"
-        case .file: "-"
-        }
+        let t: Character =
+            switch node.type {
+            case .directory: "d"
+            case .symlink: "l"
+            case .fifo: "p"
+            case .socket: "s"
+            case .characterDevice: "c"
+            case .blockDevice: "b"
+            case .hardlink: "h"
+            case .file: "-"
+            }
         var perms = ""
         for (i, ch) in "rwxrwxrwx".enumerated() { perms.append(node.mode & (0o400 >> UInt32(i)) != 0 ? ch : "-") }
         let user = node.user.isEmpty ? String(node.uid) : Terminal.escaped(bytes: node.user)
@@ -108,14 +117,16 @@ struct RestoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Restore a recovery point, or some of its paths, into a target folder.",
-        discussion: "By default nothing that exists in the target is touched: the restore refuses before writing. Exit 3: finished, but some entries could not be restored (listed)."
+        discussion:
+            "By default nothing that exists in the target is touched: the restore refuses before writing. Exit 3: finished, but some entries could not be restored (listed)."
     )
     @OptionGroup var source: TargetOptions
     @Option(help: "The machine the recovery point belongs to.") var machine: String?
     @Option(help: "Folder to restore into (created if needed).") var target: String
     @Flag(help: "Replace existing files in the target.") var overwrite = false
     @Flag(help: "Keep existing files in the target and restore the rest.") var skip = false
-    @Option(help: "Files restored at once (default: 2 × cores locally, 4 × cores from a relay). Fewer leave more of the machine to other work.") var workers: Int?
+    @Option(help: "Files restored at once (default: 2 × cores locally, 4 × cores from a relay). Fewer leave more of the machine to other work.")
+    var workers: Int?
     @Argument(help: "Recovery point id (a unique prefix) or `latest`.") var point: String
     @Argument(help: "Paths inside the recovery point to restore (default: everything).") var paths: [String] = []
 
@@ -141,7 +152,9 @@ struct RestoreCommand: AsyncParsableCommand {
         }
         let r: RestoreResult
         do { r = try await restorer.run(); ticker.stop() } catch { ticker.stop(); throw error }
-        print("restored recovery point \(info.id.shortHex) of \(info.point.machine) into \(target): \(r.files) files (\(formatBytes(r.bytes))), \(r.directories) folders, \(r.otherEntries) other entries\(r.skipped > 0 ? ", \(r.skipped) skipped" : "")")
+        print(
+            "restored recovery point \(info.id.shortHex) of \(info.point.machine) into \(target): \(r.files) files (\(formatBytes(r.bytes))), \(r.directories) folders, \(r.otherEntries) other entries\(r.skipped > 0 ? ", \(r.skipped) skipped" : "")"
+        )
         if !r.failures.isEmpty {
             printErr("\(r.failures.count) problems:")
             for f in r.failures { printErr("  \(Terminal.escaped(f.path)): \(Terminal.escaped(f.reason))") }

@@ -3,12 +3,12 @@ import Foundation
 import Logging
 import OutpostClient
 import OutpostCore
+import OutpostCrypto
+import OutpostForwarder
 import OutpostHTTP
 import OutpostRelay
 import OutpostStore
 import OutpostTLS
-import OutpostForwarder
-import OutpostCrypto
 import ServiceLifecycle
 
 struct RelayOptions: ParsableArguments {
@@ -20,8 +20,10 @@ struct RelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "relay",
         abstract: "Run and administer the branch relay (the backup server protected machines push to).",
-        subcommands: [Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self,
-                      Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self, Rebuild.self]
+        subcommands: [
+            Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self,
+            Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self, Rebuild.self,
+        ]
     )
 
     struct Init: AsyncParsableCommand {
@@ -32,7 +34,9 @@ struct RelayCommand: AsyncParsableCommand {
         func run() async throws {
             let hosts = hostname.isEmpty ? ["localhost", ProcessInfo.processInfo.hostName] : hostname
             let fp = try relay.directory.initialize(hosts: hosts)
-            printErr("created relay in \(relay.directory.root); edit \(relay.directory.configPath) and start it with `outpost relay serve --data \(relay.directory.root)`")
+            printErr(
+                "created relay in \(relay.directory.root); edit \(relay.directory.configPath) and start it with `outpost relay serve --data \(relay.directory.root)`"
+            )
             printErr("certificate SHA-256 fingerprint (give it to `outpost enroll --fingerprint`):")
             print(fp)
         }
@@ -65,8 +69,9 @@ struct RelayCommand: AsyncParsableCommand {
             var forwarding: ForwardingService?
             if FileManager.default.fileExists(atPath: VaultLink.paths(dir.root).link) {
                 let forwarder = try makeForwarder(dir: dir, store: store, settings: settings, logger: logger)
-                let schedule = ForwardingSchedule(afterEachPoint: settings.forwardAfterEachPoint,
-                                                  times: settings.forwardTimes.compactMap(RelayConfiguration.parseClock))
+                let schedule = ForwardingSchedule(
+                    afterEachPoint: settings.forwardAfterEachPoint,
+                    times: settings.forwardTimes.compactMap(RelayConfiguration.parseClock))
                 let f = ForwardingService(forwarder: forwarder, schedule: schedule, logger: logger)
                 forwarding = f
                 services.append(f)
@@ -97,7 +102,9 @@ struct RelayCommand: AsyncParsableCommand {
         func validate() throws {
             try validateMachineName(name)
             if let validHours, !EnrollmentToken.validHours.contains(validHours) {
-                throw ValidationError("--valid-hours must be \(EnrollmentToken.validHours.lowerBound) to \(EnrollmentToken.validHours.upperBound) (hours), not \(validHours)")
+                throw ValidationError(
+                    "--valid-hours must be \(EnrollmentToken.validHours.lowerBound) to \(EnrollmentToken.validHours.upperBound) (hours), not \(validHours)"
+                )
             }
         }
 
@@ -109,7 +116,9 @@ struct RelayCommand: AsyncParsableCommand {
             let token = RelayAPI.randomSecret()
             let expires = Date().addingTimeInterval(Double(hours) * 3600)
             try MachineCatalog(store: store).addMachine(name, token: token, expiresAt: expires)
-            printErr("machine \(name) added; put the token below into a file on it (mode 0600) and run `outpost enroll --relay https://RELAY:PORT --token-file FILE --fingerprint \((try? dir.identity(dir.configuration()).fingerprint) ?? "FINGERPRINT")` before \(expires.formatted(.iso8601))")
+            printErr(
+                "machine \(name) added; put the token below into a file on it (mode 0600) and run `outpost enroll --relay https://RELAY:PORT --token-file FILE --fingerprint \((try? dir.identity(dir.configuration()).fingerprint) ?? "FINGERPRINT")` before \(expires.formatted(.iso8601))"
+            )
             print(token)
         }
     }
@@ -127,7 +136,9 @@ struct RelayCommand: AsyncParsableCommand {
             print("MACHINE           STATE       POINTS  LAST RECOVERY POINT")
             for m in list {
                 let state = m.removedAt != nil ? "removed" : m.enrolledAt != nil ? "enrolled" : m.pendingTokenExpiresAt != nil ? "pending" : "local"
-                print("\(m.name.padding(toLength: 16, withPad: " ", startingAt: 0))  \(state.padding(toLength: 10, withPad: " ", startingAt: 0))  \(String(m.recoveryPoints).leftPad(6))  \(m.lastPointAt?.formatted(.iso8601) ?? "-")")
+                print(
+                    "\(m.name.padding(toLength: 16, withPad: " ", startingAt: 0))  \(state.padding(toLength: 10, withPad: " ", startingAt: 0))  \(String(m.recoveryPoints).leftPad(6))  \(m.lastPointAt?.formatted(.iso8601) ?? "-")"
+                )
             }
         }
     }
@@ -178,7 +189,10 @@ struct EnrollCommand: AsyncParsableCommand {
         abstract: "Enroll this machine with a relay: pins its certificate and stores the machine's credential."
     )
     @Option(help: "The relay's address, https://HOST:PORT.") var relay: String
-    @Option(help: "The one-time token from `outpost relay add-machine` (visible to other local users in the process list while enroll runs: prefer --token-file).")
+    @Option(
+        help:
+            "The one-time token from `outpost relay add-machine` (visible to other local users in the process list while enroll runs: prefer --token-file)."
+    )
     var token: String?
     @Option(help: ArgumentHelp("A file holding the one-time token (`-` reads it from standard input).", valueName: "file"))
     var tokenFile: String?
@@ -187,7 +201,9 @@ struct EnrollCommand: AsyncParsableCommand {
     @Option(help: "Where to write the client configuration (default: ~/.config/outpost/client.toml).") var config: String?
 
     func validate() throws {
-        if (token == nil) == (tokenFile == nil) { throw ValidationError("give the enrollment token with exactly one of --token-file FILE or --token TOKEN") }
+        if (token == nil) == (tokenFile == nil) {
+            throw ValidationError("give the enrollment token with exactly one of --token-file FILE or --token TOKEN")
+        }
     }
 
     /// The token, from the command line or a file (trimmed: a token file usually ends with a newline).
@@ -202,7 +218,10 @@ struct EnrollCommand: AsyncParsableCommand {
             text = try? String(contentsOfFile: file, encoding: .utf8)
         }
         guard let t = text?.trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty else {
-            throw OutpostError(.usage, "cannot read an enrollment token from \(file == "-" ? "standard input" : file): it is missing, unreadable or empty; write the token from `outpost relay add-machine` into it")
+            throw OutpostError(
+                .usage,
+                "cannot read an enrollment token from \(file == "-" ? "standard input" : file): it is missing, unreadable or empty; write the token from `outpost relay add-machine` into it"
+            )
         }
         return t
     }
@@ -211,8 +230,9 @@ struct EnrollCommand: AsyncParsableCommand {
         let path = config ?? ClientConfiguration.defaultPath
         let token = try readToken()
         try ClientConfiguration.prepareDirectory(for: path)
-        let (cfg, fp) = try await Enrollment.enroll(relay: relay, token: token, expectedFingerprint: fingerprint, logger: Logger(label: "outpost.enroll"),
-                                                    notify: { printErr($0) })
+        let (cfg, fp) = try await Enrollment.enroll(
+            relay: relay, token: token, expectedFingerprint: fingerprint, logger: Logger(label: "outpost.enroll"),
+            notify: { printErr($0) })
         try cfg.save(path: path)
         if let fp, fingerprint == nil {
             printErr("pinned the relay certificate \(fp) on first use; compare it with `outpost relay fingerprint` on the relay")

@@ -26,7 +26,8 @@ struct StoreCommand: AsyncParsableCommand {
             for i in random.indices { random[i] = UInt8.random(in: 0...255) }
             let config = StoreConfig(id: Hex.encode(random), createdAt: Date(), compressionLevel: compressionLevel, packTargetSize: packSizeMib << 20)
             let store = try Store.initialize(at: options.store, config: config)
-            printErr("created store \(store.layout.root) (id \(config.id.prefix(8)), format version \(config.version), zstd level \(compressionLevel))")
+            printErr(
+                "created store \(store.layout.root) (id \(config.id.prefix(8)), format version \(config.version), zstd level \(compressionLevel))")
         }
     }
 
@@ -40,7 +41,9 @@ struct StoreCommand: AsyncParsableCommand {
             let store = try Store.open(at: options.store, lock: .exclusive, purpose: "`outpost store gc`")
             let r = try GarbageCollector(store: store, repackThreshold: repackThreshold, grace: graceHours * 3600).run()
             print("kept \(r.liveBlobs) blobs for \(r.points) recovery points; removed \(r.deadBlobs) unused blobs")
-            print("packs: \(r.packsDeleted) deleted, \(r.packsRepacked) rewritten into \(r.packsWritten), \(r.unindexedPacksDeleted) left-over removed; \(formatBytes(r.bytesFreed)) freed")
+            print(
+                "packs: \(r.packsDeleted) deleted, \(r.packsRepacked) rewritten into \(r.packsWritten), \(r.unindexedPacksDeleted) left-over removed; \(formatBytes(r.bytesFreed)) freed"
+            )
             if r.packsInGrace > 0 { print("\(r.packsInGrace) packs with unused data are younger than \(graceHours) h and were left for a later gc") }
         }
     }
@@ -66,7 +69,9 @@ struct StoreCommand: AsyncParsableCommand {
             }
             let r = try IndexRebuilder(store: store).run()
             for p in r.problems { printErr("warning: \(p)") }
-            print("index rebuilt from \(r.packs) packs: \(r.blobs) blobs, \(r.points) recovery points\(r.salvagedPacks > 0 ? " (\(r.salvagedPacks) packs salvaged)" : "")")
+            print(
+                "index rebuilt from \(r.packs) packs: \(r.blobs) blobs, \(r.points) recovery points\(r.salvagedPacks > 0 ? " (\(r.salvagedPacks) packs salvaged)" : "")"
+            )
             print("note: recovery points forgotten since the last gc are back; forget them again if needed")
         }
     }
@@ -83,8 +88,9 @@ struct StoreCommand: AsyncParsableCommand {
         func run() async throws {
             let store = try Store.open(at: options.store, purpose: "`outpost store stats`")
             let t = try store.index.totals()
-            let out = Output(packs: t.packs, blobs: t.blobs, packBytes: t.packBytes, rawBytes: t.rawBytes, storedBytes: t.storedBytes,
-                             recoveryPoints: try store.index.points().count, machines: try store.index.machines())
+            let out = Output(
+                packs: t.packs, blobs: t.blobs, packBytes: t.packBytes, rawBytes: t.rawBytes, storedBytes: t.storedBytes,
+                recoveryPoints: try store.index.points().count, machines: try store.index.machines())
             if json { try printJSON(out); return }
             print("store \(store.layout.root) (format version \(store.config.version), zstd level \(store.config.compressionLevel))")
             print("\(out.recoveryPoints) recovery points of \(out.machines.count) machines")
@@ -114,7 +120,9 @@ func checkStore(at path: String, readData: Bool) throws {
     if r.isClean {
         printErr("no damage: \(r.packs) packs, \(r.blobs) blobs, \(r.points) recovery points, \(r.trees) trees checked\(read)")
     } else {
-        printErr("DAMAGE FOUND: \(r.damage.count) problems; \(r.affectedPoints.count) recovery points cannot be fully restored (files not listed above restore normally)")
+        printErr(
+            "DAMAGE FOUND: \(r.damage.count) problems; \(r.affectedPoints.count) recovery points cannot be fully restored (files not listed above restore normally)"
+        )
         throw CommandExit(code: .damageFound)
     }
 }

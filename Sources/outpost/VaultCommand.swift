@@ -32,7 +32,8 @@ struct VaultCommand: AsyncParsableCommand {
             guard url.hasPrefix("https://"), (try? RelayURL.port(url)) != nil else { throw ValidationError("--url must be https://HOST:PORT") }
             let dir = vault.directory
             if FileManager.default.fileExists(atPath: dir.settingsPath) { throw VaultError(.exists, "\(dir.root) already holds a vault") }
-            try FileManager.default.createDirectory(atPath: dir.root + "/tls", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: dir.root + "/tls", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             let host = URLComponents(string: url)?.host ?? "localhost"
             let identity = try TLSIdentity.selfSigned(commonName: "Outpost vault \(name)", hosts: [host, "localhost"])
             try DurableFile.writeSecret(Array(identity.certificatePEM.utf8), to: dir.certificatePath, mode: 0o644)
@@ -57,7 +58,9 @@ struct VaultCommand: AsyncParsableCommand {
             let settings = try dir.settings()
             let (host, port): (String, Int)
             if let listen {
-                guard let c = listen.lastIndex(of: ":"), let p = Int(listen[listen.index(after: c)...]) else { throw ValidationError("--listen must be HOST:PORT") }
+                guard let c = listen.lastIndex(of: ":"), let p = Int(listen[listen.index(after: c)...]) else {
+                    throw ValidationError("--listen must be HOST:PORT")
+                }
                 (host, port) = (String(listen[..<c]), p)
             } else {
                 (host, port) = ("127.0.0.1", try RelayURL.port(settings.url))
@@ -89,9 +92,10 @@ struct VaultCommand: AsyncParsableCommand {
             let expires = Date().addingTimeInterval(Double(validDays) * 86400)
             try VaultRegistry(path: dir.registryPath).issue(secret: secret, expiresAt: expires, recoverRelay: recover)
             let cert = try String(contentsOfFile: dir.certificatePath, encoding: .utf8)
-            let file = VaultCredentialsFile(vaultID: settings.id, vaultName: settings.name, url: url ?? settings.url,
-                                            fingerprint: try TLSIdentity.fingerprint(ofPEM: cert), certificate: cert,
-                                            secret: secret, expiresAt: expires, recoverRelay: recover)
+            let file = VaultCredentialsFile(
+                vaultID: settings.id, vaultName: settings.name, url: url ?? settings.url,
+                fingerprint: try TLSIdentity.fingerprint(ofPEM: cert), certificate: cert,
+                secret: secret, expiresAt: expires, recoverRelay: recover)
             try DurableFile.writeSecret(file.encoded(), to: out)
             printErr("vault credentials file written to \(out); valid until \(expires.formatted(.iso8601)), usable once")
         }
@@ -113,7 +117,10 @@ struct VaultCommand: AsyncParsableCommand {
             if let r = replication {
                 guard let repl = Replication(rawValue: r) else { throw ValidationError("--replication must be grs or lrs") }
                 if repl != s.replication, try dir.holdsBackupItems(s) {
-                    throw VaultError(.refused, "the replication type cannot change once the vault holds backup items (as in Azure): create a new vault with --replication \(r) and register relays there")
+                    throw VaultError(
+                        .refused,
+                        "the replication type cannot change once the vault holds backup items (as in Azure): create a new vault with --replication \(r) and register relays there"
+                    )
                 }
                 s.replication = repl
             }
@@ -132,7 +139,9 @@ struct VaultCommand: AsyncParsableCommand {
             if immutable || lock { s.immutable = true }
             if lock { s.locked = true }
             try dir.save(s)
-            printErr("vault \(s.name): replication \(s.replication.rawValue), immutable \(s.immutable)\(s.locked ? " (locked)" : ""), soft delete \(s.softDeleteDays) days; restart `vault serve` to apply")
+            printErr(
+                "vault \(s.name): replication \(s.replication.rawValue), immutable \(s.immutable)\(s.locked ? " (locked)" : ""), soft delete \(s.softDeleteDays) days; restart `vault serve` to apply"
+            )
         }
     }
 
@@ -141,20 +150,25 @@ struct VaultCommand: AsyncParsableCommand {
         @OptionGroup var vault: VaultOptions
         func run() async throws {
             for r in try VaultRegistry(path: vault.directory.registryPath).relays {
-                print("\(r.id)  \(RelayName.printable(r.name))  registered \(r.registeredAt.formatted(.iso8601))\(r.removedAt.map { "  removed \($0.formatted(.iso8601))" } ?? "")")
+                print(
+                    "\(r.id)  \(RelayName.printable(r.name))  registered \(r.registeredAt.formatted(.iso8601))\(r.removedAt.map { "  removed \($0.formatted(.iso8601))" } ?? "")"
+                )
             }
         }
     }
 
     struct RemoveRelay: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "remove-relay", abstract: "Remove a relay; its container is kept in soft delete, then purged.")
+        static let configuration = CommandConfiguration(
+            commandName: "remove-relay", abstract: "Remove a relay; its container is kept in soft delete, then purged.")
         @OptionGroup var vault: VaultOptions
         @Argument(help: "Relay id or name.") var relay: String
         func run() async throws {
             let dir = vault.directory
             let s = try dir.settings()
             let r = try VaultRegistry(path: dir.registryPath).remove(relay)
-            printErr("relay \(RelayName.printable(r.name)) (id \(r.id)) removed; its container is kept for \(s.softDeleteDays) days\(s.immutable ? " (and until retention expires: the vault is immutable)" : "")")
+            printErr(
+                "relay \(RelayName.printable(r.name)) (id \(r.id)) removed; its container is kept for \(s.softDeleteDays) days\(s.immutable ? " (and until retention expires: the vault is immutable)" : "")"
+            )
         }
     }
 }

@@ -1,12 +1,14 @@
 import COutpostSystem
 import Foundation
-@testable import OutpostArchive
 import OutpostCore
 import OutpostStore
 import Synchronization
 import Testing
+
+@testable import OutpostArchive
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite struct ArchiveTests {
@@ -123,8 +125,9 @@ import Glibc
         #expect(second.point.summary.bytesRead == 0)
         #expect(second.point.summary.filesNew == 0)
         #expect(second.point.summary.filesChanged == 0)
-        #expect(try node(store, second, data).subtree == node(store, first, data).subtree,
-                "an unchanged folder encodes to the same tree")
+        #expect(
+            try node(store, second, data).subtree == node(store, first, data).subtree,
+            "an unchanged folder encodes to the same tree")
         #expect(second.point.summary.bytesAddedRaw == 0)
         s.write("data/dir/nested/deeper/file", pseudoRandom(30_000, seed: 8))
         let third = try await backup(store, [data]).point
@@ -225,7 +228,9 @@ import Glibc
         addr.sun_family = sa_family_t(AF_UNIX)
         let sockPath = Array((d + "/sock").utf8)
         withUnsafeMutableBytes(of: &addr.sun_path) { buf in for (i, b) in sockPath.enumerated() { buf[i] = b } }
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
         #expect(bound == 0)
         defer { close(sock) }
         let result = try await backup(store, [d])

@@ -1,12 +1,14 @@
 import Dispatch
 import Foundation
-@testable import OutpostArchive
 import OutpostCore
 import OutpostStore
 import Synchronization
 import Testing
+
+@testable import OutpostArchive
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Entries swapped between the scan and the read (issue 8): the backup reads only what the scan saw, relative
@@ -21,7 +23,7 @@ import Glibc
             Thread.detachNewThread { [self] in
                 if done.wait(timeout: .now() + 60) == .timedOut {
                     fired.store(true, ordering: .relaxed)
-                    let fd = open(fifo, O_WRONLY | O_NONBLOCK) // a blocked reader counts: this open succeeds
+                    let fd = open(fifo, O_WRONLY | O_NONBLOCK)  // a blocked reader counts: this open succeeds
                     if fd >= 0 { close(fd) }
                 }
             }
@@ -106,4 +108,3 @@ import Glibc
         #expect(result.failures.first?.reason.contains("was replaced") == true)
     }
 }
-

@@ -1,11 +1,13 @@
 import Foundation
 import Logging
-@testable import OutpostArchive
 import OutpostCore
 import Synchronization
 import Testing
+
+@testable import OutpostArchive
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 func makeTally() -> BackupTally { BackupTally(progress: BackupProgress(), logger: Logger(label: "test")) }
@@ -178,8 +180,9 @@ func makeTally() -> BackupTally { BackupTally(progress: BackupProgress(), logger
     @Test func compressionLanesKeepTheOrderOfTheChunks() async throws {
         let repo = MemoryRepository()
         let tally = makeTally()
-        let chunker = FileChunker(chunker: FastCDC(repo.chunkerParameters), compressors: ResourcePool { ZstdCompressor(level: 3) },
-                                  uploader: BlobUploader(repository: repo, tally: tally), tally: tally, hooks: BackupOptions.Hooks())
+        let chunker = FileChunker(
+            chunker: FastCDC(repo.chunkerParameters), compressors: ResourcePool { ZstdCompressor(level: 3) },
+            uploader: BlobUploader(repository: repo, tally: tally), tally: tally, hooks: BackupOptions.Hooks())
         let data = pseudoRandom(64 * 100, seed: 9)
         let work: [BlobUploader.Work] = (0..<100).map { i in
             (ChunkID.hash(Array(data[i * 64..<(i + 1) * 64])), i * 64, 64)
@@ -202,14 +205,16 @@ func makeTally() -> BackupTally { BackupTally(progress: BackupProgress(), logger
         close(fd)
         let repo = MemoryRepository()
         let tally = makeTally()
-        let chunker = FileChunker(chunker: FastCDC(repo.chunkerParameters), compressors: ResourcePool { ZstdCompressor(level: 3) },
-                                  uploader: BlobUploader(repository: repo, tally: tally), tally: tally, hooks: BackupOptions.Hooks())
+        let chunker = FileChunker(
+            chunker: FastCDC(repo.chunkerParameters), compressors: ResourcePool { ZstdCompressor(level: 3) },
+            uploader: BlobUploader(repository: repo, tally: tally), tally: tally, hooks: BackupOptions.Hooks())
         let dirFD = open(s.path, O_RDONLY | O_DIRECTORY)
         var st = stat()
         lstat(path, &st)
-        let job = FileJob(path: Array(path.utf8), directory: DirectoryHandle(fd: dirFD),
-                          node: Node(name: bytes("sparse"), type: .file, size: UInt64(st.st_size), inode: UInt64(st.st_ino), device: UInt64(st.st_dev)),
-                          result: Future())
+        let job = FileJob(
+            path: Array(path.utf8), directory: DirectoryHandle(fd: dirFD),
+            node: Node(name: bytes("sparse"), type: .file, size: UInt64(st.st_size), inode: UInt64(st.st_ino), device: UInt64(st.st_dev)),
+            result: Future())
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
         guard case .stored(let node) = await chunker.process(job, buffer: UnsafeTransfer(buffer)) else { Issue.record("stored"); return }

@@ -1,5 +1,6 @@
-@testable import OutpostArchive
 import Testing
+
+@testable import OutpostArchive
 
 @Suite struct GlobPatternTests {
     @Test func aPatternWithASlashMatchesThePathOtherwiseTheName() {

@@ -1,8 +1,9 @@
 import Foundation
-@testable import OutpostArchive
 import OutpostCore
 import Synchronization
 import Testing
+
+@testable import OutpostArchive
 
 @Suite struct PointListingTests {
     func list(_ repo: MemoryRepository, _ root: ChunkID, _ path: String) async throws -> [String] {
@@ -50,8 +51,10 @@ import Testing
     @Test func sharedTreesAreReadOnceAndMatchedInEachPlace() async throws {
         let repo = MemoryRepository()
         let shared = repo.put([file("x.doc", size: 5)])
-        let root1 = repo.put([Node(name: bytes("a"), type: .directory, subtree: shared),
-                              Node(name: bytes("b"), type: .directory, subtree: shared)])
+        let root1 = repo.put([
+            Node(name: bytes("a"), type: .directory, subtree: shared),
+            Node(name: bytes("b"), type: .directory, subtree: shared),
+        ])
         let root2 = repo.put([Node(name: bytes("c"), type: .directory, subtree: root1)])
         let found = try await find(repo, "*.doc", [root1, root1, root2])
         #expect(found == ["/a/x.doc 5", "/b/x.doc 5", "/a/x.doc 5", "/b/x.doc 5", "/c/a/x.doc 5", "/c/b/x.doc 5"])

@@ -1,11 +1,13 @@
 import COutpostSystem
 import Foundation
-@testable import OutpostArchive
 import OutpostCore
 import OutpostStore
 import Testing
+
+@testable import OutpostArchive
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Restores of damaged or hostile recovery points, and restores that are interrupted (issue 8).
@@ -13,8 +15,9 @@ import Glibc
     /// A recovery point whose root tree holds `nodes`.
     func commit(_ store: Store, _ nodes: [Node]) throws -> RecoveryPointInfo {
         let root = try store.saveBlob(kind: .tree, plaintext: Tree(nodes: nodes).encode())
-        let point = RecoveryPoint(machine: "m1", hostname: "h", paths: ["/"], startedAt: Date(), finishedAt: Date(),
-                                  rootTree: root, parent: nil, summary: BackupSummary())
+        let point = RecoveryPoint(
+            machine: "m1", hostname: "h", paths: ["/"], startedAt: Date(), finishedAt: Date(),
+            rootTree: root, parent: nil, summary: BackupSummary())
         return try store.commit(point)
     }
 
@@ -50,8 +53,10 @@ import Glibc
 /// Special files (FIFOs, device nodes, symlinks) get their owner, mode and times without following a name that
 /// someone swapped after it was created.
 @Suite struct RestoreSpecialFileTests {
-    func restore(_ store: Store, _ point: RecoveryPointInfo, to target: String,
-                 afterCreate: @escaping @Sendable ([[UInt8]]) -> Void) async throws -> RestoreResult {
+    func restore(
+        _ store: Store, _ point: RecoveryPointInfo, to target: String,
+        afterCreate: @escaping @Sendable ([[UInt8]]) -> Void
+    ) async throws -> RestoreResult {
         var options = RestoreOptions(target: target, workers: 2)
         options.hooks.afterCreate = afterCreate
         return try await Restorer(repository: LocalRepository(store: store), point: point, options: options).run()
@@ -67,8 +72,10 @@ import Glibc
             Node(name: Array("untouched".utf8), type: .fifo, mode: 0o640, mtimeNanos: mtime),
         ]
         let root = try store.saveBlob(kind: .tree, plaintext: Tree(nodes: nodes).encode())
-        let info = try store.commit(RecoveryPoint(machine: "m1", hostname: "h", paths: ["/"], startedAt: Date(), finishedAt: Date(),
-                                                  rootTree: root, parent: nil, summary: BackupSummary()))
+        let info = try store.commit(
+            RecoveryPoint(
+                machine: "m1", hostname: "h", paths: ["/"], startedAt: Date(), finishedAt: Date(),
+                rootTree: root, parent: nil, summary: BackupSummary()))
         // Files outside the target that an attacker wants changed: a regular file and a FIFO (same type as the entry).
         let secret = s.write("outside/secret", Array("keep".utf8), mode: 0o600)
         let otherPipe = s.sub("outside/pipe")
@@ -151,15 +158,17 @@ import Glibc
 
     func entries(_ dir: String) -> Set<String> { Set((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []) }
 
-    func restore(_ repository: any BlobRepository, _ point: RecoveryPointInfo, to target: String, existing: ExistingEntries) async throws -> RestoreResult {
+    func restore(_ repository: any BlobRepository, _ point: RecoveryPointInfo, to target: String, existing: ExistingEntries) async throws
+        -> RestoreResult
+    {
         try await Restorer(repository: repository, point: point, options: RestoreOptions(target: target, existing: existing, workers: 3)).run()
     }
 
     @Test func aFailedFileLeavesNothingAndSkipFinishesTheJob() async throws {
         let s = Scratch()
         let store = try makeStore(s)
-        s.write("data/big", pseudoRandom(300_000, seed: 1)) // many chunks: written in batches
-        s.write("data/small", pseudoRandom(6_000, seed: 2)) // one chunk: restored in a group
+        s.write("data/big", pseudoRandom(300_000, seed: 1))  // many chunks: written in batches
+        s.write("data/small", pseudoRandom(6_000, seed: 2))  // one chunk: restored in a group
         s.write("data/ok", [1, 2, 3])
         let p = try await backup(store, [s.sub("data")]).point
         let failing = try [lastChunk(store, p, s.sub("data/big")), lastChunk(store, p, s.sub("data/small"))]
@@ -182,16 +191,18 @@ import Glibc
         for i in 0..<6 { s.write("data/f\(i)", pseudoRandom(6_000, seed: UInt64(i))) }
         let p = try await backup(store, [s.sub("data")]).point
         let failing = try lastChunk(store, p, s.sub("data/f2"))
-        let full = FailingRepository(inner: LocalRepository(store: store), failing: [failing],
-                                     error: ArchiveError(.diskFull, "the disk is full"))
+        let full = FailingRepository(
+            inner: LocalRepository(store: store), failing: [failing],
+            error: ArchiveError(.diskFull, "the disk is full"))
         let target = s.sub("out")
         let base = restored(target, s.sub("data"))
         let e = await #expect(throws: ArchiveError.self) { try await restore(full, p, to: target, existing: .refuse) }
         #expect(e?.code == .diskFull)
         for name in entries(base) {
             #expect(!PendingFile.isTemporaryName(Array(name.utf8)), "temporary file \(name) left behind")
-            #expect(FileManager.default.contents(atPath: base + "/" + name) == FileManager.default.contents(atPath: s.sub("data/" + name)),
-                    "\(name) is complete or absent")
+            #expect(
+                FileManager.default.contents(atPath: base + "/" + name) == FileManager.default.contents(atPath: s.sub("data/" + name)),
+                "\(name) is complete or absent")
         }
         #expect(!entries(base).contains("f2"))
         let again = try await restore(LocalRepository(store: store), p, to: target, existing: .skip)
@@ -214,11 +225,12 @@ import Glibc
         unlink(base + "/a")
         FileManager.default.createFile(atPath: base + "/.outpost-restore-fedcba9876543210", contents: Data([0]))
         FileManager.default.createFile(atPath: base + "/sub/.outpost-restore-00000000000000aa", contents: Data())
-        mkdir(base + "/.outpost-restore-aaaaaaaaaaaaaaaa", 0o755) // not a file this restore could have made
+        mkdir(base + "/.outpost-restore-aaaaaaaaaaaaaaaa", 0o755)  // not a file this restore could have made
         FileManager.default.createFile(atPath: base + "/.outpost-restore-notatempname", contents: Data())
         let r = try await restore(LocalRepository(store: store), p, to: target, existing: .skip)
         #expect(r.failures.isEmpty)
-        #expect(entries(base) == ["a", "sub", ".outpost-restore-0123456789abcdef", ".outpost-restore-aaaaaaaaaaaaaaaa", ".outpost-restore-notatempname"])
+        #expect(
+            entries(base) == ["a", "sub", ".outpost-restore-0123456789abcdef", ".outpost-restore-aaaaaaaaaaaaaaaa", ".outpost-restore-notatempname"])
         #expect(entries(base + "/sub") == ["b"])
         #expect(FileManager.default.contents(atPath: base + "/.outpost-restore-0123456789abcdef") == Data([7, 7]))
         #expect(FileManager.default.contents(atPath: base + "/a") == Data([1]))

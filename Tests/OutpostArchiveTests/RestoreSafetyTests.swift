@@ -3,8 +3,9 @@ import OutpostArchive
 import OutpostCore
 import OutpostStore
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite struct RestoreSafetyTests {
@@ -81,11 +82,13 @@ import Glibc
         let victim = s.write("victim", Array("secret".utf8))
         let content: [UInt8] = Array("payload".utf8)
         let chunk = try store.saveBlob(kind: .data, plaintext: content)
-        let evil = Node(name: Array("evil".utf8), type: .hardlink, mode: 0o644, size: UInt64(content.count),
-                        linkTarget: Array(victim.utf8), extents: [.chunk(chunk, length: content.count)])
+        let evil = Node(
+            name: Array("evil".utf8), type: .hardlink, mode: 0o644, size: UInt64(content.count),
+            linkTarget: Array(victim.utf8), extents: [.chunk(chunk, length: content.count)])
         let root = try store.saveBlob(kind: .tree, plaintext: Tree(nodes: [evil]).encode())
-        let point = RecoveryPoint(machine: "m1", hostname: "h", paths: ["/"], startedAt: Date(), finishedAt: Date(),
-                                  rootTree: root, parent: nil, summary: BackupSummary())
+        let point = RecoveryPoint(
+            machine: "m1", hostname: "h", paths: ["/"], startedAt: Date(), finishedAt: Date(),
+            rootTree: root, parent: nil, summary: BackupSummary())
         let info = try store.commit(point)
         let target = s.sub("out")
         _ = try await restore(store, info, to: target)

@@ -1,10 +1,12 @@
 import Foundation
 import Logging
-@testable import OutpostArchive
 import OutpostCore
 import Testing
+
+@testable import OutpostArchive
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 func makeRestoreTally(_ target: String) -> RestoreTally { RestoreTally(target: target, logger: Logger(label: "test")) { _ in } }
@@ -36,7 +38,7 @@ func makeRestoreTally(_ target: String) -> RestoreTally { RestoreTally(target: t
         let repo = MemoryRepository()
         let root = try await TreeWalker(repository: repo).tree(sampleRoot(repo))
         s.write("t/docs/sub/b.txt", [1])
-        s.write("t/top.txt/inside", [1]) // a folder where a file goes
+        s.write("t/top.txt/inside", [1])  // a folder where a file goes
         s.write("t/other", [1])
         let all = try await planner(.refuse, repo).conflicts(root, target: s.sub("t"), filter: .init(includes: []))
         #expect(all == [s.sub("t/docs/sub/b.txt"), s.sub("t/top.txt")])
@@ -101,7 +103,8 @@ func makeRestoreTally(_ target: String) -> RestoreTally { RestoreTally(target: t
         defer { close(dirFD) }
         let tree = Tree(nodes: [file(".outpost-restore-00000000000000bb", size: 1)])
         #expect(PendingFile.removeLeftovers(in: dirFD, keeping: tree) == [bytes(".outpost-restore-00000000000000aa")])
-        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: s.path))
+        #expect(
+            Set(try FileManager.default.contentsOfDirectory(atPath: s.path))
                 == [".outpost-restore-00000000000000bb", ".outpost-restore-00000000000000cc", "keep"])
     }
 }
@@ -134,7 +137,9 @@ func makeRestoreTally(_ target: String) -> RestoreTally { RestoreTally(target: t
         let targetFD = open(s.sub("t"), O_RDONLY | O_DIRECTORY)
         defer { close(targetFD) }
         let tally = makeRestoreTally(s.sub("t"))
-        let links = LinksAndMetadata(options: RestoreOptions(target: s.sub("t")), planner: RestorePlanner(existing: .refuse, trees: TreeWalker(repository: MemoryRepository())), tally: tally)
+        let links = LinksAndMetadata(
+            options: RestoreOptions(target: s.sub("t")),
+            planner: RestorePlanner(existing: .refuse, trees: TreeWalker(repository: MemoryRepository())), tally: tally)
         links.markRestored([bytes("dir"), bytes("first")])
         links.deferHardlink(Node(name: bytes("second"), type: .hardlink, linkTarget: bytes("/dir/first")), parent: [bytes("dir")], parentMtime: nil)
         links.deferHardlink(Node(name: bytes("third"), type: .hardlink, linkTarget: bytes("/dir/not-restored")), parent: [], parentMtime: nil)
@@ -153,8 +158,9 @@ func makeRestoreTally(_ target: String) -> RestoreTally { RestoreTally(target: t
         let s = Scratch()
         let path = s.write("f", [1], mode: 0o600)
         let tally = makeRestoreTally(s.path)
-        let links = LinksAndMetadata(options: RestoreOptions(target: s.path, restoreOwnership: false),
-                                     planner: RestorePlanner(existing: .refuse, trees: TreeWalker(repository: MemoryRepository())), tally: tally)
+        let links = LinksAndMetadata(
+            options: RestoreOptions(target: s.path, restoreOwnership: false),
+            planner: RestorePlanner(existing: .refuse, trees: TreeWalker(repository: MemoryRepository())), tally: tally)
         let fd = open(path, O_RDONLY)
         defer { close(fd) }
         links.applyMetadata(Node(name: bytes("f"), type: .file, mode: 0o751, mtimeNanos: 1_500_000_000_000_000_007), fd: fd, components: [bytes("f")])

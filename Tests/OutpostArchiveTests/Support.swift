@@ -5,8 +5,9 @@ import OutpostCore
 import OutpostStore
 import Synchronization
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A scratch directory removed when the test ends.
@@ -53,23 +54,30 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
 
 /// A store with small chunks and packs so that tests exercise many chunks and packs quickly.
 func makeStore(_ scratch: Scratch, packTarget: Int = 256 << 10) throws -> Store {
-    let config = StoreConfig(id: "test", createdAt: Date(),
-                             chunker: ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536),
-                             compressionLevel: 3, packTargetSize: packTarget)
+    let config = StoreConfig(
+        id: "test", createdAt: Date(),
+        chunker: ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536),
+        compressionLevel: 3, packTargetSize: packTarget)
     return try Store.initialize(at: scratch.sub("store"), config: config)
 }
 
-func backup(_ store: Store, machine: String = "m1", _ paths: [String], excludes: [String] = [],
-            configure: (inout BackupOptions) -> Void = { _ in }) async throws -> BackupResult {
+func backup(
+    _ store: Store, machine: String = "m1", _ paths: [String], excludes: [String] = [],
+    configure: (inout BackupOptions) -> Void = { _ in }
+) async throws -> BackupResult {
     var options = BackupOptions(machine: machine, paths: paths, exclusions: ExclusionList(excludes), workers: 3)
     configure(&options)
     return try await Archiver(repository: LocalRepository(store: store), options: options).run()
 }
 
-func restore(_ store: Store, _ point: RecoveryPointInfo, to target: String, include: [String] = [],
-             existing: ExistingEntries = .refuse) async throws -> RestoreResult {
-    try await Restorer(repository: LocalRepository(store: store), point: point,
-                       options: RestoreOptions(target: target, include: include, existing: existing, workers: 3)).run()
+func restore(
+    _ store: Store, _ point: RecoveryPointInfo, to target: String, include: [String] = [],
+    existing: ExistingEntries = .refuse
+) async throws -> RestoreResult {
+    try await Restorer(
+        repository: LocalRepository(store: store), point: point,
+        options: RestoreOptions(target: target, include: include, existing: existing, workers: 3)
+    ).run()
 }
 
 /// Differences between two trees: content, type, mode, mtime, symlink targets, xattrs, hardlink structure.
@@ -161,8 +169,9 @@ final class MemoryRepository: BlobRepository {
         var stats = SaveStats()
         for b in blobs {
             let plain = try b.stored.withUnsafeBytes {
-                try PreparedBlob.open(stored: $0, id: b.id, compression: b.compression, rawLength: b.rawLength,
-                                      decompressor: ZstdDecompressor(), what: "blob")
+                try PreparedBlob.open(
+                    stored: $0, id: b.id, compression: b.compression, rawLength: b.rawLength,
+                    decompressor: ZstdDecompressor(), what: "blob")
             }
             let added = self.blobs.withLock { $0.updateValue(plain, forKey: b.id) == nil }
             if added { stats.blobs += 1; stats.rawBytes += Int64(b.rawLength); stats.storedBytes += Int64(b.stored.count) }
@@ -184,8 +193,9 @@ final class MemoryRepository: BlobRepository {
 
     /// A recovery point whose root tree is `root`.
     func point(_ root: ChunkID, machine: String = "m1") -> RecoveryPointInfo {
-        let p = RecoveryPoint(machine: machine, hostname: "h", paths: ["/"], startedAt: Date(), finishedAt: Date(),
-                              rootTree: root, parent: nil, summary: BackupSummary())
+        let p = RecoveryPoint(
+            machine: machine, hostname: "h", paths: ["/"], startedAt: Date(), finishedAt: Date(),
+            rootTree: root, parent: nil, summary: BackupSummary())
         return RecoveryPointInfo(id: ChunkID.hash(Array((machine + root.hex).utf8)), point: p)
     }
 }

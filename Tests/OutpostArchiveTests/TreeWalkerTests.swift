@@ -1,17 +1,22 @@
 import Foundation
-@testable import OutpostArchive
 import OutpostCore
 import Synchronization
 import Testing
 
+@testable import OutpostArchive
+
 /// A small point: /docs/{a.txt, sub/{b.txt}}, /link, /top.txt.
 func sampleRoot(_ repo: MemoryRepository) -> ChunkID {
     let sub = repo.put([file("b.txt", size: 2)])
-    let docs = repo.put([file("a.txt", size: 1),
-                         Node(name: bytes("sub"), type: .directory, subtree: sub)])
-    return repo.put([Node(name: bytes("docs"), type: .directory, subtree: docs),
-                     Node(name: bytes("link"), type: .symlink, linkTarget: bytes("docs")),
-                     file("top.txt", size: 3)])
+    let docs = repo.put([
+        file("a.txt", size: 1),
+        Node(name: bytes("sub"), type: .directory, subtree: sub),
+    ])
+    return repo.put([
+        Node(name: bytes("docs"), type: .directory, subtree: docs),
+        Node(name: bytes("link"), type: .symlink, linkTarget: bytes("docs")),
+        file("top.txt", size: 3),
+    ])
 }
 
 @Suite struct TreeWalkerTests {
@@ -46,7 +51,9 @@ func sampleRoot(_ repo: MemoryRepository) -> ChunkID {
         try await walker.walk(root, at: []) { node, path in
             visited.append(text(path))
             return node.name == bytes("a.txt") ? .stop : .descend
-        } leave: { _, _ in left += 1 }
+        } leave: { _, _ in
+            left += 1
+        }
         #expect(visited == ["/docs", "/docs/a.txt"])
         #expect(left == 0, "a folder the walk stopped in is not left")
     }

@@ -7,6 +7,7 @@ import OutpostCore
 import OutpostHTTP
 import OutpostTLS
 import Testing
+
 @testable import OutpostClient
 
 /// Enrollment pins the certificate the TLS handshake proves, never a PEM document the server sends as data.
@@ -17,11 +18,13 @@ import Testing
         let router = Router()
         router.get("/v1/certificate") { _, _ in certificateBody }
         router.post("/v1/enroll") { _, _ -> Response in
-            let answer = try RelayAPI.encoder().encode(RelayAPI.EnrollResponse(machine: "m1", credential: RelayAPI.credential(machine: "m1", secret: "s")))
+            let answer = try RelayAPI.encoder().encode(
+                RelayAPI.EnrollResponse(machine: "m1", credential: RelayAPI.credential(machine: "m1", secret: "s")))
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: answer)))
         }
-        let app = Application(router: router, server: try .tls(.http1(), tlsConfiguration: try identity.serverConfiguration()),
-                              configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let app = Application(
+            router: router, server: try .tls(.http1(), tlsConfiguration: try identity.serverConfiguration()),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await app.test(.live) { client in try await body(client.port!) }
     }
 
@@ -32,8 +35,9 @@ import Testing
         let poisoned = real.certificatePEM + "\n-----BEGIN \n" + attacker.certificatePEM
         try await withServer(attacker, certificateBody: poisoned) { port in
             do {
-                _ = try await Enrollment.enroll(relay: "https://127.0.0.1:\(port)", token: "t", expectedFingerprint: try real.fingerprint,
-                                                logger: Logger(label: "test"))
+                _ = try await Enrollment.enroll(
+                    relay: "https://127.0.0.1:\(port)", token: "t", expectedFingerprint: try real.fingerprint,
+                    logger: Logger(label: "test"))
                 Issue.record("enrollment through a man in the middle succeeded")
             } catch let e as ClientError {
                 #expect(e.code == .fingerprintMismatch)
@@ -47,8 +51,9 @@ import Testing
         let attacker = try TLSIdentity.selfSigned(commonName: "mitm", hosts: ["localhost"])
         // Even a relay that sent junk after its PEM would not get the junk stored.
         try await withServer(real, certificateBody: real.certificatePEM + "\n-----BEGIN \n" + attacker.certificatePEM) { port in
-            let (config, fp) = try await Enrollment.enroll(relay: "https://127.0.0.1:\(port)", token: "t",
-                                                           expectedFingerprint: try real.fingerprint, logger: Logger(label: "test"))
+            let (config, fp) = try await Enrollment.enroll(
+                relay: "https://127.0.0.1:\(port)", token: "t",
+                expectedFingerprint: try real.fingerprint, logger: Logger(label: "test"))
             #expect(fp == (try real.fingerprint))
             let stored = try #require(config.certificate)
             #expect(stored.components(separatedBy: "-----BEGIN").count == 2)

@@ -1,6 +1,7 @@
 import OutpostCore
 import Synchronization
 import Testing
+
 @testable import OutpostClient
 
 /// The client's group commit: callers that queue behind a busy slot leave together, within the weight limit,

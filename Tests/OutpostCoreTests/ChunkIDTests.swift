@@ -1,5 +1,5 @@
-import Testing
 import OutpostCore
+import Testing
 
 @Suite struct ChunkIDTests {
     @Test func hashOfAbcIsTheKnownSHA256() {
@@ -38,7 +38,7 @@ import OutpostCore
         String(repeating: "a", count: 66),
         String(repeating: "a", count: 62) + "ag",
         String(repeating: "a", count: 62) + " a",
-        String(repeating: "a", count: 62) + "é",   // 64 UTF-8 bytes, not hex
+        String(repeating: "a", count: 62) + "é",  // 64 UTF-8 bytes, not hex
         "0x" + String(repeating: "a", count: 62),
     ])
     func badHexIsRejected(_ hex: String) {

@@ -1,5 +1,5 @@
-import Testing
 import OutpostCore
+import Testing
 
 /// Small parameters so that a debug build chunks megabytes quickly and still makes hundreds of chunks.
 private let small = ChunkerParameters(minSize: 2048, averageSize: 8192, maxSize: 32768)
@@ -180,14 +180,14 @@ private enum ReferenceChunker {
     }
 
     @Test(arguments: [
-        ChunkerParameters(minSize: 63, averageSize: 8192, maxSize: 32768),         // min below 64
+        ChunkerParameters(minSize: 63, averageSize: 8192, maxSize: 32768),  // min below 64
         ChunkerParameters(minSize: 0, averageSize: 8192, maxSize: 32768),
-        ChunkerParameters(minSize: 8192, averageSize: 8192, maxSize: 32768),       // min == avg
-        ChunkerParameters(minSize: 16384, averageSize: 8192, maxSize: 32768),      // min > avg
-        ChunkerParameters(minSize: 2048, averageSize: 32768, maxSize: 32768),      // avg == max
-        ChunkerParameters(minSize: 2048, averageSize: 65536, maxSize: 32768),      // avg > max
-        ChunkerParameters(minSize: 2048, averageSize: 12288, maxSize: 32768),      // avg not a power of two
-        ChunkerParameters(minSize: 2048, averageSize: 8192, maxSize: (64 << 20) + 1), // max above 64 MiB
+        ChunkerParameters(minSize: 8192, averageSize: 8192, maxSize: 32768),  // min == avg
+        ChunkerParameters(minSize: 16384, averageSize: 8192, maxSize: 32768),  // min > avg
+        ChunkerParameters(minSize: 2048, averageSize: 32768, maxSize: 32768),  // avg == max
+        ChunkerParameters(minSize: 2048, averageSize: 65536, maxSize: 32768),  // avg > max
+        ChunkerParameters(minSize: 2048, averageSize: 12288, maxSize: 32768),  // avg not a power of two
+        ChunkerParameters(minSize: 2048, averageSize: 8192, maxSize: (64 << 20) + 1),  // max above 64 MiB
     ])
     func invalidParametersAreRejected(_ p: ChunkerParameters) {
         expectFormatError(.invalidValue) { try p.validate() }

@@ -1,5 +1,5 @@
-import Testing
 import OutpostCore
+import Testing
 
 /// Three entries laid out as a writer would: header, then (blob header | stored bytes) per blob.
 private func sampleEntries() -> (entries: [PackEntry], dataEnd: Int) {
@@ -8,8 +8,10 @@ private func sampleEntries() -> (entries: [PackEntry], dataEnd: Int) {
     let blobs: [(BlobKind, BlobCompression, Int, Int)] = [(.data, .zstd, 100, 400), (.tree, .none, 60, 60), (.point, .zstd, 1, 2)]
     for (i, (kind, compression, stored, raw)) in blobs.enumerated() {
         offset += PackFormat.blobHeaderSize
-        entries.append(PackEntry(id: ChunkID.hash([UInt8(i)]), kind: kind, compression: compression,
-                                 offset: offset, storedLength: stored, rawLength: raw))
+        entries.append(
+            PackEntry(
+                id: ChunkID.hash([UInt8(i)]), kind: kind, compression: compression,
+                offset: offset, storedLength: stored, rawLength: raw))
         offset += stored
     }
     return (entries, offset)
@@ -56,14 +58,16 @@ private func split(_ trailer: [UInt8]) -> (entries: [UInt8], footer: [UInt8]) {
         let footer = try PackFormat.decodeFooter(footerBytes, pack: "p")
         #expect(footer.count == 3)
         #expect(footer.digest == ChunkID.hash(entryBytes).bytes)
-        let decoded = try PackFormat.decodeEntries(entryBytes, count: footer.count, digest: footer.digest, pack: "p",
-                                                   packSize: dataEnd + trailer.count)
+        let decoded = try PackFormat.decodeEntries(
+            entryBytes, count: footer.count, digest: footer.digest, pack: "p",
+            packSize: dataEnd + trailer.count)
         #expect(decoded == entries)
     }
 
     @Test func trailerEntryLayout() {
-        let entry = PackEntry(id: ChunkID.hash([9]), kind: .tree, compression: .zstd, offset: 0x0102_0304_0506,
-                              storedLength: 0x0a0b_0c0d, rawLength: 7)
+        let entry = PackEntry(
+            id: ChunkID.hash([9]), kind: .tree, compression: .zstd, offset: 0x0102_0304_0506,
+            storedLength: 0x0a0b_0c0d, rawLength: 7)
         let bytes = Array(PackFormat.trailer([entry]).prefix(PackFormat.entrySize))
         #expect(Array(bytes.prefix(32)) == entry.id.bytes)
         #expect(Array(bytes[32..<52]) == [1, 1, 0, 0, 6, 5, 4, 3, 2, 1, 0, 0, 0x0d, 0x0c, 0x0b, 0x0a, 7, 0, 0, 0])
@@ -78,8 +82,9 @@ private func split(_ trailer: [UInt8]) -> (entries: [UInt8], footer: [UInt8]) {
             var damaged = entryBytes
             damaged[position] ^= 0x01
             expectFormatError(.checksumMismatch) {
-                _ = try PackFormat.decodeEntries(damaged, count: footer.count, digest: footer.digest, pack: "p",
-                                                 packSize: dataEnd + trailer.count)
+                _ = try PackFormat.decodeEntries(
+                    damaged, count: footer.count, digest: footer.digest, pack: "p",
+                    packSize: dataEnd + trailer.count)
             }
         }
     }
@@ -93,8 +98,9 @@ private func split(_ trailer: [UInt8]) -> (entries: [UInt8], footer: [UInt8]) {
 
     @Test func entryOutsideThePackIsRejected() throws {
         func decode(offset: Int, stored: Int, packSize: Int) throws -> [PackEntry] {
-            let entry = PackEntry(id: ChunkID.hash([1]), kind: .data, compression: .none, offset: offset,
-                                  storedLength: stored, rawLength: stored)
+            let entry = PackEntry(
+                id: ChunkID.hash([1]), kind: .data, compression: .none, offset: offset,
+                storedLength: stored, rawLength: stored)
             let (entryBytes, footerBytes) = split(PackFormat.trailer([entry]))
             let footer = try PackFormat.decodeFooter(footerBytes, pack: "p")
             return try PackFormat.decodeEntries(entryBytes, count: footer.count, digest: footer.digest, pack: "p", packSize: packSize)
@@ -121,8 +127,9 @@ private func split(_ trailer: [UInt8]) -> (entries: [UInt8], footer: [UInt8]) {
     }
 
     @Test func blobHeaderRoundTrip() throws {
-        let blob = PreparedBlob(id: ChunkID.hash([1, 2, 3]), kind: .tree, compression: .zstd,
-                                stored: [UInt8](repeating: 7, count: 300), rawLength: 70_000)
+        let blob = PreparedBlob(
+            id: ChunkID.hash([1, 2, 3]), kind: .tree, compression: .zstd,
+            stored: [UInt8](repeating: 7, count: 300), rawLength: 70_000)
         let header = PackFormat.blobHeader(blob)
         #expect(header.count == PackFormat.blobHeaderSize)
         #expect(Array(header.prefix(12)) == [1, 1, 0, 0, 0x2c, 0x01, 0, 0, 0x70, 0x11, 0x01, 0])

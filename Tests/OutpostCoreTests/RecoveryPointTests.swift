@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import OutpostCore
+import Testing
 
 /// 2025-03-01T02:00:00Z
 private let march1 = 1_740_794_400.0
@@ -19,10 +19,11 @@ private func samplePoint(started: Double = march1 + 0.125, parent: String? = "ab
     summary.bytesAddedStored = 65_432
     summary.chunksAdded = 7
     summary.durationSeconds = 12.5
-    var point = RecoveryPoint(machine: "laptop", hostname: "laptop.local", paths: ["/home/alice", "/etc"],
-                              startedAt: Date(timeIntervalSince1970: started),
-                              finishedAt: Date(timeIntervalSince1970: started + 3.5),
-                              rootTree: ChunkID.hash(Array("root".utf8)), parent: parent, summary: summary)
+    var point = RecoveryPoint(
+        machine: "laptop", hostname: "laptop.local", paths: ["/home/alice", "/etc"],
+        startedAt: Date(timeIntervalSince1970: started),
+        finishedAt: Date(timeIntervalSince1970: started + 3.5),
+        rootTree: ChunkID.hash(Array("root".utf8)), parent: parent, summary: summary)
     point.tags = ["nightly", "ünïcode"]
     return point
 }

@@ -1,8 +1,10 @@
 import Foundation
 import Testing
+
 @testable import OutpostCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Secrets are created with their final mode from the first byte (issue 8: with umask 022 another local user

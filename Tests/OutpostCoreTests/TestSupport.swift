@@ -1,5 +1,5 @@
-import Testing
 import OutpostCore
+import Testing
 
 /// splitmix64: a tiny seeded generator so test inputs are the same on every run.
 struct SplitMix64 {
@@ -35,11 +35,14 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
 
 /// Expects `body` to throw a `FormatError` with `code`; returns the error for further checks.
 @discardableResult
-func expectFormatError(_ code: FormatError.Code, sourceLocation: SourceLocation = #_sourceLocation,
-                       _ body: () throws -> Void) -> FormatError? {
+func expectFormatError(
+    _ code: FormatError.Code, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> Void
+) -> FormatError? {
     let error = #expect(throws: FormatError.self, sourceLocation: sourceLocation) { try body() }
-    #expect(error?.code == code, "expected \(code), got \(String(describing: error?.code)): \(String(describing: error))",
-            sourceLocation: sourceLocation)
+    #expect(
+        error?.code == code, "expected \(code), got \(String(describing: error?.code)): \(String(describing: error))",
+        sourceLocation: sourceLocation)
     return error
 }
 

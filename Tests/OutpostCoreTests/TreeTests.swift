@@ -1,5 +1,5 @@
-import Testing
 import OutpostCore
+import Testing
 
 private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
@@ -10,18 +10,22 @@ private let idSub = ChunkID.hash(bytes("subtree"))
 /// One node of every type, with the awkward cases: non-UTF-8 and 255-byte names, xattrs, holes.
 private func sampleNodes() -> [Node] {
     [
-        Node(name: bytes("file"), type: .file, mode: 0o4755, uid: 1000, gid: 100, user: bytes("alice"),
-             group: bytes("staff"), mtimeNanos: -1_234_567_890, ctimeNanos: 1_700_000_000_123_456_789,
-             size: 3000, inode: 42, device: 0xfd01, linkCount: 2,
-             xattrs: [ExtendedAttribute(name: bytes("user.b"), value: [0, 1, 2, 0xff]),
-                      ExtendedAttribute(name: bytes("user.a"), value: [])],
-             extents: [.chunk(idA, length: 1000), .hole(length: 1500), .chunk(idB, length: 500)]),
+        Node(
+            name: bytes("file"), type: .file, mode: 0o4755, uid: 1000, gid: 100, user: bytes("alice"),
+            group: bytes("staff"), mtimeNanos: -1_234_567_890, ctimeNanos: 1_700_000_000_123_456_789,
+            size: 3000, inode: 42, device: 0xfd01, linkCount: 2,
+            xattrs: [
+                ExtendedAttribute(name: bytes("user.b"), value: [0, 1, 2, 0xff]),
+                ExtendedAttribute(name: bytes("user.a"), value: []),
+            ],
+            extents: [.chunk(idA, length: 1000), .hole(length: 1500), .chunk(idB, length: 500)]),
         Node(name: bytes("sparse"), type: .file, size: 1 << 40, extents: [.hole(length: 1 << 40)]),
         Node(name: bytes("empty"), type: .file, size: 0),
         Node(name: bytes("dir"), type: .directory, mode: 0o755, subtree: idSub),
         Node(name: bytes("link"), type: .symlink, mode: 0o777, linkTarget: [0x2e, 0x2e, 0x2f, 0xff, 0xfe]),
-        Node(name: bytes("hard"), type: .hardlink, size: 7, linkCount: 2, linkTarget: bytes("dir/file"),
-             extents: [.chunk(idA, length: 7)]),   // hard links carry their extents (docs/format.md §7)
+        Node(
+            name: bytes("hard"), type: .hardlink, size: 7, linkCount: 2, linkTarget: bytes("dir/file"),
+            extents: [.chunk(idA, length: 7)]),  // hard links carry their extents (docs/format.md §7)
         Node(name: bytes("fifo"), type: .fifo, xattrs: [ExtendedAttribute(name: bytes("user.x"), value: bytes("y"))]),
         Node(name: bytes("sock"), type: .socket),
         Node(name: bytes("tty"), type: .characterDevice, rdev: 0x0501),
@@ -63,16 +67,17 @@ private func unsortedTree(_ nodes: [Node]) -> Tree {
     }
 
     @Test func goldenEncoding() {
-        let node = Node(name: bytes("p"), type: .fifo, mode: 0o600, uid: 1000, gid: 100, user: bytes("u"),
-                        group: bytes("g"), mtimeNanos: 1, ctimeNanos: -1, size: 0, inode: 2, device: 3, linkCount: 1)
+        let node = Node(
+            name: bytes("p"), type: .fifo, mode: 0o600, uid: 1000, gid: 100, user: bytes("u"),
+            group: bytes("g"), mtimeNanos: 1, ctimeNanos: -1, size: 0, inode: 2, device: 3, linkCount: 1)
         var expected: [UInt8] = [1, 1, 1, 0x70, 4]
-        expected += [0x80, 0x01, 0, 0, 0xe8, 0x03, 0, 0, 100, 0, 0, 0]          // mode, uid, gid
-        expected += [1, 0x75, 1, 0x67]                                         // user, group
-        expected += [1, 0, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 0xff, count: 8) // mtime, ctime
-        expected += [UInt8](repeating: 0, count: 8)                            // size
-        expected += [2, 0, 0, 0, 0, 0, 0, 0] + [3, 0, 0, 0, 0, 0, 0, 0]         // inode, device
+        expected += [0x80, 0x01, 0, 0, 0xe8, 0x03, 0, 0, 100, 0, 0, 0]  // mode, uid, gid
+        expected += [1, 0x75, 1, 0x67]  // user, group
+        expected += [1, 0, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 0xff, count: 8)  // mtime, ctime
+        expected += [UInt8](repeating: 0, count: 8)  // size
+        expected += [2, 0, 0, 0, 0, 0, 0, 0] + [3, 0, 0, 0, 0, 0, 0, 0]  // inode, device
         expected += [1, 0, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 0, count: 8)  // links, rdev
-        expected += [0, 0]                                                     // link target, xattr count
+        expected += [0, 0]  // link target, xattr count
         #expect(Tree(nodes: [node]).encode() == expected)
     }
 
@@ -112,18 +117,21 @@ private func unsortedTree(_ nodes: [Node]) -> Tree {
         #expect(try Tree.decode(tree.encode()).nodes.first?.subtree == ChunkID.zero)
     }
 
-    @Test(arguments: [
-        [], [0x2e], [0x2e, 0x2e], Array("a/b".utf8), [0x2f], [0x61, 0x00, 0x62], [0x00],
-        [UInt8](repeating: 0x61, count: 256),
-    ] as [[UInt8]])
+    @Test(
+        arguments: [
+            [], [0x2e], [0x2e, 0x2e], Array("a/b".utf8), [0x2f], [0x61, 0x00, 0x62], [0x00],
+            [UInt8](repeating: 0x61, count: 256),
+        ] as [[UInt8]])
     func unsafeNamesAreRejected(_ name: [UInt8]) {
         let encoded = unsortedTree([Node(name: name, type: .fifo)]).encode()
         expectFormatError(.invalidValue) { _ = try Tree.decode(encoded) }
     }
 
     @Test func dotPrefixedNamesAreAccepted() throws {
-        let tree = Tree(nodes: [Node(name: bytes("..."), type: .fifo), Node(name: bytes(".a"), type: .fifo),
-                                Node(name: bytes("..a"), type: .fifo)])
+        let tree = Tree(nodes: [
+            Node(name: bytes("..."), type: .fifo), Node(name: bytes(".a"), type: .fifo),
+            Node(name: bytes("..a"), type: .fifo),
+        ])
         #expect(try Tree.decode(tree.encode()) == tree)
     }
 
@@ -150,8 +158,10 @@ private func unsortedTree(_ nodes: [Node]) -> Tree {
     }
 
     @Test func extentsMustAddUpToSize() {
-        for (size, extents) in [(10, [Extent.hole(length: 9)]), (10, [.chunk(idA, length: 11)]), (1, []),
-                                (0, [.hole(length: 1)])] as [(UInt64, [Extent])] {
+        for (size, extents) in [
+            (10, [Extent.hole(length: 9)]), (10, [.chunk(idA, length: 11)]), (1, []),
+            (0, [.hole(length: 1)]),
+        ] as [(UInt64, [Extent])] {
             let encoded = Tree(nodes: [Node(name: bytes("f"), type: .file, size: size, extents: extents)]).encode()
             expectFormatError(.invalidValue) { _ = try Tree.decode(encoded) }
         }
@@ -175,8 +185,8 @@ private func unsortedTree(_ nodes: [Node]) -> Tree {
 
     @Test func unknownTypeAndExtentKindAreRejected() throws {
         var encoded = Tree(nodes: [Node(name: bytes("a"), type: .file, size: 5, extents: [.hole(length: 5)])]).encode()
-        #expect(Array(encoded.prefix(5)) == [1, 1, 1, 0x61, 0])   // version, count, name, type
-        #expect(Array(encoded.suffix(3)) == [1, 1, 5])           // extent count, hole, length
+        #expect(Array(encoded.prefix(5)) == [1, 1, 1, 0x61, 0])  // version, count, name, type
+        #expect(Array(encoded.suffix(3)) == [1, 1, 5])  // extent count, hole, length
         var badType = encoded
         badType[4] = 8
         expectFormatError(.invalidValue) { _ = try Tree.decode(badType) }
@@ -194,8 +204,9 @@ private func unsortedTree(_ nodes: [Node]) -> Tree {
     @Test func everyTruncationThrows() throws {
         let tree = Tree(nodes: [
             Node(name: bytes("d"), type: .directory, subtree: idSub),
-            Node(name: bytes("f"), type: .file, size: 12, xattrs: [ExtendedAttribute(name: bytes("user.k"), value: bytes("v"))],
-                 extents: [.chunk(idA, length: 10), .hole(length: 2)]),
+            Node(
+                name: bytes("f"), type: .file, size: 12, xattrs: [ExtendedAttribute(name: bytes("user.k"), value: bytes("v"))],
+                extents: [.chunk(idA, length: 10), .hole(length: 2)]),
             Node(name: bytes("l"), type: .symlink, linkTarget: bytes("f")),
         ])
         let encoded = tree.encode()

@@ -1,5 +1,5 @@
-import Testing
 import OutpostCore
+import Testing
 
 /// Compressible but not trivial: text with a repeating vocabulary.
 private func text(count: Int) -> [UInt8] {
@@ -16,8 +16,9 @@ private func make(_ plaintext: [UInt8], kind: BlobKind = .data, compressor: Zstd
 
 private func open(_ blob: PreparedBlob, stored: [UInt8]? = nil, rawLength: Int? = nil, id: ChunkID? = nil) throws -> [UInt8] {
     try (stored ?? blob.stored).withUnsafeBytes {
-        try PreparedBlob.open(stored: $0, id: id ?? blob.id, compression: blob.compression,
-                              rawLength: rawLength ?? blob.rawLength, decompressor: ZstdDecompressor(), what: "blob")
+        try PreparedBlob.open(
+            stored: $0, id: id ?? blob.id, compression: blob.compression,
+            rawLength: rawLength ?? blob.rawLength, decompressor: ZstdDecompressor(), what: "blob")
     }
 }
 
@@ -35,7 +36,9 @@ private func open(_ blob: PreparedBlob, stored: [UInt8]? = nil, rawLength: Int? 
         let empty = ZstdCompressor().compress([])
         let d = ZstdDecompressor()
         try empty.withUnsafeBytes { try d.checkFrame($0, rawLength: 0, what: "empty") }
-        #expect(throws: FormatError.self) { try [UInt8](repeating: 7, count: 9).withUnsafeBytes { try ZstdDecompressor().checkFrame($0, rawLength: 0, what: "junk") } }
+        #expect(throws: FormatError.self) {
+            try [UInt8](repeating: 7, count: 9).withUnsafeBytes { try ZstdDecompressor().checkFrame($0, rawLength: 0, what: "junk") }
+        }
     }
 
     /// Found by the vaultpack fuzz target: a record claiming gigabytes for a small frame made decompress allocate them.
@@ -158,7 +161,10 @@ private func open(_ blob: PreparedBlob, stored: [UInt8]? = nil, rawLength: Int? 
         #expect(packed.compression == .zstd)
         let d = ZstdDecompressor()
         func check(_ b: PreparedBlob, _ stored: [UInt8]) throws {
-            try stored.withUnsafeBytes { try PreparedBlob.checkIntegrity(stored: $0, id: b.id, compression: b.compression, rawLength: b.rawLength, decompressor: d, what: "test blob") }
+            try stored.withUnsafeBytes {
+                try PreparedBlob.checkIntegrity(
+                    stored: $0, id: b.id, compression: b.compression, rawLength: b.rawLength, decompressor: d, what: "test blob")
+            }
         }
         #expect(packed.stored.withUnsafeBytes { ZstdDecompressor.hasContentChecksum($0) })
         try check(packed, packed.stored)

@@ -71,8 +71,10 @@ import Testing
 
     /// Issue 8: a key file comes from the vault; its scrypt cost is checked before the KDF runs, with an error
     /// naming the file, so a damaged or hostile one cannot make the relay allocate gigabytes or spin for hours.
-    static let hostileParameters: [[Int]] = [[1024, 1_048_576, 1], [1024, 8, 1_048_576], [1_073_741_824, 8, 1], [4_194_304, 8, 1],
-                                             [1024, 0, 1], [1024, 8, 0], [1000, 8, 1], [1024, 33, 1], [1024, 8, 17], [262_144, 32, 16]]
+    static let hostileParameters: [[Int]] = [
+        [1024, 1_048_576, 1], [1024, 8, 1_048_576], [1_073_741_824, 8, 1], [4_194_304, 8, 1],
+        [1024, 0, 1], [1024, 8, 0], [1000, 8, 1], [1024, 33, 1], [1024, 8, 17], [262_144, 32, 16],
+    ]
 
     @Test(arguments: hostileParameters)
     func outOfBoundsScryptParametersAreRefusedBeforeTheKDF(_ nrp: [Int]) throws {

@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-// Hummingbird, which OutpostHTTP brings into this target, makes CDispatch the module that declares `stat`.
-import CDispatch
-import Glibc
+    // Hummingbird, which OutpostHTTP brings into this target, makes CDispatch the module that declares `stat`.
+    import CDispatch
+    import Glibc
 #endif
 
 /// Runs the real `outpost` binary, built next to the test bundle by `swift build --build-tests`.
@@ -116,7 +117,11 @@ func treesDiffer(_ a: String, _ b: String) -> [String] {
         if sa.st_mode != sb.st_mode { out.append("\(rel): mode") }
         if (sa.st_mode & S_IFMT) == S_IFREG && fm.contents(atPath: a + rel) != fm.contents(atPath: b + rel) { out.append("\(rel): content") }
         if (sa.st_mode & S_IFMT) == S_IFREG && sa.st_mtim.tv_sec != sb.st_mtim.tv_sec { out.append("\(rel): mtime") }
-        if (sa.st_mode & S_IFMT) == S_IFLNK && (try? fm.destinationOfSymbolicLink(atPath: a + rel)) != (try? fm.destinationOfSymbolicLink(atPath: b + rel)) { out.append("\(rel): link") }
+        if (sa.st_mode & S_IFMT) == S_IFLNK
+            && (try? fm.destinationOfSymbolicLink(atPath: a + rel)) != (try? fm.destinationOfSymbolicLink(atPath: b + rel))
+        {
+            out.append("\(rel): link")
+        }
         if (sa.st_mode & S_IFMT) == S_IFDIR {
             let na = ((try? fm.contentsOfDirectory(atPath: a + rel)) ?? []).sorted()
             let nb = ((try? fm.contentsOfDirectory(atPath: b + rel)) ?? []).sorted()

@@ -20,10 +20,12 @@ import Testing
             config.readonly = true
             let db = try DatabaseQueue(path: path + "/index.sqlite", configuration: config)
             let (migrations, schema) = try db.read { db in
-                (try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier"),
-                 try Row.fetchAll(db, sql: "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name").map {
-                     "\($0["type"] as String) \($0["name"] as String): \($0["sql"] as String)"
-                 })
+                (
+                    try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier"),
+                    try Row.fetchAll(db, sql: "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name").map {
+                        "\($0["type"] as String) \($0["name"] as String): \($0["sql"] as String)"
+                    }
+                )
             }
             #expect(migrations == ["v1", "v2", "v3", "v4"], "\(path)")
             #expect(schema == Self.schema, "\(path)")

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Issue 8: names from a recovery point are printed by `ls` and `find` with terminal control characters escaped,

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The local backup path driven through the real binary, as an operator's script would.
@@ -117,8 +118,9 @@ import Glibc
         chmod(s.sub("data"), 0o755)
         try CLI.run(["store", "init", "--store", store])
         #expect(try CLI.system("/bin/chown", ["-R", "65534:65534", store]) == 0)
-        let r = try CLI.run(["backup", "--store", store, "--machine", "m", s.sub("data")],
-                            prefix: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        let r = try CLI.run(
+            ["backup", "--store", store, "--machine", "m", s.sub("data")],
+            prefix: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
         #expect(r.status == 3, "\(r.stderr)")
         #expect(r.stderr.contains(s.sub("data/secret")))
         #expect(r.stderr.contains("Permission denied"))

@@ -5,8 +5,9 @@ import OutpostClient
 import OutpostCore
 import OutpostTLS
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The relay and the push client driven as an operator and two protected machines would, over TLS on loopback.
@@ -83,7 +84,10 @@ import Glibc
         let s = Scratch()
         let relay = try RelayHarness(s)
         try relay.start()
-        let wrong = try CLI.run(["enroll", "--relay", relay.url, "--token", String(repeating: "0", count: 64), "--fingerprint", relay.fingerprint, "--config", s.sub("x.toml")])
+        let wrong = try CLI.run([
+            "enroll", "--relay", relay.url, "--token", String(repeating: "0", count: 64), "--fingerprint", relay.fingerprint, "--config",
+            s.sub("x.toml"),
+        ])
         #expect(wrong.status == 19)
         #expect(wrong.stderr.contains("not known"))
 
@@ -100,7 +104,9 @@ import Glibc
         let dup = try CLI.run(["relay", "add-machine", "--data", relay.data, "once"])
         #expect(dup.status != 0, "two machines cannot share a name")
 
-        let badFP = try CLI.run(["enroll", "--relay", relay.url, "--token", "whatever", "--fingerprint", String(repeating: "ab", count: 32), "--config", s.sub("fp.toml")])
+        let badFP = try CLI.run([
+            "enroll", "--relay", relay.url, "--token", "whatever", "--fingerprint", String(repeating: "ab", count: 32), "--config", s.sub("fp.toml"),
+        ])
         #expect(badFP.status == 15)
         #expect(badFP.stderr.contains("not the expected"))
 
@@ -108,7 +114,8 @@ import Glibc
         let cfg = s.sub("once.toml")
         let text = try String(contentsOfFile: cfg, encoding: .utf8)
         let forged = s.sub("forged.toml")
-        try text.replacingOccurrences(of: "credential = \"outpost1:once:", with: "credential = \"outpost1:once:ff").write(toFile: forged, atomically: true, encoding: .utf8)
+        try text.replacingOccurrences(of: "credential = \"outpost1:once:", with: "credential = \"outpost1:once:ff").write(
+            toFile: forged, atomically: true, encoding: .utf8)
         let denied = try CLI.run(["points", "--config", forged])
         #expect(denied.status == 19)
         #expect(denied.stderr.contains("not valid"))

@@ -7,8 +7,9 @@ import OutpostCore
 import OutpostTLS
 import Synchronization
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Issue 8's reproductions against a running relay: each request that broke it is answered with a clear error,
@@ -37,20 +38,21 @@ import Glibc
         try relay.start()
         let cfg = try relay.enroll("greedy")
         try await withClient(cfg) { c in
-        let chunk = [UInt8](randomData(4 << 20))
-        let blob = chunk.withUnsafeBytes { PreparedBlob.make(kind: .data, plaintext: $0, compressor: nil) }
-        _ = try await c.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames([blob]))
-        // A graceful stop seals the open pack, so the blob is in the store's index when served.
-        #expect(relay.stop() == 0)
-        try relay.start()
-        let answer = try await c.call(.POST, "/v1/blobs", body: WireFormat.encodeIDs(Array(repeating: blob.id, count: 64)), maxResponse: 512 << 20)
-        let frames = try WireFormat.decodeFrames(answer)
-        #expect(answer.count <= WireFormat.maxFetchAnswerBytes, "answer of \(answer.count) bytes")
-        #expect(!frames.isEmpty && frames.count < 64 && frames.allSatisfy { $0.id == blob.id })
-        // The client's restore path still gets all 64, in rounds.
-        let repo = try await RemoteRepository(client: c)
-        let all = try await repo.loadMany(Array(repeating: blob.id, count: 64))
-        #expect(all.count == 64 && all.allSatisfy { $0 == chunk })
+            let chunk = [UInt8](randomData(4 << 20))
+            let blob = chunk.withUnsafeBytes { PreparedBlob.make(kind: .data, plaintext: $0, compressor: nil) }
+            _ = try await c.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames([blob]))
+            // A graceful stop seals the open pack, so the blob is in the store's index when served.
+            #expect(relay.stop() == 0)
+            try relay.start()
+            let answer = try await c.call(
+                .POST, "/v1/blobs", body: WireFormat.encodeIDs(Array(repeating: blob.id, count: 64)), maxResponse: 512 << 20)
+            let frames = try WireFormat.decodeFrames(answer)
+            #expect(answer.count <= WireFormat.maxFetchAnswerBytes, "answer of \(answer.count) bytes")
+            #expect(!frames.isEmpty && frames.count < 64 && frames.allSatisfy { $0.id == blob.id })
+            // The client's restore path still gets all 64, in rounds.
+            let repo = try await RemoteRepository(client: c)
+            let all = try await repo.loadMany(Array(repeating: blob.id, count: 64))
+            #expect(all.count == 64 && all.allSatisfy { $0 == chunk })
         }
     }
 
@@ -61,19 +63,19 @@ import Glibc
         let relay = try RelayHarness(s)
         try relay.start()
         try await withClient(try relay.enroll("bomber")) { c in
-        let z = ZstdCompressor(level: 3)
-        func bomb(_ byte: UInt8, _ count: Int, _ kind: BlobKind) -> PreparedBlob {
-            [UInt8](repeating: byte, count: count).withUnsafeBytes { PreparedBlob.make(kind: kind, plaintext: $0, compressor: z) }
-        }
-        let big = bomb(0, 16 << 20, .data)
-        #expect(big.stored.count < 64 << 10)
-        let e1 = await #expect(throws: ClientError.self) { _ = try await c.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames([big])) }
-        #expect(e1?.message.contains("chunks of this relay are at most") == true, "\(e1?.message ?? "accepted")")
-        let trees = [bomb(1, 40 << 20, .tree), bomb(2, 40 << 20, .tree)]
-        let e2 = await #expect(throws: ClientError.self) { _ = try await c.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames(trees)) }
-        #expect(e2?.message.contains("expands to") == true, "\(e2?.message ?? "accepted")")
-        let missing = try await c.call(.POST, "/v1/chunks/missing", body: WireFormat.encodeIDs([big.id] + trees.map(\.id)))
-        #expect(try WireFormat.decodeIDs(missing, max: 10).count == 3, "nothing of the refused requests was stored")
+            let z = ZstdCompressor(level: 3)
+            func bomb(_ byte: UInt8, _ count: Int, _ kind: BlobKind) -> PreparedBlob {
+                [UInt8](repeating: byte, count: count).withUnsafeBytes { PreparedBlob.make(kind: kind, plaintext: $0, compressor: z) }
+            }
+            let big = bomb(0, 16 << 20, .data)
+            #expect(big.stored.count < 64 << 10)
+            let e1 = await #expect(throws: ClientError.self) { _ = try await c.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames([big])) }
+            #expect(e1?.message.contains("chunks of this relay are at most") == true, "\(e1?.message ?? "accepted")")
+            let trees = [bomb(1, 40 << 20, .tree), bomb(2, 40 << 20, .tree)]
+            let e2 = await #expect(throws: ClientError.self) { _ = try await c.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames(trees)) }
+            #expect(e2?.message.contains("expands to") == true, "\(e2?.message ?? "accepted")")
+            let missing = try await c.call(.POST, "/v1/chunks/missing", body: WireFormat.encodeIDs([big.id] + trees.map(\.id)))
+            #expect(try WireFormat.decodeIDs(missing, max: 10).count == 3, "nothing of the refused requests was stored")
         }
     }
 
@@ -105,7 +107,9 @@ import Glibc
         }
         let honest = [UInt8](randomData(100_000)).withUnsafeBytes { PreparedBlob.make(kind: .data, plaintext: $0, compressor: nil) }
         var sent = "ok"
-        do { _ = try await withClient(fastCfg) { try await $0.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames([honest])) } } catch { sent = "\(error)" }
+        do { _ = try await withClient(fastCfg) { try await $0.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames([honest])) } } catch {
+            sent = "\(error)"
+        }
         #expect(sent == "ok", "the other machine's upload went through")
         #expect(finished.n.withLock { $0 } == 0, "while the stalled ones were still open")
         let first = await stalled[0].value
@@ -130,7 +134,8 @@ import Glibc
         }
         let toml = relay.data + "/relay.toml"
         let original = try String(contentsOfFile: toml, encoding: .utf8)
-        try original.replacingOccurrences(of: "token_valid_hours = 24", with: "token_valid_hours = -5").write(toFile: toml, atomically: true, encoding: .utf8)
+        try original.replacingOccurrences(of: "token_valid_hours = 24", with: "token_valid_hours = -5").write(
+            toFile: toml, atomically: true, encoding: .utf8)
         let cfgBad = try CLI.run(["relay", "add-machine", "--data", relay.data, "ok2"])
         #expect(cfgBad.status == 64 && cfgBad.stderr.contains("token_valid_hours must be 1 to 720"), "\(cfgBad.stderr)")
         try original.write(toFile: toml, atomically: true, encoding: .utf8)
@@ -138,7 +143,9 @@ import Glibc
         // A token from a file, never on the command line.
         let add = try CLI.run(["relay", "add-machine", "--data", relay.data, "filer"])
         s.write("token", Data(add.stdout.utf8), mode: 0o600)
-        let e = try CLI.run(["enroll", "--relay", relay.url, "--token-file", s.sub("token"), "--fingerprint", relay.fingerprint, "--config", s.sub("f.toml")])
+        let e = try CLI.run([
+            "enroll", "--relay", relay.url, "--token-file", s.sub("token"), "--fingerprint", relay.fingerprint, "--config", s.sub("f.toml"),
+        ])
         #expect(e.status == 0, "\(e.stderr)")
         let dup = try CLI.run(["relay", "add-machine", "--data", relay.data, "filer"])
         #expect(dup.status == 15 && dup.stderr.contains("already enrolled"), "\(dup.stderr)")
@@ -157,8 +164,9 @@ import Glibc
         let local = try CLI.run(["backup", "--store", relay.data + "/store", "--machine", "sneaky", s.sub("data")])
         #expect(local.status == 12 && local.stderr.contains("served by a running relay"), "\(local.stderr)")
         #expect(relay.stop() == 0)
-        #expect(try CLI.run(["backup", "--store", relay.data + "/store", "--machine", "sneaky", s.sub("data")]).status == 0,
-                "with the relay stopped the store is usable locally")
+        #expect(
+            try CLI.run(["backup", "--store", relay.data + "/store", "--machine", "sneaky", s.sub("data")]).status == 0,
+            "with the relay stopped the store is usable locally")
     }
 
     /// A busy port names the address and the fix, with its own exit code.

@@ -6,8 +6,9 @@ import OutpostForwarder
 import OutpostHTTP
 import OutpostStore
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The vault and the relay's forwarder, driven through the real binaries on loopback.
@@ -28,8 +29,10 @@ import Glibc
         }
         let b = try CLI.run(["backup", "--config", cfg, s.sub("\(relayName)-data")])
         guard b.status == 0 else { throw HarnessError("backup failed: \(b.stderr)") }
-        let reg = try CLI.run(["relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials(relayName),
-                               "--passphrase-file", s.sub("\(relayName).pass"), "--generate-passphrase", "--name", relayName, "--fast-kdf-for-tests"])
+        let reg = try CLI.run([
+            "relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials(relayName),
+            "--passphrase-file", s.sub("\(relayName).pass"), "--generate-passphrase", "--name", relayName, "--fast-kdf-for-tests",
+        ])
         guard reg.status == 0 else { throw HarnessError("register failed: \(reg.stderr)") }
         return (relay, files)
     }
@@ -71,8 +74,10 @@ import Glibc
         // west's credential sees only west's container.
         let linkWest = try VaultLink.load(data: r2.data)
         let linkEast = try VaultLink.load(data: r1.data)
-        let west = try VaultClient(url: linkWest.url, certificatePEM: linkWest.certificate, credential: linkWest.credential, logger: Logger(label: "t"))
-        let east = try VaultClient(url: linkEast.url, certificatePEM: linkEast.certificate, credential: linkEast.credential, logger: Logger(label: "t"))
+        let west = try VaultClient(
+            url: linkWest.url, certificatePEM: linkWest.certificate, credential: linkWest.credential, logger: Logger(label: "t"))
+        let east = try VaultClient(
+            url: linkEast.url, certificatePEM: linkEast.certificate, credential: linkEast.credential, logger: Logger(label: "t"))
         let eastObjects = try await east.list(prefix: "k/")
         #expect(!eastObjects.isEmpty)
         #expect(try await west.list(prefix: "k/").isEmpty, "west cannot list east's objects")
@@ -83,7 +88,9 @@ import Glibc
         // A used, an expired and another vault's credentials file are refused with a clear error.
         let used = s.sub("east.creds")
         let r3 = try RelayHarness(s, name: "third")
-        let reuse = try CLI.run(["relay", "register", "--data", r3.data, "--vault-credentials", used, "--passphrase-file", s.sub("east.pass"), "--fast-kdf-for-tests"])
+        let reuse = try CLI.run([
+            "relay", "register", "--data", r3.data, "--vault-credentials", used, "--passphrase-file", s.sub("east.pass"), "--fast-kdf-for-tests",
+        ])
         #expect(reuse.status == 19)
         #expect(reuse.stderr.contains("already used"))
         let fresh = try vault.credentials("late")
@@ -91,7 +98,9 @@ import Glibc
         let expiry = try #require(text.range(of: #""expiresAt" : "[^"]+""#, options: .regularExpression))
         text.replaceSubrange(expiry, with: #""expiresAt" : "2020-01-01T00:00:00Z""#)
         try text.write(toFile: fresh, atomically: true, encoding: .utf8)
-        let expired = try CLI.run(["relay", "register", "--data", r3.data, "--vault-credentials", fresh, "--passphrase-file", s.sub("east.pass"), "--fast-kdf-for-tests"])
+        let expired = try CLI.run([
+            "relay", "register", "--data", r3.data, "--vault-credentials", fresh, "--passphrase-file", s.sub("east.pass"), "--fast-kdf-for-tests",
+        ])
         #expect(expired.status == 19)
         #expect(expired.stderr.contains("expired"))
         let other = try VaultHarness(s, name: "othervault")
@@ -100,10 +109,15 @@ import Glibc
         foreign = foreign.replacingOccurrences(of: "127.0.0.1:\(other.port)", with: "127.0.0.1:\(vault.port)")
         let foreignPath = s.sub("foreign-edited.creds")
         try foreign.write(toFile: foreignPath, atomically: true, encoding: .utf8)
-        let wrongVault = try CLI.run(["relay", "register", "--data", r3.data, "--vault-credentials", foreignPath, "--passphrase-file", s.sub("east.pass"), "--fast-kdf-for-tests"])
+        let wrongVault = try CLI.run([
+            "relay", "register", "--data", r3.data, "--vault-credentials", foreignPath, "--passphrase-file", s.sub("east.pass"),
+            "--fast-kdf-for-tests",
+        ])
         #expect(wrongVault.status != 0, "another vault's credentials file is refused")
         #expect(wrongVault.stderr.contains("certificate") || wrongVault.stderr.contains("not issued by this vault"))
-        let weak = try CLI.run(["relay", "register", "--data", r3.data, "--vault-credentials", try vault.credentials("weak"), "--passphrase-file", s.sub("weak.pass")])
+        let weak = try CLI.run([
+            "relay", "register", "--data", r3.data, "--vault-credentials", try vault.credentials("weak"), "--passphrase-file", s.sub("weak.pass"),
+        ])
         #expect(weak.status != 0)
     }
 
@@ -132,22 +146,33 @@ import Glibc
 
         try "a completely wrong passphrase\n".write(toFile: s.sub("wrong.pass"), atomically: true, encoding: .utf8)
         try "a brand new passphrase 2026\n".write(toFile: s.sub("new.pass"), atomically: true, encoding: .utf8)
-        let wrong = try CLI.run(["relay", "change-passphrase", "--data", relay.data, "--old-passphrase-file", s.sub("wrong.pass"), "--new-passphrase-file", s.sub("new.pass")])
+        let wrong = try CLI.run([
+            "relay", "change-passphrase", "--data", relay.data, "--old-passphrase-file", s.sub("wrong.pass"), "--new-passphrase-file",
+            s.sub("new.pass"),
+        ])
         #expect(wrong.status == 19)
         #expect(wrong.stderr.contains("passphrase is wrong"))
         let before = vault.objectFiles().count
-        let right = try CLI.run(["relay", "change-passphrase", "--data", relay.data, "--old-passphrase-file", s.sub("relay.pass"), "--new-passphrase-file", s.sub("new.pass")])
+        let right = try CLI.run([
+            "relay", "change-passphrase", "--data", relay.data, "--old-passphrase-file", s.sub("relay.pass"), "--new-passphrase-file",
+            s.sub("new.pass"),
+        ])
         #expect(right.status == 0, "\(right.stderr)")
         #expect(vault.objectFiles().count == before, "only the re-wrapped key is uploaded, and the old one goes")
         let keys = vault.objectFiles().filter { $0.contains("/keys/") }
         #expect(keys.count == 1, "the old passphrase's key file is no longer in the container: \(keys)")
-        let afterChange = try CLI.run(["relay", "change-passphrase", "--data", relay.data, "--old-passphrase-file", s.sub("relay.pass"), "--new-passphrase-file", s.sub("wrong.pass")])
+        let afterChange = try CLI.run([
+            "relay", "change-passphrase", "--data", relay.data, "--old-passphrase-file", s.sub("relay.pass"), "--new-passphrase-file",
+            s.sub("wrong.pass"),
+        ])
         #expect(afterChange.status == 19, "the old passphrase no longer opens the key")
 
         // A rebuild passes over the damaged copy that the repaired pack still lists, and takes the good one.
         let rebuilt = s.sub("rebuilt")
-        let rebuild = try CLI.run(["relay", "rebuild", "--data", rebuilt, "--vault-credentials", try vault.credentials("rec", recover: "relay"),
-                                   "--passphrase-file", s.sub("new.pass")])
+        let rebuild = try CLI.run([
+            "relay", "rebuild", "--data", rebuilt, "--vault-credentials", try vault.credentials("rec", recover: "relay"),
+            "--passphrase-file", s.sub("new.pass"),
+        ])
         #expect(rebuild.status == 0, "\(rebuild.stderr)")
         #expect(try CLI.run(["relay", "check", "--data", rebuilt, "--read-data"]).status == 0)
     }
@@ -161,8 +186,11 @@ import Glibc
         let cfg = try relay.enroll("bulk")
         for i in 0..<8 { s.write("bulk/f\(i)", randomData(8_000_000)) }
         #expect(try CLI.run(["backup", "--config", cfg, s.sub("bulk")]).status == 0)
-        #expect(try CLI.run(["relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("r"),
-                             "--passphrase-file", s.sub("p"), "--generate-passphrase", "--fast-kdf-for-tests"]).status == 0)
+        #expect(
+            try CLI.run([
+                "relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("r"),
+                "--passphrase-file", s.sub("p"), "--generate-passphrase", "--fast-kdf-for-tests",
+            ]).status == 0)
         let job = try CLI.start(["relay", "forward", "--data", relay.data, "--now", "--limit-kbps", "80000"])
         let deadline = Date().addingTimeInterval(60)
         // The key file and two packs are in: kill the vault with the rest of the forward in flight.
@@ -233,8 +261,11 @@ import Glibc
         let cfg = try relay.enroll("slow")
         for i in 0..<3 { s.write("slow/f\(i)", randomData(4_000_000)) }
         #expect(try CLI.run(["backup", "--config", cfg, s.sub("slow")]).status == 0)
-        #expect(try CLI.run(["relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("r"),
-                             "--passphrase-file", s.sub("p"), "--generate-passphrase", "--fast-kdf-for-tests"]).status == 0)
+        #expect(
+            try CLI.run([
+                "relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("r"),
+                "--passphrase-file", s.sub("p"), "--generate-passphrase", "--fast-kdf-for-tests",
+            ]).status == 0)
         let started = Date()
         let r = try CLI.run(["relay", "forward", "--data", relay.data, "--now", "--limit-kbps", "16000"])
         let elapsed = Date().timeIntervalSince(started)
@@ -264,10 +295,11 @@ import Glibc
         // Tier 2: the relay loses a pack; a restore still works, served from the vault.
         #expect(relay.stop() == 0)
         let packs = try FileManager.default.subpathsOfDirectory(atPath: relay.data + "/store/packs").filter { $0.hasSuffix(".pack") }
-        let biggest = try #require(packs.max { a, b in
-            ((try? FileManager.default.attributesOfItem(atPath: relay.data + "/store/packs/" + a)[.size] as? Int) ?? 0)
-                < ((try? FileManager.default.attributesOfItem(atPath: relay.data + "/store/packs/" + b)[.size] as? Int) ?? 0)
-        })
+        let biggest = try #require(
+            packs.max { a, b in
+                ((try? FileManager.default.attributesOfItem(atPath: relay.data + "/store/packs/" + a)[.size] as? Int) ?? 0)
+                    < ((try? FileManager.default.attributesOfItem(atPath: relay.data + "/store/packs/" + b)[.size] as? Int) ?? 0)
+            })
         unlink(relay.data + "/store/packs/" + biggest)
         try relay.start()
         let tier2 = s.sub("tier2")
@@ -298,14 +330,17 @@ import Glibc
         let token = try CLI.run(["relay", "add-machine", "--data", fresh, "clerk-relay"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let fp = try CLI.run(["relay", "fingerprint", "--data", fresh]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let newCfg = s.sub("clerk-new.toml")
-        #expect(try CLI.run(["enroll", "--relay", "https://127.0.0.1:\(port)", "--token", token, "--fingerprint", fp, "--config", newCfg]).status == 0)
+        #expect(
+            try CLI.run(["enroll", "--relay", "https://127.0.0.1:\(port)", "--token", token, "--fingerprint", fp, "--config", newCfg]).status == 0)
         let out = s.sub("after-rebuild")
         let rr = try CLI.run(["restore", "--config", newCfg, "latest", "--target", out])
         #expect(rr.status == 0, "\(rr.stderr)")
         #expect(treesDiffer(data, out + data) == [])
 
-        let wrong = try CLI.run(["relay", "rebuild", "--data", s.sub("third"), "--vault-credentials", try vault.credentials("r2", recover: "relay"),
-                                 "--passphrase-file", s.sub("clerk-relay.toml")])
+        let wrong = try CLI.run([
+            "relay", "rebuild", "--data", s.sub("third"), "--vault-credentials", try vault.credentials("r2", recover: "relay"),
+            "--passphrase-file", s.sub("clerk-relay.toml"),
+        ])
         #expect(wrong.status == 19, "a wrong passphrase is reported as such")
         #expect(wrong.stderr.contains("passphrase is wrong"))
     }
@@ -335,7 +370,8 @@ import Glibc
         #expect(unlock.stderr.contains("locked"))
         try vault.start()
         let link2 = try VaultLink.load(data: relay.data)
-        let client2 = try VaultClient(url: "https://127.0.0.1:\(vault.port)", certificatePEM: link2.certificate, credential: link2.credential, logger: Logger(label: "t"))
+        let client2 = try VaultClient(
+            url: "https://127.0.0.1:\(vault.port)", certificatePEM: link2.certificate, credential: link2.credential, logger: Logger(label: "t"))
         let another = try #require(try await client2.list(prefix: "k/").first?.key)
         let refused = await #expect(throws: ForwarderError.self) { try await client2.delete(another) }
         #expect(refused?.message.contains("immutable") == true)
@@ -350,8 +386,10 @@ import Glibc
         let (relay, _) = try setUp(s, vault: vault)
         // As if the relay died after the vault accepted it but before it kept its key.
         unlink(relay.data + "/vault/master.key")
-        let again = try CLI.run(["relay", "register", "--data", relay.data, "--vault-credentials", s.sub("relay.creds"),
-                                 "--passphrase-file", s.sub("relay.pass"), "--fast-kdf-for-tests"])
+        let again = try CLI.run([
+            "relay", "register", "--data", relay.data, "--vault-credentials", s.sub("relay.creds"),
+            "--passphrase-file", s.sub("relay.pass"), "--fast-kdf-for-tests",
+        ])
         #expect(again.status == 0, "\(again.stderr)")
         #expect(FileManager.default.fileExists(atPath: relay.data + "/vault/master.key"))
         #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Issue 8, through the real binaries: relay names, a rebuild with a wrong passphrase, and tier 2 for damage.
@@ -15,8 +16,10 @@ import Glibc
         for i in 0..<20 { s.write("\(name)-data/doc\(i).txt", randomData(50_000)) }
         let b = try CLI.run(["backup", "--config", config, data])
         guard b.status == 0 else { throw HarnessError("backup failed: \(b.stderr)") }
-        let reg = try CLI.run(["relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials(name),
-                               "--passphrase-file", s.sub("\(name).pass"), "--generate-passphrase", "--name", name, "--fast-kdf-for-tests"])
+        let reg = try CLI.run([
+            "relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials(name),
+            "--passphrase-file", s.sub("\(name).pass"), "--generate-passphrase", "--name", name, "--fast-kdf-for-tests",
+        ])
         guard reg.status == 0 else { throw HarnessError("register failed: \(reg.stderr)") }
         return (relay, config, data)
     }
@@ -30,8 +33,10 @@ import Glibc
         let creds = try vault.credentials("second")
         try "a perfectly long passphrase 1\n".write(toFile: s.sub("second.pass"), atomically: true, encoding: .utf8)
         func register(_ name: String) throws -> CLI.Result {
-            try CLI.run(["relay", "register", "--data", second.data, "--vault-credentials", creds, "--passphrase-file", s.sub("second.pass"),
-                         "--name=\(name)", "--fast-kdf-for-tests"])
+            try CLI.run([
+                "relay", "register", "--data", second.data, "--vault-credentials", creds, "--passphrase-file", s.sub("second.pass"),
+                "--name=\(name)", "--fast-kdf-for-tests",
+            ])
         }
         // Refused before the credentials file is spent, with the rule.
         for bad in ["-rf", "two words", "esc\u{1b}[2J", String(repeating: "n", count: 65)] {

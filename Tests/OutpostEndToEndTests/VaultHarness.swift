@@ -1,7 +1,8 @@
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real `outpost vault serve` on 127.0.0.1.
@@ -32,7 +33,9 @@ final class VaultHarness {
         process = p
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            if let t = try? String(contentsOfFile: portFile, encoding: .utf8), let n = Int(t.trimmingCharacters(in: .whitespacesAndNewlines)) { port = n; return }
+            if let t = try? String(contentsOfFile: portFile, encoding: .utf8), let n = Int(t.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                port = n; return
+            }
             if !p.isRunning { throw HarnessError("vault exited: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")") }
             usleep(10_000)
         }

@@ -25,11 +25,13 @@ import Testing
 
     /// A client whose failures say which failure they are, and which records each retry's reason.
     func client(_ base: String, tls: TLSConfiguration? = nil, attempts: Int = 3, retries: Retries? = nil) -> PinnedHTTPClient {
-        let wording = PinnedHTTPClient.Wording(pinFailure: { _, _ in Failed(what: "pin") },
-                                               unreachable: { _, attempts, _ in Failed(what: "unreachable after \(attempts)") },
-                                               retrying: { _, reason, _ in retries?.add(reason) })
-        return PinnedHTTPClient(baseURL: base, credential: "secret-credential", tls: tls, readTimeout: .seconds(10), maxAttempts: attempts,
-                                logger: Logger(label: "test"), wording: wording)
+        let wording = PinnedHTTPClient.Wording(
+            pinFailure: { _, _ in Failed(what: "pin") },
+            unreachable: { _, attempts, _ in Failed(what: "unreachable after \(attempts)") },
+            retrying: { _, reason, _ in retries?.add(reason) })
+        return PinnedHTTPClient(
+            baseURL: base, credential: "secret-credential", tls: tls, readTimeout: .seconds(10), maxAttempts: attempts,
+            logger: Logger(label: "test"), wording: wording)
     }
 
     func call(_ path: String) -> PinnedHTTPClient.Call { PinnedHTTPClient.Call(.GET, path, timeout: .seconds(10), maxResponse: 1 << 20) }
@@ -38,7 +40,9 @@ import Testing
         let calls = Mutex(0)
         let router = Router()
         router.get("/flaky") { _, _ -> Response in
-            let n = calls.withLock { $0 += 1; return $0 }
+            let n = calls.withLock {
+                $0 += 1; return $0
+            }
             return n == 1 ? Response(status: .serviceUnavailable) : .text("fine")
         }
         router.get("/refused") { _, _ -> Response in throw HTTPFailure(.unauthorized, "not you") }
@@ -73,12 +77,14 @@ import Testing
         let pinned = try TLSIdentity.selfSigned(commonName: "pinned", hosts: ["localhost"])
         let router = Router()
         router.get("/healthz") { _, _ in "ok" }
-        let app = Application(router: router, server: try .tls(.http1(), tlsConfiguration: try served.serverConfiguration()),
-                              configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let app = Application(
+            router: router, server: try .tls(.http1(), tlsConfiguration: try served.serverConfiguration()),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await app.test(.live) { live in
             let retries = Retries()
-            let http = client("https://127.0.0.1:\(live.port!)", tls: try TLSIdentity.pinnedClientConfiguration(certificatePEM: pinned.certificatePEM),
-                              retries: retries)
+            let http = client(
+                "https://127.0.0.1:\(live.port!)", tls: try TLSIdentity.pinnedClientConfiguration(certificatePEM: pinned.certificatePEM),
+                retries: retries)
             await #expect(throws: Failed(what: "pin")) { _ = try await http.send(call("/healthz")) }
             #expect(retries.all.isEmpty)
             await http.close()

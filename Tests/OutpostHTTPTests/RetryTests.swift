@@ -7,8 +7,10 @@ import Testing
         var calls = 0
         var announced: [Int] = []
         await #expect(throws: TransientFailure.self) {
-            try await Retry.run(attempts: 3, onRetry: { attempt, _, _ in announced.append(attempt) },
-                                exhausted: { _, reason in TransientFailure("gave up: \(reason)") }) {
+            try await Retry.run(
+                attempts: 3, onRetry: { attempt, _, _ in announced.append(attempt) },
+                exhausted: { _, reason in TransientFailure("gave up: \(reason)") }
+            ) {
                 calls += 1
                 throw TransientFailure("refused")
             }

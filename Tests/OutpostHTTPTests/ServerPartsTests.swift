@@ -23,9 +23,10 @@ struct TestContext: BearerContext {
     /// A router with the shared middlewares and a few routes that fail in each way the middleware knows.
     func router(certificate: String? = nil) -> Router<TestContext> {
         let router = Router(context: TestContext.self)
-        router.add(middleware: ErrorMiddleware(logger: Logger(label: "test"), wording: Self.wording) { error in
-            (error as? OutpostError).map { HTTPFailure($0) }
-        })
+        router.add(
+            middleware: ErrorMiddleware(logger: Logger(label: "test"), wording: Self.wording) { error in
+                (error as? OutpostError).map { HTTPFailure($0) }
+            })
         ServiceRoutes(certificatePEM: certificate).addRoutes(to: router)
         router.post("/small") { request, _ -> Response in
             _ = try await request.body.collect(upTo: 4)
@@ -37,11 +38,12 @@ struct TestContext: BearerContext {
         }
         router.get("/store") { _, _ -> Response in throw OutpostError(.taken, "the name is taken") }
         router.get("/surprise") { _, _ -> Response in throw CocoaError(.fileNoSuchFile) }
-        let authed = router.group().add(middleware: BearerAuthentication<TestContext>(malformed: "no credential here") { token in
-            guard token.hasPrefix("t:") else { return nil }
-            guard token == "t:good" else { throw HTTPFailure(.unauthorized, "not valid here") }
-            return "alice"
-        })
+        let authed = router.group().add(
+            middleware: BearerAuthentication<TestContext>(malformed: "no credential here") { token in
+                guard token.hasPrefix("t:") else { return nil }
+                guard token == "t:good" else { throw HTTPFailure(.unauthorized, "not valid here") }
+                return "alice"
+            })
         authed.get("/who") { _, context -> Response in .text(try context.authenticated()) }
         return router
     }

@@ -1,5 +1,5 @@
-import OutpostCore
 import Foundation
+import OutpostCore
 import OutpostRelay
 import Testing
 

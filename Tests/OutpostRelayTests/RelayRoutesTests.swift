@@ -8,6 +8,7 @@ import OutpostCore
 import OutpostHTTP
 import OutpostStore
 import Testing
+
 @testable import OutpostRelay
 
 /// The relay's routes in-process: authentication, body limits and the shape of error bodies (docs/protocol.md §7).
@@ -80,8 +81,9 @@ import Testing
             #expect(json.failure?.error == "badRequest")
             #expect(json.failure?.message.contains("not a valid EnrollRequest") == true)
             // A FormatError (an id list that is not a whole number of ids) is the client's mistake too.
-            let ids = try await client.execute(uri: "/v1/chunks/missing", method: .post, headers: [.authorization: relay.bearer],
-                                               body: ByteBuffer(repeating: 1, count: 31))
+            let ids = try await client.execute(
+                uri: "/v1/chunks/missing", method: .post, headers: [.authorization: relay.bearer],
+                body: ByteBuffer(repeating: 1, count: 31))
             #expect(ids.status == .badRequest)
             #expect(ids.failure?.error == "badRequest")
         }

@@ -3,8 +3,9 @@ import OutpostArchive
 import OutpostCore
 import OutpostStore
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The node at an absolute path inside a recovery point.
@@ -172,8 +173,9 @@ func chunkIDs(_ n: Node) -> [ChunkID] {
         mkdir(small, 0o700)
         #expect(mount("tmpfs", small, "tmpfs", 0, "size=3m") == 0)
         defer { umount(small) }
-        let config = StoreConfig(id: "full", createdAt: Date(), chunker: ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536),
-                                 packTargetSize: 256 << 10)
+        let config = StoreConfig(
+            id: "full", createdAt: Date(), chunker: ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536),
+            packTargetSize: 256 << 10)
         let storePath = small + "/store"
         s.write("data/ok", pseudoRandom(100_000, seed: 41))
         let good: RecoveryPointInfo

@@ -3,8 +3,9 @@ import OutpostArchive
 import OutpostCore
 import OutpostStore
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite struct StoreTests {
@@ -104,7 +105,9 @@ import Glibc
         let s = Scratch()
         let store = try makeStore(s, packTarget: 32 << 10)
         let all: [[PreparedBlob]] = (0..<6).map { lane in
-            (0..<40).map { i in pseudoRandom(3000, seed: UInt64(lane * 1000 + i)).withUnsafeBytes { PreparedBlob.make(kind: .data, plaintext: $0, compressor: nil) } }
+            (0..<40).map { i in
+                pseudoRandom(3000, seed: UInt64(lane * 1000 + i)).withUnsafeBytes { PreparedBlob.make(kind: .data, plaintext: $0, compressor: nil) }
+            }
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in all {

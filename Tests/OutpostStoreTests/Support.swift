@@ -4,8 +4,9 @@ import OutpostArchive
 import OutpostCore
 import OutpostStore
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A scratch directory removed when the test ends.
@@ -52,23 +53,30 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
 
 /// A store with small chunks and packs so that tests exercise many chunks and packs quickly.
 func makeStore(_ scratch: Scratch, packTarget: Int = 256 << 10) throws -> Store {
-    let config = StoreConfig(id: "test", createdAt: Date(),
-                             chunker: ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536),
-                             compressionLevel: 3, packTargetSize: packTarget)
+    let config = StoreConfig(
+        id: "test", createdAt: Date(),
+        chunker: ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536),
+        compressionLevel: 3, packTargetSize: packTarget)
     return try Store.initialize(at: scratch.sub("store"), config: config)
 }
 
-func backup(_ store: Store, machine: String = "m1", _ paths: [String], excludes: [String] = [],
-            configure: (inout BackupOptions) -> Void = { _ in }) async throws -> BackupResult {
+func backup(
+    _ store: Store, machine: String = "m1", _ paths: [String], excludes: [String] = [],
+    configure: (inout BackupOptions) -> Void = { _ in }
+) async throws -> BackupResult {
     var options = BackupOptions(machine: machine, paths: paths, exclusions: ExclusionList(excludes), workers: 3)
     configure(&options)
     return try await Archiver(repository: LocalRepository(store: store), options: options).run()
 }
 
-func restore(_ store: Store, _ point: RecoveryPointInfo, to target: String, include: [String] = [],
-             existing: ExistingEntries = .refuse) async throws -> RestoreResult {
-    try await Restorer(repository: LocalRepository(store: store), point: point,
-                       options: RestoreOptions(target: target, include: include, existing: existing, workers: 3)).run()
+func restore(
+    _ store: Store, _ point: RecoveryPointInfo, to target: String, include: [String] = [],
+    existing: ExistingEntries = .refuse
+) async throws -> RestoreResult {
+    try await Restorer(
+        repository: LocalRepository(store: store), point: point,
+        options: RestoreOptions(target: target, include: include, existing: existing, workers: 3)
+    ).run()
 }
 
 /// Differences between two trees: content, type, mode, mtime, symlink targets, xattrs, hardlink structure.

@@ -4,8 +4,9 @@ import OutpostCore
 import OutpostCrypto
 import OutpostForwarder
 import OutpostStore
-@testable import OutpostVault
 import Testing
+
+@testable import OutpostVault
 
 /// Issue 8: integers from requests and files, and relay names.
 @Suite struct VaultHardeningTests {
@@ -46,7 +47,9 @@ import Testing
         }
         // A size from the vault's listing that no pack can have.
         for size in [Int.min, -1, 0, 11] {
-            #expect(throws: ForwarderError.self) { try VaultPack.indexRange(trailer: [255, 255, 255, 255] + VaultPack.magic, packSize: size, key: key) }
+            #expect(throws: ForwarderError.self) {
+                try VaultPack.indexRange(trailer: [255, 255, 255, 255] + VaultPack.magic, packSize: size, key: key)
+            }
         }
         #expect(VaultPack.entryRange(VaultLocation(pack: key, offset: Int.max, length: 2, kind: 1)) == nil)
         #expect(VaultPack.entryRange(VaultLocation(pack: key, offset: -1, length: 2, kind: 1)) == nil)
@@ -76,7 +79,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let registry = try VaultRegistry(path: dir + "/registry.json")
         for i in 0..<4 { try registry.issue(secret: "s\(i)", expiresAt: Date().addingTimeInterval(3600)) }
-        guard case .registered(let first, _) = try registry.register(secret: "s0", relayName: "east", maxRelays: 5) else { Issue.record("east"); return }
+        guard case .registered(let first, _) = try registry.register(secret: "s0", relayName: "east", maxRelays: 5) else {
+            Issue.record("east"); return
+        }
         guard case .nameTaken(let why) = try registry.register(secret: "s1", relayName: "east", maxRelays: 5) else {
             Issue.record("a second east must be refused"); return
         }
@@ -86,9 +91,13 @@ import Testing
         }
         // Once east is removed, its name is free; remove and --recover by name then mean the active one...
         _ = try registry.remove("east")
-        guard case .registered(let second, _) = try registry.register(secret: "s1", relayName: "east", maxRelays: 5) else { Issue.record("reuse"); return }
+        guard case .registered(let second, _) = try registry.register(secret: "s1", relayName: "east", maxRelays: 5) else {
+            Issue.record("reuse"); return
+        }
         // ...but --recover can also name a removed relay, so the name is ambiguous there: the ids are listed.
-        let ambiguous = #expect(throws: VaultError.self) { try registry.issue(secret: "s2", expiresAt: Date().addingTimeInterval(3600), recoverRelay: "east") }
+        let ambiguous = #expect(throws: VaultError.self) {
+            try registry.issue(secret: "s2", expiresAt: Date().addingTimeInterval(3600), recoverRelay: "east")
+        }
         #expect(ambiguous?.message.contains(first.id) == true && ambiguous?.message.contains(second.id) == true)
         try registry.issue(secret: "s2", expiresAt: Date().addingTimeInterval(3600), recoverRelay: second.id)
         #expect(try registry.remove("east").id == second.id)
@@ -98,11 +107,11 @@ import Testing
         let dir = scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let relays = """
-        {"issued": [], "relays": [
-          {"id": "aaaa", "name": "dup", "credentialHash": "x", "registeredAt": "2025-01-01T00:00:00Z"},
-          {"id": "bbbb", "name": "dup", "credentialHash": "y", "registeredAt": "2025-01-02T00:00:00Z"},
-          {"id": "cccc", "name": "evil\\u001b]0;owned\\u0007", "credentialHash": "z", "registeredAt": "2025-01-03T00:00:00Z"}]}
-        """
+            {"issued": [], "relays": [
+              {"id": "aaaa", "name": "dup", "credentialHash": "x", "registeredAt": "2025-01-01T00:00:00Z"},
+              {"id": "bbbb", "name": "dup", "credentialHash": "y", "registeredAt": "2025-01-02T00:00:00Z"},
+              {"id": "cccc", "name": "evil\\u001b]0;owned\\u0007", "credentialHash": "z", "registeredAt": "2025-01-03T00:00:00Z"}]}
+            """
         try relays.write(toFile: dir + "/registry.json", atomically: true, encoding: .utf8)
         let registry = try VaultRegistry(path: dir + "/registry.json")
         let e = #expect(throws: VaultError.self) { try registry.remove("dup") }
@@ -118,7 +127,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let registry = try VaultRegistry(path: dir + "/registry.json")
         try registry.issue(secret: "new", expiresAt: Date().addingTimeInterval(3600))
-        guard case .registered(let relay, _) = try registry.register(secret: "new", relayName: "west", maxRelays: 5) else { Issue.record("west"); return }
+        guard case .registered(let relay, _) = try registry.register(secret: "new", relayName: "west", maxRelays: 5) else {
+            Issue.record("west"); return
+        }
         try registry.issue(secret: "rec", expiresAt: Date().addingTimeInterval(3600), recoverRelay: "west")
         #expect(try registry.recoveryTarget(secret: "rec").get().id == relay.id)
         #expect(try registry.recoveryTarget(secret: "rec").get().id == relay.id, "not spent by looking")

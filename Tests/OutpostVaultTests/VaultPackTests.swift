@@ -11,10 +11,12 @@ import Testing
 
     func blobs() -> [PreparedBlob] {
         let c = ZstdCompressor(level: 3)
-        return [Array(repeating: UInt8(7), count: 100_000), (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }, Array("tree".utf8)]
-            .enumerated().map { i, plain in
-                plain.withUnsafeBytes { PreparedBlob.make(kind: i == 2 ? .tree : .data, plaintext: $0, compressor: c) }
-            }
+        return [
+            Array(repeating: UInt8(7), count: 100_000), (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }, Array("tree".utf8),
+        ]
+        .enumerated().map { i, plain in
+            plain.withUnsafeBytes { PreparedBlob.make(kind: i == 2 ? .tree : .data, plaintext: $0, compressor: c) }
+        }
     }
 
     @Test func everyBlobComesBackFromItsRangeAndTheIndexListsThemAll() throws {
@@ -27,7 +29,8 @@ import Testing
         #expect(index.map(\.location) == placed.map(\.1))
         for (blob, entry) in zip(input, index) {
             let loc = entry.location
-            let back = try VaultPack.openEntry(pack[loc.offset..<(loc.offset + loc.length)], key: key, id: blob.id, kind: loc.kind, sealer: sealer, decompressor: ZstdDecompressor())
+            let back = try VaultPack.openEntry(
+                pack[loc.offset..<(loc.offset + loc.length)], key: key, id: blob.id, kind: loc.kind, sealer: sealer, decompressor: ZstdDecompressor())
             #expect(back.stored == blob.stored && back.kind == blob.kind && back.rawLength == blob.rawLength)
         }
         // The index can be found from the last 8 bytes and the size alone (what a rebuild reads).
@@ -52,19 +55,27 @@ import Testing
         var flipped = pack
         flipped[first.offset + 30] ^= 1
         let e1 = #expect(throws: ForwarderError.self) {
-            try VaultPack.openEntry(flipped[first.offset..<(first.offset + first.length)], key: key, id: input[0].id, kind: first.kind, sealer: self.sealer, decompressor: ZstdDecompressor())
+            try VaultPack.openEntry(
+                flipped[first.offset..<(first.offset + first.length)], key: key, id: input[0].id, kind: first.kind, sealer: self.sealer,
+                decompressor: ZstdDecompressor())
         }
         #expect(e1?.code == .tampered && e1?.message.contains(key) == true)
         // The same bytes claimed for another blob, or read as part of another pack, do not open.
         #expect(throws: ForwarderError.self) {
-            try VaultPack.openEntry(pack[first.offset..<(first.offset + first.length)], key: key, id: input[1].id, kind: first.kind, sealer: self.sealer, decompressor: ZstdDecompressor())
+            try VaultPack.openEntry(
+                pack[first.offset..<(first.offset + first.length)], key: key, id: input[1].id, kind: first.kind, sealer: self.sealer,
+                decompressor: ZstdDecompressor())
         }
         #expect(throws: ForwarderError.self) {
-            try VaultPack.openEntry(pack[first.offset..<(first.offset + first.length)], key: "k/00/other", id: input[0].id, kind: first.kind, sealer: self.sealer, decompressor: ZstdDecompressor())
+            try VaultPack.openEntry(
+                pack[first.offset..<(first.offset + first.length)], key: "k/00/other", id: input[0].id, kind: first.kind, sealer: self.sealer,
+                decompressor: ZstdDecompressor())
         }
         // The same bytes under another kind do not open either (the kind is bound, not written in the pack).
         #expect(throws: ForwarderError.self) {
-            try VaultPack.openEntry(pack[first.offset..<(first.offset + first.length)], key: key, id: input[0].id, kind: VaultPack.Kind.tree.rawValue, sealer: self.sealer, decompressor: ZstdDecompressor())
+            try VaultPack.openEntry(
+                pack[first.offset..<(first.offset + first.length)], key: key, id: input[0].id, kind: VaultPack.Kind.tree.rawValue,
+                sealer: self.sealer, decompressor: ZstdDecompressor())
         }
         // Nothing in a pack marks where entries start: no sealed-object header inside it.
         let headers = (0..<(pack.count - 3)).filter { pack[$0] == 0x4f && Array(pack[$0..<($0 + 4)]) == ObjectSealer.magic }

@@ -8,6 +8,7 @@ import OutpostCore
 import OutpostHTTP
 import OutpostObjects
 import Testing
+
 @testable import OutpostVault
 
 /// The vault's routes in-process: authentication, body limits and the shape of error bodies (docs/vault.md §7).
@@ -47,7 +48,8 @@ import Testing
             ranged[.range] = "bytes=-5"
             #expect(try await client.execute(uri: "/v1/objects/packs/a", method: .get, headers: ranged).failure?.error == "badRequest")
             let list = try await client.execute(uri: "/v1/list?prefix=packs/", method: .get, headers: auth)
-            #expect(try JSONDecoder().decode([VaultAPI.ObjectEntry].self, from: Data(list.body.readableBytesView)) == [.init(key: "packs/a", size: 10)])
+            #expect(
+                try JSONDecoder().decode([VaultAPI.ObjectEntry].self, from: Data(list.body.readableBytesView)) == [.init(key: "packs/a", size: 10)])
             #expect(try await client.execute(uri: "/v1/objects/packs/a", method: .delete, headers: auth).status == .noContent)
             let gone = try await client.execute(uri: "/v1/objects/packs/a", method: .get, headers: auth)
             #expect(gone.status == .notFound && gone.failure?.error == "notFound")
@@ -57,8 +59,9 @@ import Testing
     @Test func badKeysAndBodiesAre400() async throws {
         let vault = try VaultFixture("routes")
         try await vault.test { client in
-            let key = try await client.execute(uri: "/v1/objects/packs/a~b", method: .put, headers: [.authorization: "Bearer " + vault.credential],
-                                               body: ByteBuffer(string: "x"))
+            let key = try await client.execute(
+                uri: "/v1/objects/packs/a~b", method: .put, headers: [.authorization: "Bearer " + vault.credential],
+                body: ByteBuffer(string: "x"))
             #expect(key.status == .badRequest && key.failure?.error == "invalidKey")
             let json = try await client.execute(uri: "/v1/register", method: .post, body: ByteBuffer(string: "{not json"))
             #expect(json.status == .badRequest && json.failure?.error == "badRequest")
@@ -91,7 +94,8 @@ import Testing
             #expect(registered.status == .ok)
             let answer = try JSONDecoder().decode(VaultAPI.RegisterResponse.self, from: Data(registered.body.readableBytesView))
             #expect(VaultAPI.parseCredential(answer.credential)?.relayID == answer.relayID)
-            let delete = try await client.execute(uri: "/v1/objects/packs/a", method: .delete, headers: [.authorization: "Bearer " + answer.credential])
+            let delete = try await client.execute(
+                uri: "/v1/objects/packs/a", method: .delete, headers: [.authorization: "Bearer " + answer.credential])
             #expect(delete.status == .forbidden && delete.failure?.error == "forbidden")
             let health = try await client.execute(uri: "/healthz", method: .get)
             #expect(String(buffer: health.body) == "ok\n")

@@ -14,8 +14,9 @@ import OutpostVault
 import ServiceLifecycle
 import Synchronization
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real `VaultServer` in this process, on a loopback port, with limits short enough for tests.
@@ -41,8 +42,10 @@ final class RunningVault: Sendable {
         credential = fixture.credential
         let dir = fixture.directory
         let (ports, listening) = AsyncStream.makeStream(of: Int.self)
-        let server = try VaultServer(directory: dir, host: "127.0.0.1", port: 0, logger: Logger(label: "vault-test"), limits: limits,
-                                     putBudget: putBudget) { listening.yield($0) }
+        let server = try VaultServer(
+            directory: dir, host: "127.0.0.1", port: 0, logger: Logger(label: "vault-test"), limits: limits,
+            putBudget: putBudget
+        ) { listening.yield($0) }
         let group = ServiceGroup(configuration: .init(services: [Serving(server: server)], logger: Logger(label: "vault-test")))
         self.group = group
         task = Task { try await group.run() }
@@ -54,8 +57,9 @@ final class RunningVault: Sendable {
     var url: String { "https://127.0.0.1:\(port)" }
 
     func client() throws -> HTTPClient {
-        HTTPClient(eventLoopGroupProvider: .singleton,
-                   configuration: .init(tlsConfiguration: try TLSIdentity.pinnedClientConfiguration(certificatePEM: certificatePEM)))
+        HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(tlsConfiguration: try TLSIdentity.pinnedClientConfiguration(certificatePEM: certificatePEM)))
     }
 
     func stop() async {
@@ -75,7 +79,9 @@ struct RawSocket {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
         if rc != 0 { throw VaultError(.invalid, "connect failed: \(errno)") }
     }
 
@@ -101,14 +107,16 @@ struct RawSocket {
 
 @Suite(.serialized) struct VaultServerLimitsTests {
     static func limits(maxConnections: Int = 64, headerTimeout: TimeAmount = .seconds(30), minimumBodyRate: Int = 1) -> ConnectionLimits {
-        ConnectionLimits(maxConnections: maxConnections, headerTimeout: headerTimeout, requestDeadline: .seconds(60),
-                         minimumBodyRate: minimumBodyRate, rateWindow: .milliseconds(500), tick: .milliseconds(100))
+        ConnectionLimits(
+            maxConnections: maxConnections, headerTimeout: headerTimeout, requestDeadline: .seconds(60),
+            minimumBodyRate: minimumBodyRate, rateWindow: .milliseconds(500), tick: .milliseconds(100))
     }
 
     @Test func theRangeHeaderThatCrashedTheVaultIsAnsweredAndTheVaultRuns() async throws {
         let vault = try await RunningVault(limits: Self.limits())
         let http = try vault.client()
-        let relayClient = try VaultClient(url: vault.url, certificatePEM: vault.certificatePEM, credential: vault.credential, logger: Logger(label: "t"))
+        let relayClient = try VaultClient(
+            url: vault.url, certificatePEM: vault.certificatePEM, credential: vault.credential, logger: Logger(label: "t"))
         #expect(try await relayClient.put("k/aa/ten", Array(0..<10)))
         func get(_ range: String) async throws -> (Int, Int) {
             var req = HTTPClientRequest(url: vault.url + "/v1/objects/k/aa/ten")
@@ -200,8 +208,9 @@ struct RawSocket {
 
 /// The connection deadlines as a state machine, with explicit times.
 @Suite struct ConnectionDeadlinesTests {
-    let limits = ConnectionLimits(maxConnections: 8, headerTimeout: .seconds(10), requestDeadline: .seconds(100), minimumBodyRate: 1000,
-                                  rateWindow: .seconds(10))
+    let limits = ConnectionLimits(
+        maxConnections: 8, headerTimeout: .seconds(10), requestDeadline: .seconds(100), minimumBodyRate: 1000,
+        rateWindow: .seconds(10))
     let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
     func at(_ s: Int64) -> NIODeadline { t0 + .seconds(s) }
 
@@ -295,18 +304,21 @@ struct RawSocket {
         let identity = try TLSIdentity.selfSigned(commonName: "impostor", hosts: ["localhost"])
         var config = try identity.serverConfiguration()
         config.certificateVerification = .noHostnameVerification
-        config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(try TLSIdentity.selfSigned(commonName: "x", hosts: ["x"]).certificatePEM.utf8)))
+        config.trustRoots = .certificates(
+            try NIOSSLCertificate.fromPEMBytes(Array(try TLSIdentity.selfSigned(commonName: "x", hosts: ["x"]).certificatePEM.utf8)))
         let (ports, listening) = AsyncStream.makeStream(of: Int.self)
         let router = Router()
         router.get("/v1/list") { _, _ in "[]" }
-        let app = Application(router: router, server: try .tls(.http1(), tlsConfiguration: config),
-                              configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { listening.yield($0.localAddress?.port ?? 0) })
+        let app = Application(
+            router: router, server: try .tls(.http1(), tlsConfiguration: config),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { listening.yield($0.localAddress?.port ?? 0) })
         let group = ServiceGroup(configuration: .init(services: [app], logger: Logger(label: "impostor")))
         let task = Task { try await group.run() }
         var it = ports.makeAsyncIterator()
         let port = try #require(await it.next())
-        let client = try VaultClient(url: "https://127.0.0.1:\(port)", certificatePEM: identity.certificatePEM, credential: "x", logger: Logger(label: "t"))
+        let client = try VaultClient(
+            url: "https://127.0.0.1:\(port)", certificatePEM: identity.certificatePEM, credential: "x", logger: Logger(label: "t"))
         let e = await #expect(throws: ForwarderError.self) { _ = try await client.list(prefix: "k/") }
         #expect(e?.code == .refused, "\(e?.message ?? "")")
         #expect(e?.message.contains("not the one pinned") == true)

@@ -1,9 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import FuzzSupport
 import OutpostCore
+
 @testable import OutpostStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Pack files as the store reads them from disk (docs/format.md, "Pack files"): the store's own `PackReader`
 /// (header, footer, trailer entries; and the blob-header walk `rebuild-index` uses to salvage a pack whose trailer
@@ -44,15 +46,18 @@ public func fuzzPack(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 /// What an accepted entry promises: its bytes lie after the pack header and a blob header, inside the file.
 private func check(_ entries: [PackEntry], in pack: [UInt8], what: String) {
     for e in entries {
-        Fuzz.expect(e.offset >= PackFormat.headerSize + PackFormat.blobHeaderSize && e.storedLength >= 0
-                    && e.offset <= pack.count && e.storedLength <= pack.count - e.offset,
-                    "\(what) entry \(e.id.shortHex) at \(e.offset)+\(e.storedLength) lies outside a pack of \(pack.count) bytes")
+        Fuzz.expect(
+            e.offset >= PackFormat.headerSize + PackFormat.blobHeaderSize && e.storedLength >= 0
+                && e.offset <= pack.count && e.storedLength <= pack.count - e.offset,
+            "\(what) entry \(e.id.shortHex) at \(e.offset)+\(e.storedLength) lies outside a pack of \(pack.count) bytes")
         let stored = pack[e.offset..<(e.offset + e.storedLength)]
         stored.withUnsafeBytes { buf in
-            try? PreparedBlob.checkIntegrity(stored: buf, id: e.id, compression: e.compression, rawLength: e.rawLength,
-                                             decompressor: decompressor, what: "fuzzed pack blob")
-            _ = try? PreparedBlob.open(stored: buf, id: e.id, compression: e.compression, rawLength: e.rawLength,
-                                       decompressor: decompressor, what: "fuzzed pack blob")
+            try? PreparedBlob.checkIntegrity(
+                stored: buf, id: e.id, compression: e.compression, rawLength: e.rawLength,
+                decompressor: decompressor, what: "fuzzed pack blob")
+            _ = try? PreparedBlob.open(
+                stored: buf, id: e.id, compression: e.compression, rawLength: e.rawLength,
+                decompressor: decompressor, what: "fuzzed pack blob")
         }
     }
 }
@@ -74,7 +79,9 @@ public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutableP
 }
 
 @_cdecl("LLVMFuzzerInitialize")
-public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> CInt {
+public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?)
+    -> CInt
+{
     Fuzz.writeSeedsIfAsked {
         /// A pack as `PackWriter` writes it: header, blob headers and stored bytes, trailer and footer.
         func pack(_ blobs: [PreparedBlob]) -> [UInt8] {
@@ -82,8 +89,10 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
             var entries: [PackEntry] = []
             for b in blobs {
                 out += PackFormat.blobHeader(b)
-                entries.append(PackEntry(id: b.id, kind: b.kind, compression: b.compression, offset: out.count,
-                                         storedLength: b.stored.count, rawLength: b.rawLength))
+                entries.append(
+                    PackEntry(
+                        id: b.id, kind: b.kind, compression: b.compression, offset: out.count,
+                        storedLength: b.stored.count, rawLength: b.rawLength))
                 out += b.stored
             }
             return out + PackFormat.trailer(entries)

@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CFuzzDriver
 import OutpostCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What every fuzz target shares: turning libFuzzer's buffer into bytes, checking round-trip properties, and
 /// writing the target's seed corpus from the product's own encoders (docs/fuzzing.md).
@@ -15,8 +16,10 @@ public enum Fuzz {
 
     /// Runs libFuzzer on `test`. SwiftPM links an executable target's `main` to `<Module>_main` (so that tests can
     /// link the module); each target defines that symbol with this call, so that libFuzzer's driver runs either way.
-    public static func main(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,
-                            _ test: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt {
+    public static func main(
+        _ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,
+        _ test: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt {
         var count = argc
         var arguments = argv
         return LLVMFuzzerRunDriver(&count, &arguments, test)

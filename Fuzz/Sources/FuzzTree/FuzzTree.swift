@@ -36,19 +36,23 @@ public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutableP
 }
 
 @_cdecl("LLVMFuzzerInitialize")
-public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> CInt {
+public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?)
+    -> CInt
+{
     Fuzz.writeSeedsIfAsked {
         let c1 = ChunkID.hash(Fuzz.text(100, seed: 1)), c2 = ChunkID.hash(Fuzz.text(100, seed: 2))
         let sub = ChunkID.hash(Array("subtree".utf8))
         let full = Tree(nodes: [
-            Node(name: Array("file.txt".utf8), type: .file, mode: 0o644, uid: 1000, gid: 1000, user: Array("alice".utf8), group: Array("staff".utf8),
-                 mtimeNanos: 1_700_000_000_000_000_000, ctimeNanos: 1_700_000_000_000_000_001, size: 300, inode: 42, device: 2049, linkCount: 1,
-                 xattrs: [ExtendedAttribute(name: Array("user.note".utf8), value: Array("hi".utf8))],
-                 extents: [.chunk(c1, length: 100), .hole(length: 100), .chunk(c2, length: 100)]),
+            Node(
+                name: Array("file.txt".utf8), type: .file, mode: 0o644, uid: 1000, gid: 1000, user: Array("alice".utf8), group: Array("staff".utf8),
+                mtimeNanos: 1_700_000_000_000_000_000, ctimeNanos: 1_700_000_000_000_000_001, size: 300, inode: 42, device: 2049, linkCount: 1,
+                xattrs: [ExtendedAttribute(name: Array("user.note".utf8), value: Array("hi".utf8))],
+                extents: [.chunk(c1, length: 100), .hole(length: 100), .chunk(c2, length: 100)]),
             Node(name: Array("dir".utf8), type: .directory, mode: 0o755, subtree: sub),
             Node(name: Array("link".utf8), type: .symlink, mode: 0o777, linkTarget: Array("file.txt".utf8)),
-            Node(name: Array("hard".utf8), type: .hardlink, size: 300, linkCount: 2, linkTarget: Array("file.txt".utf8),
-                 extents: [.chunk(c1, length: 100), .hole(length: 100), .chunk(c2, length: 100)]),
+            Node(
+                name: Array("hard".utf8), type: .hardlink, size: 300, linkCount: 2, linkTarget: Array("file.txt".utf8),
+                extents: [.chunk(c1, length: 100), .hole(length: 100), .chunk(c2, length: 100)]),
             Node(name: Array("fifo".utf8), type: .fifo),
             Node(name: Array("sock".utf8), type: .socket),
             Node(name: Array("tty".utf8), type: .characterDevice, rdev: 0x0501),

@@ -54,10 +54,12 @@ private func readWhole(_ pack: [UInt8]) {
     guard let index = try? VaultPack.readIndex(pack: pack, key: key, sealer: sealer) else { return }
     for e in index {
         let loc = e.location
-        Fuzz.expect(loc.offset >= VaultPack.magic.count && loc.length > 0 && loc.offset <= pack.count && loc.length <= pack.count - loc.offset,
-                    "an accepted index points entry \(e.id.shortHex) at \(loc.offset)+\(loc.length), outside a pack of \(pack.count) bytes")
-        _ = try? VaultPack.openEntry(pack[loc.offset..<(loc.offset + loc.length)], key: key, id: e.id, kind: loc.kind,
-                                     sealer: sealer, decompressor: decompressor)
+        Fuzz.expect(
+            loc.offset >= VaultPack.magic.count && loc.length > 0 && loc.offset <= pack.count && loc.length <= pack.count - loc.offset,
+            "an accepted index points entry \(e.id.shortHex) at \(loc.offset)+\(loc.length), outside a pack of \(pack.count) bytes")
+        _ = try? VaultPack.openEntry(
+            pack[loc.offset..<(loc.offset + loc.length)], key: key, id: e.id, kind: loc.kind,
+            sealer: sealer, decompressor: decompressor)
     }
 }
 
@@ -67,7 +69,9 @@ public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutableP
 }
 
 @_cdecl("LLVMFuzzerInitialize")
-public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> CInt {
+public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?)
+    -> CInt
+{
     Fuzz.writeSeedsIfAsked {
         let blobs = [
             Fuzz.blob(.data, Fuzz.text(1500, seed: 7)),

@@ -27,10 +27,12 @@ public func fuzzWire(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         for f in frames {
             Fuzz.expect(f.rawLength <= WireFormat.maxRawLength, "a frame claims \(f.rawLength) raw bytes, above the limit")
             f.stored.withUnsafeBytes { stored in
-                _ = try? PreparedBlob.open(stored: stored, id: f.id, compression: f.compression, rawLength: f.rawLength,
-                                           decompressor: decompressor, what: "fuzzed frame")
-                try? PreparedBlob.checkIntegrity(stored: stored, id: f.id, compression: f.compression, rawLength: f.rawLength,
-                                                 decompressor: decompressor, what: "fuzzed frame")
+                _ = try? PreparedBlob.open(
+                    stored: stored, id: f.id, compression: f.compression, rawLength: f.rawLength,
+                    decompressor: decompressor, what: "fuzzed frame")
+                try? PreparedBlob.checkIntegrity(
+                    stored: stored, id: f.id, compression: f.compression, rawLength: f.rawLength,
+                    decompressor: decompressor, what: "fuzzed frame")
             }
         }
     }
@@ -38,9 +40,10 @@ public func fuzzWire(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 }
 
 private func same(_ a: [PreparedBlob], _ b: [PreparedBlob]) -> Bool {
-    a.count == b.count && zip(a, b).allSatisfy {
-        $0.id == $1.id && $0.kind == $1.kind && $0.compression == $1.compression && $0.stored == $1.stored && $0.rawLength == $1.rawLength
-    }
+    a.count == b.count
+        && zip(a, b).allSatisfy {
+            $0.id == $1.id && $0.kind == $1.kind && $0.compression == $1.compression && $0.stored == $1.stored && $0.rawLength == $1.rawLength
+        }
 }
 
 @_cdecl("FuzzWire_main")
@@ -49,7 +52,9 @@ public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutableP
 }
 
 @_cdecl("LLVMFuzzerInitialize")
-public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> CInt {
+public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?)
+    -> CInt
+{
     Fuzz.writeSeedsIfAsked {
         let blobs = [
             Fuzz.blob(.data, Fuzz.text(3000, seed: 1)),
