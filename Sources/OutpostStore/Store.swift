@@ -22,7 +22,7 @@ public final class Store: Sendable {
     /// Packs taken out of the writer whose seal has not finished, by name. A flush waits for those taken out
     /// before it (not for a moment when none is in flight, which steady uploads of other machines might never give).
     private let sealing = Mutex<[String: DispatchGroup]>([:])
-    private let readers = PackReaderCache()
+    let readers = PackReaderCache()
     let compressors: ResourcePool<ZstdCompressor>
     let decompressors = ResourcePool { ZstdDecompressor() }
 
@@ -282,124 +282,8 @@ public final class Store: Sendable {
         return RecoveryPointInfo(id: id, point: record)
     }
 
-    // MARK: Reading
-
-    /// The plaintext of a blob, verified against its id.
-    public func load(_ id: ChunkID) throws -> [UInt8] {
-        guard let loc = try index.location(of: id) else {
-            throw StoreError(.notFound, "blob \(id.shortHex) is not in the store \(layout.root); run `outpost check` to see what is affected")
-        }
-        return try load(id, at: loc)
-    }
-
-    public func load(_ id: ChunkID, at loc: BlobLocation) throws -> [UInt8] {
-        let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
-        do {
-            return try decompressors.with { d in
-                try stored.withUnsafeBytes {
-                    try PreparedBlob.open(
-                        stored: $0, id: id, compression: loc.compression, rawLength: loc.rawLength,
-                        decompressor: d, what: "blob \(id.shortHex) in pack \(loc.packName)")
-                }
-            }
-        } catch let e as FormatError {
-            throw StoreError(.corrupt, "\(e.message); run `outpost check --read-data` to list the damage")
-        }
-    }
-
-    /// A blob as stored (compressed or not), for sending it on without recompressing; nil when absent.
-    public func loadStored(_ id: ChunkID) throws -> PreparedBlob? {
-        guard let loc = try index.location(of: id) else { return nil }
-        let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
-        return PreparedBlob(id: id, kind: loc.kind, compression: loc.compression, stored: stored, rawLength: loc.rawLength)
-    }
-
-    /// Many blobs as stored, in order, looked up in one index read; nil for the absent ones. A blob whose pack
-    /// cannot be read throws (the caller may try elsewhere blob by blob).
-    public func loadStoredMany(_ ids: [ChunkID]) throws -> [PreparedBlob?] {
-        let locations = try index.locations(of: ids)
-        return try ids.map { id in
-            guard let loc = locations[id] else { return nil }
-            let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
-            return PreparedBlob(id: id, kind: loc.kind, compression: loc.compression, stored: stored, rawLength: loc.rawLength)
-        }
-    }
-
-    public func loadTree(_ id: ChunkID) throws -> Tree {
-        do { return try Tree.decode(try load(id), id: id) } catch let e as FormatError { throw StoreError(.corrupt, e.message) }
-    }
-
-    public func loadPoint(_ id: ChunkID) throws -> RecoveryPoint {
-        do { return try RecoveryPoint.decode(try load(id), what: "recovery point \(id.shortHex)") } catch let e as FormatError {
-            throw StoreError(.corrupt, e.message)
-        }
-    }
-
-    /// Finds a recovery point by `latest` or by a unique prefix (at least 4 hex digits) of its id.
-    public func resolvePoint(_ ref: String, machine: String?) throws -> RecoveryPointInfo {
-        let points = try index.points(machine: machine)
-        return try Self.resolve(ref, in: points, machine: machine, where: layout.root)
-    }
-
-    public static func resolve(_ ref: String, in points: [RecoveryPointInfo], machine: String?, where place: String) throws -> RecoveryPointInfo {
-        let scope = machine.map { " of machine \($0)" } ?? ""
-        if ref == "latest" {
-            guard let p = points.max(by: { $0.point.finishedAt < $1.point.finishedAt }) else {
-                throw StoreError(.notFound, "there is no recovery point\(scope) in \(place); run a backup first, or check the machine name")
-            }
-            return p
-        }
-        let prefix = ref.lowercased()
-        guard prefix.count >= 4, Hex.isHex(prefix) else {
-            throw StoreError(
-                .invalid, "\(ref.debugDescription) is not a recovery point id: give `latest` or at least 4 hex digits of an id from `outpost points`")
-        }
-        let matches = points.filter { $0.id.hex.hasPrefix(prefix) }
-        if matches.count == 1 { return matches[0] }
-        if matches.isEmpty {
-            throw StoreError(.notFound, "no recovery point\(scope) has an id starting with \(prefix); list them with `outpost points`")
-        }
-        throw StoreError(
-            .ambiguous, "\(prefix) names \(matches.count) recovery points (\(matches.map(\.id.shortHex).joined(separator: ", "))); give more digits")
-    }
-
     /// Removes a recovery point from the catalog; its data goes at the next `outpost store gc`.
     public func forget(_ id: ChunkID) throws {
         try index.deletePoint(id)
-    }
-}
-
-/// Open pack files for positional reads, shared by restore workers. A cached descriptor stays open until its pack
-/// is evicted (deleted) or the cache goes, so that no reader ever uses a descriptor another thread closed; once
-/// `capacity` packs are cached, further reads open and close their own.
-final class PackReaderCache: Sendable {
-    static let capacity = 256
-    private let fds = Mutex<[String: Int32]>([:])
-
-    deinit { fds.withLock { for (_, fd) in $0 { close(fd) } } }
-
-    func read(path: String, offset: Int, count: Int) throws -> [UInt8] {
-        let (fd, cached) = try descriptor(path)
-        defer { if !cached { close(fd) } }
-        return try FileIO.readExactly(fd, offset: offset, count: count, path: path)
-    }
-
-    private func descriptor(_ path: String) throws -> (Int32, cached: Bool) {
-        if let fd = fds.withLock({ $0[path] }) { return (fd, true) }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { throw StoreError(.corrupt, "pack \(path) is missing; run `outpost check` to see what is affected") }
-            throw StoreError.system(errno, "opening pack", path)
-        }
-        return fds.withLock { map in
-            if let existing = map[path] { close(fd); return (existing, true) }
-            if map.count >= Self.capacity { return (fd, false) }
-            map[path] = fd
-            return (fd, true)
-        }
-    }
-
-    func evict(_ path: String) {
-        fds.withLock { if let fd = $0.removeValue(forKey: path) { close(fd) } }
     }
 }

@@ -1,0 +1,88 @@
+import Foundation
+import OutpostCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Reading blobs, trees and recovery points back from packs, verified against their ids.
+extension Store {
+    /// The plaintext of a blob, verified against its id.
+    public func load(_ id: ChunkID) throws -> [UInt8] {
+        guard let loc = try index.location(of: id) else {
+            throw StoreError(.notFound, "blob \(id.shortHex) is not in the store \(layout.root); run `outpost check` to see what is affected")
+        }
+        return try load(id, at: loc)
+    }
+
+    public func load(_ id: ChunkID, at loc: BlobLocation) throws -> [UInt8] {
+        let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
+        do {
+            return try decompressors.with { d in
+                try stored.withUnsafeBytes {
+                    try PreparedBlob.open(
+                        stored: $0, id: id, compression: loc.compression, rawLength: loc.rawLength,
+                        decompressor: d, what: "blob \(id.shortHex) in pack \(loc.packName)")
+                }
+            }
+        } catch let e as FormatError {
+            throw StoreError(.corrupt, "\(e.message); run `outpost check --read-data` to list the damage")
+        }
+    }
+
+    /// A blob as stored (compressed or not), for sending it on without recompressing; nil when absent.
+    public func loadStored(_ id: ChunkID) throws -> PreparedBlob? {
+        guard let loc = try index.location(of: id) else { return nil }
+        let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
+        return PreparedBlob(id: id, kind: loc.kind, compression: loc.compression, stored: stored, rawLength: loc.rawLength)
+    }
+
+    /// Many blobs as stored, in order, looked up in one index read; nil for the absent ones. A blob whose pack
+    /// cannot be read throws (the caller may try elsewhere blob by blob).
+    public func loadStoredMany(_ ids: [ChunkID]) throws -> [PreparedBlob?] {
+        let locations = try index.locations(of: ids)
+        return try ids.map { id in
+            guard let loc = locations[id] else { return nil }
+            let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
+            return PreparedBlob(id: id, kind: loc.kind, compression: loc.compression, stored: stored, rawLength: loc.rawLength)
+        }
+    }
+
+    public func loadTree(_ id: ChunkID) throws -> Tree {
+        do { return try Tree.decode(try load(id), id: id) } catch let e as FormatError { throw StoreError(.corrupt, e.message) }
+    }
+
+    public func loadPoint(_ id: ChunkID) throws -> RecoveryPoint {
+        do { return try RecoveryPoint.decode(try load(id), what: "recovery point \(id.shortHex)") } catch let e as FormatError {
+            throw StoreError(.corrupt, e.message)
+        }
+    }
+
+    /// Finds a recovery point by `latest` or by a unique prefix (at least 4 hex digits) of its id.
+    public func resolvePoint(_ ref: String, machine: String?) throws -> RecoveryPointInfo {
+        let points = try index.points(machine: machine)
+        return try Self.resolve(ref, in: points, machine: machine, where: layout.root)
+    }
+
+    public static func resolve(_ ref: String, in points: [RecoveryPointInfo], machine: String?, where place: String) throws -> RecoveryPointInfo {
+        let scope = machine.map { " of machine \($0)" } ?? ""
+        if ref == "latest" {
+            guard let p = points.max(by: { $0.point.finishedAt < $1.point.finishedAt }) else {
+                throw StoreError(.notFound, "there is no recovery point\(scope) in \(place); run a backup first, or check the machine name")
+            }
+            return p
+        }
+        let prefix = ref.lowercased()
+        guard prefix.count >= 4, Hex.isHex(prefix) else {
+            throw StoreError(
+                .invalid, "\(ref.debugDescription) is not a recovery point id: give `latest` or at least 4 hex digits of an id from `outpost points`")
+        }
+        let matches = points.filter { $0.id.hex.hasPrefix(prefix) }
+        if matches.count == 1 { return matches[0] }
+        if matches.isEmpty {
+            throw StoreError(.notFound, "no recovery point\(scope) has an id starting with \(prefix); list them with `outpost points`")
+        }
+        throw StoreError(
+            .ambiguous, "\(prefix) names \(matches.count) recovery points (\(matches.map(\.id.shortHex).joined(separator: ", "))); give more digits")
+    }
+}
