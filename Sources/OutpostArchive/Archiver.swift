@@ -90,7 +90,7 @@ public final class Archiver: Sendable {
         let files = FileChunker(chunker: chunker, compressors: compressors, uploader: uploader, tally: tally, hooks: options.hooks)
         let trees = TreeWriter(repository: repository, compressors: compressors, tally: tally)
         let walker = Walker(selection: selection, detector: detector, queue: queue, trees: trees, tally: tally, hooks: options.hooks)
-        let rootID: ChunkID = try await withThrowingTaskGroup(of: Void.self) { group in
+        let rootID: BlobID = try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<options.workers {
                 group.addTask {
                     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FileChunker.bufferSize, alignment: 64)

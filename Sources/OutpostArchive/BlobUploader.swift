@@ -11,7 +11,7 @@ import Synchronization
 final class BlobUploader: Sendable {
     let repository: any BlobRepository
     let tally: BackupTally
-    private let inFlight = Mutex(Set<ChunkID>())
+    private let inFlight = Mutex(Set<BlobID>())
 
     init(repository: any BlobRepository, tally: BackupTally) {
         self.repository = repository
@@ -19,15 +19,15 @@ final class BlobUploader: Sendable {
     }
 
     /// A chunk to compress and send: its id, offset and length in the buffer.
-    typealias Work = (id: ChunkID, offset: Int, length: Int)
+    typealias Work = (id: BlobID, offset: Int, length: Int)
 
     /// Of the chunks cut from a buffer (`ids[i]` at `cuts[i]`), those to compress and send: the repository
     /// does not have them, they come first in the buffer, and no other worker is sending them. They are claimed
     /// (in flight) until their `upload` ends.
-    func claim(_ ids: [ChunkID], cuts: [(Int, Int)]) async throws -> [Work] {
+    func claim(_ ids: [BlobID], cuts: [(Int, Int)]) async throws -> [Work] {
         let missing = try await repository.missing(ids)
         var work: [Work] = []
-        var queued = Set<ChunkID>()
+        var queued = Set<BlobID>()
         for (i, id) in ids.enumerated() where missing.contains(id) && !queued.contains(id) {
             queued.insert(id)
             work.append((id, cuts[i].0, cuts[i].1))
@@ -37,7 +37,7 @@ final class BlobUploader: Sendable {
 
     /// Sends claimed chunks, compressed, in `uploads` once the file's previous upload has finished. If that one
     /// failed, its error is thrown and the claims are given up.
-    func upload(_ blobs: [PreparedBlob], claimed: [ChunkID], in uploads: inout ThrowingTaskGroup<Void, any Error>) async throws {
+    func upload(_ blobs: [PreparedBlob], claimed: [BlobID], in uploads: inout ThrowingTaskGroup<Void, any Error>) async throws {
         if !uploads.isEmpty {
             do { try await uploads.next() } catch {
                 inFlight.withLock { $0.subtract(claimed) }

@@ -7,7 +7,7 @@ struct ChangeDetector: Sendable {
 
     /// The parent's tree of a folder. Nil when there is none, or when it cannot be read: then everything under
     /// the folder is read again, which costs time but never correctness.
-    func previousTree(_ id: ChunkID?) async -> Tree? {
+    func previousTree(_ id: BlobID?) async -> Tree? {
         guard let id else { return nil }
         return try? await trees.tree(id)
     }
@@ -31,7 +31,7 @@ struct ChangeDetector: Sendable {
     }
 
     /// The parent's tree of a sub-folder: only a folder's (a file or link of that name had none).
-    static func previousSubtree(of previous: Node?) -> ChunkID? {
+    static func previousSubtree(of previous: Node?) -> BlobID? {
         previous?.type == .directory ? previous?.subtree : nil
     }
 }

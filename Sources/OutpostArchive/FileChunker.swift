@@ -150,7 +150,7 @@ struct FileChunker: Sendable {
     /// Hashes the chunks, lets the uploader claim the new ones, compresses those over the cores and hands them
     /// to the uploader (the compressed blobs no longer need the buffer).
     private func storeChunks(base: UnsafeRawPointer, cuts: [(Int, Int)], uploads: inout ThrowingTaskGroup<Void, any Error>) async throws -> [Extent] {
-        let ids = cuts.map { ChunkID.hash(UnsafeRawBufferPointer(start: base + $0.0, count: $0.1)) }
+        let ids = cuts.map { BlobID.hash(UnsafeRawBufferPointer(start: base + $0.0, count: $0.1)) }
         let work = try await uploader.claim(ids, cuts: cuts)
         if !work.isEmpty {
             let blobs = await compress(work, base: UnsafeTransfer(base))

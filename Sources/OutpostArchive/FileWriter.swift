@@ -51,12 +51,12 @@ struct FileWriter: Sendable {
         }
         // Files not reached (the restore is stopping) leave nothing behind; `discard` after `writeFile` is a no-op.
         defer { for (_, _, file) in open { file.discard() } }
-        var ids: [ChunkID] = []
-        var seen = Set<ChunkID>()
+        var ids: [BlobID] = []
+        var seen = Set<BlobID>()
         for (node, _, _) in open {
             for e in node.extents { if case .chunk(let id, _) = e, seen.insert(id).inserted { ids.append(id) } }
         }
-        var chunks: [ChunkID: [UInt8]]? = [:]
+        var chunks: [BlobID: [UInt8]]? = [:]
         do {
             var start = 0
             while start < ids.count {
@@ -75,7 +75,7 @@ struct FileWriter: Sendable {
 
     /// Writes a created file's content (from `prefetched` when given, else fetched now) and its metadata, and
     /// puts it in place; on any failure the temporary file is removed, so the file's name never holds a part.
-    private func writeFile(_ node: Node, _ file: PendingFile, components: [[UInt8]], prefetched: [ChunkID: [UInt8]]?) async {
+    private func writeFile(_ node: Node, _ file: PendingFile, components: [[UInt8]], prefetched: [BlobID: [UInt8]]?) async {
         do {
             defer { file.discard() }
             let path = tally.display(components)
@@ -157,7 +157,7 @@ struct FileWriter: Sendable {
 
     /// Where each chunk of a file goes. Every sum is checked: a damaged or hostile tree may list extents (holes of
     /// up to 2^63 bytes each) that add up to more than a file can hold, and that is a failed file, never a trap.
-    static func layout(_ node: Node, path: String) throws -> [(ChunkID, Int64, Int)] {
+    static func layout(_ node: Node, path: String) throws -> [(BlobID, Int64, Int)] {
         func damaged(_ why: String) -> ArchiveError {
             ArchiveError(
                 .damaged,
@@ -166,7 +166,7 @@ struct FileWriter: Sendable {
         }
         guard node.size <= UInt64(Int64.max) else { throw damaged("its size, \(node.size) bytes, is more than a file can hold") }
         var offset: Int64 = 0
-        var pieces: [(ChunkID, Int64, Int)] = []
+        var pieces: [(BlobID, Int64, Int)] = []
         for e in node.extents {
             guard e.length >= 0 else { throw damaged("an extent has a negative length") }
             if case .chunk(let id, let len) = e { pieces.append((id, offset, len)) }
@@ -181,8 +181,8 @@ struct FileWriter: Sendable {
     private func writeContent(_ node: Node, fd: Int32, path: String) async throws {
         let pieces = try Self.layout(node, path: path)
         // Batches of up to 8 chunks (32 MiB at most): one round trip each to a remote repository.
-        var batches: [[(ChunkID, Int64, Int)]] = []
-        var current: [(ChunkID, Int64, Int)] = []
+        var batches: [[(BlobID, Int64, Int)]] = []
+        var current: [(BlobID, Int64, Int)] = []
         var bytes = 0
         for p in pieces {
             if current.count == 8 || bytes + p.2 > 32 << 20 { batches.append(current); current = []; bytes = 0 }
@@ -207,12 +207,12 @@ struct FileWriter: Sendable {
         if ftruncate(fd, off_t(node.size)) != 0 { throw ArchiveError.system(errno, "setting the size of", path) }
     }
 
-    private func writeBatch(_ batch: [(ChunkID, Int64, Int)], fd: Int32, path: String) async throws {
+    private func writeBatch(_ batch: [(BlobID, Int64, Int)], fd: Int32, path: String) async throws {
         try write(batch, datas: try await repository.loadMany(batch.map(\.0)), fd: fd, path: path)
     }
 
     /// Writes a small file whose chunks were fetched with its group.
-    private func writePrefetched(_ node: Node, fd: Int32, path: String, chunks: [ChunkID: [UInt8]]) throws {
+    private func writePrefetched(_ node: Node, fd: Int32, path: String, chunks: [BlobID: [UInt8]]) throws {
         let pieces = try Self.layout(node, path: path)
         let datas = try pieces.map { piece in
             guard let data = chunks[piece.0] else {
@@ -224,7 +224,7 @@ struct FileWriter: Sendable {
         if ftruncate(fd, off_t(node.size)) != 0 { throw ArchiveError.system(errno, "setting the size of", path) }
     }
 
-    private func write(_ batch: [(ChunkID, Int64, Int)], datas: [[UInt8]], fd: Int32, path: String) throws {
+    private func write(_ batch: [(BlobID, Int64, Int)], datas: [[UInt8]], fd: Int32, path: String) throws {
         for (piece, data) in zip(batch, datas) {
             let (id, offset, length) = piece
             guard data.count == length else {

@@ -48,7 +48,7 @@ public enum PointListing {
         let walker = TreeWalker(repository: repository)
         // Trees are shared between recovery points. A name pattern's matches in a tree do not depend on where
         // the tree is: they are memoised relative to it, by tree id. A whole-path pattern's matches do.
-        var memo: [ChunkID: [([UInt8], UInt64)]] = [:]
+        var memo: [BlobID: [([UInt8], UInt64)]] = [:]
         var out: [Match] = []
         for point in points {
             guard let root = point.point.root else { continue }

@@ -9,7 +9,7 @@ public struct TreeWalker: Sendable {
     public init(repository: any BlobRepository) { self.repository = repository }
 
     /// One tree, decoded and checked (names safe to create, sizes in range).
-    public func tree(_ id: ChunkID) async throws -> Tree {
+    public func tree(_ id: BlobID) async throws -> Tree {
         try Tree.decode(try await repository.load(id, kind: .tree), id: id)
     }
 
@@ -54,7 +54,7 @@ public struct TreeWalker: Sendable {
     /// with a folder's subtree id and path when its content has been visited (not when the walk stopped in it).
     public func walk(
         _ tree: Tree, at prefix: [UInt8], visit: (Node, [UInt8]) throws -> Step,
-        leave: (ChunkID, [UInt8]) throws -> Void = { _, _ in }
+        leave: (BlobID, [UInt8]) throws -> Void = { _, _ in }
     ) async throws {
         _ = try await walkNodes(tree, at: prefix, visit: visit, leave: leave)
     }
@@ -62,7 +62,7 @@ public struct TreeWalker: Sendable {
     /// False: the walk was stopped.
     private func walkNodes(
         _ tree: Tree, at prefix: [UInt8], visit: (Node, [UInt8]) throws -> Step,
-        leave: (ChunkID, [UInt8]) throws -> Void
+        leave: (BlobID, [UInt8]) throws -> Void
     ) async throws -> Bool {
         for node in tree.nodes {
             let path = prefix + [0x2f] + node.name

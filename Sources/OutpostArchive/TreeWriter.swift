@@ -7,7 +7,7 @@ struct TreeWriter: Sendable {
     let compressors: ResourcePool<ZstdCompressor>
     let tally: BackupTally
 
-    func write(_ tree: Tree) async throws -> ChunkID {
+    func write(_ tree: Tree) async throws -> BlobID {
         let bytes = tree.encode()
         let blob = compressors.with { c in bytes.withUnsafeBytes { PreparedBlob.make(kind: .tree, plaintext: $0, compressor: c) } }
         if try await !repository.missing([blob.id]).isEmpty {

@@ -30,7 +30,7 @@ final class Walker {
     }
 
     /// Walks from `/` (open as `root`), against the parent point's root tree; returns the new root tree's id.
-    func walk(root: DirectoryHandle, previous: Tree?) async throws -> ChunkID {
+    func walk(root: DirectoryHandle, previous: Tree?) async throws -> BlobID {
         try await walkVirtual(selection.root, path: [0x2f], directory: root, previous: previous)
     }
 
@@ -39,12 +39,12 @@ final class Walker {
         case ready(Node)
         case pending(Future<FileResult>)
         case hardlink(Node, Future<FileResult>)
-        case directory(Node, path: [UInt8], previous: ChunkID?, virtual: Selection.Trie?)
+        case directory(Node, path: [UInt8], previous: BlobID?, virtual: Selection.Trie?)
     }
 
     /// The folders above the selected paths, down to them. `directory` nil: the folder could not be opened (it
     /// was recorded), so it is saved empty.
-    private func walkVirtual(_ trie: Selection.Trie, path: [UInt8], directory: DirectoryHandle?, previous: Tree?) async throws -> ChunkID {
+    private func walkVirtual(_ trie: Selection.Trie, path: [UInt8], directory: DirectoryHandle?, previous: Tree?) async throws -> BlobID {
         var slots: [Slot] = []
         for name in trie.children.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             guard let directory else { break }
@@ -66,7 +66,7 @@ final class Walker {
         return try await finish(slots, in: directory)
     }
 
-    private func walkDirectory(_ path: [UInt8], directory: DirectoryHandle?, previous: Tree?) async throws -> ChunkID {
+    private func walkDirectory(_ path: [UInt8], directory: DirectoryHandle?, previous: Tree?) async throws -> BlobID {
         if let e = tally.fatalError { throw e }
         guard let directory else { return try await trees.write(Tree(nodes: [])) }
         var slots: [Slot] = []
@@ -158,7 +158,7 @@ final class Walker {
     }
 
     /// Recurses into directories, waits for the files, and writes the tree.
-    private func finish(_ slots: [Slot], in parent: DirectoryHandle) async throws -> ChunkID {
+    private func finish(_ slots: [Slot], in parent: DirectoryHandle) async throws -> BlobID {
         var nodes: [Node] = []
         nodes.reserveCapacity(slots.count)
         for slot in slots {

@@ -13,7 +13,7 @@ public final class RemoteRepository: BlobRepository {
     /// Uploads of every file worker, coalesced: at most 4 requests in flight (the relay verifies 2 per core).
     private let uploads: RequestCoalescer<[PreparedBlob], SaveStats>
     /// "Which are missing?" questions of every file worker, coalesced: at most 2 in flight.
-    private let queries: RequestCoalescer<[ChunkID], Set<ChunkID>>
+    private let queries: RequestCoalescer<[BlobID], Set<BlobID>>
 
     public init(client: RelayClient) async throws {
         self.client = client
@@ -40,8 +40,8 @@ public final class RemoteRepository: BlobRepository {
     public var compressionLevel: Int32 { session.compressionLevel }
     public var machine: String { session.machine }
 
-    public func missing(_ ids: [ChunkID]) async throws -> Set<ChunkID> {
-        var out = Set<ChunkID>()
+    public func missing(_ ids: [BlobID]) async throws -> Set<BlobID> {
+        var out = Set<BlobID>()
         var start = 0
         while start < ids.count {
             let slice = Array(ids[start..<min(ids.count, start + WireFormat.maxIDsPerRequest)])
@@ -87,14 +87,14 @@ public final class RemoteRepository: BlobRepository {
         return SaveStats(blobs: r.stored, rawBytes: r.rawBytes, storedBytes: r.storedBytes)
     }
 
-    public func load(_ id: ChunkID, kind: BlobKind) async throws -> [UInt8] {
+    public func load(_ id: BlobID, kind: BlobKind) async throws -> [UInt8] {
         try await loadMany([id])[0]
     }
 
     /// Plaintexts of up to `WireFormat.maxFetchBlobs` blobs, in order, each verified against its id.
     /// The relay may answer a prefix of the list (its answers hold at most `WireFormat.maxFetchAnswerBytes`);
     /// the rest is asked for again.
-    public func loadMany(_ ids: [ChunkID]) async throws -> [[UInt8]] {
+    public func loadMany(_ ids: [BlobID]) async throws -> [[UInt8]] {
         var frames: [PreparedBlob] = []
         frames.reserveCapacity(ids.count)
         while frames.count < ids.count {
@@ -125,7 +125,7 @@ public final class RemoteRepository: BlobRepository {
 
     public func points() async throws -> [RecoveryPointInfo] {
         let entries = try await client.getJSON([RelayAPI.PointEntry].self, "/v1/points")
-        return entries.compactMap { e in ChunkID(hex: e.id).map { RecoveryPointInfo(id: $0, point: e.point) } }
+        return entries.compactMap { e in BlobID(hex: e.id).map { RecoveryPointInfo(id: $0, point: e.point) } }
     }
 
     public func latestPoint(machine: String) async throws -> RecoveryPointInfo? {
@@ -134,7 +134,7 @@ public final class RemoteRepository: BlobRepository {
 
     public func commit(_ point: RecoveryPoint) async throws -> RecoveryPointInfo {
         let e = try await client.postJSON(RelayAPI.PointEntry.self, "/v1/points", point)
-        guard let id = ChunkID(hex: e.id) else { throw ClientError(.remote, "the relay answered a commit with an invalid id") }
+        guard let id = BlobID(hex: e.id) else { throw ClientError(.remote, "the relay answered a commit with an invalid id") }
         return RecoveryPointInfo(id: id, point: e.point)
     }
 }

@@ -29,7 +29,7 @@ public struct BinaryWriter: Sendable {
 
     public mutating func raw(_ d: some Sequence<UInt8>) { bytes.append(contentsOf: d) }
 
-    public mutating func id(_ id: ChunkID) { id.withUnsafeBytes { bytes.append(contentsOf: $0) } }
+    public mutating func id(_ id: BlobID) { id.withUnsafeBytes { bytes.append(contentsOf: $0) } }
 
     private mutating func appendLE<T: FixedWidthInteger>(_ v: T) {
         withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) }
@@ -110,9 +110,9 @@ public struct BinaryReader {
         return Array(bytes[offset..<offset + n])
     }
 
-    public mutating func id() throws -> ChunkID {
+    public mutating func id() throws -> BlobID {
         try need(32)
         defer { offset += 32 }
-        return bytes.withUnsafeBytes { ChunkID(rawBuffer: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + 32])) }
+        return bytes.withUnsafeBytes { BlobID(rawBuffer: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + 32])) }
     }
 }

@@ -16,13 +16,13 @@ public enum BlobCompression: UInt8, Sendable, Codable {
 
 /// A blob ready to be written: its id, its stored bytes (compressed or not) and its plaintext length.
 public struct PreparedBlob: Sendable {
-    public let id: ChunkID
+    public let id: BlobID
     public let kind: BlobKind
     public let compression: BlobCompression
     public let stored: [UInt8]
     public let rawLength: Int
 
-    public init(id: ChunkID, kind: BlobKind, compression: BlobCompression, stored: [UInt8], rawLength: Int) {
+    public init(id: BlobID, kind: BlobKind, compression: BlobCompression, stored: [UInt8], rawLength: Int) {
         self.id = id
         self.kind = kind
         self.compression = compression
@@ -32,11 +32,11 @@ public struct PreparedBlob: Sendable {
 
     /// Hashes and compresses `plaintext` (kept raw when compression does not pay).
     public static func make(kind: BlobKind, plaintext: UnsafeRawBufferPointer, compressor: ZstdCompressor?) -> PreparedBlob {
-        let id = ChunkID.hash(plaintext)
+        let id = BlobID.hash(plaintext)
         return make(id: id, kind: kind, plaintext: plaintext, compressor: compressor)
     }
 
-    public static func make(id: ChunkID, kind: BlobKind, plaintext: UnsafeRawBufferPointer, compressor: ZstdCompressor?) -> PreparedBlob {
+    public static func make(id: BlobID, kind: BlobKind, plaintext: UnsafeRawBufferPointer, compressor: ZstdCompressor?) -> PreparedBlob {
         if let compressor, let packed = compressor.compressIfSmaller(plaintext) {
             return PreparedBlob(id: id, kind: kind, compression: .zstd, stored: packed, rawLength: plaintext.count)
         }
@@ -48,7 +48,7 @@ public struct PreparedBlob: Sendable {
     /// damage as re-hashing and half the work; anything else is re-hashed as `open` does. Not a check against
     /// forgery: that is what the SHA-256 checks at upload and at restore are for.
     public static func checkIntegrity(
-        stored: UnsafeRawBufferPointer, id: ChunkID, compression: BlobCompression, rawLength: Int,
+        stored: UnsafeRawBufferPointer, id: BlobID, compression: BlobCompression, rawLength: Int,
         decompressor: ZstdDecompressor, what: @autoclosure () -> String
     ) throws {
         if compression == .zstd && ZstdDecompressor.hasContentChecksum(stored) {
@@ -60,7 +60,7 @@ public struct PreparedBlob: Sendable {
 
     /// Turns stored bytes back into plaintext and verifies the SHA-256 against `id`.
     public static func open(
-        stored: UnsafeRawBufferPointer, id: ChunkID, compression: BlobCompression, rawLength: Int,
+        stored: UnsafeRawBufferPointer, id: BlobID, compression: BlobCompression, rawLength: Int,
         decompressor: ZstdDecompressor, what: @autoclosure () -> String
     ) throws -> [UInt8] {
         let plain: [UInt8]
@@ -73,7 +73,7 @@ public struct PreparedBlob: Sendable {
         case .zstd:
             plain = try decompressor.decompress(stored, rawLength: rawLength, what: what())
         }
-        let actual = ChunkID.hash(plain)
+        let actual = BlobID.hash(plain)
         guard actual == id else {
             throw FormatError(.checksumMismatch, "\(what()) is damaged: its content hashes to \(actual.shortHex), not \(id.shortHex)")
         }

@@ -54,7 +54,7 @@ public enum PackFormat {
     public static let maxRawLength = 1 << 30
 
     public static func decodeBlobHeader(_ bytes: [UInt8], pack: String, at offset: Int) throws -> (
-        BlobKind, BlobCompression, stored: Int, raw: Int, ChunkID
+        BlobKind, BlobCompression, stored: Int, raw: Int, BlobID
     ) {
         var r = BinaryReader(bytes, what: "blob header at \(offset) in pack \(pack)")
         guard let kind = BlobKind(rawValue: try r.u8()) else {
@@ -137,7 +137,7 @@ public enum PackFormat {
 
 /// Where one blob sits in a pack.
 public struct PackEntry: Sendable, Equatable {
-    public var id: ChunkID
+    public var id: BlobID
     public var kind: BlobKind
     public var compression: BlobCompression
     /// Offset of the stored bytes (after the blob header).
@@ -145,7 +145,7 @@ public struct PackEntry: Sendable, Equatable {
     public var storedLength: Int
     public var rawLength: Int
 
-    public init(id: ChunkID, kind: BlobKind, compression: BlobCompression, offset: Int, storedLength: Int, rawLength: Int) {
+    public init(id: BlobID, kind: BlobKind, compression: BlobCompression, offset: Int, storedLength: Int, rawLength: Int) {
         self.id = id; self.kind = kind; self.compression = compression
         self.offset = offset; self.storedLength = storedLength; self.rawLength = rawLength
     }

@@ -43,7 +43,7 @@ public struct RecoveryPoint: Codable, Sendable, Equatable {
 
     public init(
         machine: String, hostname: String, paths: [String], startedAt: Date, finishedAt: Date,
-        rootTree: ChunkID, parent: String?, summary: BackupSummary
+        rootTree: BlobID, parent: String?, summary: BackupSummary
     ) {
         self.machine = machine
         self.hostname = hostname
@@ -55,7 +55,7 @@ public struct RecoveryPoint: Codable, Sendable, Equatable {
         self.summary = summary
     }
 
-    public var root: ChunkID? { ChunkID(hex: rootTree) }
+    public var root: BlobID? { BlobID(hex: rootTree) }
 
     public func encoded() -> [UInt8] {
         let enc = JSONEncoder()
@@ -103,9 +103,9 @@ extension JSONDecoder.DateDecodingStrategy {
 
 /// A recovery point as listed: its id and record.
 public struct RecoveryPointInfo: Sendable, Equatable {
-    public var id: ChunkID
+    public var id: BlobID
     public var point: RecoveryPoint
-    public init(id: ChunkID, point: RecoveryPoint) { self.id = id; self.point = point }
+    public init(id: BlobID, point: RecoveryPoint) { self.id = id; self.point = point }
 }
 
 /// What the backup pipeline and the restorer need of a repository: the local store today, the relay over
@@ -115,13 +115,13 @@ public protocol BlobRepository: Sendable {
     var chunkerParameters: ChunkerParameters { get }
     var compressionLevel: Int32 { get }
     /// Of `ids`, those the repository does not have (from the asking machine's point of view).
-    func missing(_ ids: [ChunkID]) async throws -> Set<ChunkID>
+    func missing(_ ids: [BlobID]) async throws -> Set<BlobID>
     /// Stores what it does not have yet; returns what was really added.
     func save(_ blobs: [PreparedBlob]) async throws -> SaveStats
     /// Plaintext of a blob, verified against its id.
-    func load(_ id: ChunkID, kind: BlobKind) async throws -> [UInt8]
+    func load(_ id: BlobID, kind: BlobKind) async throws -> [UInt8]
     /// Plaintexts of several data blobs, in order (one round trip for a remote repository).
-    func loadMany(_ ids: [ChunkID]) async throws -> [[UInt8]]
+    func loadMany(_ ids: [BlobID]) async throws -> [[UInt8]]
     /// The machine's newest recovery point, the base for an incremental backup.
     func latestPoint(machine: String) async throws -> RecoveryPointInfo?
     /// Makes every saved blob durable and records the recovery point atomically.
@@ -129,7 +129,7 @@ public protocol BlobRepository: Sendable {
 }
 
 extension BlobRepository {
-    public func loadMany(_ ids: [ChunkID]) async throws -> [[UInt8]] {
+    public func loadMany(_ ids: [BlobID]) async throws -> [[UInt8]] {
         var out: [[UInt8]] = []
         out.reserveCapacity(ids.count)
         for id in ids { out.append(try await load(id, kind: .data)) }

@@ -18,7 +18,7 @@ public enum NodeType: UInt8, Sendable, Codable, CustomStringConvertible {
 
 /// One piece of a file's content: a stored chunk, or a hole (a run of zeros the file system does not store).
 public enum Extent: Sendable, Equatable {
-    case chunk(ChunkID, length: Int)
+    case chunk(BlobID, length: Int)
     case hole(length: Int)
 
     public var length: Int {
@@ -60,13 +60,13 @@ public struct Node: Sendable, Equatable {
     /// Files: the content, in order.
     public var extents: [Extent]
     /// Directories: the id of the directory's own tree.
-    public var subtree: ChunkID?
+    public var subtree: BlobID?
 
     public init(
         name: [UInt8], type: NodeType, mode: UInt32 = 0o644, uid: UInt32 = 0, gid: UInt32 = 0,
         user: [UInt8] = [], group: [UInt8] = [], mtimeNanos: Int64 = 0, ctimeNanos: Int64 = 0,
         size: UInt64 = 0, inode: UInt64 = 0, device: UInt64 = 0, linkCount: UInt64 = 1, rdev: UInt64 = 0,
-        linkTarget: [UInt8] = [], xattrs: [ExtendedAttribute] = [], extents: [Extent] = [], subtree: ChunkID? = nil
+        linkTarget: [UInt8] = [], xattrs: [ExtendedAttribute] = [], extents: [Extent] = [], subtree: BlobID? = nil
     ) {
         self.name = name; self.type = type; self.mode = mode; self.uid = uid; self.gid = gid
         self.user = user; self.group = group; self.mtimeNanos = mtimeNanos; self.ctimeNanos = ctimeNanos
@@ -125,7 +125,7 @@ public struct Tree: Sendable, Equatable {
             for x in n.xattrs { w.data(x.name); w.data(x.value) }
             switch n.type {
             case .directory:
-                w.id(n.subtree ?? ChunkID(w0: 0, w1: 0, w2: 0, w3: 0))
+                w.id(n.subtree ?? BlobID(w0: 0, w1: 0, w2: 0, w3: 0))
             case .file, .hardlink:
                 w.varint(n.extents.count)
                 for e in n.extents {
@@ -149,7 +149,7 @@ public struct Tree: Sendable, Equatable {
 
     /// Decodes and validates: names must be safe and strictly increasing, so that a damaged or hostile tree
     /// cannot name `..`, a path with `/`, or the same entry twice.
-    public static func decode(_ bytes: [UInt8], id: ChunkID? = nil) throws -> Tree {
+    public static func decode(_ bytes: [UInt8], id: BlobID? = nil) throws -> Tree {
         let what = "tree \(id?.shortHex ?? "object")"
         var r = BinaryReader(bytes, what: what)
         let version = try r.u8()

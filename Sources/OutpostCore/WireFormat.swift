@@ -24,13 +24,13 @@ public enum WireFormat {
     /// Largest plaintext a frame may claim (chunks are at most 64 MiB; trees of huge folders can be large).
     public static let maxRawLength = 256 << 20
 
-    public static func encodeIDs(_ ids: some Collection<ChunkID>) -> [UInt8] {
+    public static func encodeIDs(_ ids: some Collection<BlobID>) -> [UInt8] {
         var w = BinaryWriter(capacity: ids.count * 32)
         for id in ids { w.id(id) }
         return w.bytes
     }
 
-    public static func decodeIDs(_ bytes: [UInt8], max limit: Int) throws -> [ChunkID] {
+    public static func decodeIDs(_ bytes: [UInt8], max limit: Int) throws -> [BlobID] {
         guard bytes.count % 32 == 0 else {
             throw FormatError(.invalidValue, "an id list must be a multiple of 32 bytes long, this one is \(bytes.count)")
         }
@@ -38,7 +38,7 @@ public enum WireFormat {
             throw FormatError(.invalidValue, "an id list holds \(bytes.count / 32) ids, more than the limit of \(limit)")
         }
         var r = BinaryReader(bytes, what: "id list")
-        var out: [ChunkID] = []
+        var out: [BlobID] = []
         out.reserveCapacity(bytes.count / 32)
         while !r.isAtEnd { out.append(try r.id()) }
         return out

@@ -18,7 +18,7 @@ public struct ObjectSealer: Sendable {
 
     /// The name the vault sees for a chunk: HMAC-SHA256(name key, chunk id), hex. The vault cannot tell
     /// whether it holds a known file's chunk.
-    public func objectName(for id: ChunkID) -> String {
+    public func objectName(for id: BlobID) -> String {
         let mac = id.withUnsafeBytes { HMAC<SHA256>.authenticationCode(for: $0, using: nameKey) }
         return Hex.encode(Array(mac))
     }

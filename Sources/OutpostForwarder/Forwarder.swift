@@ -89,23 +89,23 @@ public final class Forwarder: Sendable {
 
     /// A blob back from the vault (tier 2): read where the ledger says it is, unsealed, decompressed and checked
     /// against its id. nil when the vault never acknowledged it.
-    public func fetch(_ id: ChunkID) async throws -> PreparedBlob? {
+    public func fetch(_ id: BlobID) async throws -> PreparedBlob? {
         try await tier2.fetch(id)
     }
 
     /// The blob at `loc` in the vault, opened and checked; nil when the vault no longer has the pack.
-    public static func fetch(_ id: ChunkID, at loc: VaultLocation, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {
+    public static func fetch(_ id: BlobID, at loc: VaultLocation, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {
         try await VaultReader.blob(id, at: loc, vault: vault, sealer: sealer)
     }
 
     /// Where the vault holds each blob, read from the indexes of every pack in the container (a rebuilt relay
     /// has no ledger). A blob can be in several packs (a repair sent it again): every copy is listed.
-    public func vaultCatalog() async throws -> [ChunkID: [VaultLocation]] {
+    public func vaultCatalog() async throws -> [BlobID: [VaultLocation]] {
         try await reader.catalog()
     }
 
     /// The recovery point ids the vault holds (from the `p/` entries).
-    public func vaultPoints() async throws -> [ChunkID] {
+    public func vaultPoints() async throws -> [BlobID] {
         try await reader.points()
     }
 }

@@ -55,8 +55,8 @@ public struct ForwardingLedger: Sendable {
     }
 
     /// Of `ids`, those the vault has not acknowledged.
-    public func unsent(_ ids: [ChunkID]) throws -> [ChunkID] {
-        var sent = Set<ChunkID>()
+    public func unsent(_ ids: [BlobID]) throws -> [BlobID] {
+        var sent = Set<BlobID>()
         try index.read("looking up forwarded blobs") { db in
             var start = 0
             while start < ids.count {
@@ -65,7 +65,7 @@ public struct ForwardingLedger: Sendable {
                 for d in try Data.fetchAll(
                     db, sql: "SELECT blob_id FROM vault_blobs WHERE blob_id IN (\(marks))", arguments: StatementArguments(slice.map { $0.data }))
                 {
-                    if let id = ChunkID(bytes: d) { sent.insert(id) }
+                    if let id = BlobID(bytes: d) { sent.insert(id) }
                 }
                 start += 500
             }
@@ -75,7 +75,7 @@ public struct ForwardingLedger: Sendable {
 
     /// Records blobs the vault acknowledged, with where each one lives there. With `keepExisting`, a blob the
     /// ledger already places keeps its place (a rebuild recording blobs it did not fetch itself).
-    public func markSent(_ placed: [(ChunkID, VaultLocation)], keepExisting: Bool = false, now: Date = Date()) throws {
+    public func markSent(_ placed: [(BlobID, VaultLocation)], keepExisting: Bool = false, now: Date = Date()) throws {
         guard !placed.isEmpty else { return }
         try index.write("recording forwarded blobs") { db in
             let st = try db.cachedStatement(
@@ -93,7 +93,7 @@ public struct ForwardingLedger: Sendable {
     }
 
     /// Records blobs the vault holds as version 1 objects of their own (found by a rebuild).
-    public func markSentLegacy(_ ids: [ChunkID], now: Date = Date()) throws {
+    public func markSentLegacy(_ ids: [BlobID], now: Date = Date()) throws {
         guard !ids.isEmpty else { return }
         try index.write("recording forwarded blobs") { db in
             let st = try db.cachedStatement(sql: "INSERT OR IGNORE INTO vault_blobs (blob_id, sent_at) VALUES (?, ?)")
@@ -102,7 +102,7 @@ public struct ForwardingLedger: Sendable {
     }
 
     /// Forgets that the vault holds these blobs (a repair found them damaged or missing): they are sent again.
-    public func unmark(_ ids: [ChunkID]) throws {
+    public func unmark(_ ids: [BlobID]) throws {
         guard !ids.isEmpty else { return }
         try index.write("forgetting damaged vault blobs") { db in
             let st = try db.cachedStatement(sql: "DELETE FROM vault_blobs WHERE blob_id = ?")
@@ -112,7 +112,7 @@ public struct ForwardingLedger: Sendable {
 
     /// Where the vault holds a blob: `.acknowledged(location)` (nil location for a version 1 object of its
     /// own), or nil when the vault has not acknowledged it.
-    public func location(of id: ChunkID) throws -> Placement? {
+    public func location(of id: BlobID) throws -> Placement? {
         try index.read("looking up a forwarded blob") { db in
             guard
                 let row = try Row.fetchOne(
@@ -137,11 +137,11 @@ public struct ForwardingLedger: Sendable {
     }
 
     /// Every blob the vault has acknowledged, with its location (nil for version 1 objects), pack by pack.
-    public func sent() throws -> [(ChunkID, VaultLocation?)] {
+    public func sent() throws -> [(BlobID, VaultLocation?)] {
         try index.read("listing forwarded blobs") { db in
             try Row.fetchAll(db, sql: "SELECT blob_id, pack, pack_offset, pack_length, pack_kind FROM vault_blobs ORDER BY pack, pack_offset")
                 .compactMap { row in
-                    guard let id = ChunkID(bytes: row["blob_id"] as Data) else { return nil }
+                    guard let id = BlobID(bytes: row["blob_id"] as Data) else { return nil }
                     return (id, Self.location(row))
                 }
         }
@@ -167,7 +167,7 @@ public struct ForwardingLedger: Sendable {
         }
     }
 
-    public func set(_ point: ChunkID, _ state: State, reason: String? = nil, bytes: Int64 = 0, now: Date = Date()) throws {
+    public func set(_ point: BlobID, _ state: State, reason: String? = nil, bytes: Int64 = 0, now: Date = Date()) throws {
         try index.write("recording forwarding state") { db in
             try db.execute(
                 sql: """
@@ -182,9 +182,9 @@ public struct ForwardingLedger: Sendable {
     public func entries() throws -> [Entry] {
         let points = try index.points()
         let states = try index.read("listing forwarding state") { db in
-            try Row.fetchAll(db, sql: "SELECT point_id, state, reason, bytes FROM forwarding").reduce(into: [ChunkID: (State, String?, Int64)]()) {
+            try Row.fetchAll(db, sql: "SELECT point_id, state, reason, bytes FROM forwarding").reduce(into: [BlobID: (State, String?, Int64)]()) {
                 acc, row in
-                if let id = ChunkID(bytes: row["point_id"] as Data) {
+                if let id = BlobID(bytes: row["point_id"] as Data) {
                     acc[id] = (State(rawValue: row["state"]) ?? .pending, row["reason"], row["bytes"])
                 }
             }

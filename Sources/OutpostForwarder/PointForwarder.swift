@@ -27,7 +27,7 @@ struct PointForwarder: Sendable {
         report.backlog = pending.count
         var failed: [String] = []
         for entry in pending {
-            guard let id = ChunkID(hex: entry.point) else { continue }
+            guard let id = BlobID(hex: entry.point) else { continue }
             do {
                 try ledger.set(id, .forwarding)
                 let (blobs, bytes) = try await forward(point: id)
@@ -58,7 +58,7 @@ struct PointForwarder: Sendable {
     }
 
     /// Sends what one point needs and the vault lacks, then its entry. Returns (blobs, bytes sent).
-    private func forward(point id: ChunkID) async throws -> (Int, Int64) {
+    private func forward(point id: BlobID) async throws -> (Int, Int64) {
         let packs = try cutIntoPacks(try ledger.unsent(try blobsNeeded(by: id)))
         var sent = 0
         var bytes: Int64 = 0
@@ -85,11 +85,11 @@ struct PointForwarder: Sendable {
     }
 
     /// Every blob the point needs, trees first, then its own record blob (so a rebuilt relay gets the same id).
-    private func blobsNeeded(by id: ChunkID) throws -> [ChunkID] {
+    private func blobsNeeded(by id: BlobID) throws -> [BlobID] {
         let info = try store.index.points().first { $0.id == id }
         guard let info, let root = info.point.root else { throw ForwarderError(.vault, "recovery point \(id.shortHex) vanished from the catalog") }
-        var needed: [ChunkID] = []
-        var seen = Set<ChunkID>()
+        var needed: [BlobID] = []
+        var seen = Set<BlobID>()
         var stack = [root]
         while let t = stack.popLast() {
             guard seen.insert(t).inserted else { continue }
@@ -106,9 +106,9 @@ struct PointForwarder: Sendable {
     /// Cuts `todo` into packs greedily by stored size. The cut depends only on the list, so a run that resumes
     /// after some packs were acknowledged forms the others exactly as before and puts the same names: a pack
     /// whose acknowledgement was lost is not stored twice.
-    private func cutIntoPacks(_ todo: [ChunkID]) throws -> [[ChunkID]] {
-        var packs: [[ChunkID]] = []
-        var current: [ChunkID] = []
+    private func cutIntoPacks(_ todo: [BlobID]) throws -> [[BlobID]] {
+        var packs: [[BlobID]] = []
+        var current: [BlobID] = []
         var size = 0
         for b in todo {
             guard let loc = try store.index.location(of: b) else {
@@ -127,7 +127,7 @@ struct PointForwarder: Sendable {
     }
 
     /// Loads, checks, seals and puts one pack; records where each blob landed. Returns (blobs, bytes sent).
-    private func upload(pack ids: [ChunkID]) async throws -> (Int, Int) {
+    private func upload(pack ids: [BlobID]) async throws -> (Int, Int) {
         var blobs = try loadIntact(ids)
         let vault = forwarder.vault
         var key = VaultPack.key(for: ids, salt: salt, sealer: sealer)
@@ -149,7 +149,7 @@ struct PointForwarder: Sendable {
     }
 
     /// The blobs as stored on the relay, each checked for damage since it arrived.
-    private func loadIntact(_ ids: [ChunkID]) throws -> [PreparedBlob] {
+    private func loadIntact(_ ids: [BlobID]) throws -> [PreparedBlob] {
         var blobs: [PreparedBlob] = []
         blobs.reserveCapacity(ids.count)
         for id in ids {
@@ -177,7 +177,7 @@ struct PointForwarder: Sendable {
     /// Whether the pack the vault already holds under `key` is the one just built: a put repeated after a lost
     /// acknowledgement. Its index must list the same blobs at the same places, and every entry must open and
     /// hash right (rare path: read whole).
-    private func existingPackMatches(_ key: String, size: Int, locations: [(ChunkID, VaultLocation)]) async throws -> Bool {
+    private func existingPackMatches(_ key: String, size: Int, locations: [(BlobID, VaultLocation)]) async throws -> Bool {
         guard let pack = try await forwarder.vault.get(key), pack.count == size else { return false }
         do {
             let index = try VaultPack.readIndex(pack: pack, key: key, sealer: sealer)

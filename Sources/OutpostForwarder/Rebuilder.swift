@@ -18,7 +18,7 @@ public struct Rebuilder: Sendable {
 
     /// Gives a rebuilt point's machine its blobs back: every blob the point needs, and its trees (verified by
     /// the rebuild). The relay's machine catalog does it; the binary wires it in.
-    public typealias Ownership = @Sendable (_ machine: String, _ blobs: [ChunkID], _ verifiedTrees: [ChunkID]) throws -> Void
+    public typealias Ownership = @Sendable (_ machine: String, _ blobs: [BlobID], _ verifiedTrees: [BlobID]) throws -> Void
 
     public init(forwarder: Forwarder, ownership: @escaping Ownership, logger: Logger) {
         self.forwarder = forwarder
@@ -54,7 +54,7 @@ public struct Rebuilder: Sendable {
     }
 
     /// The recovery points the vault holds that the store does not.
-    private func pointsToRebuild() async throws -> [ChunkID] {
+    private func pointsToRebuild() async throws -> [BlobID] {
         let have = Set(try store.index.points().map(\.id))
         return try await forwarder.reader.points().filter { !have.contains($0) }
     }
@@ -62,8 +62,8 @@ public struct Rebuilder: Sendable {
     /// Bulk phase: every pack read whole (one request per ~8 MiB rather than one per blob), a few at once, each
     /// entry authenticated and hashed before it is stored. What a damaged pack could not give is fetched from
     /// another copy by the walk, which also proves every point complete. Returns where each stored blob was.
-    private func storeWholePacks(_ catalog: [ChunkID: [VaultLocation]], report: inout Report) async throws -> [ChunkID: VaultLocation] {
-        var bulkPlaced: [ChunkID: VaultLocation] = [:]
+    private func storeWholePacks(_ catalog: [BlobID: [VaultLocation]], report: inout Report) async throws -> [BlobID: VaultLocation] {
+        var bulkPlaced: [BlobID: VaultLocation] = [:]
         let packKeys = Set(catalog.values.flatMap { $0.map(\.pack) }).sorted()
         try await withThrowingTaskGroup(of: [(PreparedBlob, VaultLocation)].self) { group in
             var next = 0
@@ -76,7 +76,7 @@ public struct Rebuilder: Sendable {
             for _ in 0..<4 { launch() }
             while let entries = try await group.next() {
                 let absent = try store.missing(entries.map(\.0.id))
-                var seen = Set<ChunkID>()
+                var seen = Set<BlobID>()
                 let fresh = entries.filter { absent.contains($0.0.id) && bulkPlaced[$0.0.id] == nil && seen.insert($0.0.id).inserted }
                 _ = try store.save(fresh.map(\.0))
                 for (blob, loc) in fresh {
@@ -122,7 +122,7 @@ public struct Rebuilder: Sendable {
     }
 
     /// The point's record, fetched and decoded (its blob is stored once the point is complete).
-    private func fetchRecord(_ pid: ChunkID, copies: inout VaultCopies) async throws -> (RecoveryPoint, PreparedBlob) {
+    private func fetchRecord(_ pid: BlobID, copies: inout VaultCopies) async throws -> (RecoveryPoint, PreparedBlob) {
         guard let recordBlob = try await copies.fetch(pid) else {
             throw ForwarderError(.vault, "recovery point \(pid.shortHex) is listed in the vault but its record is missing")
         }
@@ -139,14 +139,14 @@ public struct Rebuilder: Sendable {
     /// Walks the point's trees and stores every tree and chunk the store lacks. Returns every blob the point
     /// needs (its record first) and its trees.
     private func fetchMissing(
-        of pid: ChunkID, record: RecoveryPoint, copies: inout VaultCopies,
+        of pid: BlobID, record: RecoveryPoint, copies: inout VaultCopies,
         report: inout Report
-    ) async throws -> (all: [ChunkID], trees: [ChunkID]) {
+    ) async throws -> (all: [BlobID], trees: [BlobID]) {
         guard let root = record.root else { throw ForwarderError(.vault, "recovery point \(pid.shortHex) has no valid root") }
-        var all: [ChunkID] = [pid]
-        var trees: [ChunkID] = []
+        var all: [BlobID] = [pid]
+        var trees: [BlobID] = []
         var stack = [root]
-        var seen = Set<ChunkID>()
+        var seen = Set<BlobID>()
         while let t = stack.popLast() {
             guard seen.insert(t).inserted else { continue }
             let tree: Tree
@@ -169,7 +169,7 @@ public struct Rebuilder: Sendable {
             }
             trees.append(t)
             all.append(t)
-            var chunks: [ChunkID] = []
+            var chunks: [BlobID] = []
             for n in tree.nodes {
                 if let s = n.subtree, n.type == .directory { stack.append(s) }
                 for e in n.extents { if case .chunk(let c, _) = e, seen.insert(c).inserted { chunks.append(c) } }
@@ -188,7 +188,7 @@ public struct Rebuilder: Sendable {
     }
 
     /// The ledger learns where the vault holds each of the point's blobs, and that the point is forwarded.
-    private func recordInLedger(_ pid: ChunkID, all: [ChunkID], copies: inout VaultCopies, bulk: [ChunkID: VaultLocation]) throws {
+    private func recordInLedger(_ pid: BlobID, all: [BlobID], copies: inout VaultCopies, bulk: [BlobID: VaultLocation]) throws {
         let ledger = forwarder.ledger
         let (placed, legacy) = copies.takeFetched()
         // What was already on the relay is recorded at its first listed copy.
@@ -206,18 +206,18 @@ public struct Rebuilder: Sendable {
 /// again elsewhere, is passed over), remembering where each fetched blob came from for the ledger.
 struct VaultCopies {
     let reader: VaultReader
-    let catalog: [ChunkID: [VaultLocation]]
+    let catalog: [BlobID: [VaultLocation]]
     let logger: Logger
-    private var placed: [(ChunkID, VaultLocation)] = []
-    private var legacy: [ChunkID] = []
+    private var placed: [(BlobID, VaultLocation)] = []
+    private var legacy: [BlobID] = []
 
-    init(reader: VaultReader, catalog: [ChunkID: [VaultLocation]], logger: Logger) {
+    init(reader: VaultReader, catalog: [BlobID: [VaultLocation]], logger: Logger) {
         self.reader = reader
         self.catalog = catalog
         self.logger = logger
     }
 
-    mutating func fetch(_ id: ChunkID) async throws -> PreparedBlob? {
+    mutating func fetch(_ id: BlobID) async throws -> PreparedBlob? {
         guard let copies = catalog[id] else {
             let blob = try await reader.legacyBlob(id)
             if blob != nil { legacy.append(id) }
@@ -240,7 +240,7 @@ struct VaultCopies {
     }
 
     /// Where the blobs fetched since the last call came from (pack copies, version 1 objects); forgets them.
-    mutating func takeFetched() -> (placed: [(ChunkID, VaultLocation)], legacy: [ChunkID]) {
+    mutating func takeFetched() -> (placed: [(BlobID, VaultLocation)], legacy: [BlobID]) {
         defer { placed.removeAll(); legacy.removeAll() }
         return (placed, legacy)
     }

@@ -12,7 +12,7 @@ public enum Registration {
     /// The passphrase itself is not stored; the unwrapped master key stays on the relay (0600) so that the
     /// forwarder can run unattended.
     public static func register(
-        data: String, credentialsPath: String, passphrase: String, relayName: String, proxy: ProxySettings? = nil,
+        data: String, credentialsPath: String, passphrase: String, relayName: String, proxy: ProxyConfiguration? = nil,
         scrypt: ScryptParameters = .standard, now: Date = Date(), logger: Logger
     ) async throws -> VaultLink {
         try PassphrasePolicy.check(passphrase)
@@ -66,7 +66,7 @@ public enum Registration {
     /// credential (the vault keeps them in soft delete until its purge). Returns the key files that stayed: an
     /// immutable vault refuses deletes, and a failure after the new key is in force is not an error.
     @discardableResult
-    public static func changePassphrase(data: String, old: String, new: String, proxy: ProxySettings? = nil, now: Date = Date(), logger: Logger)
+    public static func changePassphrase(data: String, old: String, new: String, proxy: ProxyConfiguration? = nil, now: Date = Date(), logger: Logger)
         async throws -> [String]
     {
         let link = try VaultLink.load(data: data)
@@ -101,7 +101,7 @@ public enum Registration {
 
     /// Runs `body` with a client of the vault at `url`, closed whatever `body` does.
     static func withVault<T>(
-        _ url: String, certificate: String, credential: String?, proxy: ProxySettings?, logger: Logger,
+        _ url: String, certificate: String, credential: String?, proxy: ProxyConfiguration?, logger: Logger,
         _ body: (VaultClient) async throws -> T
     ) async throws -> T {
         let client = try VaultClient(url: url, certificatePEM: certificate, credential: credential, proxy: proxy, logger: logger)
@@ -153,7 +153,7 @@ public enum Registration {
     /// before anything is registered or written (`relay rebuild` calls it before it creates the data directory).
     /// A wrong passphrase throws `CryptoError.wrongPassphrase` (exit 19); the vault and the file are unchanged.
     public static func checkRecoveryPassphrase(
-        credentialsPath: String, passphrase: String, proxy: ProxySettings? = nil, now: Date = Date(),
+        credentialsPath: String, passphrase: String, proxy: ProxyConfiguration? = nil, now: Date = Date(),
         logger: Logger
     ) async throws {
         try PassphrasePolicy.check(passphrase)

@@ -11,7 +11,7 @@ import Synchronization
 final class Tier2Fetcher: Sendable {
     let reader: VaultReader
     let ledger: ForwardingLedger
-    private let catalogCache = Mutex<(at: Date, catalog: [ChunkID: [VaultLocation]])?>(nil)
+    private let catalogCache = Mutex<(at: Date, catalog: [BlobID: [VaultLocation]])?>(nil)
 
     init(reader: VaultReader, ledger: ForwardingLedger) {
         self.reader = reader
@@ -19,7 +19,7 @@ final class Tier2Fetcher: Sendable {
     }
 
     /// The blob, unsealed, decompressed and checked against its id; nil when the vault never acknowledged it.
-    func fetch(_ id: ChunkID) async throws -> PreparedBlob? {
+    func fetch(_ id: BlobID) async throws -> PreparedBlob? {
         guard let placed = try ledger.location(of: id) else {
             for loc in try await cachedCatalog()[id] ?? [] {
                 do {
@@ -35,7 +35,7 @@ final class Tier2Fetcher: Sendable {
         return try await reader.blob(id, at: loc)
     }
 
-    private func cachedCatalog() async throws -> [ChunkID: [VaultLocation]] {
+    private func cachedCatalog() async throws -> [BlobID: [VaultLocation]] {
         if let c = catalogCache.withLock({ $0 }), Date().timeIntervalSince(c.at) < 600 { return c.catalog }
         let fresh = try await reader.catalog()
         catalogCache.withLock { $0 = (Date(), fresh) }

@@ -11,7 +11,9 @@ import OutpostTLS
 public final class VaultClient: Sendable {
     let http: PinnedHTTPClient
 
-    public init(url: String, certificatePEM: String, credential: String?, proxy: ProxySettings? = nil, logger: Logger, maxAttempts: Int = 4) throws {
+    public init(url: String, certificatePEM: String, credential: String?, proxy: ProxyConfiguration? = nil, logger: Logger, maxAttempts: Int = 4)
+        throws
+    {
         let wording = PinnedHTTPClient.Wording(
             pinFailure: { base, error in
                 Self.pinFailure(error, base: base)

@@ -45,7 +45,7 @@ public enum VaultPack {
 
     /// The pack's object key: keyed by the blobs it holds (so that a retry after a lost acknowledgement puts the
     /// same name and the vault keeps one copy) and by `salt` (so that a repair never collides with a damaged pack).
-    public static func key(for ids: [ChunkID], salt: String, sealer: ObjectSealer) -> String {
+    public static func key(for ids: [BlobID], salt: String, sealer: ObjectSealer) -> String {
         var label = "pack:v2:" + salt + ":"
         label.reserveCapacity(label.count + ids.count * 64)
         for id in ids { label += id.hex }
@@ -53,11 +53,11 @@ public enum VaultPack {
         return "k/" + name.prefix(2) + "/" + name
     }
 
-    static func entryName(_ key: String, _ id: ChunkID) -> String { key + "#" + id.hex }
+    static func entryName(_ key: String, _ id: BlobID) -> String { key + "#" + id.hex }
 
     /// Seals `blobs` into one pack object; returns its bytes and where each blob landed.
     public static func build(key: String, blobs: [PreparedBlob], sealer: ObjectSealer) throws -> (
-        bytes: [UInt8], locations: [(ChunkID, VaultLocation)]
+        bytes: [UInt8], locations: [(BlobID, VaultLocation)]
     ) {
         let estimate = blobs.reduce(64) { $0 + $1.stored.count + 64 } + blobs.count * 45
         var out: [UInt8] = []
@@ -66,7 +66,7 @@ public enum VaultPack {
         var index = BinaryWriter(capacity: 6 + blobs.count * 45)
         index.u16(1)
         index.u32(UInt32(blobs.count))
-        var locations: [(ChunkID, VaultLocation)] = []
+        var locations: [(BlobID, VaultLocation)] = []
         locations.reserveCapacity(blobs.count)
         var plain: [UInt8] = []
         for b in blobs {
@@ -99,7 +99,7 @@ public enum VaultPack {
 
     /// One entry of a pack index.
     public struct IndexEntry: Sendable, Equatable {
-        public let id: ChunkID
+        public let id: BlobID
         public let kind: UInt8
         public let location: VaultLocation
     }
@@ -167,7 +167,7 @@ public enum VaultPack {
 
     /// Opens one sealed entry and checks it: authentic, for this blob and kind, and hashing to its id.
     public static func openEntry(
-        _ sealed: some Collection<UInt8>, key: String, id: ChunkID, kind: UInt8, sealer: ObjectSealer,
+        _ sealed: some Collection<UInt8>, key: String, id: BlobID, kind: UInt8, sealer: ObjectSealer,
         decompressor: ZstdDecompressor
     ) throws -> PreparedBlob {
         let what = "blob \(id.shortHex) in vault pack \(key)"

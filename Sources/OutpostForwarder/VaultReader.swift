@@ -17,7 +17,7 @@ struct VaultReader: Sendable {
     static func legacyKey(_ name: String) -> String { "c/" + name.prefix(2) + "/" + name }
 
     /// The blob at `loc` (one range request), opened and checked; nil when the vault no longer has the pack.
-    static func blob(_ id: ChunkID, at loc: VaultLocation, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {
+    static func blob(_ id: BlobID, at loc: VaultLocation, vault: VaultClient, sealer: ObjectSealer) async throws -> PreparedBlob? {
         guard let range = VaultPack.entryRange(loc) else {
             throw ForwarderError(
                 .tampered,
@@ -28,12 +28,12 @@ struct VaultReader: Sendable {
         return try VaultPack.openEntry(sealed, key: loc.pack, id: id, kind: loc.kind, sealer: sealer, decompressor: ZstdDecompressor())
     }
 
-    func blob(_ id: ChunkID, at loc: VaultLocation) async throws -> PreparedBlob? {
+    func blob(_ id: BlobID, at loc: VaultLocation) async throws -> PreparedBlob? {
         try await Self.blob(id, at: loc, vault: vault, sealer: sealer)
     }
 
     /// A blob stored by vault objects version 1; nil when the vault has no such object.
-    func legacyBlob(_ id: ChunkID) async throws -> PreparedBlob? {
+    func legacyBlob(_ id: BlobID) async throws -> PreparedBlob? {
         let name = Self.legacyKey(sealer.objectName(for: id))
         guard let sealed = try await vault.get(name) else { return nil }
         let (kind, plain) = try sealer.open(sealed, name: name)
@@ -53,8 +53,8 @@ struct VaultReader: Sendable {
 
     /// Where the vault holds each blob, read from the indexes of every pack in the container (a rebuilt relay
     /// has no ledger). A blob can be in several packs (a repair sent it again): every copy is listed.
-    func catalog() async throws -> [ChunkID: [VaultLocation]] {
-        var out: [ChunkID: [VaultLocation]] = [:]
+    func catalog() async throws -> [BlobID: [VaultLocation]] {
+        var out: [BlobID: [VaultLocation]] = [:]
         for entry in try await vault.list(prefix: "k/") {
             let size = entry.size
             guard size > 12, let trailer = try await vault.get(entry.key, range: (size - 8)..<size) else { continue }
@@ -74,12 +74,12 @@ struct VaultReader: Sendable {
     }
 
     /// The recovery point ids the vault holds (from the `p/` entries).
-    func points() async throws -> [ChunkID] {
-        var out: [ChunkID] = []
+    func points() async throws -> [BlobID] {
+        var out: [BlobID] = []
         for entry in try await vault.list(prefix: "p/") {
             guard let sealed = try await vault.get(entry.key) else { continue }
             let (_, plain) = try sealer.open(sealed, name: entry.key)
-            if let id = ChunkID(hex: String(decoding: plain, as: UTF8.self)) { out.append(id) }
+            if let id = BlobID(hex: String(decoding: plain, as: UTF8.self)) { out.append(id) }
         }
         return out
     }

@@ -11,9 +11,9 @@ extension Forwarder {
         /// One line per damaged or missing object, naming it.
         public var damage: [String] = []
         /// Blobs whose vault copy is damaged or missing.
-        public var damagedBlobs: [ChunkID] = []
+        public var damagedBlobs: [BlobID] = []
         /// Recovery points whose `p/` entry is damaged or missing.
-        public var damagedPoints: [ChunkID] = []
+        public var damagedPoints: [BlobID] = []
     }
 
     /// What `repair` did.
@@ -38,8 +38,8 @@ struct VaultVerifier: Sendable {
 
     func verify() async throws -> Forwarder.Verification {
         var result = Forwarder.Verification()
-        var byPack: [String: [(ChunkID, VaultLocation)]] = [:]
-        var legacy: [ChunkID] = []
+        var byPack: [String: [(BlobID, VaultLocation)]] = [:]
+        var legacy: [BlobID] = []
         for (id, loc) in try ledger.sent() {
             if let loc { byPack[loc.pack, default: []].append((id, loc)) } else { legacy.append(id) }
         }
@@ -56,7 +56,7 @@ struct VaultVerifier: Sendable {
 
     /// One pack, read whole (one request), and each of the relay's blobs the ledger places in it.
     private func verifyPack(
-        _ key: String, members: [(ChunkID, VaultLocation)], decompressor d: ZstdDecompressor,
+        _ key: String, members: [(BlobID, VaultLocation)], decompressor d: ZstdDecompressor,
         into result: inout Forwarder.Verification
     ) async throws {
         result.checked += members.count
@@ -66,7 +66,7 @@ struct VaultVerifier: Sendable {
                 result.damagedBlobs += members.map(\.0)
                 return
             }
-            let index: [ChunkID: VaultPack.IndexEntry]
+            let index: [BlobID: VaultPack.IndexEntry]
             do {
                 index = Dictionary(
                     try VaultPack.readIndex(pack: pack, key: key, sealer: forwarder.sealer).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -103,7 +103,7 @@ struct VaultVerifier: Sendable {
     }
 
     /// A blob stored by vault objects version 1, in an object of its own.
-    private func verifyLegacy(_ id: ChunkID, into result: inout Forwarder.Verification) async throws {
+    private func verifyLegacy(_ id: BlobID, into result: inout Forwarder.Verification) async throws {
         result.checked += 1
         let name = VaultReader.legacyKey(forwarder.sealer.objectName(for: id))
         do {
@@ -122,7 +122,7 @@ struct VaultVerifier: Sendable {
     /// A forwarded recovery point's `p/` entry.
     private func verifyPointEntry(_ point: String, into result: inout Forwarder.Verification) async throws {
         result.checked += 1
-        guard let pid = ChunkID(hex: point) else { return }
+        guard let pid = BlobID(hex: point) else { return }
         let name = reader.pointKey(point)
         do {
             guard let sealed = try await forwarder.vault.get(name) else {
@@ -144,7 +144,7 @@ struct VaultVerifier: Sendable {
     /// damaged entries any more.
     func repair(_ found: Forwarder.Verification) async throws -> Forwarder.Repair {
         var out = Forwarder.Repair()
-        var fixable: [ChunkID] = []
+        var fixable: [BlobID] = []
         for id in found.damagedBlobs {
             if (try? forwarder.store.loadStored(id)) != nil {
                 fixable.append(id)

@@ -66,7 +66,7 @@ public final class PinnedHTTPClient: Sendable {
 
     /// `tls` nil talks plain HTTP (a relay run with `--insecure-http`); `readTimeout` bounds each read.
     public init(
-        baseURL: String, credential: String?, tls: TLSConfiguration?, proxy: ProxySettings? = nil,
+        baseURL: String, credential: String?, tls: TLSConfiguration?, proxy: ProxyConfiguration? = nil,
         connectTimeout: TimeAmount = .seconds(5), readTimeout: TimeAmount, connectionsPerHost: Int = 8,
         maxAttempts: Int, logger: Logger, wording: Wording
     ) {

@@ -148,8 +148,8 @@ public struct MachineCatalog: Sendable {
     // MARK: What each machine holds
 
     /// Of `ids`, those the machine has proven it holds; `verifiedOnly` narrows to trees already checked.
-    public func owned(by machine: Int64, _ ids: [ChunkID], verifiedOnly: Bool = false) throws -> Set<ChunkID> {
-        var found = Set<ChunkID>()
+    public func owned(by machine: Int64, _ ids: [BlobID], verifiedOnly: Bool = false) throws -> Set<BlobID> {
+        var found = Set<BlobID>()
         try index.read("looking up a machine's blobs") { db in
             var start = 0
             while start < ids.count {
@@ -161,14 +161,14 @@ public struct MachineCatalog: Sendable {
                     db,
                     sql: "SELECT blob_id FROM machine_blobs WHERE machine_id = ? AND blob_id IN (\(marks))\(verifiedOnly ? " AND verified = 1" : "")",
                     arguments: args)
-                for r in rows { if let id = ChunkID(bytes: r) { found.insert(id) } }
+                for r in rows { if let id = BlobID(bytes: r) { found.insert(id) } }
                 start += 500
             }
         }
         return found
     }
 
-    public func addOwned(by machine: Int64, _ ids: some Collection<ChunkID>, verified: Bool = false, now: Date = Date()) throws {
+    public func addOwned(by machine: Int64, _ ids: some Collection<BlobID>, verified: Bool = false, now: Date = Date()) throws {
         guard !ids.isEmpty else { return }
         try index.write("recording a machine's blobs") { db in
             let st = try db.cachedStatement(
@@ -181,7 +181,7 @@ public struct MachineCatalog: Sendable {
 
     /// Gives a machine back the blobs of one of its recovery points rebuilt from the vault (`relay rebuild`): read
     /// access once it enrolls again. Nothing when the relay knows no machine of that name.
-    public func addOwned(byMachineNamed name: String, _ blobs: [ChunkID], verifiedTrees: [ChunkID]) throws {
+    public func addOwned(byMachineNamed name: String, _ blobs: [BlobID], verifiedTrees: [BlobID]) throws {
         guard let machine = try machineID(named: name) else { return }
         try addOwned(by: machine, blobs)
         try addOwned(by: machine, verifiedTrees, verified: true)

@@ -16,13 +16,13 @@ public final class Relay: Sendable {
     let limits: RequestLimits
     private let decompressors = ResourcePool { ZstdDecompressor() }
     /// Tier 2: where a blob the store lacks is fetched from (the vault), if the relay is registered.
-    let tier2: (@Sendable (ChunkID) async throws -> PreparedBlob?)?
+    let tier2: (@Sendable (BlobID) async throws -> PreparedBlob?)?
     /// Told after every commit (the forwarder).
     let committed: (@Sendable () -> Void)?
 
     public init(
         store: Store, configuration: RelayConfiguration, logger: Logger,
-        tier2: (@Sendable (ChunkID) async throws -> PreparedBlob?)? = nil, committed: (@Sendable () -> Void)? = nil
+        tier2: (@Sendable (BlobID) async throws -> PreparedBlob?)? = nil, committed: (@Sendable () -> Void)? = nil
     ) {
         self.store = store
         self.catalog = MachineCatalog(store: store)
@@ -49,7 +49,7 @@ public final class Relay: Sendable {
     }()
 
     /// Of `ids`, those the machine must upload.
-    public func missing(machine: Int64, _ ids: [ChunkID]) throws -> [ChunkID] {
+    public func missing(machine: Int64, _ ids: [BlobID]) throws -> [BlobID] {
         let absent = try store.missing(ids)
         switch configuration.dedupScope {
         case .relay:
@@ -94,7 +94,7 @@ public final class Relay: Sendable {
             return RelayAPI.UploadResult(received: frames.count, stored: stats.blobs, storedBytes: stats.storedBytes, rawBytes: stats.rawBytes)
         }
         // Per-machine scope: report what is new for this machine, never whether another machine had it.
-        var seen = Set<ChunkID>()
+        var seen = Set<BlobID>()
         let fresh = frames.filter { !ownedBefore.contains($0.id) && seen.insert($0.id).inserted }
         return RelayAPI.UploadResult(
             received: frames.count, stored: fresh.count,
@@ -128,7 +128,7 @@ public final class Relay: Sendable {
 
     /// How many of `ids`, from the first, one fetch answer holds: at most `WireFormat.maxFetchAnswerBytes` of
     /// stored bytes, and at least one blob. The client asks again for the rest (docs/protocol.md).
-    public func fetchablePrefix(_ ids: [ChunkID]) throws -> Int {
+    public func fetchablePrefix(_ ids: [BlobID]) throws -> Int {
         let locations = try store.index.locations(of: ids)
         var total = 0
         for (i, id) in ids.enumerated() {
@@ -159,9 +159,9 @@ public final class Relay: Sendable {
         return info
     }
 
-    private func validate(machine: Int64, name: String, root: ChunkID) throws {
+    private func validate(machine: Int64, name: String, root: BlobID) throws {
         var stack = [root]
-        var seen = Set<ChunkID>()
+        var seen = Set<BlobID>()
         while let tid = stack.popLast() {
             guard seen.insert(tid).inserted else { continue }
             if try catalog.owned(by: machine, [tid], verifiedOnly: true).contains(tid) { continue }
@@ -170,7 +170,7 @@ public final class Relay: Sendable {
             do { tree = try store.loadTree(tid) } catch {
                 throw HTTPFailure(.conflict, "tree \(tid.shortHex) from \(name) cannot be read (\(error)); run the backup again")
             }
-            var chunks: [ChunkID] = []
+            var chunks: [BlobID] = []
             for n in tree.nodes {
                 if let sub = n.subtree, n.type == .directory { stack.append(sub) }
                 for e in n.extents { if case .chunk(let c, _) = e { chunks.append(c) } }
@@ -182,7 +182,7 @@ public final class Relay: Sendable {
 
     /// Runs after `store.flush()`: everything the machine was told is stored is indexed by then, or was dropped
     /// by a failed seal. So presence is checked in the index, not in this process's record of what it wrote.
-    private func requireHeld(machine: Int64, name: String, _ ids: [ChunkID], what: String) throws {
+    private func requireHeld(machine: Int64, name: String, _ ids: [BlobID], what: String) throws {
         if ids.isEmpty { return }
         let absent = try store.unindexed(ids)
         if let first = ids.first(where: { absent.contains($0) }) {
@@ -209,7 +209,7 @@ public final class Relay: Sendable {
     }
 
     /// Stored bytes of blobs the machine holds, as frames; a blob it does not hold is refused (403).
-    public func fetch(machine: Int64, name: String, _ ids: [ChunkID]) async throws -> [UInt8] {
+    public func fetch(machine: Int64, name: String, _ ids: [BlobID]) async throws -> [UInt8] {
         let owned = try catalog.owned(by: machine, ids)
         if let foreign = ids.first(where: { !owned.contains($0) }) {
             throw HTTPFailure(.forbidden, "blob \(foreign.shortHex) does not belong to a recovery point of \(name)")

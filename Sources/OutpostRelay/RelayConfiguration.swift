@@ -35,7 +35,7 @@ public struct RelayConfiguration: Sendable, Equatable {
     /// Up to three times of day ("HH:MM") at which the forwarder also runs.
     public var forwardTimes: [String] = []
     public var throttle = ThrottleSchedule()
-    public var proxy: ProxySettings?
+    public var proxy: ProxyConfiguration?
     /// The zstd level protected machines compress new chunks at (negative: zstd's fast levels). Nil: the
     /// store's own level. A push is bound by the client's compression and the relay's mandatory re-hash on the
     /// same hardware; a cheaper level buys throughput for a slightly larger store (docs/benchmarks.md).
@@ -136,7 +136,7 @@ public struct RelayConfiguration: Sendable, Equatable {
             guard let u = URLComponents(string: p), let host = u.host, let port = u.port else {
                 throw RelayError(.config, "\(path): proxy must look like \"http://proxy.example:3128\"")
             }
-            c.proxy = ProxySettings(host: host, port: port, user: file.proxy_user, password: file.proxy_password)
+            c.proxy = ProxyConfiguration(host: host, port: port, user: file.proxy_user, password: file.proxy_password)
         }
         if let v = file.push_compression_level {
             guard v == 0 || RelayConfiguration.pushCompressionLevels.contains(Int32(clamping: v)) else {

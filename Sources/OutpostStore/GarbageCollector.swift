@@ -47,8 +47,8 @@ public struct GarbageCollector {
         var report = GCReport()
         let index = store.index
         // Mark. A tree that cannot be read stops gc: liveness is then unknown, and nothing may be deleted.
-        var live = Set<ChunkID>()
-        var stack: [ChunkID] = []
+        var live = Set<BlobID>()
+        var stack: [BlobID] = []
         for info in try index.points() {
             report.points += 1
             live.insert(info.id)
@@ -72,14 +72,14 @@ public struct GarbageCollector {
         }
 
         // Sweep, pack by pack.
-        var byPack: [Int64: (live: [ChunkID], dead: [ChunkID], deadBytes: Int)] = [:]
+        var byPack: [Int64: (live: [BlobID], dead: [BlobID], deadBytes: Int)] = [:]
         for b in try index.allBlobs() {
             var entry = byPack[b.packID] ?? ([], [], 0)
             if live.contains(b.id) { entry.live.append(b.id) } else { entry.dead.append(b.id); entry.deadBytes += b.storedLength }
             byPack[b.packID] = entry
         }
         var oldPacks: [(PackRecord, Bool)] = []  // (pack, repack?)
-        var dead: [ChunkID] = []
+        var dead: [BlobID] = []
         for pack in try index.packs() {
             let e = byPack[pack.id] ?? ([], [], 0)
             report.liveBlobs += e.live.count
@@ -175,7 +175,7 @@ public struct IndexRebuilder {
             for e in result.entries where e.kind == .point { pointBlobs.append((e, name)) }
         }
         report.packs = packs.count
-        var points: [(ChunkID, RecoveryPoint)] = []
+        var points: [(BlobID, RecoveryPoint)] = []
         let decompressor = ZstdDecompressor()
         for (e, name) in pointBlobs {
             let path = store.layout.packPath(name)

@@ -9,9 +9,9 @@ public struct LocalRepository: BlobRepository {
     public var chunkerParameters: ChunkerParameters { store.config.chunker }
     public var compressionLevel: Int32 { store.config.compressionLevel }
 
-    public func missing(_ ids: [ChunkID]) async throws -> Set<ChunkID> { try store.missing(ids) }
+    public func missing(_ ids: [BlobID]) async throws -> Set<BlobID> { try store.missing(ids) }
     public func save(_ blobs: [PreparedBlob]) async throws -> SaveStats { try store.save(blobs) }
-    public func load(_ id: ChunkID, kind: BlobKind) async throws -> [UInt8] { try store.load(id) }
+    public func load(_ id: BlobID, kind: BlobKind) async throws -> [UInt8] { try store.load(id) }
 
     public func latestPoint(machine: String) async throws -> RecoveryPointInfo? {
         try store.index.points(machine: machine).max { $0.point.finishedAt < $1.point.finishedAt }

@@ -8,14 +8,14 @@ import OutpostCore
 /// Reading blobs, trees and recovery points back from packs, verified against their ids.
 extension Store {
     /// The plaintext of a blob, verified against its id.
-    public func load(_ id: ChunkID) throws -> [UInt8] {
+    public func load(_ id: BlobID) throws -> [UInt8] {
         guard let loc = try index.location(of: id) else {
             throw StoreError(.notFound, "blob \(id.shortHex) is not in the store \(layout.root); run `outpost check` to see what is affected")
         }
         return try load(id, at: loc)
     }
 
-    public func load(_ id: ChunkID, at loc: BlobLocation) throws -> [UInt8] {
+    public func load(_ id: BlobID, at loc: BlobLocation) throws -> [UInt8] {
         let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
         do {
             return try decompressors.with { d in
@@ -31,7 +31,7 @@ extension Store {
     }
 
     /// A blob as stored (compressed or not), for sending it on without recompressing; nil when absent.
-    public func loadStored(_ id: ChunkID) throws -> PreparedBlob? {
+    public func loadStored(_ id: BlobID) throws -> PreparedBlob? {
         guard let loc = try index.location(of: id) else { return nil }
         let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
         return PreparedBlob(id: id, kind: loc.kind, compression: loc.compression, stored: stored, rawLength: loc.rawLength)
@@ -39,7 +39,7 @@ extension Store {
 
     /// Many blobs as stored, in order, looked up in one index read; nil for the absent ones. A blob whose pack
     /// cannot be read throws (the caller may try elsewhere blob by blob).
-    public func loadStoredMany(_ ids: [ChunkID]) throws -> [PreparedBlob?] {
+    public func loadStoredMany(_ ids: [BlobID]) throws -> [PreparedBlob?] {
         let locations = try index.locations(of: ids)
         return try ids.map { id in
             guard let loc = locations[id] else { return nil }
@@ -48,11 +48,11 @@ extension Store {
         }
     }
 
-    public func loadTree(_ id: ChunkID) throws -> Tree {
+    public func loadTree(_ id: BlobID) throws -> Tree {
         do { return try Tree.decode(try load(id), id: id) } catch let e as FormatError { throw StoreError(.corrupt, e.message) }
     }
 
-    public func loadPoint(_ id: ChunkID) throws -> RecoveryPoint {
+    public func loadPoint(_ id: BlobID) throws -> RecoveryPoint {
         do { return try RecoveryPoint.decode(try load(id), what: "recovery point \(id.shortHex)") } catch let e as FormatError {
             throw StoreError(.corrupt, e.message)
         }

@@ -14,7 +14,7 @@ import Synchronization
 /// So a killed process can leave unreferenced packs (gc removes them) but never a point with missing data.
 public final class Store: Sendable {
     public let layout: StoreLayout
-    public let config: StoreConfig
+    public let config: StoreConfiguration
     public let index: StoreIndex
     let logger: Logger
     private let lock: StoreLock
@@ -29,11 +29,11 @@ public final class Store: Sendable {
     struct WriterState: ~Copyable {
         var pack: PackWriter?
         /// Blobs written by this process (sealed or not): dedup within and across this process's jobs.
-        var written = Set<ChunkID>()
+        var written = Set<BlobID>()
         var addedStored: Int64 = 0
     }
 
-    private init(layout: StoreLayout, config: StoreConfig, lockMode: StoreLock.Mode, purpose: String, create: Bool, logger: Logger) throws {
+    private init(layout: StoreLayout, config: StoreConfiguration, lockMode: StoreLock.Mode, purpose: String, create: Bool, logger: Logger) throws {
         self.layout = layout
         self.config = config
         self.logger = logger
@@ -46,7 +46,8 @@ public final class Store: Sendable {
     }
 
     /// Creates a new, empty store in `path` (which must not exist or be an empty directory).
-    public static func initialize(at path: String, config: StoreConfig? = nil, logger: Logger = Logger(label: "outpost.store")) throws -> Store {
+    public static func initialize(at path: String, config: StoreConfiguration? = nil, logger: Logger = Logger(label: "outpost.store")) throws -> Store
+    {
         let layout = StoreLayout(root: path)
         let fm = FileManager.default
         var isDir: ObjCBool = false
@@ -68,7 +69,7 @@ public final class Store: Sendable {
         try FileIO.makeDirectory(layout.tmpDirectory)
         var random = [UInt8](repeating: 0, count: 16)
         for i in random.indices { random[i] = UInt8.random(in: 0...255) }
-        let cfg = config ?? StoreConfig(id: Hex.encode(random), createdAt: Date())
+        let cfg = config ?? StoreConfiguration(id: Hex.encode(random), createdAt: Date())
         try cfg.chunker.validate()
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -96,19 +97,20 @@ public final class Store: Sendable {
                 "\(layout.root) is not an Outpost store (it has no config file); check the --store path, or create a store with `outpost store init`")
         }
         struct Probe: Decodable { var format: String?; var version: Int? }
-        guard let probe = try? JSONDecoder().decode(Probe.self, from: data), probe.format == StoreConfig.magic, let version = probe.version else {
+        guard let probe = try? JSONDecoder().decode(Probe.self, from: data), probe.format == StoreConfiguration.magic, let version = probe.version
+        else {
             throw StoreError(.notAStore, "\(layout.configPath) is not an Outpost store config; check the --store path")
         }
-        guard version <= StoreConfig.currentVersion else {
+        guard version <= StoreConfiguration.currentVersion else {
             throw StoreError(
                 .unsupportedVersion,
-                "the store \(layout.root) has format version \(version); this outpost reads up to version \(StoreConfig.currentVersion): upgrade outpost"
+                "the store \(layout.root) has format version \(version); this outpost reads up to version \(StoreConfiguration.currentVersion): upgrade outpost"
             )
         }
         let dec = JSONDecoder()
         dec.dateDecodingStrategy = .iso8601
-        let config: StoreConfig
-        do { config = try dec.decode(StoreConfig.self, from: data) } catch {
+        let config: StoreConfiguration
+        do { config = try dec.decode(StoreConfiguration.self, from: data) } catch {
             throw StoreError(.corrupt, "the store config \(layout.configPath) is damaged: \(error)")
         }
         return try Store(layout: layout, config: config, lockMode: lock, purpose: purpose, create: false, logger: logger)
@@ -123,13 +125,13 @@ public final class Store: Sendable {
     // MARK: Writing
 
     /// Of `ids`, those not in the index (blobs in packs not yet sealed count as absent).
-    public func unindexed(_ ids: [ChunkID]) throws -> Set<ChunkID> {
+    public func unindexed(_ ids: [BlobID]) throws -> Set<BlobID> {
         let present = try index.present(ids)
         return Set(ids.filter { !present.contains($0) })
     }
 
     /// Of `ids`, those neither indexed nor written by this process.
-    public func missing(_ ids: [ChunkID]) throws -> Set<ChunkID> {
+    public func missing(_ ids: [BlobID]) throws -> Set<BlobID> {
         let unknown = writer.withLock { state in ids.filter { !state.written.contains($0) } }
         return unknown.isEmpty ? [] : try unindexed(unknown)
     }
@@ -249,7 +251,7 @@ public final class Store: Sendable {
 
     /// Stores a blob from plaintext (trees and point records).
     @discardableResult
-    public func saveBlob(kind: BlobKind, plaintext: [UInt8]) throws -> ChunkID {
+    public func saveBlob(kind: BlobKind, plaintext: [UInt8]) throws -> BlobID {
         let blob = compressors.with { c in plaintext.withUnsafeBytes { PreparedBlob.make(kind: kind, plaintext: $0, compressor: c) } }
         if try missing([blob.id]).isEmpty { return blob.id }
         try save([blob])
@@ -273,7 +275,7 @@ public final class Store: Sendable {
 
     /// Records a recovery point whose record blob (and everything it needs) is already saved under `id`,
     /// e.g. when a relay is rebuilt from the vault. Keeps the original id.
-    public func adopt(pointID id: ChunkID, record: RecoveryPoint) throws -> RecoveryPointInfo {
+    public func adopt(pointID id: BlobID, record: RecoveryPoint) throws -> RecoveryPointInfo {
         try flush()
         guard try index.location(of: id) != nil else {
             throw StoreError(.notFound, "recovery point record \(id.shortHex) is not in the store; it must be saved before it is adopted")
@@ -283,7 +285,7 @@ public final class Store: Sendable {
     }
 
     /// Removes a recovery point from the catalog; its data goes at the next `outpost store gc`.
-    public func forget(_ id: ChunkID) throws {
+    public func forget(_ id: BlobID) throws {
         try index.deletePoint(id)
     }
 }

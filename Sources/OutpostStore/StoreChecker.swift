@@ -38,7 +38,7 @@ public struct StoreChecker {
         let index = store.index
         let packs = try index.packs()
         report.packs = packs.count
-        var damagedBlobs: [ChunkID: String] = [:]
+        var damagedBlobs: [BlobID: String] = [:]
         let indexed = Set(packs.map(\.name))
         for pack in packs {
             let path = store.layout.packPath(pack.name)
@@ -87,9 +87,9 @@ public struct StoreChecker {
         }
 
         // Recovery points: every tree must decode and every chunk must be indexed and undamaged.
-        var known = Set<ChunkID>()
+        var known = Set<BlobID>()
         for b in try index.allBlobs() { known.insert(b.id) }
-        var treeProblems: [ChunkID: [String]] = [:]
+        var treeProblems: [BlobID: [String]] = [:]
         for info in try index.points() {
             report.points += 1
             var problems: [String] = []
@@ -115,8 +115,8 @@ public struct StoreChecker {
 
     /// Problems under one tree, as paths relative to it; memoised because trees are shared between points.
     private func walk(
-        _ id: ChunkID, path: String, known: Set<ChunkID>, damaged: [ChunkID: String],
-        memo: inout [ChunkID: [String]], report: inout CheckReport
+        _ id: BlobID, path: String, known: Set<BlobID>, damaged: [BlobID: String],
+        memo: inout [BlobID: [String]], report: inout CheckReport
     ) -> [String] {
         if let cached = memo[id] { return cached.map { path + $0 } }
         var problems: [String] = []

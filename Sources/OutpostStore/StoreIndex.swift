@@ -111,8 +111,8 @@ public final class StoreIndex: Sendable {
     }
 
     /// The subset of `ids` the index holds.
-    func present(_ ids: [ChunkID]) throws -> Set<ChunkID> {
-        var found = Set<ChunkID>()
+    func present(_ ids: [BlobID]) throws -> Set<BlobID> {
+        var found = Set<BlobID>()
         try read("looking up blobs") { db in
             var start = 0
             while start < ids.count {
@@ -121,14 +121,14 @@ public final class StoreIndex: Sendable {
                 let rows = try Data.fetchAll(
                     db, sql: "SELECT id FROM blobs WHERE id IN (\(marks))",
                     arguments: StatementArguments(slice.map { $0.data }))
-                for r in rows { if let id = ChunkID(bytes: r) { found.insert(id) } }
+                for r in rows { if let id = BlobID(bytes: r) { found.insert(id) } }
                 start += 500
             }
         }
         return found
     }
 
-    public func location(of id: ChunkID) throws -> BlobLocation? {
+    public func location(of id: BlobID) throws -> BlobLocation? {
         try read("looking up blob \(id.shortHex)") { db in
             let row = try Row.fetchOne(
                 db,
@@ -141,14 +141,14 @@ public final class StoreIndex: Sendable {
     }
 
     /// Locations of many blobs in one read (a restore batch): absent ones are left out.
-    public func locations(of ids: [ChunkID]) throws -> [ChunkID: BlobLocation] {
+    public func locations(of ids: [BlobID]) throws -> [BlobID: BlobLocation] {
         try read("looking up \(ids.count) blobs") { db in
             let st = try db.cachedStatement(
                 sql: """
                     SELECT b.kind, b.compression, b.offset, b.stored_length, b.raw_length, p.id AS pid, p.name
                     FROM blobs b JOIN packs p ON p.id = b.pack_id WHERE b.id = ?
                     """)
-            var out: [ChunkID: BlobLocation] = [:]
+            var out: [BlobID: BlobLocation] = [:]
             for id in ids where out[id] == nil {
                 if let row = try Row.fetchOne(st, arguments: [id.data]) { out[id] = Self.location(row) }
             }
@@ -186,7 +186,7 @@ public final class StoreIndex: Sendable {
 
     static func entry(_ row: Row) -> PackEntry {
         PackEntry(
-            id: ChunkID(bytes: row["id"] as Data) ?? ChunkID(w0: 0, w1: 0, w2: 0, w3: 0),
+            id: BlobID(bytes: row["id"] as Data) ?? BlobID(w0: 0, w1: 0, w2: 0, w3: 0),
             kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
             compression: BlobCompression(rawValue: UInt8(row["compression"] as Int)) ?? .none,
             offset: row["offset"], storedLength: row["stored_length"], rawLength: row["raw_length"])
@@ -213,13 +213,13 @@ public final class StoreIndex: Sendable {
 
     // MARK: Recovery points
 
-    func commitPoint(id: ChunkID, point: RecoveryPoint) throws {
+    func commitPoint(id: BlobID, point: RecoveryPoint) throws {
         try write("committing recovery point \(id.shortHex)") { db in
             try Self.insertPoint(db, id: id, point: point)
         }
     }
 
-    static func insertPoint(_ db: Database, id: ChunkID, point: RecoveryPoint) throws {
+    static func insertPoint(_ db: Database, id: BlobID, point: RecoveryPoint) throws {
         try db.execute(
             sql: "INSERT OR IGNORE INTO machines (name, created_at) VALUES (?, ?)",
             arguments: [point.machine, Date().timeIntervalSince1970])
@@ -250,7 +250,7 @@ public final class StoreIndex: Sendable {
                 rows = try Row.fetchAll(db, sql: "SELECT id, record FROM recovery_points ORDER BY finished_at, id")
             }
             return try rows.map { row in
-                let id = ChunkID(bytes: row["id"] as Data) ?? ChunkID(w0: 0, w1: 0, w2: 0, w3: 0)
+                let id = BlobID(bytes: row["id"] as Data) ?? BlobID(w0: 0, w1: 0, w2: 0, w3: 0)
                 let record = try RecoveryPoint.decode(Array(row["record"] as Data), what: "recovery point \(id.shortHex)")
                 return RecoveryPointInfo(id: id, point: record)
             }
@@ -261,21 +261,21 @@ public final class StoreIndex: Sendable {
         try read("listing machines") { db in try String.fetchAll(db, sql: "SELECT name FROM machines ORDER BY name") }
     }
 
-    func deletePoint(_ id: ChunkID) throws {
+    func deletePoint(_ id: BlobID) throws {
         try write("deleting recovery point \(id.shortHex)") { db in
             try db.execute(sql: "DELETE FROM recovery_points WHERE id = ?", arguments: [id.data])
         }
     }
 }
 
-extension ChunkID {
+extension BlobID {
     package var data: Data { withUnsafeBytes { Data($0) } }
 }
 
 extension StoreIndex {
     /// One row per blob: enough for gc and check without touching the packs.
     public struct BlobRow: Sendable {
-        public var id: ChunkID
+        public var id: BlobID
         public var kind: BlobKind
         public var packID: Int64
         public var storedLength: Int
@@ -286,7 +286,7 @@ extension StoreIndex {
             var out: [BlobRow] = []
             let cursor = try Row.fetchCursor(db, sql: "SELECT id, kind, pack_id, stored_length FROM blobs")
             while let row = try cursor.next() {
-                guard let id = ChunkID(bytes: row["id"] as Data) else { continue }
+                guard let id = BlobID(bytes: row["id"] as Data) else { continue }
                 out.append(
                     BlobRow(
                         id: id, kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
@@ -298,7 +298,7 @@ extension StoreIndex {
 
     /// Repack and delete in one transaction: new packs take over the live blobs of `oldPacks`, the dead
     /// blobs and the old pack rows go. The old files are deleted by the caller only after this commits.
-    func replacePacks(newPacks: [(name: String, size: Int, entries: [PackEntry])], oldPacks: [Int64], deadBlobs: [ChunkID]) throws {
+    func replacePacks(newPacks: [(name: String, size: Int, entries: [PackEntry])], oldPacks: [Int64], deadBlobs: [BlobID]) throws {
         try write("recording garbage collection") { db in
             for p in newPacks { try Self.insertPack(db, name: p.name, size: p.size, entries: p.entries, replace: true) }
             let del = try db.cachedStatement(sql: "DELETE FROM blobs WHERE id = ?")
@@ -317,7 +317,7 @@ extension StoreIndex {
     }
 
     /// Replaces the whole index with what the packs hold (rebuild-index).
-    func replaceAll(packs: [(name: String, size: Int, entries: [PackEntry])], points: [(ChunkID, RecoveryPoint)]) throws {
+    func replaceAll(packs: [(name: String, size: Int, entries: [PackEntry])], points: [(BlobID, RecoveryPoint)]) throws {
         try write("rebuilding the index") { db in
             // Machines (and the relay's credentials and ownership records) are kept: only what the packs
             // describe is replaced.

@@ -7,7 +7,7 @@ import OutpostObjects
 /// A registered relay's own container (`containers/<relay id>/…`): put-if-absent, read (whole or one range),
 /// soft delete, list (docs/vault.md §7). Deletes are refused on an immutable vault.
 struct VaultObjectRoutes: Sendable {
-    let settings: VaultSettings
+    let settings: VaultConfiguration
     let objects: any ObjectStore
     /// Bytes of PUT bodies held in memory at once.
     let putBudget: ByteBudget

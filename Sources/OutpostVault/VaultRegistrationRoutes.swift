@@ -7,7 +7,7 @@ import OutpostObjects
 /// The open routes a credentials file uses: registering a relay, and reading the key file a recovery file
 /// re-attaches (docs/vault.md §7).
 struct VaultRegistrationRoutes: Sendable {
-    let settings: VaultSettings
+    let settings: VaultConfiguration
     let registry: VaultRegistry
     let objects: any ObjectStore
     let logger: Logger

@@ -19,7 +19,7 @@ public struct VaultRequestContext: BearerContext {
 /// (`containers/<relay id>/…`); deletes are soft (kept `softDeleteDays`), and refused on an immutable vault.
 public struct VaultServer: Sendable {
     public let directory: VaultDataDirectory
-    public let settings: VaultSettings
+    public let settings: VaultConfiguration
     public let registry: VaultRegistry
     public let objects: any ObjectStore
     public let identity: TLSIdentity

@@ -65,7 +65,7 @@ struct RelayCommand: AsyncParsableCommand {
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay serve`", logger: logger)
             // The embedded forwarder runs when the relay is registered with a vault.
             var services: [any Service] = []
-            var tier2: (@Sendable (ChunkID) async throws -> PreparedBlob?)?
+            var tier2: (@Sendable (BlobID) async throws -> PreparedBlob?)?
             var forwarding: ForwardingService?
             if FileManager.default.fileExists(atPath: VaultLink.paths(dir.root).link) {
                 let forwarder = try makeForwarder(dir: dir, store: store, settings: settings, logger: logger)

@@ -24,7 +24,8 @@ struct StoreCommand: AsyncParsableCommand {
         func run() async throws {
             var random = [UInt8](repeating: 0, count: 16)
             for i in random.indices { random[i] = UInt8.random(in: 0...255) }
-            let config = StoreConfig(id: Hex.encode(random), createdAt: Date(), compressionLevel: compressionLevel, packTargetSize: packSizeMib << 20)
+            let config = StoreConfiguration(
+                id: Hex.encode(random), createdAt: Date(), compressionLevel: compressionLevel, packTargetSize: packSizeMib << 20)
             let store = try Store.initialize(at: options.store, config: config)
             printErr(
                 "created store \(store.layout.root) (id \(config.id.prefix(8)), format version \(config.version), zstd level \(compressionLevel))")

@@ -38,7 +38,7 @@ struct VaultCommand: AsyncParsableCommand {
             let identity = try TLSIdentity.selfSigned(commonName: "Outpost vault \(name)", hosts: [host, "localhost"])
             try DurableFile.writeSecret(Array(identity.certificatePEM.utf8), to: dir.certificatePath, mode: 0o644)
             try DurableFile.writeSecret(Array(identity.privateKeyPEM.utf8), to: dir.keyPath)
-            let settings = VaultSettings(id: RandomSecret.make(bytes: 8), name: name, url: url, replication: repl, secondary: secondary)
+            let settings = VaultConfiguration(id: RandomSecret.make(bytes: 8), name: name, url: url, replication: repl, secondary: secondary)
             try dir.save(settings)
             _ = try dir.objectStore(settings)
             printErr("created vault \(name) (\(repl.rawValue)) in \(dir.root); start it with `outpost vault serve --data \(dir.root)`")

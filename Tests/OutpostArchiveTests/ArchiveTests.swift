@@ -40,11 +40,11 @@ import Testing
     final class RacingRepository: BlobRepository {
         let inner: LocalRepository
         let asked = AsyncSemaphore(permits: 0)
-        let saved = Mutex<[ChunkID: Int]>([:])
+        let saved = Mutex<[BlobID: Int]>([:])
         init(_ store: Store) { inner = LocalRepository(store: store) }
         var chunkerParameters: ChunkerParameters { inner.chunkerParameters }
         var compressionLevel: Int32 { inner.compressionLevel }
-        func missing(_ ids: [ChunkID]) async throws -> Set<ChunkID> {
+        func missing(_ ids: [BlobID]) async throws -> Set<BlobID> {
             let answer = try await inner.missing(ids)
             asked.release()
             return answer
@@ -57,7 +57,7 @@ import Testing
             saved.withLock { for b in blobs { $0[b.id, default: 0] += 1 } }
             return try await inner.save(blobs)
         }
-        func load(_ id: ChunkID, kind: BlobKind) async throws -> [UInt8] { try await inner.load(id, kind: kind) }
+        func load(_ id: BlobID, kind: BlobKind) async throws -> [UInt8] { try await inner.load(id, kind: kind) }
         func latestPoint(machine: String) async throws -> RecoveryPointInfo? { try await inner.latestPoint(machine: machine) }
         func commit(_ point: RecoveryPoint) async throws -> RecoveryPointInfo { try await inner.commit(point) }
     }

@@ -42,7 +42,7 @@ func makeTally() -> BackupTally { BackupTally(progress: BackupProgress(), logger
 }
 
 @Suite struct ChangeDetectorTests {
-    let id = ChunkID.hash([1])
+    let id = BlobID.hash([1])
     var previous: Node {
         Node(name: bytes("f"), type: .file, mtimeNanos: 10, ctimeNanos: 20, size: 5, inode: 7, extents: [.chunk(id, length: 5)])
     }
@@ -68,7 +68,7 @@ func makeTally() -> BackupTally { BackupTally(progress: BackupProgress(), logger
     }
 
     @Test func onlyAFolderHasAPreviousSubtreeAndAnUnreadableOneIsNone() async {
-        let sub = ChunkID.hash([2])
+        let sub = BlobID.hash([2])
         #expect(ChangeDetector.previousSubtree(of: Node(name: bytes("d"), type: .directory, subtree: sub)) == sub)
         #expect(ChangeDetector.previousSubtree(of: Node(name: bytes("d"), type: .file)) == nil)
         let repo = MemoryRepository()
@@ -87,7 +87,7 @@ func makeTally() -> BackupTally { BackupTally(progress: BackupProgress(), logger
         let first = try await writer.write(tree)
         let second = try await writer.write(tree)
         #expect(first == second)
-        #expect(first == ChunkID.hash(tree.encode()))
+        #expect(first == BlobID.hash(tree.encode()))
         #expect(repo.saves.withLock { $0.count } == 1)
         #expect(tally.counted.bytesAddedStored > 0)
     }
@@ -102,13 +102,13 @@ func makeTally() -> BackupTally { BackupTally(progress: BackupProgress(), logger
         init(fail: Bool = false) { self.fail = fail }
         var chunkerParameters: ChunkerParameters { inner.chunkerParameters }
         var compressionLevel: Int32 { 3 }
-        func missing(_ ids: [ChunkID]) async throws -> Set<ChunkID> { try await inner.missing(ids) }
+        func missing(_ ids: [BlobID]) async throws -> Set<BlobID> { try await inner.missing(ids) }
         func save(_ blobs: [PreparedBlob]) async throws -> SaveStats {
             await gate.acquire()
             if fail { throw ArchiveError(.io, "upload failed") }
             return try await inner.save(blobs)
         }
-        func load(_ id: ChunkID, kind: BlobKind) async throws -> [UInt8] { try await inner.load(id, kind: kind) }
+        func load(_ id: BlobID, kind: BlobKind) async throws -> [UInt8] { try await inner.load(id, kind: kind) }
         func latestPoint(machine: String) async throws -> RecoveryPointInfo? { nil }
         func commit(_ point: RecoveryPoint) async throws -> RecoveryPointInfo { try await inner.commit(point) }
     }
@@ -185,7 +185,7 @@ func makeTally() -> BackupTally { BackupTally(progress: BackupProgress(), logger
             uploader: BlobUploader(repository: repo, tally: tally), tally: tally, hooks: BackupOptions.Hooks())
         let data = pseudoRandom(64 * 100, seed: 9)
         let work: [BlobUploader.Work] = (0..<100).map { i in
-            (ChunkID.hash(Array(data[i * 64..<(i + 1) * 64])), i * 64, 64)
+            (BlobID.hash(Array(data[i * 64..<(i + 1) * 64])), i * 64, 64)
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: data.count, alignment: 64)
         defer { buffer.deallocate() }

@@ -6,7 +6,7 @@ import Testing
 @testable import OutpostArchive
 
 @Suite struct PointListingTests {
-    func list(_ repo: MemoryRepository, _ root: ChunkID, _ path: String) async throws -> [String] {
+    func list(_ repo: MemoryRepository, _ root: BlobID, _ path: String) async throws -> [String] {
         var out: [String] = []
         try await PointListing.list(repo.point(root), path: path, repository: repo) { _, p in out.append(String(decoding: p, as: UTF8.self)) }
         return out
@@ -25,7 +25,7 @@ import Testing
         #expect(file?.message == "/top.txt is not a folder")
     }
 
-    func find(_ repo: MemoryRepository, _ pattern: String, _ roots: [ChunkID]) async throws -> [String] {
+    func find(_ repo: MemoryRepository, _ pattern: String, _ roots: [BlobID]) async throws -> [String] {
         try await PointListing.find(pattern, in: roots.map { repo.point($0) }, repository: repo).map {
             String(decoding: $0.path, as: UTF8.self) + " \($0.size)"
         }

@@ -38,7 +38,7 @@ import Testing
     }
 
     @Test func layoutChecksEverySum() throws {
-        let id = ChunkID.hash([1, 2, 3])
+        let id = BlobID.hash([1, 2, 3])
         let ok = Node(name: [0x61], type: .file, size: 10, extents: [.hole(length: 4), .chunk(id, length: 6)])
         #expect(try FileWriter.layout(ok, path: "/a").map { [$0.1, Int64($0.2)] } == [[4, 6]])
         let tooBig = Node(name: [0x61], type: .file, size: UInt64(Int64.max) + 1, extents: [])
@@ -133,13 +133,13 @@ import Testing
     /// A repository whose loads of some chunks fail with a given error (a lost connection, a full disk).
     struct FailingRepository: BlobRepository {
         let inner: LocalRepository
-        let failing: Set<ChunkID>
+        let failing: Set<BlobID>
         let error: any Error & Sendable
         var chunkerParameters: ChunkerParameters { inner.chunkerParameters }
         var compressionLevel: Int32 { inner.compressionLevel }
-        func missing(_ ids: [ChunkID]) async throws -> Set<ChunkID> { try await inner.missing(ids) }
+        func missing(_ ids: [BlobID]) async throws -> Set<BlobID> { try await inner.missing(ids) }
         func save(_ blobs: [PreparedBlob]) async throws -> SaveStats { try await inner.save(blobs) }
-        func load(_ id: ChunkID, kind: BlobKind) async throws -> [UInt8] {
+        func load(_ id: BlobID, kind: BlobKind) async throws -> [UInt8] {
             if failing.contains(id) { throw error }
             return try await inner.load(id, kind: kind)
         }
@@ -147,7 +147,7 @@ import Testing
         func commit(_ point: RecoveryPoint) async throws -> RecoveryPointInfo { try await inner.commit(point) }
     }
 
-    func lastChunk(_ store: Store, _ point: RecoveryPointInfo, _ path: String) throws -> ChunkID {
+    func lastChunk(_ store: Store, _ point: RecoveryPointInfo, _ path: String) throws -> BlobID {
         var tree = try store.loadTree(point.point.root!)
         let comps = path.split(separator: "/").map { Array($0.utf8) }
         for c in comps.dropLast() { tree = try store.loadTree(tree.node(named: c)!.subtree!) }

@@ -112,7 +112,7 @@ func makeRestoreTally(_ target: String) -> RestoreTally { RestoreTally(target: t
 @Suite struct SmallFileGroupTests {
     @Test func aGroupIsFullByChunksBytesOrFiles() {
         var group = SmallFileGroup()
-        let id = ChunkID.hash([1])
+        let id = BlobID.hash([1])
         let fourChunks = Node(name: bytes("f"), type: .file, size: 4, extents: Array(repeating: .chunk(id, length: 1), count: 4))
         for _ in 0..<4 { #expect(!group.isFull(adding: fourChunks)); group.add(fourChunks, []) }
         #expect(group.isFull(adding: fourChunks), "16 chunks at most")

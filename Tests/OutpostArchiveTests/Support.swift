@@ -54,7 +54,7 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
 
 /// A store with small chunks and packs so that tests exercise many chunks and packs quickly.
 func makeStore(_ scratch: Scratch, packTarget: Int = 256 << 10) throws -> Store {
-    let config = StoreConfig(
+    let config = StoreConfiguration(
         id: "test", createdAt: Date(),
         chunker: ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536),
         compressionLevel: 3, packTargetSize: packTarget)
@@ -145,22 +145,22 @@ func node(_ store: Store, _ point: RecoveryPointInfo, _ path: String) throws -> 
 /// A repository in memory, for the stages' unit tests: it keeps plaintexts, counts what it is asked and saved,
 /// and commits nothing durable.
 final class MemoryRepository: BlobRepository {
-    let blobs = Mutex<[ChunkID: [UInt8]]>([:])
-    let saves = Mutex<[[ChunkID]]>([])
-    let loads = Mutex<[ChunkID]>([])
+    let blobs = Mutex<[BlobID: [UInt8]]>([:])
+    let saves = Mutex<[[BlobID]]>([])
+    let loads = Mutex<[BlobID]>([])
     var chunkerParameters: ChunkerParameters { ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536) }
     var compressionLevel: Int32 { 3 }
 
     /// Stores a tree of `nodes` and returns its id.
     @discardableResult
-    func put(_ nodes: [Node]) -> ChunkID {
+    func put(_ nodes: [Node]) -> BlobID {
         let bytes = Tree(nodes: nodes).encode()
-        let id = ChunkID.hash(bytes)
+        let id = BlobID.hash(bytes)
         blobs.withLock { $0[id] = bytes }
         return id
     }
 
-    func missing(_ ids: [ChunkID]) async throws -> Set<ChunkID> {
+    func missing(_ ids: [BlobID]) async throws -> Set<BlobID> {
         blobs.withLock { have in Set(ids.filter { have[$0] == nil }) }
     }
 
@@ -179,7 +179,7 @@ final class MemoryRepository: BlobRepository {
         return stats
     }
 
-    func load(_ id: ChunkID, kind: BlobKind) async throws -> [UInt8] {
+    func load(_ id: BlobID, kind: BlobKind) async throws -> [UInt8] {
         loads.withLock { $0.append(id) }
         guard let b = blobs.withLock({ $0[id] }) else { throw ArchiveError(.notFound, "blob \(id.shortHex) is not in the test repository") }
         return b
@@ -188,15 +188,15 @@ final class MemoryRepository: BlobRepository {
     func latestPoint(machine: String) async throws -> RecoveryPointInfo? { nil }
 
     func commit(_ point: RecoveryPoint) async throws -> RecoveryPointInfo {
-        RecoveryPointInfo(id: ChunkID.hash(Array(point.rootTree.utf8)), point: point)
+        RecoveryPointInfo(id: BlobID.hash(Array(point.rootTree.utf8)), point: point)
     }
 
     /// A recovery point whose root tree is `root`.
-    func point(_ root: ChunkID, machine: String = "m1") -> RecoveryPointInfo {
+    func point(_ root: BlobID, machine: String = "m1") -> RecoveryPointInfo {
         let p = RecoveryPoint(
             machine: machine, hostname: "h", paths: ["/"], startedAt: Date(), finishedAt: Date(),
             rootTree: root, parent: nil, summary: BackupSummary())
-        return RecoveryPointInfo(id: ChunkID.hash(Array((machine + root.hex).utf8)), point: p)
+        return RecoveryPointInfo(id: BlobID.hash(Array((machine + root.hex).utf8)), point: p)
     }
 }
 

@@ -6,7 +6,7 @@ import Testing
 @testable import OutpostArchive
 
 /// A small point: /docs/{a.txt, sub/{b.txt}}, /link, /top.txt.
-func sampleRoot(_ repo: MemoryRepository) -> ChunkID {
+func sampleRoot(_ repo: MemoryRepository) -> BlobID {
     let sub = repo.put([file("b.txt", size: 2)])
     let docs = repo.put([
         file("a.txt", size: 1),
@@ -77,7 +77,7 @@ func sampleRoot(_ repo: MemoryRepository) -> ChunkID {
 
     @Test func aDamagedTreeIsAnError() async throws {
         let repo = MemoryRepository()
-        let id = ChunkID.hash([9, 9, 9])
+        let id = BlobID.hash([9, 9, 9])
         repo.blobs.withLock { $0[id] = [9, 9, 9] }
         await #expect(throws: (any Error).self) { try await TreeWalker(repository: repo).tree(id) }
     }

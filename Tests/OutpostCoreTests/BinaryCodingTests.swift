@@ -81,7 +81,7 @@ import Testing
     }
 
     @Test func dataAndIDRoundTrip() throws {
-        let id = ChunkID.hash(Array("abc".utf8))
+        let id = BlobID.hash(Array("abc".utf8))
         var w = BinaryWriter()
         w.data([1, 2, 3])
         w.data([UInt8]())

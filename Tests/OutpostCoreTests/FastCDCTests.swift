@@ -5,12 +5,12 @@ import Testing
 private let small = ChunkerParameters(minSize: 2048, averageSize: 8192, maxSize: 32768)
 
 /// Chunk ids (SHA-256 of each chunk) in stream order.
-private func chunkIDs(_ data: [UInt8], _ chunker: FastCDC) -> [ChunkID] {
-    var ids: [ChunkID] = []
+private func chunkIDs(_ data: [UInt8], _ chunker: FastCDC) -> [BlobID] {
+    var ids: [BlobID] = []
     var start = 0
     data.withUnsafeBytes { all in
         for length in chunker.chunkLengths(of: data) {
-            ids.append(ChunkID.hash(UnsafeRawBufferPointer(rebasing: all[start..<start + length])))
+            ids.append(BlobID.hash(UnsafeRawBufferPointer(rebasing: all[start..<start + length])))
             start += length
         }
     }

@@ -10,7 +10,7 @@ private func sampleEntries() -> (entries: [PackEntry], dataEnd: Int) {
         offset += PackFormat.blobHeaderSize
         entries.append(
             PackEntry(
-                id: ChunkID.hash([UInt8(i)]), kind: kind, compression: compression,
+                id: BlobID.hash([UInt8(i)]), kind: kind, compression: compression,
                 offset: offset, storedLength: stored, rawLength: raw))
         offset += stored
     }
@@ -57,7 +57,7 @@ private func split(_ trailer: [UInt8]) -> (entries: [UInt8], footer: [UInt8]) {
         let (entryBytes, footerBytes) = split(trailer)
         let footer = try PackFormat.decodeFooter(footerBytes, pack: "p")
         #expect(footer.count == 3)
-        #expect(footer.digest == ChunkID.hash(entryBytes).bytes)
+        #expect(footer.digest == BlobID.hash(entryBytes).bytes)
         let decoded = try PackFormat.decodeEntries(
             entryBytes, count: footer.count, digest: footer.digest, pack: "p",
             packSize: dataEnd + trailer.count)
@@ -66,7 +66,7 @@ private func split(_ trailer: [UInt8]) -> (entries: [UInt8], footer: [UInt8]) {
 
     @Test func trailerEntryLayout() {
         let entry = PackEntry(
-            id: ChunkID.hash([9]), kind: .tree, compression: .zstd, offset: 0x0102_0304_0506,
+            id: BlobID.hash([9]), kind: .tree, compression: .zstd, offset: 0x0102_0304_0506,
             storedLength: 0x0a0b_0c0d, rawLength: 7)
         let bytes = Array(PackFormat.trailer([entry]).prefix(PackFormat.entrySize))
         #expect(Array(bytes.prefix(32)) == entry.id.bytes)
@@ -99,7 +99,7 @@ private func split(_ trailer: [UInt8]) -> (entries: [UInt8], footer: [UInt8]) {
     @Test func entryOutsideThePackIsRejected() throws {
         func decode(offset: Int, stored: Int, packSize: Int) throws -> [PackEntry] {
             let entry = PackEntry(
-                id: ChunkID.hash([1]), kind: .data, compression: .none, offset: offset,
+                id: BlobID.hash([1]), kind: .data, compression: .none, offset: offset,
                 storedLength: stored, rawLength: stored)
             let (entryBytes, footerBytes) = split(PackFormat.trailer([entry]))
             let footer = try PackFormat.decodeFooter(footerBytes, pack: "p")
@@ -118,7 +118,7 @@ private func split(_ trailer: [UInt8]) -> (entries: [UInt8], footer: [UInt8]) {
     /// Found by the pack fuzz target (Fuzz/crashes/pack): a trailer claiming 4 GiB of plaintext for a small blob
     /// made a reader allocate it.
     @Test func aTrailerMayNotClaimGigabytesOfPlaintext() throws {
-        let entry = PackEntry(id: ChunkID.hash([1]), kind: .data, compression: .zstd, offset: 60, storedLength: 40, rawLength: Int(UInt32.max))
+        let entry = PackEntry(id: BlobID.hash([1]), kind: .data, compression: .zstd, offset: 60, storedLength: 40, rawLength: Int(UInt32.max))
         let (entryBytes, footerBytes) = split(PackFormat.trailer([entry]))
         let footer = try PackFormat.decodeFooter(footerBytes, pack: "p")
         expectFormatError(.invalidValue) {
@@ -128,7 +128,7 @@ private func split(_ trailer: [UInt8]) -> (entries: [UInt8], footer: [UInt8]) {
 
     @Test func blobHeaderRoundTrip() throws {
         let blob = PreparedBlob(
-            id: ChunkID.hash([1, 2, 3]), kind: .tree, compression: .zstd,
+            id: BlobID.hash([1, 2, 3]), kind: .tree, compression: .zstd,
             stored: [UInt8](repeating: 7, count: 300), rawLength: 70_000)
         let header = PackFormat.blobHeader(blob)
         #expect(header.count == PackFormat.blobHeaderSize)
@@ -142,7 +142,7 @@ private func split(_ trailer: [UInt8]) -> (entries: [UInt8], footer: [UInt8]) {
     }
 
     @Test func blobHeaderWithUnknownKindOrCompressionIsRejected() {
-        let blob = PreparedBlob(id: ChunkID.hash([]), kind: .data, compression: .none, stored: [], rawLength: 0)
+        let blob = PreparedBlob(id: BlobID.hash([]), kind: .data, compression: .none, stored: [], rawLength: 0)
         var badKind = PackFormat.blobHeader(blob)
         badKind[0] = 3
         expectFormatError(.invalidValue) { _ = try PackFormat.decodeBlobHeader(badKind, pack: "p", at: 16) }

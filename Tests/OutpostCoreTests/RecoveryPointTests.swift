@@ -23,7 +23,7 @@ private func samplePoint(started: Double = march1 + 0.125, parent: String? = "ab
         machine: "laptop", hostname: "laptop.local", paths: ["/home/alice", "/etc"],
         startedAt: Date(timeIntervalSince1970: started),
         finishedAt: Date(timeIntervalSince1970: started + 3.5),
-        rootTree: ChunkID.hash(Array("root".utf8)), parent: parent, summary: summary)
+        rootTree: BlobID.hash(Array("root".utf8)), parent: parent, summary: summary)
     point.tags = ["nightly", "ünïcode"]
     return point
 }
@@ -35,7 +35,7 @@ private func json(_ point: RecoveryPoint) -> String { String(decoding: point.enc
         let point = samplePoint()
         let decoded = try RecoveryPoint.decode(point.encoded(), what: "point")
         #expect(decoded == point)
-        #expect(decoded.root == ChunkID.hash(Array("root".utf8)))
+        #expect(decoded.root == BlobID.hash(Array("root".utf8)))
         #expect(decoded.version == 1)
     }
 

@@ -46,6 +46,6 @@ func expectFormatError(
     return error
 }
 
-extension ChunkID {
-    static let zero = ChunkID(w0: 0, w1: 0, w2: 0, w3: 0)
+extension BlobID {
+    static let zero = BlobID(w0: 0, w1: 0, w2: 0, w3: 0)
 }

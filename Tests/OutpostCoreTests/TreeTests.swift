@@ -3,9 +3,9 @@ import Testing
 
 private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
-private let idA = ChunkID.hash(bytes("chunk a"))
-private let idB = ChunkID.hash(bytes("chunk b"))
-private let idSub = ChunkID.hash(bytes("subtree"))
+private let idA = BlobID.hash(bytes("chunk a"))
+private let idB = BlobID.hash(bytes("chunk b"))
+private let idSub = BlobID.hash(bytes("subtree"))
 
 /// One node of every type, with the awkward cases: non-UTF-8 and 255-byte names, xattrs, holes.
 private func sampleNodes() -> [Node] {
@@ -45,7 +45,7 @@ private func unsortedTree(_ nodes: [Node]) -> Tree {
 @Suite struct TreeTests {
     @Test func roundTripWithEveryNodeType() throws {
         let tree = Tree(nodes: sampleNodes())
-        let decoded = try Tree.decode(tree.encode(), id: ChunkID.hash(tree.encode()))
+        let decoded = try Tree.decode(tree.encode(), id: BlobID.hash(tree.encode()))
         #expect(decoded == tree)
         #expect(decoded.nodes.count == 12)
         let file = try #require(decoded.node(named: bytes("file")))
@@ -88,7 +88,7 @@ private func unsortedTree(_ nodes: [Node]) -> Tree {
         let c = Tree(nodes: Array(nodes[5...] + nodes[..<5])).encode()
         #expect(a == b)
         #expect(a == c)
-        #expect(ChunkID.hash(a) == ChunkID.hash(b))
+        #expect(BlobID.hash(a) == BlobID.hash(b))
         var changed = nodes
         changed[0].mtimeNanos += 1
         #expect(Tree(nodes: changed).encode() != a)
@@ -114,7 +114,7 @@ private func unsortedTree(_ nodes: [Node]) -> Tree {
 
     @Test func directoryWithoutSubtreeDecodesToZeroID() throws {
         let tree = Tree(nodes: [Node(name: bytes("d"), type: .directory)])
-        #expect(try Tree.decode(tree.encode()).nodes.first?.subtree == ChunkID.zero)
+        #expect(try Tree.decode(tree.encode()).nodes.first?.subtree == BlobID.zero)
     }
 
     @Test(

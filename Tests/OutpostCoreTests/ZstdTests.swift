@@ -14,7 +14,7 @@ private func make(_ plaintext: [UInt8], kind: BlobKind = .data, compressor: Zstd
     plaintext.withUnsafeBytes { PreparedBlob.make(kind: kind, plaintext: $0, compressor: compressor) }
 }
 
-private func open(_ blob: PreparedBlob, stored: [UInt8]? = nil, rawLength: Int? = nil, id: ChunkID? = nil) throws -> [UInt8] {
+private func open(_ blob: PreparedBlob, stored: [UInt8]? = nil, rawLength: Int? = nil, id: BlobID? = nil) throws -> [UInt8] {
     try (stored ?? blob.stored).withUnsafeBytes {
         try PreparedBlob.open(
             stored: $0, id: id ?? blob.id, compression: blob.compression,
@@ -105,7 +105,7 @@ private func open(_ blob: PreparedBlob, stored: [UInt8]? = nil, rawLength: Int? 
         let blob = make(plain, kind: .tree, compressor: ZstdCompressor())
         #expect(blob.compression == .zstd)
         #expect(blob.kind == .tree)
-        #expect(blob.id == ChunkID.hash(plain))
+        #expect(blob.id == BlobID.hash(plain))
         #expect(blob.rawLength == plain.count)
         #expect(blob.stored.count < plain.count - plain.count / 32)
         #expect(try open(blob) == plain)
@@ -116,7 +116,7 @@ private func open(_ blob: PreparedBlob, stored: [UInt8]? = nil, rawLength: Int? 
         let blob = make(random, compressor: ZstdCompressor())
         #expect(blob.compression == .none)
         #expect(blob.stored == random)
-        #expect(blob.id == ChunkID.hash(random))
+        #expect(blob.id == BlobID.hash(random))
         #expect(try open(blob) == random)
 
         let uncompressed = make(text(count: 5000), compressor: nil)
@@ -148,7 +148,7 @@ private func open(_ blob: PreparedBlob, stored: [UInt8]? = nil, rawLength: Int? 
 
     @Test func openChecksTheIDAndTheRawLength() {
         let blob = make(text(count: 3000), compressor: nil)
-        expectFormatError(.checksumMismatch) { _ = try open(blob, id: ChunkID.hash([1])) }
+        expectFormatError(.checksumMismatch) { _ = try open(blob, id: BlobID.hash([1])) }
         expectFormatError(.invalidValue) { _ = try open(blob, rawLength: 2999) }
         let packed = make(text(count: 3000), compressor: ZstdCompressor())
         expectFormatError(.compression) { _ = try open(packed, rawLength: 3001) }

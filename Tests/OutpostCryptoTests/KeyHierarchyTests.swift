@@ -22,7 +22,7 @@ import Testing
     @Test func theRightPassphraseUnwrapsTheSameMasterKey() throws {
         let (file, master) = try KeyFile.create(passphrase: passphrase, parameters: .fastForTests)
         let again = try KeyFile.decode(file.encoded()).unwrap(passphrase: passphrase)
-        let id = ChunkID.hash(Array("x".utf8))
+        let id = BlobID.hash(Array("x".utf8))
         #expect(ObjectSealer(master: again).objectName(for: id) == ObjectSealer(master: master).objectName(for: id))
     }
 
@@ -62,7 +62,7 @@ import Testing
     @Test func objectNamesDoNotRevealChunkIDs() throws {
         let (_, m1) = try KeyFile.create(passphrase: passphrase, parameters: .fastForTests)
         let (_, m2) = try KeyFile.create(passphrase: passphrase, parameters: .fastForTests)
-        let id = ChunkID.hash(Array("known file".utf8))
+        let id = BlobID.hash(Array("known file".utf8))
         let n1 = ObjectSealer(master: m1).objectName(for: id)
         #expect(n1 != id.hex)
         #expect(n1.count == 64)

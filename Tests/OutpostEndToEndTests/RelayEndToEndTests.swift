@@ -69,7 +69,7 @@ import Testing
         // …and cannot read beta's blobs by id.
         let ca = try client(a)
         let denied = await #expect(throws: ClientError.self) {
-            _ = try await ca.call(.POST, "/v1/blobs", body: WireFormat.encodeIDs([ChunkID(hex: bRoot)!]))
+            _ = try await ca.call(.POST, "/v1/blobs", body: WireFormat.encodeIDs([BlobID(hex: bRoot)!]))
         }
         #expect(denied?.code == .forbidden)
         await ca.close()
@@ -133,13 +133,13 @@ import Testing
         let claimed = Array("the payroll file of another machine".utf8)
         let sent = Array("something else entirely, 34 bytes".utf8)
         let honest = Array("an honest chunk".utf8)
-        let forged = PreparedBlob(id: ChunkID.hash(claimed), kind: .data, compression: .none, stored: sent, rawLength: sent.count)
+        let forged = PreparedBlob(id: BlobID.hash(claimed), kind: .data, compression: .none, stored: sent, rawLength: sent.count)
         let good = honest.withUnsafeBytes { PreparedBlob.make(kind: .data, plaintext: $0, compressor: nil) }
         let e = await #expect(throws: ClientError.self) {
             _ = try await c.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames([good, forged]))
         }
         #expect(e?.message.contains("does not match") == true)
-        let missing = try await c.call(.POST, "/v1/chunks/missing", body: WireFormat.encodeIDs([forged.id, good.id, ChunkID.hash(sent)]))
+        let missing = try await c.call(.POST, "/v1/chunks/missing", body: WireFormat.encodeIDs([forged.id, good.id, BlobID.hash(sent)]))
         #expect(try WireFormat.decodeIDs(missing, max: 10).count == 3, "nothing of the rejected request was stored")
         let garbage = await #expect(throws: ClientError.self) {
             _ = try await c.call(.POST, "/v1/chunks/missing", body: [1, 2, 3])

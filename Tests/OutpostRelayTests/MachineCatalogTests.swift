@@ -44,7 +44,7 @@ import Testing
     /// passed over (`relay rebuild` before the machines are added again).
     @Test func aRebuiltPointsBlobsGoBackToItsMachine() throws {
         try withCatalog { catalog, _ in
-            let blob = ChunkID.hash(Array("blob".utf8)), tree = ChunkID.hash(Array("tree".utf8))
+            let blob = BlobID.hash(Array("blob".utf8)), tree = BlobID.hash(Array("tree".utf8))
             try catalog.addMachine("web1", token: "t1", expiresAt: Date().addingTimeInterval(60))
             try catalog.addOwned(byMachineNamed: "web1", [blob, tree], verifiedTrees: [tree])
             try catalog.addOwned(byMachineNamed: "nobody", [blob], verifiedTrees: [])

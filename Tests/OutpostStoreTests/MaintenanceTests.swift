@@ -20,7 +20,7 @@ func node(_ store: Store, _ point: RecoveryPointInfo, _ path: String) throws -> 
     throw StoreError(.notFound, path)
 }
 
-func chunkIDs(_ n: Node) -> [ChunkID] {
+func chunkIDs(_ n: Node) -> [BlobID] {
     n.extents.compactMap { if case .chunk(let id, _) = $0 { id } else { nil } }
 }
 
@@ -173,7 +173,7 @@ func chunkIDs(_ n: Node) -> [ChunkID] {
         mkdir(small, 0o700)
         #expect(mount("tmpfs", small, "tmpfs", 0, "size=3m") == 0)
         defer { umount(small) }
-        let config = StoreConfig(
+        let config = StoreConfiguration(
             id: "full", createdAt: Date(), chunker: ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536),
             packTargetSize: 256 << 10)
         let storePath = small + "/store"

@@ -22,7 +22,7 @@ import Testing
     @Test func readsFromManyMorePacksThanTheCacheHoldsAtOnce() async throws {
         let s = Scratch()
         let store = try makeStore(s, packTarget: 1)
-        var ids: [ChunkID] = []
+        var ids: [BlobID] = []
         for i in 0..<300 {
             let plain = [UInt8(i & 0xff), UInt8(i >> 8)] + (0..<1998).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) }
             let blob = plain.withUnsafeBytes { PreparedBlob.make(kind: .data, plaintext: $0, compressor: nil) }

@@ -53,7 +53,7 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
 
 /// A store with small chunks and packs so that tests exercise many chunks and packs quickly.
 func makeStore(_ scratch: Scratch, packTarget: Int = 256 << 10) throws -> Store {
-    let config = StoreConfig(
+    let config = StoreConfiguration(
         id: "test", createdAt: Date(),
         chunker: ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536),
         compressionLevel: 3, packTargetSize: packTarget)

@@ -14,7 +14,7 @@ import Testing
         try body(ForwardingLedger(store: try Store.initialize(at: path)))
     }
 
-    let a = ChunkID.hash(Array("a".utf8)), b = ChunkID.hash(Array("b".utf8)), c = ChunkID.hash(Array("c".utf8))
+    let a = BlobID.hash(Array("a".utf8)), b = BlobID.hash(Array("b".utf8)), c = BlobID.hash(Array("c".utf8))
 
     @Test func sentBlobsArePlacedAndForgottenOnlyWhenUnmarked() throws {
         try withLedger { ledger in

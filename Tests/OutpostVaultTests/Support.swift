@@ -16,11 +16,11 @@ struct VaultFixture {
     /// The relay's credential, as sent after `Bearer `.
     let credential: String
 
-    init(_ purpose: String, settings: (inout VaultSettings) -> Void = { _ in }) throws {
+    init(_ purpose: String, settings: (inout VaultConfiguration) -> Void = { _ in }) throws {
         root = NSTemporaryDirectory() + "/outpost-vault-\(purpose)-\(UUID().uuidString.prefix(8))"
         directory = VaultDataDirectory(root)
         try FileManager.default.createDirectory(atPath: root + "/tls", withIntermediateDirectories: true)
-        var s = VaultSettings(id: "v", name: "v", url: "https://127.0.0.1:1", replication: .lrs, secondary: nil)
+        var s = VaultConfiguration(id: "v", name: "v", url: "https://127.0.0.1:1", replication: .lrs, secondary: nil)
         settings(&s)
         try directory.save(s)
         let identity = try TLSIdentity.selfSigned(commonName: "test vault", hosts: ["localhost"])

@@ -37,7 +37,7 @@ import Testing
             var index = BinaryWriter(capacity: 64)
             index.u16(1)
             index.u32(1)
-            index.id(ChunkID.hash([1]))
+            index.id(BlobID.hash([1]))
             index.u8(1)
             index.u64(offset)
             index.u32(length)

@@ -40,7 +40,7 @@ import Testing
         let root = scratch()
         defer { try? FileManager.default.removeItem(atPath: root) }
         let dir = VaultDataDirectory(root)
-        var settings = VaultSettings(id: "v", name: "v", url: "https://127.0.0.1:1", replication: .lrs, secondary: nil)
+        var settings = VaultConfiguration(id: "v", name: "v", url: "https://127.0.0.1:1", replication: .lrs, secondary: nil)
         try dir.save(settings)
         try FileManager.default.createDirectory(atPath: root + "/tls", withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: dir.certificatePath, contents: Data("x".utf8))

@@ -69,7 +69,7 @@ private func forgeDigest(_ pack: inout [UInt8]) {
     let count = Int(pack[footer]) | Int(pack[footer + 1]) << 8 | Int(pack[footer + 2]) << 16 | Int(pack[footer + 3]) << 24
     let start = footer - count * PackFormat.entrySize
     guard start >= PackFormat.headerSize else { return }
-    let digest = ChunkID.hash(Array(pack[start..<footer])).bytes
+    let digest = BlobID.hash(Array(pack[start..<footer])).bytes
     pack.replaceSubrange((footer + 8)..<(footer + 40), with: digest)
 }
 

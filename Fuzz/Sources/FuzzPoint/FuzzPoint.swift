@@ -78,8 +78,8 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
         let start = Date(timeIntervalSince1970: 1_700_000_000.125)
         var point = RecoveryPoint(
             machine: "web-1", hostname: "web-1.example", paths: ["/etc", "/home"], startedAt: start,
-            finishedAt: start.addingTimeInterval(42), rootTree: ChunkID.hash(Array("root".utf8)),
-            parent: ChunkID.hash(Array("parent".utf8)).hex, summary: summary)
+            finishedAt: start.addingTimeInterval(42), rootTree: BlobID.hash(Array("root".utf8)),
+            parent: BlobID.hash(Array("parent".utf8)).hex, summary: summary)
         point.tags = ["daily"]
         let enc = RelayAPI.encoder()
         let session = RelayAPI.Session(
@@ -94,7 +94,7 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
         return [
             ("point-store", [0] + point.encoded()),
             ("point-commit", [1] + point.encoded()),
-            ("point-list", [2] + Array(try enc.encode([RelayAPI.PointEntry(id: ChunkID.hash(point.encoded()).hex, point: point)]))),
+            ("point-list", [2] + Array(try enc.encode([RelayAPI.PointEntry(id: BlobID.hash(point.encoded()).hex, point: point)]))),
             ("session", [3] + Array(try enc.encode(session))),
             (
                 "enroll",

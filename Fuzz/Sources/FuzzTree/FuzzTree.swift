@@ -10,7 +10,7 @@ import OutpostCore
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzTree(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let input = Fuzz.bytes(data, size)
-    guard let tree = try? Tree.decode(input, id: ChunkID.hash(input)) else { return 0 }
+    guard let tree = try? Tree.decode(input, id: BlobID.hash(input)) else { return 0 }
     Fuzz.expect((try? Tree.decode(tree.encode())) == tree, "a decoded tree does not survive encode + decode")
     for (i, node) in tree.nodes.enumerated() {
         Fuzz.expect(Node.isSafeName(node.name), "an accepted tree holds an unsafe name")
@@ -40,8 +40,8 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutabl
     -> CInt
 {
     Fuzz.writeSeedsIfAsked {
-        let c1 = ChunkID.hash(Fuzz.text(100, seed: 1)), c2 = ChunkID.hash(Fuzz.text(100, seed: 2))
-        let sub = ChunkID.hash(Array("subtree".utf8))
+        let c1 = BlobID.hash(Fuzz.text(100, seed: 1)), c2 = BlobID.hash(Fuzz.text(100, seed: 2))
+        let sub = BlobID.hash(Array("subtree".utf8))
         let full = Tree(nodes: [
             Node(
                 name: Array("file.txt".utf8), type: .file, mode: 0o644, uid: 1000, gid: 1000, user: Array("alice".utf8), group: Array("staff".utf8),

@@ -40,7 +40,7 @@ public func fuzzVaultPack(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         guard body.count >= 1 else { return 0 }
         let kind = body[0] % 4
         let plain = Array(body.dropFirst())
-        let id = ChunkID.hash(plain.count > 5 ? Array(plain.dropFirst(5)) : [])
+        let id = BlobID.hash(plain.count > 5 ? Array(plain.dropFirst(5)) : [])
         guard let sealed = try? sealer.sealBare(plain, name: key + "#" + id.hex, kind: kind) else { return 0 }
         if let blob = try? VaultPack.openEntry(sealed, key: key, id: id, kind: kind, sealer: sealer, decompressor: decompressor) {
             Fuzz.expect(blob.id == id, "openEntry returned another blob than the one asked for")

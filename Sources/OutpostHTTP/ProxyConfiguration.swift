@@ -1,5 +1,5 @@
 /// An HTTP proxy for reaching the vault (MARS: direct or through a proxy with optional credentials).
-public struct ProxySettings: Sendable, Equatable {
+public struct ProxyConfiguration: Sendable, Equatable {
     public var host: String
     public var port: Int
     public var user: String?

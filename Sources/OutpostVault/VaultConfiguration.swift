@@ -10,7 +10,7 @@ import OutpostObjects
 public enum Replication: String, Codable, Sendable { case grs, lrs }
 
 /// The vault's settings and identity: `DATA/vault.json`.
-public struct VaultSettings: Codable, Sendable, Equatable {
+public struct VaultConfiguration: Codable, Sendable, Equatable {
     public var format = "outpost-vault"
     public var version = 1
     public var id: String
@@ -47,25 +47,25 @@ public struct VaultDataDirectory: Sendable {
         self.root = DirectoryPath.normalized(root)
     }
 
-    public func settings() throws -> VaultSettings {
+    public func settings() throws -> VaultConfiguration {
         guard let data = FileManager.default.contents(atPath: settingsPath) else {
             throw VaultError(
                 .notAVault,
                 "\(root) is not a vault data directory; create one with `outpost vault init --data \(root) --name NAME --url https://HOST:PORT`")
         }
-        do { return try JSONDecoder().decode(VaultSettings.self, from: data) } catch {
+        do { return try JSONDecoder().decode(VaultConfiguration.self, from: data) } catch {
             throw VaultError(.notAVault, "\(settingsPath) is damaged: \(error)")
         }
     }
 
-    public func save(_ settings: VaultSettings) throws {
+    public func save(_ settings: VaultConfiguration) throws {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         try writeAtomically(Array(try e.encode(settings)), to: settingsPath)
     }
 
     /// The object store per the settings: one copy set, or primary + secondary for GRS.
-    public func objectStore(_ s: VaultSettings) throws -> any ObjectStore {
+    public func objectStore(_ s: VaultConfiguration) throws -> any ObjectStore {
         let primary = try FileObjectStore(root: objectsPath)
         guard s.replication == .grs else { return primary }
         let secondary = try FileObjectStore(root: s.secondary ?? (root + "/secondary"))
@@ -73,7 +73,7 @@ public struct VaultDataDirectory: Sendable {
     }
 
     /// True when any relay's container holds an object (replication can no longer change).
-    public func holdsBackupItems(_ s: VaultSettings) throws -> Bool {
+    public func holdsBackupItems(_ s: VaultConfiguration) throws -> Bool {
         !(try objectStore(s).list(prefix: "containers/").isEmpty)
     }
 }

@@ -1,9 +1,9 @@
 import OutpostCore
 import Testing
 
-@Suite struct ChunkIDTests {
+@Suite struct BlobIDTests {
     @Test func hashOfAbcIsTheKnownSHA256() {
-        let id = ChunkID.hash(Array("abc".utf8))
+        let id = BlobID.hash(Array("abc".utf8))
         #expect(id.hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         #expect(id.bytes.first == 0xba)
         #expect(id.bytes.last == 0xad)
@@ -12,22 +12,22 @@ import Testing
     }
 
     @Test func hashOfEmptyInput() {
-        #expect(ChunkID.hash([]).hex == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(BlobID.hash([]).hex == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
 
     @Test func bufferAndArrayHashesAgree() {
         let data = pseudoRandomBytes(count: 10_000, seed: 21)
-        #expect(data.withUnsafeBytes { ChunkID.hash($0) } == ChunkID.hash(data))
+        #expect(data.withUnsafeBytes { BlobID.hash($0) } == BlobID.hash(data))
     }
 
     @Test func hexRoundTrip() throws {
         for seed in 0..<20 as Range<UInt64> {
-            let id = ChunkID.hash(pseudoRandomBytes(count: 64, seed: seed))
+            let id = BlobID.hash(pseudoRandomBytes(count: 64, seed: seed))
             #expect(id.hex.count == 64)
-            #expect(try #require(ChunkID(hex: id.hex)) == id)
+            #expect(try #require(BlobID(hex: id.hex)) == id)
         }
         let upper = "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
-        #expect(ChunkID(hex: upper) == ChunkID.hash(Array("abc".utf8)))
+        #expect(BlobID(hex: upper) == BlobID.hash(Array("abc".utf8)))
     }
 
     @Test(arguments: [
@@ -42,20 +42,20 @@ import Testing
         "0x" + String(repeating: "a", count: 62),
     ])
     func badHexIsRejected(_ hex: String) {
-        #expect(ChunkID(hex: hex) == nil)
+        #expect(BlobID(hex: hex) == nil)
     }
 
     @Test func bytesRoundTrip() throws {
         let bytes = (0..<32).map { UInt8($0) }
-        let id = try #require(ChunkID(bytes: bytes))
+        let id = try #require(BlobID(bytes: bytes))
         #expect(id.bytes == bytes)
         #expect(id.hex == "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
         #expect(id.withUnsafeBytes { Array($0) } == bytes)
-        #expect(bytes.withUnsafeBytes { ChunkID(rawBuffer: $0) } == id)
-        #expect(ChunkID(bytes: bytes[0..<32]) == id)
-        #expect(ChunkID(bytes: Array(bytes.prefix(31))) == nil)
-        #expect(ChunkID(bytes: bytes + [0]) == nil)
-        #expect(ChunkID(bytes: [UInt8]()) == nil)
+        #expect(bytes.withUnsafeBytes { BlobID(rawBuffer: $0) } == id)
+        #expect(BlobID(bytes: bytes[0..<32]) == id)
+        #expect(BlobID(bytes: Array(bytes.prefix(31))) == nil)
+        #expect(BlobID(bytes: bytes + [0]) == nil)
+        #expect(BlobID(bytes: [UInt8]()) == nil)
     }
 
     @Test func orderIsByteWise() throws {
@@ -63,12 +63,12 @@ import Testing
         low[31] = 0xff
         var high = [UInt8](repeating: 0, count: 32)
         high[0] = 0x01
-        let a = try #require(ChunkID(bytes: low))
-        let b = try #require(ChunkID(bytes: high))
+        let a = try #require(BlobID(bytes: low))
+        let b = try #require(BlobID(bytes: high))
         #expect(a < b)
         #expect(!(b < a))
         #expect(!(a < a))
-        let ids = (0..<50 as Range<UInt64>).map { ChunkID.hash(pseudoRandomBytes(count: 8, seed: $0)) }
+        let ids = (0..<50 as Range<UInt64>).map { BlobID.hash(pseudoRandomBytes(count: 8, seed: $0)) }
         #expect(ids.sorted().map(\.hex) == ids.map(\.hex).sorted())
     }
 

@@ -4,7 +4,7 @@ import Crypto
 ///
 /// Kept as four words rather than `[UInt8]` so that sets and dictionaries of millions of ids
 /// hash and compare without heap traffic.
-public struct ChunkID: Hashable, Sendable, Comparable, CustomStringConvertible {
+public struct BlobID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
 
     public static let byteCount = 32
@@ -36,12 +36,12 @@ public struct ChunkID: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     /// SHA-256 of `buffer`.
-    public static func hash(_ buffer: UnsafeRawBufferPointer) -> ChunkID {
+    public static func hash(_ buffer: UnsafeRawBufferPointer) -> BlobID {
         let digest = SHA256.hash(data: buffer)
-        return digest.withUnsafeBytes { ChunkID(rawBuffer: $0) }
+        return digest.withUnsafeBytes { BlobID(rawBuffer: $0) }
     }
 
-    public static func hash(_ bytes: [UInt8]) -> ChunkID {
+    public static func hash(_ bytes: [UInt8]) -> BlobID {
         bytes.withUnsafeBytes { hash($0) }
     }
 
@@ -59,7 +59,7 @@ public struct ChunkID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var shortHex: String { String(hex.prefix(8)) }
     public var description: String { hex }
 
-    public static func < (lhs: ChunkID, rhs: ChunkID) -> Bool {
+    public static func < (lhs: BlobID, rhs: BlobID) -> Bool {
         lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
     }
 }

@@ -3,13 +3,13 @@ import OutpostCore
 
 /// The store's `config` file (JSON). Read before anything else, so that a directory that is not a store, or a
 /// store written by a newer outpost, is refused before it is touched.
-public struct StoreConfig: Codable, Sendable, Equatable {
+public struct StoreConfiguration: Codable, Sendable, Equatable {
     public static let magic = "outpost-store"
     /// The on-disk layout version this code reads and writes. Never reuse a number.
     public static let currentVersion = 1
 
-    public var format: String = StoreConfig.magic
-    public var version: Int = StoreConfig.currentVersion
+    public var format: String = StoreConfiguration.magic
+    public var version: Int = StoreConfiguration.currentVersion
     public var id: String
     public var createdAt: Date
     public var chunker: ChunkerParameters
