@@ -1,3 +1,5 @@
+// Longer than the 350 lines a file should keep to: one suite of end-to-end scenarios that share a running vault
+// and relay harness (register, forward, restore from tier 2, rebuild, immutability); each test is one scenario.
 import Crypto
 import Foundation
 import Logging
