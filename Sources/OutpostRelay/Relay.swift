@@ -127,15 +127,17 @@ public final class Relay: Sendable {
     }
 
     /// How many of `ids`, from the first, one fetch answer holds: at most `WireFormat.maxFetchAnswerBytes` of
-    /// stored bytes, and at least one blob. The client asks again for the rest (docs/protocol.md).
-    public func fetchablePrefix(_ ids: [BlobID]) throws -> Int {
+    /// stored bytes, and at least one blob. The client asks again for the rest (docs/protocol.md). Also the bytes
+    /// that answer will hold (a blob the store lacks, fetched from the vault, counts as the largest chunk).
+    public func fetchablePrefix(_ ids: [BlobID]) throws -> (count: Int, bytes: Int) {
         let locations = try store.index.locations(of: ids)
         var total = 0
         for (i, id) in ids.enumerated() {
-            total += (locations[id]?.storedLength ?? WireFormat.maxRawLength) + PackFormat.blobHeaderSize
-            if total > WireFormat.maxFetchAnswerBytes { return max(1, i) }
+            let size = (locations[id]?.storedLength ?? store.config.chunker.maxSize) + PackFormat.blobHeaderSize
+            if total + size > WireFormat.maxFetchAnswerBytes && i > 0 { return (i, total) }
+            total += size
         }
-        return ids.count
+        return (ids.count, total)
     }
 
     /// Commits a recovery point for the machine after checking that every tree and chunk it names is on the

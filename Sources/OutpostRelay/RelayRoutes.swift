@@ -107,10 +107,10 @@ struct RelayRoutes: Sendable {
         let body = try await relay.limits.body.collect(request.body, upTo: WireFormat.maxFetchBlobs * 32, what: "blob list")
         let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxFetchBlobs)
         let relay = self.relay
-        // At most a few answers per machine at once, each of bounded size (a prefix of the list).
-        return try await relay.limits.withFetchSlot(machine: machine.id) {
-            let n = try await relay.offload { try relay.fetchablePrefix(ids) }
-            return .binary(try await relay.fetch(machine: machine.id, name: machine.name, Array(ids.prefix(n))))
+        // Each answer of bounded size (a prefix of the list), and a machine's answers in flight within its budget.
+        let (n, bytes) = try await relay.offload { try relay.fetchablePrefix(ids) }
+        return try await relay.limits.withFetchBudget(machine: machine.id, bytes: bytes) {
+            .binary(try await relay.fetch(machine: machine.id, name: machine.name, Array(ids.prefix(n))))
         }
     }
 
