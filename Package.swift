@@ -173,6 +173,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
+        // Fixtures the store and archive tests share: scratch folders, a store, backup and restore helpers, tree diffs.
+        .target(
+            name: "OutpostTestSupport", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
+            path: "Tests/OutpostTestSupport", swiftSettings: strict),
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: strict),
         .testTarget(
             name: "OutpostRelayTests",
@@ -209,10 +213,11 @@ let package = Package(
             ], swiftSettings: strict),
         .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostObjects"], swiftSettings: strict),
         .testTarget(
-            name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"],
+            name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem", "OutpostTestSupport"],
             swiftSettings: strict),
         .testTarget(
-            name: "OutpostArchiveTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem"], swiftSettings: strict),
+            name: "OutpostArchiveTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem", "OutpostTestSupport"],
+            swiftSettings: strict),
         // Drives the real `outpost` binary (built alongside the tests) as operators and scripts do.
         .testTarget(
             name: "OutpostEndToEndTests",

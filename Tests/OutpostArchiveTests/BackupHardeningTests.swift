@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import OutpostCore
 import OutpostStore
+import OutpostTestSupport
 import Synchronization
 import Testing
 

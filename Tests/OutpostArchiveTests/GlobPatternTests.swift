@@ -1,3 +1,4 @@
+import OutpostTestSupport
 import Testing
 
 @testable import OutpostArchive

@@ -2,6 +2,7 @@ import COutpostSystem
 import Foundation
 import OutpostCore
 import OutpostStore
+import OutpostTestSupport
 import Testing
 
 @testable import OutpostArchive

@@ -2,27 +2,12 @@ import Foundation
 import OutpostArchive
 import OutpostCore
 import OutpostStore
+import OutpostTestSupport
 import Testing
 
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// The node at an absolute path inside a recovery point.
-func node(_ store: Store, _ point: RecoveryPointInfo, _ path: String) throws -> Node {
-    var tree = try store.loadTree(point.point.root!)
-    let comps = path.split(separator: "/").map { Array($0.utf8) }
-    for (i, c) in comps.enumerated() {
-        let n = try #require(tree.node(named: c))
-        if i == comps.count - 1 { return n }
-        tree = try store.loadTree(n.subtree!)
-    }
-    throw StoreError(.notFound, path)
-}
-
-func chunkIDs(_ n: Node) -> [BlobID] {
-    n.extents.compactMap { if case .chunk(let id, _) = $0 { id } else { nil } }
-}
 
 @Suite struct MaintenanceTests {
     @Test func checkIsCleanAfterBackups() async throws {

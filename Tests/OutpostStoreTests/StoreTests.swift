@@ -2,6 +2,7 @@ import Foundation
 import OutpostArchive
 import OutpostCore
 import OutpostStore
+import OutpostTestSupport
 import Testing
 
 #if canImport(Glibc)

@@ -10,10 +10,10 @@ import Testing
 #endif
 
 /// A scratch directory removed when the test ends.
-final class Scratch {
-    let path: String
+public final class Scratch {
+    public let path: String
 
-    init(_ name: String = #function) {
+    public init(_ name: String = #function) {
         var base = ProcessInfo.processInfo.environment["OUTPOST_TEST_TMP"] ?? NSTemporaryDirectory()
         while base.hasSuffix("/") { base.removeLast() }
         let clean = name.filter { $0.isLetter || $0.isNumber }
@@ -23,10 +23,10 @@ final class Scratch {
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
 
-    func sub(_ name: String) -> String { path + "/" + name }
+    public func sub(_ name: String) -> String { path + "/" + name }
 
     @discardableResult
-    func write(_ rel: String, _ bytes: [UInt8], mode: mode_t = 0o644) -> String {
+    public func write(_ rel: String, _ bytes: [UInt8], mode: mode_t = 0o644) -> String {
         let p = sub(rel)
         try! FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: p, contents: Data(bytes))
@@ -36,7 +36,7 @@ final class Scratch {
 }
 
 /// Deterministic pseudo-random bytes (splitmix64).
-func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
+public func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
     var state = seed
     var out = [UInt8](repeating: 0, count: count)
     var i = 0
@@ -52,7 +52,7 @@ func pseudoRandom(_ count: Int, seed: UInt64) -> [UInt8] {
 }
 
 /// A store with small chunks and packs so that tests exercise many chunks and packs quickly.
-func makeStore(_ scratch: Scratch, packTarget: Int = 256 << 10) throws -> Store {
+public func makeStore(_ scratch: Scratch, packTarget: Int = 256 << 10) throws -> Store {
     let config = StoreConfiguration(
         id: "test", createdAt: Date(),
         chunker: ChunkerParameters(minSize: 4096, averageSize: 16384, maxSize: 65536),
@@ -60,7 +60,7 @@ func makeStore(_ scratch: Scratch, packTarget: Int = 256 << 10) throws -> Store 
     return try Store.initialize(at: scratch.sub("store"), config: config)
 }
 
-func backup(
+public func backup(
     _ store: Store, machine: String = "m1", _ paths: [String], excludes: [String] = [],
     configure: (inout BackupOptions) -> Void = { _ in }
 ) async throws -> BackupResult {
@@ -69,7 +69,7 @@ func backup(
     return try await Archiver(repository: LocalRepository(store: store), options: options).run()
 }
 
-func restore(
+public func restore(
     _ store: Store, _ point: RecoveryPointInfo, to target: String, include: [String] = [],
     existing: ExistingEntries = .refuse
 ) async throws -> RestoreResult {
@@ -80,7 +80,7 @@ func restore(
 }
 
 /// Differences between two trees: content, type, mode, mtime, symlink targets, xattrs, hardlink structure.
-func differences(_ a: String, _ b: String) -> [String] {
+public func differences(_ a: String, _ b: String) -> [String] {
     var out: [String] = []
     func xattrs(_ p: String) -> [String: [UInt8]] {
         var result: [String: [UInt8]] = [:]
@@ -127,4 +127,21 @@ func differences(_ a: String, _ b: String) -> [String] {
 }
 
 /// Where a backed-up absolute path lands under a restore target.
-func restored(_ target: String, _ original: String) -> String { target + original }
+public func restored(_ target: String, _ original: String) -> String { target + original }
+
+/// The node at an absolute path inside a recovery point.
+public func node(_ store: Store, _ point: RecoveryPointInfo, _ path: String) throws -> Node {
+    var tree = try store.loadTree(point.point.root!)
+    let comps = path.split(separator: "/").map { Array($0.utf8) }
+    for (i, c) in comps.enumerated() {
+        let n = try #require(tree.node(named: c))
+        if i == comps.count - 1 { return n }
+        tree = try store.loadTree(n.subtree!)
+    }
+    throw StoreError(.notFound, path)
+}
+
+/// The chunks of a file node, in order.
+public func chunkIDs(_ n: Node) -> [BlobID] {
+    n.extents.compactMap { if case .chunk(let id, _) = $0 { id } else { nil } }
+}
