@@ -129,15 +129,16 @@ public final class Relay: Sendable {
     /// How many of `ids`, from the first, one fetch answer holds: at most `WireFormat.maxFetchAnswerBytes` of
     /// stored bytes, and at least one blob. The client asks again for the rest (docs/protocol.md). Also the bytes
     /// that answer will hold (a blob the store lacks, fetched from the vault, counts as the largest chunk).
-    public func fetchablePrefix(_ ids: [BlobID]) throws -> (count: Int, bytes: Int) {
+    /// The locations read are handed on to `fetch`, so a fetch reads the index once.
+    public func fetchablePrefix(_ ids: [BlobID]) throws -> (count: Int, bytes: Int, locations: [BlobID: BlobLocation]) {
         let locations = try store.index.locations(of: ids)
         var total = 0
         for (i, id) in ids.enumerated() {
             let size = (locations[id]?.storedLength ?? store.config.chunker.maxSize) + PackFormat.blobHeaderSize
-            if total + size > WireFormat.maxFetchAnswerBytes && i > 0 { return (i, total) }
+            if total + size > WireFormat.maxFetchAnswerBytes && i > 0 { return (i, total, locations) }
             total += size
         }
-        return (ids.count, total)
+        return (ids.count, total, locations)
     }
 
     /// Commits a recovery point for the machine after checking that every tree and chunk it names is on the
@@ -211,7 +212,7 @@ public final class Relay: Sendable {
     }
 
     /// Stored bytes of blobs the machine holds, as frames; a blob it does not hold is refused (403).
-    public func fetch(machine: Int64, name: String, _ ids: [BlobID]) async throws -> [UInt8] {
+    public func fetch(machine: Int64, name: String, _ ids: [BlobID], locations: [BlobID: BlobLocation]? = nil) async throws -> [UInt8] {
         let owned = try catalog.owned(by: machine, ids)
         if let foreign = ids.first(where: { !owned.contains($0) }) {
             throw HTTPFailure(.forbidden, "blob \(foreign.shortHex) does not belong to a recovery point of \(name)")
@@ -236,7 +237,11 @@ public final class Relay: Sendable {
         // leaves the check to the client (which verifies every blob anyway) — a restore from it costs no extra CPU.
         let check = tier2 != nil
         // The common case in one index read; anything missing, unreadable or damaged is retried blob by blob below.
-        if let all = try? await offload({ try self.store.loadStoredMany(ids).map { b in b.flatMap { !check || damage($0) == nil ? $0 : nil } } }),
+        if let all = try? await offload({
+            try (locations.map { try self.store.loadStoredMany(ids, at: $0) } ?? self.store.loadStoredMany(ids)).map { b in
+                b.flatMap { !check || damage($0) == nil ? $0 : nil }
+            }
+        }),
             all.allSatisfy({ $0 != nil })
         {
             return WireFormat.encodeFrames(all.map { $0! })

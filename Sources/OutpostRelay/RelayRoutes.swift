@@ -108,9 +108,9 @@ struct RelayRoutes: Sendable {
         let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxFetchBlobs)
         let relay = self.relay
         // Each answer of bounded size (a prefix of the list), and a machine's answers in flight within its budget.
-        let (n, bytes) = try await relay.offload { try relay.fetchablePrefix(ids) }
+        let (n, bytes, locations) = try await relay.offload { try relay.fetchablePrefix(ids) }
         return try await relay.limits.withFetchBudget(machine: machine.id, bytes: bytes) {
-            .binary(try await relay.fetch(machine: machine.id, name: machine.name, Array(ids.prefix(n))))
+            .binary(try await relay.fetch(machine: machine.id, name: machine.name, Array(ids.prefix(n)), locations: locations))
         }
     }
 

@@ -40,8 +40,12 @@ extension Store {
     /// Many blobs as stored, in order, looked up in one index read; nil for the absent ones. A blob whose pack
     /// cannot be read throws (the caller may try elsewhere blob by blob).
     public func loadStoredMany(_ ids: [BlobID]) throws -> [PreparedBlob?] {
-        let locations = try index.locations(of: ids)
-        return try ids.map { id in
+        try loadStoredMany(ids, at: try index.locations(of: ids))
+    }
+
+    /// The same, with locations the caller already read from the index (no second index read).
+    public func loadStoredMany(_ ids: [BlobID], at locations: [BlobID: BlobLocation]) throws -> [PreparedBlob?] {
+        try ids.map { id in
             guard let loc = locations[id] else { return nil }
             let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
             return PreparedBlob(id: id, kind: loc.kind, compression: loc.compression, stored: stored, rawLength: loc.rawLength)
