@@ -26,24 +26,9 @@ public enum RelayName {
         if let problem = problem(name) { throw VaultError(.invalid, problem) }
     }
 
-    /// `name` safe to print on a terminal: control characters, backslashes and non-ASCII bytes as escapes. A
-    /// registry written before names were checked may hold anything.
-    public static func printable(_ name: String) -> String {
-        var out = ""
-        for b in name.utf8 {
-            switch b {
-            case 0x5c: out += "\\\\"
-            case 0x20...0x7e: out.unicodeScalars.append(Unicode.Scalar(b))
-            default:
-                let digits = Array("0123456789abcdef")
-                out += "\\x" + String(digits[Int(b >> 4)]) + String(digits[Int(b & 15)])
-            }
-        }
-        return out
-    }
+    /// `name` safe to print on a terminal (a registry written before names were checked may hold anything).
+    public static func printable(_ name: String) -> String { Terminal.escaped(name) }
 
     /// `name` in double quotes, escaped.
-    public static func quoted(_ name: String) -> String {
-        "\"" + printable(name).split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\\\"") + "\""
-    }
+    public static func quoted(_ name: String) -> String { Terminal.quoted(name) }
 }

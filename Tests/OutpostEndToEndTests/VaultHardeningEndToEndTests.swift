@@ -59,7 +59,7 @@ import Testing
         let listed = try CLI.run(["vault", "relays", "--data", vault.data])
         #expect(listed.status == 0)
         #expect(!listed.stdout.contains("\u{1b}"))
-        #expect(listed.stdout.contains("we\\x1b[31mst"))
+        #expect(listed.stdout.contains("we\\e[31mst"), "one escape convention: Terminal.escaped")
         let removed = try CLI.run(["vault", "remove-relay", "--data", vault.data, "east"])
         #expect(removed.status == 0, "\(removed.stderr)")
     }

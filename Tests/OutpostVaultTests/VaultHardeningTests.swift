@@ -119,7 +119,7 @@ import Testing
         #expect(registry.relays.allSatisfy { $0.removedAt == nil }, "nothing removed by a guess")
         #expect(try registry.remove("bbbb").name == "dup")
         let printed = RelayName.printable(registry.relays[2].name)
-        #expect(printed == "evil\\x1b]0;owned\\x07")
+        #expect(printed == "evil\\e]0;owned\\x07")
     }
 
     @Test func aRecoveryFileShowsItsTargetWithoutBeingSpent() throws {
