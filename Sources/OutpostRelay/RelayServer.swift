@@ -78,20 +78,17 @@ public struct RelayServer: Sendable {
         return ErrorMiddleware(logger: logger, wording: wording) { error in
             switch error {
             case let e as StoreError where storeCodes.contains(e.code):
-                switch e.code {
-                case .diskFull:
+                if e.code == .diskFull {
                     logger.error("disk full", metadata: ["error": "\(e.message)"])
                     return HTTPFailure(
                         e,
                         message:
                             "the relay's disk is full; nothing of this request was committed — the relay's operator must free space, then run the backup again (\(e.message))"
                     )
-                case .alreadyExists, .taken, .notFound, .ambiguous, .invalid:
-                    return HTTPFailure(e)
-                default:
-                    logger.error("store failure", metadata: ["error": "\(e.message)"])
-                    return HTTPFailure(e)
                 }
+                // The client's mistakes (4xx) are its to read; the relay's own failures are logged here too.
+                if e.httpStatus >= 500 { logger.error("store failure", metadata: ["error": "\(e.message)"]) }
+                return HTTPFailure(e)
             case let e as FormatError:
                 return HTTPFailure(.badRequest, e.message)
             default:
