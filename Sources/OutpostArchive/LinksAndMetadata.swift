@@ -18,6 +18,8 @@ final class LinksAndMetadata: Sendable {
     private let hardlinks = Mutex<[(parent: [[UInt8]], parentMtime: Int64?, node: Node)]>([])
     /// Point paths of the files this run put in place: the first occurrences a hard link may point at.
     private let restoredFiles = Mutex(Set<[UInt8]>())
+    /// User and group names looked up once per restore.
+    private let names = OwnerNames()
 
     init(options: RestoreOptions, planner: RestorePlanner, tally: RestoreTally) {
         self.options = options
@@ -96,7 +98,7 @@ final class LinksAndMetadata: Sendable {
 
     /// The owner by name when this machine knows the name, else by number.
     private func owner(_ node: Node) -> (uid_t, gid_t) {
-        (OwnerNames.uid(named: node.user) ?? node.uid, OwnerNames.gid(named: node.group) ?? node.gid)
+        (names.uid(named: node.user) ?? node.uid, names.gid(named: node.group) ?? node.gid)
     }
 
     /// Owner, mode, xattrs and times of a file or folder, in that order (chown clears set-id bits; times last).

@@ -12,6 +12,7 @@ public struct LocalRepository: BlobRepository {
     public func missing(_ ids: [BlobID]) async throws -> Set<BlobID> { try store.missing(ids) }
     public func save(_ blobs: [PreparedBlob]) async throws -> SaveStats { try store.save(blobs) }
     public func load(_ id: BlobID, kind: BlobKind) async throws -> [UInt8] { try store.load(id) }
+    public func loadMany(_ ids: [BlobID]) async throws -> [[UInt8]] { try store.loadMany(ids) }
 
     public func latestPoint(machine: String) async throws -> RecoveryPointInfo? {
         try store.index.points(machine: machine).max { $0.point.finishedAt < $1.point.finishedAt }

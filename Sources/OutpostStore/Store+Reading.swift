@@ -10,9 +10,24 @@ extension Store {
     /// The plaintext of a blob, verified against its id.
     public func load(_ id: BlobID) throws -> [UInt8] {
         guard let loc = try index.location(of: id) else {
-            throw StoreError(.notFound, "blob \(id.shortHex) is not in the store \(layout.root); run `outpost check` to see what is affected")
+            throw notInStore(id)
         }
         return try load(id, at: loc)
+    }
+
+    /// Plaintexts of many blobs, in order, looked up in one index read (a restore batch).
+    public func loadMany(_ ids: [BlobID]) throws -> [[UInt8]] {
+        let locations = try index.locations(of: ids)
+        return try ids.map { id in
+            guard let loc = locations[id] else {
+                throw notInStore(id)
+            }
+            return try load(id, at: loc)
+        }
+    }
+
+    private func notInStore(_ id: BlobID) -> StoreError {
+        StoreError(.notFound, "blob \(id.shortHex) is not in the store \(layout.root); run `outpost check` to see what is affected")
     }
 
     public func load(_ id: BlobID, at loc: BlobLocation) throws -> [UInt8] {

@@ -130,24 +130,24 @@ public final class StoreIndex: Sendable {
 
     public func location(of id: BlobID) throws -> BlobLocation? {
         try read("looking up blob \(id.shortHex)") { db in
-            let row = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT b.kind, b.compression, b.offset, b.stored_length, b.raw_length, p.id AS pid, p.name
-                    FROM blobs b JOIN packs p ON p.id = b.pack_id WHERE b.id = ?
-                    """, arguments: [id.data])
-            return row.map(Self.location)
+            try Row.fetchOne(try Self.locationStatement(db), arguments: [id.data]).map(Self.location)
         }
+    }
+
+    /// Prepared once per connection: a restore looks up every blob, and compiling the query each time cost more
+    /// than running it.
+    private static func locationStatement(_ db: Database) throws -> Statement {
+        try db.cachedStatement(
+            sql: """
+                SELECT b.kind, b.compression, b.offset, b.stored_length, b.raw_length, p.id AS pid, p.name
+                FROM blobs b JOIN packs p ON p.id = b.pack_id WHERE b.id = ?
+                """)
     }
 
     /// Locations of many blobs in one read (a restore batch): absent ones are left out.
     public func locations(of ids: [BlobID]) throws -> [BlobID: BlobLocation] {
         try read("looking up \(ids.count) blobs") { db in
-            let st = try db.cachedStatement(
-                sql: """
-                    SELECT b.kind, b.compression, b.offset, b.stored_length, b.raw_length, p.id AS pid, p.name
-                    FROM blobs b JOIN packs p ON p.id = b.pack_id WHERE b.id = ?
-                    """)
+            let st = try Self.locationStatement(db)
             var out: [BlobID: BlobLocation] = [:]
             for id in ids where out[id] == nil {
                 if let row = try Row.fetchOne(st, arguments: [id.data]) { out[id] = Self.location(row) }
@@ -156,12 +156,13 @@ public final class StoreIndex: Sendable {
         }
     }
 
+    /// A row of `locationStatement`, read by column position (by name, GRDB lowercases each name per row).
     static func location(_ row: Row) -> BlobLocation {
         BlobLocation(
-            packID: row["pid"], packName: row["name"],
-            kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
-            compression: BlobCompression(rawValue: UInt8(row["compression"] as Int)) ?? .none,
-            offset: row["offset"], storedLength: row["stored_length"], rawLength: row["raw_length"])
+            packID: row[5], packName: row[6],
+            kind: BlobKind(rawValue: UInt8(row[0] as Int)) ?? .data,
+            compression: BlobCompression(rawValue: UInt8(row[1] as Int)) ?? .none,
+            offset: row[2], storedLength: row[3], rawLength: row[4])
     }
 
     public func packs() throws -> [PackRecord] {
