@@ -95,9 +95,27 @@ public final class Archiver: Sendable {
                 group.addTask {
                     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FileChunker.bufferSize, alignment: 64)
                     defer { buffer.deallocate() }
-                    for await job in queue.jobs {
-                        job.result.fulfil(await files.process(job, buffer: UnsafeTransfer(buffer)))
-                        queue.done()
+                    while let job = await queue.next() {
+                        guard job.node.size <= FileChunker.batchFileSize else {
+                            job.result.fulfil(await files.process(job, buffer: UnsafeTransfer(buffer)))
+                            queue.done()
+                            continue
+                        }
+                        // Small files waiting behind it join it, as many as fit in the buffer.
+                        var room = FileChunker.bufferSize - Int(job.node.size)
+                        let batch =
+                            [job]
+                            + queue.takeMore(max: FileChunker.batchFiles - 1) { next in
+                                guard next.node.size <= FileChunker.batchFileSize, Int(next.node.size) < room else { return false }
+                                room -= Int(next.node.size)
+                                return true
+                            }
+                        let results =
+                            batch.count == 1
+                            ? [await files.process(job, buffer: UnsafeTransfer(buffer))]
+                            : await files.processBatch(batch, buffer: UnsafeTransfer(buffer))
+                        for (j, r) in zip(batch, results) { j.result.fulfil(r) }
+                        queue.done(batch.count)
                     }
                 }
             }
@@ -107,6 +125,8 @@ public final class Archiver: Sendable {
                 try await group.waitForAll()
                 return id
             } catch {
+                // The workers fail what is still queued at once, so every folder's tree task ends.
+                tally.stop(error)
                 queue.finish()
                 group.cancelAll()
                 throw error

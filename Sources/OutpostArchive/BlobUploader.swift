@@ -60,12 +60,12 @@ final class BlobUploader: Sendable {
     /// Reads one file with `body`, its uploads in a task group. If reading fails, uploads already started
     /// finish rather than be cancelled: other files may have skipped chunks they carry, so a failed upload is
     /// fatal to the backup.
-    func withUploads(_ body: (inout ThrowingTaskGroup<Void, any Error>) async throws -> [Extent]) async throws -> [Extent] {
+    func withUploads<T: Sendable>(_ body: (inout ThrowingTaskGroup<Void, any Error>) async throws -> T) async throws -> T {
         try await withThrowingTaskGroup(of: Void.self) { uploads in
             do {
-                let extents = try await body(&uploads)
+                let value = try await body(&uploads)
                 try await uploads.waitForAll()
-                return extents
+                return value
             } catch {
                 while !uploads.isEmpty {
                     do { try await uploads.next() } catch let failed { tally.stop(failed) }

@@ -20,35 +20,16 @@ struct FileChunker: Sendable {
     /// Each worker's read buffer.
     static let bufferSize = 8 << 20
 
+    /// Files up to this size (as the scan saw them) are read in batches: a batch shares one "which are new?"
+    /// question and one upload, where a file on its own costs two round trips to a relay.
+    static let batchFileSize = 1 << 20
+    static let batchFiles = 64
+
     /// The file's node with its content, or why it was not backed up.
     func process(_ job: FileJob, buffer: UnsafeTransfer<UnsafeMutableRawBufferPointer>) async -> FileResult {
         if let e = tally.fatalError { return .fatal(e) }
-        hooks.beforeOpen?(job.path)
-        // Relative to the folder the scan saw, without following a link, and non-blocking: a FIFO swapped in for
-        // the file must not hang the backup (opening one for reading waits for a writer).
-        let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
-        var fd = FS.withCPath(job.node.name) { openat(job.directory.fd, $0, flags | outpost_O_NOATIME) }
-        if fd < 0 && errno == EPERM { fd = FS.withCPath(job.node.name) { openat(job.directory.fd, $0, flags) } }
-        if fd < 0 {
-            let e = errno
-            switch e {
-            case ENOENT: tally.record(job.path, "vanished during the backup")
-            case ELOOP, ENXIO: tally.record(job.path, "was replaced during the backup; it will be read again next time")
-            default: tally.record(job.path, "cannot be read: \(Errno(e).message)")
-            }
-            return .skipped
-        }
+        guard let (fd, before) = openChecked(job) else { return .skipped }
         defer { close(fd) }
-        var before = stat()
-        guard fstat(fd, &before) == 0, (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_ino) == job.node.inode,
-            UInt64(before.st_dev) == job.node.device
-        else {
-            tally.record(job.path, "was replaced during the backup; it will be read again next time")
-            return .skipped
-        }
-        // It is the regular file the scan saw: reads may block (network file systems) as usual.
-        let status = fcntl(fd, F_GETFL)
-        if status >= 0 && status & O_NONBLOCK != 0 { _ = fcntl(fd, F_SETFL, status & ~O_NONBLOCK) }
         var node = job.node
         do {
             node.extents = try await uploader.withUploads { uploads in
@@ -61,6 +42,120 @@ struct FileChunker: Sendable {
             tally.stop(error)
             return .fatal(error)
         }
+        return finish(job, node: node, fd: fd, before: before)
+    }
+
+    /// Small files read into one buffer one after the other, their chunks asked about and uploaded together.
+    /// A file that turns out sparse, or bigger than the room left, is read on its own afterwards.
+    func processBatch(_ jobs: [FileJob], buffer: UnsafeTransfer<UnsafeMutableRawBufferPointer>) async -> [FileResult] {
+        if let e = tally.fatalError { return jobs.map { _ in .fatal(e) } }
+        let base = buffer.value.baseAddress!
+        var results = [FileResult?](repeating: nil, count: jobs.count)
+        var alone: [Int] = []
+        var read: [(index: Int, fd: Int32, before: stat, offset: Int, length: Int)] = []
+        var used = 0
+        for (i, job) in jobs.enumerated() {
+            guard let (fd, before) = openChecked(job) else { results[i] = .skipped; continue }
+            let room = buffer.value.count - used
+            if Int64(before.st_blocks) * 512 < Int64(before.st_size) || Int(before.st_size) >= room {
+                close(fd)
+                alone.append(i)
+                continue
+            }
+            var have = 0
+            var failed: Errno?
+            while have < room {
+                let n = pread(fd, base + used + have, room - have, off_t(have))
+                if n < 0 { if errno == EINTR { continue }; failed = Errno(errno); break }
+                if n == 0 { break }
+                have += n
+            }
+            if let failed {
+                close(fd)
+                tally.record(job.path, "could not be read: \(failed.message)")
+                results[i] = .skipped
+            } else if have == room {
+                close(fd)  // it grew past the room left: read on its own
+                alone.append(i)
+            } else {
+                tally.progress.bytesRead.add(Int64(have), ordering: .relaxed)
+                tally.count { $0.bytesRead += Int64(have) }
+                read.append((i, fd, before, used, have))
+                used += have
+            }
+        }
+        // Every file's chunks, cut as a whole file each; one claim, one compression pass and one upload for all.
+        var cuts: [(Int, Int)] = []
+        var firstCut: [Int] = []
+        for f in read {
+            firstCut.append(cuts.count)
+            var pos = 0
+            while pos < f.length {
+                let len = chunker.cut(UnsafeRawBufferPointer(start: base + f.offset + pos, count: min(f.length - pos, chunker.parameters.maxSize)))
+                cuts.append((f.offset + pos, len))
+                pos += len
+            }
+        }
+        firstCut.append(cuts.count)
+        let ids = cuts.map { BlobID.hash(UnsafeRawBufferPointer(start: base + $0.0, count: $0.1)) }
+        do {
+            try await uploader.withUploads { uploads -> Void in
+                let work = try await uploader.claim(ids, cuts: cuts)
+                if !work.isEmpty {
+                    let blobs = await compress(work, base: UnsafeTransfer(UnsafeRawPointer(base)))
+                    try await uploader.upload(blobs, claimed: work.map(\.id), in: &uploads)
+                }
+            }
+        } catch {
+            for f in read { close(f.fd) }
+            tally.stop(error)
+            return jobs.map { _ in .fatal(error) }
+        }
+        for (k, f) in read.enumerated() {
+            var node = jobs[f.index].node
+            node.extents = (firstCut[k]..<firstCut[k + 1]).map { .chunk(ids[$0], length: cuts[$0].1) }
+            results[f.index] = finish(jobs[f.index], node: node, fd: f.fd, before: f.before)
+            close(f.fd)
+        }
+        for i in alone { results[i] = await process(jobs[i], buffer: buffer) }
+        return results.map { $0! }
+    }
+
+    /// Opens the file relative to the folder the scan saw and checks it is still the regular file the scan saw;
+    /// nil (recorded) when it vanished, was replaced or cannot be opened.
+    private func openChecked(_ job: FileJob) -> (Int32, stat)? {
+        hooks.beforeOpen?(job.path)
+        // Without following a link, and non-blocking: a FIFO swapped in for the file must not hang the backup
+        // (opening one for reading waits for a writer).
+        let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+        var fd = FS.withCPath(job.node.name) { openat(job.directory.fd, $0, flags | outpost_O_NOATIME) }
+        if fd < 0 && errno == EPERM { fd = FS.withCPath(job.node.name) { openat(job.directory.fd, $0, flags) } }
+        if fd < 0 {
+            let e = errno
+            switch e {
+            case ENOENT: tally.record(job.path, "vanished during the backup")
+            case ELOOP, ENXIO: tally.record(job.path, "was replaced during the backup; it will be read again next time")
+            default: tally.record(job.path, "cannot be read: \(Errno(e).message)")
+            }
+            return nil
+        }
+        var before = stat()
+        guard fstat(fd, &before) == 0, (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_ino) == job.node.inode,
+            UInt64(before.st_dev) == job.node.device
+        else {
+            close(fd)
+            tally.record(job.path, "was replaced during the backup; it will be read again next time")
+            return nil
+        }
+        // It is the regular file the scan saw: reads may block (network file systems) as usual.
+        let status = fcntl(fd, F_GETFL)
+        if status >= 0 && status & O_NONBLOCK != 0 { _ = fcntl(fd, F_SETFL, status & ~O_NONBLOCK) }
+        return (fd, before)
+    }
+
+    /// The read file's node: its size, and whether it changed while it was read.
+    private func finish(_ job: FileJob, node: Node, fd: Int32, before: stat) -> FileResult {
+        var node = node
         node.size = node.extents.reduce(0) { $0 + UInt64($1.length) }
         hooks.afterRead?(job.path)
         var after = stat()

@@ -8,8 +8,10 @@ import Synchronization
 
 /// Walks the selection depth-first, holding an open descriptor per folder and reaching every entry relative to
 /// it (a path component swapped for a link after the scan is never followed). It makes a node of each entry,
-/// finds hard links, asks the change detector which files to read and queues those, then waits for its files
-/// and writes the folder's tree, bottom-up. One walker per backup, run by one task.
+/// finds hard links, asks the change detector which files to read and queues those, and moves on: each folder's
+/// tree is written, bottom-up, by a task of its own once its files and subfolders are done (`TreeTask`), so the
+/// walk keeps the workers' queue full instead of waiting for every folder's files and tree upload in turn.
+/// One walker per backup, run by one task.
 final class Walker {
     let selection: Selection
     let detector: ChangeDetector
@@ -31,7 +33,7 @@ final class Walker {
 
     /// Walks from `/` (open as `root`), against the parent point's root tree; returns the new root tree's id.
     func walk(root: DirectoryHandle, previous: Tree?) async throws -> BlobID {
-        try await walkVirtual(selection.root, path: [0x2f], directory: root, previous: previous)
+        try await walkVirtual(selection.root, path: [0x2f], directory: root, previous: previous).value.get()
     }
 
     /// An entry of a folder, waiting for the folder's tree.
@@ -44,7 +46,7 @@ final class Walker {
 
     /// The folders above the selected paths, down to them. `directory` nil: the folder could not be opened (it
     /// was recorded), so it is saved empty.
-    private func walkVirtual(_ trie: Selection.Trie, path: [UInt8], directory: DirectoryHandle?, previous: Tree?) async throws -> BlobID {
+    private func walkVirtual(_ trie: Selection.Trie, path: [UInt8], directory: DirectoryHandle?, previous: Tree?) async throws -> TreeTask.Result {
         var slots: [Slot] = []
         for name in trie.children.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             guard let directory else { break }
@@ -62,13 +64,13 @@ final class Walker {
                 slots.append(.directory(node, path: child, previous: previous?.node(named: name)?.subtree, virtual: sub))
             }
         }
-        guard let directory else { return try await trees.write(Tree(nodes: [])) }
+        guard let directory else { return TreeTask.start([], trees: trees, tally: tally) }
         return try await finish(slots, in: directory)
     }
 
-    private func walkDirectory(_ path: [UInt8], directory: DirectoryHandle?, previous: Tree?) async throws -> BlobID {
+    private func walkDirectory(_ path: [UInt8], directory: DirectoryHandle?, previous: Tree?) async throws -> TreeTask.Result {
         if let e = tally.fatalError { throw e }
-        guard let directory else { return try await trees.write(Tree(nodes: [])) }
+        guard let directory else { return TreeTask.start([], trees: trees, tally: tally) }
         var slots: [Slot] = []
         let names: [[UInt8]]
         do { names = try FS.listDirectory(directory.fd) } catch {
@@ -157,51 +159,33 @@ final class Walker {
         }
     }
 
-    /// Recurses into directories, waits for the files, and writes the tree.
-    private func finish(_ slots: [Slot], in parent: DirectoryHandle) async throws -> BlobID {
-        var nodes: [Node] = []
-        nodes.reserveCapacity(slots.count)
+    /// Recurses into directories, then leaves the folder's tree to a task that waits for its entries.
+    private func finish(_ slots: [Slot], in parent: DirectoryHandle) async throws -> TreeTask.Result {
+        var entries: [TreeTask.Entry] = []
+        entries.reserveCapacity(slots.count)
         for slot in slots {
-            if case .directory(var node, let path, let prevID, let virtual) = slot {
+            if case .directory(let node, let path, let prevID, let virtual) = slot {
                 let prevTree = await detector.previousTree(prevID)
                 let directory = openScanned(node, path: path, in: parent)
-                if let virtual {
-                    node.subtree = try await walkVirtual(virtual, path: path, directory: directory, previous: prevTree)
-                } else {
-                    node.subtree = try await walkDirectory(path, directory: directory, previous: prevTree)
-                }
+                let subtree =
+                    if let virtual {
+                        try await walkVirtual(virtual, path: path, directory: directory, previous: prevTree)
+                    } else {
+                        try await walkDirectory(path, directory: directory, previous: prevTree)
+                    }
                 tally.count { $0.directories += 1 }
-                nodes.append(node)
+                entries.append(.directory(node, subtree))
             }
         }
         for slot in slots {
             switch slot {
-            case .ready(let node):
-                nodes.append(node)
-            case .pending(let future):
-                switch await future.value {
-                case .stored(let node): nodes.append(node)
-                case .skipped: break
-                case .fatal(let error): throw error
-                }
-            case .hardlink(var node, let future):
-                switch await future.value {
-                case .stored(let first):
-                    node.extents = first.extents
-                    node.size = first.size
-                    tally.count {
-                        $0.otherEntries += 1; $0.bytesTotal += Int64(first.size)
-                    }
-                    nodes.append(node)
-                case .skipped:
-                    tally.record(node.linkTarget, "(hard link \(FS.display(node.name))) could not be read either")
-                case .fatal(let error): throw error
-                }
-            case .directory:
-                break
+            case .ready(let node): entries.append(.ready(node))
+            case .pending(let future): entries.append(.file(future))
+            case .hardlink(let node, let future): entries.append(.hardlink(node, future))
+            case .directory: break
             }
         }
-        return try await trees.write(Tree(nodes: nodes))
+        return TreeTask.start(entries, trees: trees, tally: tally)
     }
 
     private func makeNode(name: [UInt8], path: [UInt8], st: stat, type: NodeType) -> Node {

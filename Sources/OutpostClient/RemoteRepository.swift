@@ -12,6 +12,8 @@ public final class RemoteRepository: BlobRepository {
     private let decompressors = ResourcePool { ZstdDecompressor() }
     /// Uploads of every file worker, coalesced: at most 4 requests in flight (the relay verifies 2 per core).
     private let uploads: RequestCoalescer<[PreparedBlob], SaveStats>
+    /// Trees of every folder, coalesced apart from data chunks (their totals are counted apart): at most 2 in flight.
+    private let treeUploads: RequestCoalescer<[PreparedBlob], SaveStats>
     /// "Which are missing?" questions of every file worker, coalesced: at most 2 in flight.
     private let queries: RequestCoalescer<[BlobID], Set<BlobID>>
 
@@ -19,6 +21,11 @@ public final class RemoteRepository: BlobRepository {
         self.client = client
         uploads = RequestCoalescer(limit: 4, maxWeight: WireFormat.maxUploadBytes) { parts in
             // The relay answers for the request as a whole; the first part carries the totals.
+            var answers = [SaveStats](repeating: SaveStats(), count: parts.count)
+            answers[0] = try await Self.upload(Array(parts.joined()), with: client)
+            return answers
+        }
+        treeUploads = RequestCoalescer(limit: 2, maxWeight: WireFormat.maxUploadBytes) { parts in
             var answers = [SaveStats](repeating: SaveStats(), count: parts.count)
             answers[0] = try await Self.upload(Array(parts.joined()), with: client)
             return answers
@@ -53,15 +60,17 @@ public final class RemoteRepository: BlobRepository {
 
     /// Sends the blobs in parts below the upload limit; other workers' parts of data chunks may share their
     /// requests (the relay answers a request's totals, which go to its first part: the backup only sums them).
-    /// Trees are sent on their own, so their totals never mix with data chunks' in the recovery point's summary.
+    /// Trees share requests only with trees, so their totals never mix with data chunks' in the recovery point's
+    /// summary.
     public func save(_ blobs: [PreparedBlob]) async throws -> SaveStats {
-        let shared = blobs.allSatisfy { $0.kind == .data }
+        let coalescer = blobs.allSatisfy { $0.kind == .data } ? uploads : blobs.allSatisfy { $0.kind == .tree } ? treeUploads : nil
         var stats = SaveStats()
         var part: [PreparedBlob] = []
         var weight = 0
         func send() async throws {
             guard !part.isEmpty else { return }
-            let r = shared ? try await uploads.submit(part, weight: weight) : try await Self.upload(part, with: client)
+            let r: SaveStats
+            if let coalescer { r = try await coalescer.submit(part, weight: weight) } else { r = try await Self.upload(part, with: client) }
             stats.blobs += r.blobs
             stats.storedBytes += r.storedBytes
             stats.rawBytes += r.rawBytes

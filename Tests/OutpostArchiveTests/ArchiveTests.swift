@@ -66,7 +66,8 @@ import Testing
     @Test func identicalFilesReadAtOnceSendEachChunkOnce() async throws {
         let s = Scratch()
         let store = try makeStore(s)
-        let content = pseudoRandom(200_000, seed: 77)
+        // Bigger than `FileChunker.batchFileSize`: each file is read by a worker of its own, at the same time.
+        let content = pseudoRandom(FileChunker.batchFileSize + 100_000, seed: 77)
         s.write("data/a", content)
         s.write("data/b", content)
         let repo = RacingRepository(store)

@@ -129,10 +129,9 @@ func makeTally() -> BackupTally { BackupTally(progress: BackupProgress(), logger
         let other = try await uploader.claim([b.id, c.id], cuts: [(0, 1), (1, 1)])
         #expect(other.isEmpty, "b is in flight for the first file")
         #expect(uploader.claimedCount == 2)
-        _ = try await uploader.withUploads { uploads in
+        try await uploader.withUploads { uploads -> Void in
             try await uploader.upload([a, b], claimed: work.map(\.id), in: &uploads)
             repo.gate.release()
-            return []
         }
         #expect(uploader.claimedCount == 0, "landed: no longer in flight")
         #expect(try await uploader.claim([b.id], cuts: [(0, 1)]).isEmpty, "the repository has it now")
@@ -146,13 +145,12 @@ func makeTally() -> BackupTally { BackupTally(progress: BackupProgress(), logger
         let uploader = BlobUploader(repository: repo, tally: tally)
         let (a, b) = (blob([1]), blob([2]))
         await #expect(throws: ArchiveError.self) {
-            _ = try await uploader.withUploads { uploads in
+            try await uploader.withUploads { uploads -> Void in
                 let first = try await uploader.claim([a.id], cuts: [(0, 1)])
                 try await uploader.upload([a], claimed: first.map(\.id), in: &uploads)
                 let second = try await uploader.claim([b.id], cuts: [(0, 1)])
                 repo.gate.release()
                 try await uploader.upload([b], claimed: second.map(\.id), in: &uploads)
-                return []
             }
         }
         #expect(uploader.claimedCount == 0)
