@@ -15,9 +15,9 @@ struct FileWriter: Sendable {
 
     /// Small files of one directory are restored in groups whose chunks come in one repository request: over
     /// the network, a round trip (and the relay's per-request work) per small file would dominate.
-    static let groupChunks = 16
+    static let groupChunks = 64
     static let groupBytes = 16 << 20
-    static let groupFiles = 32
+    static let groupFiles = 64
 
     static func isSmall(_ node: Node) -> Bool {
         node.type == .file && node.size <= 4 << 20 && node.extents.count <= 4

@@ -68,6 +68,10 @@ public final class Restorer: Sendable {
     let options: RestoreOptions
     let logger: Logger
     private let slots: AsyncSemaphore
+    /// Subfolders restored at the same time as their siblings (each keeps its descriptor open until its content
+    /// is done). A folder that finds none free is restored by its parent's task: never a wait, so never a deadlock
+    /// of parents holding every place while their subfolders wait for one.
+    private let folderSlots = Mutex(8)
     public let progressBytes = Atomic<Int64>(0)
 
     public init(repository: any BlobRepository, point: RecoveryPointInfo, options: RestoreOptions, logger: Logger = Logger(label: "outpost.restore"))
@@ -115,6 +119,13 @@ public final class Restorer: Sendable {
 
     private func restoreDirectory(_ tree: Tree, fd dirFD: Int32, existed: Bool, components: [[UInt8]], mtime: Int64?, _ s: Stages) async throws {
         if existed { s.files.removeLeftovers(tree, fd: dirFD, components: components) }
+        // The subfolders' trees in one request: from a relay, a round trip per folder dominated small-file restores.
+        // At most 1,024 of them are held at once per level (folders with more fetch the rest one by one).
+        let subtreeIDs =
+            tree.nodes.lazy.compactMap { n in
+                n.type == .directory && s.filter.decide(components + [n.name]) != .none ? n.subtree : nil
+            }.prefix(1024).map(\.self) as [BlobID]
+        let subtrees = subtreeIDs.count > 1 ? (try? await s.trees.trees(subtreeIDs)) ?? [:] : [:]
         await withTaskGroup(of: Void.self) { tasks in
             var group = SmallFileGroup()
             func dispatch() async {
@@ -133,7 +144,21 @@ public final class Restorer: Sendable {
                 do {
                     switch node.type {
                     case .directory:
-                        try await restoreSubdirectory(node, parentFD: dirFD, components: comps, s)
+                        // Folders of small files cost a round trip each from a relay: siblings go on in parallel.
+                        if takeFolderSlot() {
+                            tasks.addTask {
+                                defer { self.folderSlots.withLock { $0 += 1 } }
+                                do {
+                                    try await self.restoreSubdirectory(node, parentFD: dirFD, components: comps, prefetched: subtrees, s)
+                                } catch let e as ArchiveError where e.code == .diskFull {
+                                    s.tally.stop(e)
+                                } catch {
+                                    s.tally.fail(comps, "\(error)")
+                                }
+                            }
+                        } else {
+                            try await restoreSubdirectory(node, parentFD: dirFD, components: comps, prefetched: subtrees, s)
+                        }
                     case .file where FileWriter.isSmall(node):
                         if group.isFull(adding: node) { await dispatch() }
                         group.add(node, comps)
@@ -159,11 +184,22 @@ public final class Restorer: Sendable {
         }
     }
 
-    private func restoreSubdirectory(_ node: Node, parentFD: Int32, components: [[UInt8]], _ s: Stages) async throws {
+    private func takeFolderSlot() -> Bool {
+        folderSlots.withLock { free in
+            guard free > 0 else { return false }
+            free -= 1
+            return true
+        }
+    }
+
+    /// `prefetched`: subtrees fetched with the parent's other subfolders (a tree missing there, because that
+    /// request failed, is fetched on its own and fails only its folder).
+    private func restoreSubdirectory(_ node: Node, parentFD: Int32, components: [[UInt8]], prefetched: [BlobID: Tree], _ s: Stages) async throws {
         guard let (fd, existed) = try openDirectory(node.name, in: parentFD, components: components, s) else { return }
         defer { close(fd) }
         if let sub = node.subtree {
-            try await restoreDirectory(try await s.trees.tree(sub), fd: fd, existed: existed, components: components, mtime: node.mtimeNanos, s)
+            let tree = if let known = prefetched[sub] { known } else { try await s.trees.tree(sub) }
+            try await restoreDirectory(tree, fd: fd, existed: existed, components: components, mtime: node.mtimeNanos, s)
         }
         s.links.applyMetadata(node, fd: fd, components: components)
         s.tally.count { $0.directories += 1 }

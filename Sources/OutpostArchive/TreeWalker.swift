@@ -13,6 +13,20 @@ public struct TreeWalker: Sendable {
         try Tree.decode(try await repository.load(id, kind: .tree), id: id)
     }
 
+    /// Several trees, fetched together (one round trip per `WireFormat.maxFetchBlobs` from a relay), each decoded
+    /// and checked; by id.
+    public func trees(_ ids: [BlobID]) async throws -> [BlobID: Tree] {
+        var out: [BlobID: Tree] = [:]
+        let unique = Array(Set(ids))
+        var start = 0
+        while start < unique.count {
+            let slice = Array(unique[start..<min(unique.count, start + WireFormat.maxFetchBlobs)])
+            for (id, bytes) in zip(slice, try await repository.loadMany(slice)) { out[id] = try Tree.decode(bytes, id: id) }
+            start += slice.count
+        }
+        return out
+    }
+
     /// Where a path leads from a tree.
     public enum Resolution: Sendable {
         /// No components: the tree itself.
