@@ -1,21 +1,36 @@
 # bench/lib.sh: what bench/compare.sh and bench/relay.sh share. Source it (after `set -euo pipefail`); it is
 # not meant to be run on its own.
 #
-# It defines the work directory and the corpus (BENCH_WORK, CORPUS_MB: see compare.sh's header), the corpus
-# builder (make_corpus, reused by later runs through the marker file), the undo of compare.sh's 1 % change
-# (revert_change) and small helpers: say, die, since, f, ratio, run, timed, in_dir, tree_bytes, apt_install,
-# restored_root, meta_listing.
+# It defines the work directory and the two corpora (BENCH_WORK, CORPUS_MB, SMALL_MB, CORPORA: see compare.sh's
+# header): `use_corpus large|small` points CORPUS, MARKER and REVERT at one of them and `make_corpus` builds it
+# (reused by later runs through its marker file); the undo of compare.sh's 1 % change (revert_change); restore
+# targets on a fresh file system (fresh_target, drop_target); the restore floor (restore_floor); and small
+# helpers: say, die, since, f, ratio, run, timed, in_dir, tree_bytes, apt_install, restored_root, meta_listing.
 
 ROOT=$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${BENCH_WORK:-$ROOT/bench/work}
 CORPUS_MB=${CORPUS_MB:-2000}
+SMALL_MB=${SMALL_MB:-430}
+CORPORA=${CORPORA:-large small}     # the corpora every run reports, in this order
 
 mkdir -p "$WORK"
 WORK=$(cd -P "$WORK" && pwd)
-CORPUS=$WORK/corpus                 # absolute, no symlinks: restic and borg record this path
-MARKER=$WORK/corpus.ready           # written when the corpus is complete
-REVERT=$WORK/corpus.revert          # sizes and mtimes of the files compare.sh's 1 % change touched
 LOGS=$WORK/logs
+
+# use_corpus large|small: CORPUS (absolute, no symlinks: restic and borg record this path), its MARKER (written
+# when the corpus is complete) and REVERT (sizes and mtimes of the files compare.sh's 1 % change touched).
+# large: mostly big files (the Swift toolchain, random data); small: system files, two thirds under 16 KiB.
+use_corpus() {
+    CORPUS_KIND=$1
+    case $1 in
+        large) CORPUS=$WORK/corpus ;;
+        small) CORPUS=$WORK/corpus-small ;;
+        *) die "unknown corpus $1 (large or small)" ;;
+    esac
+    MARKER=$CORPUS.ready
+    REVERT=$CORPUS.revert
+}
+use_corpus large
 
 export LC_ALL=C
 
@@ -108,6 +123,7 @@ revert_change() {
 }
 
 make_corpus() {
+    if [[ $CORPUS_KIND == small ]]; then make_small_corpus; return; fi
     local want="toolchain=$CORPUS_MB MB"
     if [[ -f $MARKER && $(<"$MARKER") == "$want" && -d $CORPUS ]]; then
         say "reusing the corpus in $CORPUS ($want)"
@@ -148,4 +164,73 @@ make_corpus() {
         done
     done
     echo "$want" >"$MARKER"
+}
+
+# The small-file corpus: regular files and symlinks of /usr/include, /usr/lib/python3* and /usr/bin, in that
+# order and path order within each, up to SMALL_MB MB (on this machine 9,900 files, 71 % under 16 KiB, 431 MB).
+# Real files, so that they compress as real data does; the same on every run of one machine.
+make_small_corpus() {
+    local want="system=$SMALL_MB MB"
+    if [[ -f $MARKER && $(<"$MARKER") == "$want" && -d $CORPUS ]]; then
+        say "reusing the small-file corpus in $CORPUS ($want)"
+        return
+    fi
+    rm -rf -- "$CORPUS" "$MARKER" "$REVERT"
+    mkdir -p "$CORPUS"
+    say "small-file corpus: copying $SMALL_MB MB of /usr/include, /usr/lib/python3*, /usr/bin"
+    local src
+    for src in /usr/include /usr/lib/python3* /usr/bin; do
+        [[ -d $src ]] || continue
+        (cd / && find "${src#/}" \( -type f -o -type l \) -printf '%s\t%p\n' | sort -t $'\t' -k 2)
+    done | awk -F '\t' -v b=$((SMALL_MB * 1000000)) '$1 + s <= b { s += $1; print $2 }' |
+        (cd / && xargs -d '\n' -r cp -a --parents -t "$CORPUS")
+    echo "$want" >"$MARKER"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Restore targets and the restore floor
+
+# fresh_target DIR: DIR on a new ext4 file system (a loop-mounted image under $WORK), when this runs as root
+# and can mount one; else a plain empty directory. On this machine's root file system (ext4 without a journal)
+# creating files soon after many were deleted costs the kernel a search for inodes not deleted recently
+# (recently_deleted(), up to 5 minutes): the same restore took 1.2 s or 10 s depending on what the previous step
+# deleted. A fresh file system gives every tool and the floor the same conditions.
+fresh_target() {
+    local dir=$1 img=$WORK/target.img
+    drop_target "$dir"
+    mkdir -p "$dir"
+    if [[ $(id -u) == 0 ]] && command -v mkfs.ext4 >/dev/null; then
+        local mb; mb=$(($(tree_bytes "$CORPUS") / 1000000 * 2 + 1024))
+        rm -f -- "$img"
+        truncate -s "${mb}M" "$img"
+        if mkfs.ext4 -q -F "$img" && mount -o loop "$img" "$dir" 2>/dev/null; then
+            TARGET_FS="a fresh ext4 file system (loop device) per restore"
+            return
+        fi
+        rm -f -- "$img"
+    fi
+    TARGET_FS="an empty directory on $(df --output=fstype "$dir" | tail -1) (no loop mount possible)"
+}
+
+# drop_target DIR: unmount (if mounted by fresh_target) and delete DIR and the image
+drop_target() {
+    if mountpoint -q "$1" 2>/dev/null; then umount "$1"; fi
+    rm -rf -- "$1" "$WORK/target.img"
+}
+
+# restore_floor DIR: the time (RESTORE_FLOOR, s) of `zstd -dc corpus.tar.zst | tar -x` into a fresh target: what
+# any restore that decompresses costs without verifying anything. The archive is made once per corpus (untimed)
+# and read from the page cache.
+restore_floor() {
+    local dir=$1 archive=$CORPUS.tar.zst
+    if [[ ! -f $archive || $archive -ot $MARKER ]]; then
+        tar -cf - -C "$(dirname "$CORPUS")" "$(basename "$CORPUS")" | zstd -3 -T0 -q -f -o "$archive"
+    fi
+    cat -- "$archive" >/dev/null
+    fresh_target "$dir"
+    sync
+    local t0; t0=$(date +%s.%N)
+    zstd -dc -- "$archive" | tar -xf - -C "$dir"
+    RESTORE_FLOOR=$(since "$t0")
+    drop_target "$dir"
 }
