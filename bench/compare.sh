@@ -10,25 +10,31 @@
 # Environment:
 #     OUTPOST_BIN   use this Outpost binary instead of `swift build -c release --product outpost`
 #     SKIP_OUTPOST  1 = benchmark restic and borg only (no build; the outpost columns show "-")
-#     CORPUS_MB     how many MB (10^6 bytes) of the Swift toolchain's files to copy (default 2000, i.e. all of
-#                   /opt/swift/usr/lib, 1.98 GB); ~50 MB of random data and 300 small text files are added
+#     CORPORA       the corpora to run, in order (default "large small"); each gets its own section of the report
+#     CORPUS_MB     the large corpus: how many MB (10^6 bytes) of the Swift toolchain's files to copy (default
+#                   2000, i.e. all of /opt/swift/usr/lib, 1.98 GB); ~50 MB of random data and 300 small text
+#                   files are added
+#     SMALL_MB      the small-file corpus: MB of system files (default 430: /usr/include, /usr/lib/python3*,
+#                   /usr/bin; here 9,900 files, 71 % under 16 KiB)
 #     BENCH_WORK    work directory (default bench/work, which is in .gitignore); the corpus is kept there and
 #                   reused by later runs; the results go to $BENCH_WORK/results.md, the tools' logs to
 #                   $BENCH_WORK/logs/
 #     BENCH_CLEAN   1 = also delete the corpus at the end
 #
-# For each tool, with a fresh repository: first backup, no-change backup, backup after 1 % of the files changed
-# (every 100th regular file in sorted order gets 4 KiB appended; done once, after every tool's first two
-# backups, so all tools back up the same three states; undone at the end so the corpus can be reused), full
-# restore of the latest snapshot into an empty directory (checked against the corpus with diff -r), repository
-# size (du -sb) and the peak RSS of the first backup (GNU time %M). Floors: `cp -a` of the corpus, and
-# `tar | zstd -3 -T1`. The page cache cannot be dropped here: the corpus is read from the page cache, and the
-# times do not include flushing written data to disk (a `sync` runs before each timed step, untimed).
+# For each corpus and each tool, with a fresh repository: first backup, no-change backup, backup after 1 % of the
+# files changed (every 100th regular file in sorted order gets 4 KiB appended; done once, after every tool's
+# first two backups, so all tools back up the same three states; undone at the end so the corpus can be reused),
+# full restore of the latest snapshot into a fresh target (a new loop-mounted ext4 when possible, see
+# fresh_target in lib.sh; checked against the corpus with diff -r), repository size (du -sb) and the peak RSS of
+# the first backup (GNU time %M). Floors: `cp -a` of the corpus, `tar | zstd -3 -T1`, and the restore floor
+# `zstd -dc corpus.tar.zst | tar -x` (into a fresh target). The page cache cannot be dropped here: the corpus is
+# read from the page cache, and the times do not include flushing written data to disk (a `sync` runs before each
+# timed step, untimed).
 #
-# Targets for Outpost:
+# Targets for Outpost, on both corpora:
 #     first backup         ≥ 1.5 × restic's throughput (time ratio outpost/restic ≤ 0.67)
 #     no-change backup     no slower than restic (ratio ≤ 1.00)
-#     restore              faster than restic (ratio < 1.00) and within 1.3 × of `cp -a`
+#     restore              faster than restic (ratio < 1.00) and within 1.3 × of the restore floor
 #     repository size      ≤ borg's + 5 % (ratio outpost/borg ≤ 1.05)
 #     peak RSS             ≤ 300 MiB
 #
@@ -165,13 +171,13 @@ phase_two() { # TOOL: backup after the 1 % change, restore, verify, repository s
     V[$tool:change]=$ELAPSED
     say "$tool: 1 % change backup ${V[$tool:change]} s"
 
-    rm -rf -- "$dir"; mkdir -p "$dir"
+    fresh_target "$dir"
     cmd_restore "$tool" "$repo" "$dir" 3
     timed "$log" "${CMD[@]}"
     V[$tool:restore]=$ELAPSED
     verify_restore "$tool" "$dir"
     say "$tool: restore ${V[$tool:restore]} s, content ${V[$tool:content]}, metadata ${V[$tool:meta]}"
-    rm -rf -- "$dir"
+    drop_target "$dir"
 
     V[$tool:repo]=$(du -sb "$repo" | awk '{ printf "%.1f", $1 / 1e6 }')
     say "$tool: repository ${V[$tool:repo]} MB"
@@ -200,12 +206,15 @@ report() {
         else printf -- '- %s: %s\n' "$1" "$(awk -v x="$x" "BEGIN { print ($3) ? \"met\" : \"MISSED\" }") ($x)"; fi
     }
 
+    local what
+    if [[ $CORPUS_KIND == small ]]; then what="system files, $SMALL_MB MB max; $CORPUS_SMALL_SHARE % under 16 KiB"
+    else what="toolchain $CORPUS_MB MB max + 50 MB random + 300 text files"; fi
     {
-        echo "# Outpost vs restic vs borg — $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo "## Corpus $CORPUS_KIND — $(date -u '+%Y-%m-%d %H:%M UTC')"
         echo
-        echo "Corpus: $mb MB in $CORPUS_FILES files ($CORPUS; toolchain $CORPUS_MB MB max + 50 MB random + 300 text" \
-             "files); 1 % change: $CHANGED_FILES files + 4 KiB each. $(nproc) cores. The corpus is page-cached" \
-             "(caches cannot be dropped here); times are wall seconds without the final flush to disk."
+        echo "Corpus: $mb MB in $CORPUS_FILES files ($CORPUS; $what); 1 % change: $CHANGED_FILES files + 4 KiB" \
+             "each. $(nproc) cores. The corpus is page-cached (caches cannot be dropped here); times are wall" \
+             "seconds without the final flush to disk. Restores go to $TARGET_FS."
         echo "Versions: restic $(restic version | awk '{ print $2 }'), $(borg --version)${OUTPOST:+, outpost $OUTPOST}."
         echo
         echo '| | outpost | restic | borg | outpost/restic | outpost/borg |'
@@ -221,7 +230,10 @@ report() {
              "MB/s, borg $(thr "${V[borg:first]}") MB/s."
         echo
         echo "Floors: \`cp -a\` of the corpus $(f 2 "$FLOOR_CP") s; \`tar -cf - | zstd -3 -T1\`" \
-             "$(f 2 "$FLOOR_ZSTD") s ($(awk -v b="$FLOOR_ZSTD_BYTES" 'BEGIN { printf "%.1f", b / 1e6 }') MB)."
+             "$(f 2 "$FLOOR_ZSTD") s ($(awk -v b="$FLOOR_ZSTD_BYTES" 'BEGIN { printf "%.1f", b / 1e6 }') MB);" \
+             "restore floor \`zstd -dc corpus.tar.zst | tar -x\` $(f 2 "$RESTORE_FLOOR") s" \
+             "(outpost/floor $(ratio "${V[outpost:restore]}" "$RESTORE_FLOOR"), restic/floor" \
+             "$(ratio "${V[restic:restore]}" "$RESTORE_FLOOR"), borg/floor $(ratio "${V[borg:restore]}" "$RESTORE_FLOOR"))."
         echo
         echo "Restore check (diff -r; metadata = types, modes, sizes, file mtimes, link targets):"
         for t in "${TOOLS[@]}"; do echo "- $t: content ${V[$t:content]}, metadata ${V[$t:meta]}"; done
@@ -234,22 +246,29 @@ report() {
                 "$(ratio "${V[outpost:nochange]}" "${V[restic:nochange]}")" 'x <= 1.00'
             target 'restore faster than restic (< 1.00)' \
                 "$(ratio "${V[outpost:restore]}" "${V[restic:restore]}")" 'x < 1.00'
-            target 'restore within 1.3 × cp -a (outpost/cp ≤ 1.30)' \
-                "$(ratio "${V[outpost:restore]}" "$FLOOR_CP")" 'x <= 1.30'
+            target 'restore within 1.3 × the restore floor (outpost/floor ≤ 1.30)' \
+                "$(ratio "${V[outpost:restore]}" "$RESTORE_FLOOR")" 'x <= 1.30'
             target 'repository ≤ borg + 5 % (outpost/borg ≤ 1.05)' \
                 "$(ratio "${V[outpost:repo]}" "${V[borg:repo]}")" 'x <= 1.05'
             target 'peak RSS ≤ 300 MiB' "${V[outpost:rss]}" 'x <= 300'
         fi
-    } | tee "$RESULTS"
+        echo
+    } | tee -a "$RESULTS"
 }
 
 # ---------------------------------------------------------------------------------------------------------
 # 7. Cleanup (also on failure or Ctrl-C): put the corpus back, drop repositories, restores and caches.
 
 cleanup() {
-    revert_change
-    rm -rf -- "$RUN" "$WORK/cache"
-    if [[ $BENCH_CLEAN == 1 ]]; then rm -rf -- "$CORPUS" "$MARKER"; fi
+    local kind
+    for kind in $CORPORA; do
+        use_corpus "$kind"
+        revert_change
+        if [[ $BENCH_CLEAN == 1 ]]; then rm -rf -- "$CORPUS" "$MARKER" "$CORPUS.tar.zst"; fi
+    done
+    local m
+    for m in $(findmnt -rn -o TARGET | grep "^$RUN/" || true); do umount "$m"; done
+    rm -rf -- "$RUN" "$WORK/cache" "$WORK/target.img"
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -257,34 +276,58 @@ cleanup() {
 
 install_packages
 build_outpost
-revert_change                       # an earlier run may have been interrupted after the 1 % change
-make_corpus
 trap cleanup EXIT
-rm -rf -- "$RUN" "$WORK/cache"
-mkdir -p "$RUN" "$LOGS"
+: >"$RESULTS"
 
-CORPUS_BYTES=$(tree_bytes "$CORPUS")
-CORPUS_FILES=$(find "$CORPUS" -type f | wc -l)
-CHANGED_FILES=0
-say "corpus: $((CORPUS_BYTES / 1000000)) MB in $CORPUS_FILES files; warming the page cache"
-warm_corpus
+# run_corpus: every step above on the selected corpus, and its section of the report
+run_corpus() {
+    V=()
+    revert_change                   # an earlier run may have been interrupted after the 1 % change
+    make_corpus
+    rm -rf -- "$RUN" "$WORK/cache"
+    mkdir -p "$RUN" "$LOGS"
+    LOGS=$WORK/logs/$CORPUS_KIND
+    mkdir -p "$LOGS"
 
-# 4. Floors
-timed "$LOGS/floors.log" cp -a -- "$CORPUS" "$RUN/restore-cp"
-FLOOR_CP=$ELAPSED
-rm -rf -- "$RUN/restore-cp"
-say "floor: cp -a $FLOOR_CP s"
-sync
-t0=$(date +%s.%N)
-FLOOR_ZSTD_BYTES=$(tar -cf - -C "$WORK" corpus | zstd -3 -T1 | wc -c)
-FLOOR_ZSTD=$(since "$t0")
-say "floor: tar | zstd -3 -T1 $FLOOR_ZSTD s ($((FLOOR_ZSTD_BYTES / 1000000)) MB)"
+    CORPUS_BYTES=$(tree_bytes "$CORPUS")
+    CORPUS_FILES=$(find "$CORPUS" -type f | wc -l)
+    CORPUS_SMALL_SHARE=$(find "$CORPUS" -type f -printf '%s\n' | awk '{ n++; if ($1 < 16384) k++ } END { printf "%.0f", 100 * k / n }')
+    CHANGED_FILES=0
+    say "corpus $CORPUS_KIND: $((CORPUS_BYTES / 1000000)) MB in $CORPUS_FILES files; warming the page cache"
+    warm_corpus
 
-# 5. The same three states for every tool
-for tool in "${TOOLS[@]}"; do phase_one "$tool"; done
-apply_change
-say "changed $CHANGED_FILES files (4 KiB appended to each)"
-for tool in "${TOOLS[@]}"; do phase_two "$tool"; done
+    # 4. Floors
+    fresh_target "$RUN/restore"
+    timed "$LOGS/floors.log" cp -a -- "$CORPUS" "$RUN/restore/cp"
+    FLOOR_CP=$ELAPSED
+    drop_target "$RUN/restore"
+    say "floor: cp -a $FLOOR_CP s"
+    sync
+    local t0; t0=$(date +%s.%N)
+    FLOOR_ZSTD_BYTES=$(tar -cf - -C "$(dirname "$CORPUS")" "$(basename "$CORPUS")" | zstd -3 -T1 | wc -c)
+    FLOOR_ZSTD=$(since "$t0")
+    say "floor: tar | zstd -3 -T1 $FLOOR_ZSTD s ($((FLOOR_ZSTD_BYTES / 1000000)) MB)"
+    restore_floor "$RUN/restore"
+    say "floor: zstd -dc | tar -x $RESTORE_FLOOR s"
 
-echo
-report
+    # 5. The same three states for every tool
+    local tool
+    for tool in "${TOOLS[@]}"; do phase_one "$tool"; done
+    apply_change
+    say "changed $CHANGED_FILES files (4 KiB appended to each)"
+    for tool in "${TOOLS[@]}"; do phase_two "$tool"; done
+    revert_change
+
+    echo
+    report
+    LOGS=$WORK/logs
+}
+
+{
+    echo "# Outpost vs restic vs borg — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+} >"$RESULTS"
+for kind in $CORPORA; do
+    use_corpus "$kind"
+    run_corpus
+done
