@@ -26,6 +26,8 @@ enum TreeTask {
             do {
                 result.fulfil(.success(try await trees.write(Tree(nodes: try await nodes(entries, tally: tally)))))
             } catch {
+                // The walk and the workers stop early rather than read the rest of the selection for nothing.
+                tally.stop(error)
                 result.fulfil(.failure(error))
             }
         }
