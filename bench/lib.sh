@@ -218,7 +218,7 @@ drop_target() {
     rm -rf -- "$1" "$WORK/target.img"
 }
 
-# restore_floor DIR: the time (RESTORE_FLOOR, s) of `zstd -dc corpus.tar.zst | tar -x` into a fresh target: what
+# restore_floor DIR: the best time of 3 (RESTORE_FLOOR, s) of `zstd -dc corpus.tar.zst | tar -x` into a fresh target: what
 # any restore that decompresses costs without verifying anything. The archive is made once per corpus (untimed)
 # and read from the page cache.
 restore_floor() {
@@ -226,11 +226,17 @@ restore_floor() {
     if [[ ! -f $archive || $archive -ot $MARKER ]]; then
         tar -cf - -C "$(dirname "$CORPUS")" "$(basename "$CORPUS")" | zstd -3 -T0 -q -f -o "$archive"
     fi
-    cat -- "$archive" >/dev/null
-    fresh_target "$dir"
-    sync
-    local t0; t0=$(date +%s.%N)
-    zstd -dc -- "$archive" | tar -xf - -C "$dir"
-    RESTORE_FLOOR=$(since "$t0")
-    drop_target "$dir"
+    # The best of 3 runs: one run now and then took 2.5 × the others (9.9 s against 4.0 s for the large corpus).
+    local i t0 took
+    RESTORE_FLOOR=
+    for i in 1 2 3; do
+        cat -- "$archive" >/dev/null
+        fresh_target "$dir"
+        sync
+        t0=$(date +%s.%N)
+        zstd -dc -- "$archive" | tar -xf - -C "$dir"
+        took=$(since "$t0")
+        drop_target "$dir"
+        if [[ -z $RESTORE_FLOOR ]] || awk -v a="$took" -v b="$RESTORE_FLOOR" 'BEGIN { exit !(a < b) }'; then RESTORE_FLOOR=$took; fi
+    done
 }
