@@ -12,6 +12,14 @@ struct ChangeDetector: Sendable {
         return try? await trees.tree(id)
     }
 
+    /// The parent's trees of several folders in one request (a folder's subfolders): from a relay, fetching
+    /// them one by one made a no-change backup of 900 folders cost 900 round trips. Those that cannot be read
+    /// are left out (`previousTree` then tries them alone).
+    func previousTrees(_ ids: [BlobID]) async -> [BlobID: Tree] {
+        guard ids.count > 1 else { return [:] }
+        return (try? await trees.trees(ids)) ?? [:]
+    }
+
     enum Verdict {
         /// The parent's copy stands: its extents are the file's content.
         case unchanged([Extent])

@@ -19,12 +19,13 @@ enum TreeTask {
         case directory(Node, Result)
     }
 
-    /// Starts the task that writes the tree of `entries` (in their order) and returns its result.
-    static func start(_ entries: [Entry], trees: TreeWriter, tally: BackupTally) -> Result {
+    /// Starts the task that writes the tree of `entries` (in their order) and returns its result. `previous`:
+    /// the folder's tree in the parent point (an unchanged folder's tree is not asked about or sent again).
+    static func start(_ entries: [Entry], previous: Tree? = nil, trees: TreeWriter, tally: BackupTally) -> Result {
         let result = Result()
         Task {
             do {
-                result.fulfil(.success(try await trees.write(Tree(nodes: try await nodes(entries, tally: tally)))))
+                result.fulfil(.success(try await trees.write(Tree(nodes: try await nodes(entries, tally: tally)), previous: previous)))
             } catch {
                 // The walk and the workers stop early rather than read the rest of the selection for nothing.
                 tally.stop(error)

@@ -65,7 +65,7 @@ final class Walker {
             }
         }
         guard let directory else { return TreeTask.start([], trees: trees, tally: tally) }
-        return try await finish(slots, in: directory)
+        return try await finish(slots, in: directory, previous: previous)
     }
 
     private func walkDirectory(_ path: [UInt8], directory: DirectoryHandle?, previous: Tree?) async throws -> TreeTask.Result {
@@ -89,7 +89,7 @@ final class Walker {
                 slots.append(slot)
             }
         }
-        return try await finish(slots, in: directory)
+        return try await finish(slots, in: directory, previous: previous)
     }
 
     /// Opens a folder the scan found in `parent`, checking that it is still that folder: not a symlink swapped in,
@@ -160,12 +160,15 @@ final class Walker {
     }
 
     /// Recurses into directories, then leaves the folder's tree to a task that waits for its entries.
-    private func finish(_ slots: [Slot], in parent: DirectoryHandle) async throws -> TreeTask.Result {
+    private func finish(_ slots: [Slot], in parent: DirectoryHandle, previous: Tree?) async throws -> TreeTask.Result {
         var entries: [TreeTask.Entry] = []
         entries.reserveCapacity(slots.count)
+        let previousTrees = await detector.previousTrees(
+            slots.prefix(1024).compactMap { if case .directory(_, _, let prevID, _) = $0 { prevID } else { nil } })
         for slot in slots {
             if case .directory(let node, let path, let prevID, let virtual) = slot {
-                let prevTree = await detector.previousTree(prevID)
+                let prevTree: Tree? =
+                    if let prevID, let known = previousTrees[prevID] { known } else { await detector.previousTree(prevID) }
                 let directory = openScanned(node, path: path, in: parent)
                 let subtree =
                     if let virtual {
@@ -185,7 +188,7 @@ final class Walker {
             case .directory: break
             }
         }
-        return TreeTask.start(entries, trees: trees, tally: tally)
+        return TreeTask.start(entries, previous: previous, trees: trees, tally: tally)
     }
 
     private func makeNode(name: [UInt8], path: [UInt8], st: stat, type: NodeType) -> Node {
