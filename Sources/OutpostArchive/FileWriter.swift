@@ -23,9 +23,11 @@ struct FileWriter: Sendable {
         node.type == .file && node.size <= 4 << 20 && node.extents.count <= 4
     }
 
-    func restoreFile(_ node: Node, parentFD: Int32, components: [[UInt8]]) async {
+    /// `newFolder`: the folder was created by this restore, so nothing can be in the file's way but what
+    /// appears meanwhile (which the rename never replaces): no look-up before creating.
+    func restoreFile(_ node: Node, parentFD: Int32, components: [[UInt8]], newFolder: Bool = false) async {
         do {
-            guard let file = try createFile(node.name, in: parentFD, components: components) else { return }
+            guard let file = try createFile(node.name, in: parentFD, components: components, newFolder: newFolder) else { return }
             await writeFile(node, file, components: components, prefetched: nil)
         } catch let e as ArchiveError where e.code == .diskFull {
             tally.stop(e)
@@ -37,12 +39,14 @@ struct FileWriter: Sendable {
     /// Restores a group of small files of one directory, fetching the chunks of those it creates with one
     /// request. Files skipped (they exist, with --skip) fetch nothing; if the shared fetch fails, each file is
     /// restored on its own, so one bad chunk fails only the files that need it.
-    func restoreSmallFiles(_ group: [(Node, [[UInt8]])], parentFD: Int32) async {
+    func restoreSmallFiles(_ group: [(Node, [[UInt8]])], parentFD: Int32, newFolder: Bool = false) async {
         var open: [(Node, [[UInt8]], PendingFile)] = []
         for (node, components) in group {
             if tally.stopped { break }
             do {
-                if let file = try createFile(node.name, in: parentFD, components: components) { open.append((node, components, file)) }
+                if let file = try createFile(node.name, in: parentFD, components: components, newFolder: newFolder) {
+                    open.append((node, components, file))
+                }
             } catch let e as ArchiveError where e.code == .diskFull {
                 tally.stop(e)
             } catch {
@@ -110,9 +114,9 @@ struct FileWriter: Sendable {
 
     /// Decides what an entry already under the file's name means (skip, refuse, or replace it later), then
     /// creates the temporary file. Nil: skipped.
-    private func createFile(_ name: [UInt8], in parentFD: Int32, components: [[UInt8]]) throws -> PendingFile? {
+    private func createFile(_ name: [UInt8], in parentFD: Int32, components: [[UInt8]], newFolder: Bool) throws -> PendingFile? {
         var st = stat()
-        if FS.withCPath(name, { fstatat(parentFD, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0 {
+        if !newFolder, FS.withCPath(name, { fstatat(parentFD, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0 {
             switch try planner.resolve(conflict: "\(tally.display(components)) already exists") {
             case .skip:
                 tally.skipped()
@@ -204,6 +208,13 @@ struct FileWriter: Sendable {
                 try await group.waitForAll()
             }
         }
+        try setSize(node, pieces: pieces, fd: fd, path: path)
+    }
+
+    /// Sets the file's size when its chunks do not reach its end (a trailing hole); a file the chunks fill has it.
+    private func setSize(_ node: Node, pieces: [(BlobID, Int64, Int)], fd: Int32, path: String) throws {
+        let end = pieces.last.map { $0.1 + Int64($0.2) } ?? 0
+        guard UInt64(end) != node.size else { return }
         if ftruncate(fd, off_t(node.size)) != 0 { throw ArchiveError.system(errno, "setting the size of", path) }
     }
 
@@ -221,7 +232,7 @@ struct FileWriter: Sendable {
             return data
         }
         try write(pieces, datas: datas, fd: fd, path: path)
-        if ftruncate(fd, off_t(node.size)) != 0 { throw ArchiveError.system(errno, "setting the size of", path) }
+        try setSize(node, pieces: pieces, fd: fd, path: path)
     }
 
     private func write(_ batch: [(BlobID, Int64, Int)], datas: [[UInt8]], fd: Int32, path: String) throws {

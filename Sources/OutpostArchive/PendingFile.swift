@@ -1,5 +1,6 @@
 import COutpostSystem
 import OutpostCore
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -29,13 +30,17 @@ final class PendingFile {
         return name.dropFirst(temporaryPrefix.count).allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
+    private static let nameBase = UInt64.random(in: .min ... .max)
+    private static let nameCounter = Atomic<UInt64>(0)
+
     /// Creates the temporary file for `name` in its folder, under a fresh random temporary name.
     static func create(_ name: [UInt8], in parentFD: Int32) throws(Errno) -> PendingFile {
         let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
         while true {
             var temp = temporaryPrefix
             let digits = Array("0123456789abcdef".utf8)
-            var bits = UInt64.random(in: .min ... .max)
+            // A random base per process and a counter: unique names without a getrandom call per file.
+            var bits = nameBase &+ nameCounter.wrappingAdd(1, ordering: .relaxed).oldValue &* 0x9E37_79B9_7F4A_7C15
             for _ in 0..<16 { temp.append(digits[Int(bits & 15)]); bits >>= 4 }
             let fd = FS.withCPath(temp) { openat(parentFD, $0, flags, 0o600) }
             if fd >= 0 { return PendingFile(parentFD: parentFD, name: name, tempName: temp, fd: fd) }

@@ -134,7 +134,7 @@ public final class Restorer: Sendable {
                 await slots.acquire()
                 tasks.addTask {
                     defer { self.slots.release() }
-                    await s.files.restoreSmallFiles(batch, parentFD: dirFD)
+                    await s.files.restoreSmallFiles(batch, parentFD: dirFD, newFolder: !existed)
                 }
             }
             for node in tree.nodes {
@@ -166,7 +166,7 @@ public final class Restorer: Sendable {
                         await slots.acquire()
                         tasks.addTask {
                             defer { self.slots.release() }
-                            await s.files.restoreFile(node, parentFD: dirFD, components: comps)
+                            await s.files.restoreFile(node, parentFD: dirFD, components: comps, newFolder: !existed)
                         }
                     case .hardlink:
                         s.links.deferHardlink(node, parent: components, parentMtime: mtime)
