@@ -16,6 +16,8 @@ public struct BackupOptions: Sendable {
     /// Files processed at once. Each also fans its compression out over the cores.
     public var workers: Int
     public var hostname: String
+    /// `backup --keep-until`: recorded in the point; retention keeps it on both tiers until then.
+    public var keepUntil: Date?
     /// Fault injection for tests: runs before a file is opened, after it was read, and before a folder the scan
     /// found is opened to be listed (path as raw bytes).
     var hooks = Hooks()
@@ -140,7 +142,8 @@ public final class Archiver: Sendable {
         s.failedFiles = failed.count
         let point = RecoveryPoint(
             machine: options.machine, hostname: options.hostname, paths: selection.paths,
-            startedAt: started, finishedAt: Date(), rootTree: rootID, parent: previous?.id.hex, summary: s)
+            startedAt: started, finishedAt: Date(), rootTree: rootID, parent: previous?.id.hex, summary: s,
+            keepUntil: options.keepUntil)
         let info = try await repository.commit(point)
         return BackupResult(point: info, failures: failed)
     }

@@ -40,11 +40,16 @@ public struct RecoveryPoint: Codable, Sendable, Equatable {
     public var parent: String?
     public var summary: BackupSummary
     public var tags: [String] = []
+    /// `backup --keep-until`: retention keeps the point on both tiers until this instant (the end of the day
+    /// given). Optional and left out when unset, so records without it keep their bytes (and so their ids), and
+    /// a reader that predates it ignores it, as it ignores any unknown key (docs/format.md §8).
+    public var keepUntil: Date?
 
     public init(
         machine: String, hostname: String, paths: [String], startedAt: Date, finishedAt: Date,
-        rootTree: BlobID, parent: String?, summary: BackupSummary
+        rootTree: BlobID, parent: String?, summary: BackupSummary, keepUntil: Date? = nil
     ) {
+        self.keepUntil = keepUntil
         self.machine = machine
         self.hostname = hostname
         self.paths = paths

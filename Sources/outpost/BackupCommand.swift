@@ -23,6 +23,11 @@ struct BackupCommand: AsyncParsableCommand {
     @Flag(help: "Print the result as JSON on stdout.") var json = false
     @Option(help: "Files read at once (default: cores + 1 locally, 3 × cores to a relay). Fewer leave more of the machine to other work.")
     var workers: Int?
+    @Option(
+        help: ArgumentHelp(
+            "Keep this recovery point on the relay and in the vault until the end of this day (local time), whatever the retention policy.",
+            valueName: "YYYY-MM-DD"))
+    var keepUntil: String?
     @Argument(help: "Files and folders to protect.") var paths: [String] = []
 
     func validate() throws {
@@ -33,13 +38,15 @@ struct BackupCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Refused before anything is read: a date in the past would protect nothing.
+        let keep = try keepUntil.map { try RetentionPolicy.keepUntil($0) }
         // A store that a relay serves is written through the relay only.
         let serving = try target.store.map { try ServingLock(store: $0, role: .localWriter) }
         defer { withExtendedLifetime(serving) {} }
-        try await withAccess(target, purpose: "`outpost backup`") { access in try await run(access) }
+        try await withAccess(target, purpose: "`outpost backup`") { access in try await run(access, keepUntil: keep) }
     }
 
-    func run(_ access: Access) async throws {
+    func run(_ access: Access, keepUntil: Date?) async throws {
         let name = access.remoteMachine ?? machine!
         if let machine, let remote = access.remoteMachine, machine != remote {
             throw ValidationError("this machine is enrolled as \(remote); --machine \(machine) does not match (leave it out)")
@@ -48,6 +55,7 @@ struct BackupCommand: AsyncParsableCommand {
         // Over the network, more files in flight hide the round trips (each worker waits on its uploads).
         if access.remoteMachine != nil { options.workers = ProcessInfo.processInfo.activeProcessorCount * 3 }
         if let workers { options.workers = workers }
+        options.keepUntil = keepUntil
         let archiver = Archiver(repository: access.repository, options: options)
         let ticker = ProgressTicker { [archiver] elapsed in
             let files = archiver.progress.files.load(ordering: .relaxed)
@@ -65,14 +73,27 @@ struct BackupCommand: AsyncParsableCommand {
             throw error
         }
         try report(result, machine: name)
+        if let keepUntil {
+            // A relay older than retention decodes the record without the key and stores it without it.
+            if let kept = result.point.point.keepUntil {
+                printErr("recovery point \(result.point.id.shortHex) is kept until \(kept.formatted(.iso8601)), whatever the retention policy")
+            } else {
+                printErr(
+                    "warning: the relay did not record --keep-until \(keepUntil.formatted(.iso8601)) (it predates retention); upgrade the relay, or retention may remove this recovery point before then"
+                )
+            }
+        }
         if !result.failures.isEmpty { throw CommandExit(code: .partialBackup) }
     }
 
     func report(_ result: BackupResult, machine: String) throws {
         let s = result.point.point.summary
         if json {
-            struct Out: Encodable { var id: String; var machine: String; var summary: BackupSummary; var failures: [FailedFile] }
-            try printJSON(Out(id: result.point.id.hex, machine: machine, summary: s, failures: result.failures))
+            struct Out: Encodable {
+                var id: String, machine: String, summary: BackupSummary, failures: [FailedFile], keepUntil: Date?
+            }
+            try printJSON(
+                Out(id: result.point.id.hex, machine: machine, summary: s, failures: result.failures, keepUntil: result.point.point.keepUntil))
         } else {
             print("recovery point \(result.point.id.shortHex) saved for machine \(machine)")
             print(

@@ -20,6 +20,8 @@ struct PointsCommand: AsyncParsableCommand {
         var startedAt: Date
         var finishedAt: Date
         var summary: BackupSummary
+        /// Left out when the point has none (`backup --keep-until`).
+        var keepUntil: Date?
     }
 
     func run() async throws {
@@ -29,22 +31,31 @@ struct PointsCommand: AsyncParsableCommand {
                 points.map {
                     Out(
                         id: $0.id.hex, machine: $0.point.machine, hostname: $0.point.hostname, paths: $0.point.paths, rootTree: $0.point.rootTree,
-                        startedAt: $0.point.startedAt, finishedAt: $0.point.finishedAt, summary: $0.point.summary)
+                        startedAt: $0.point.startedAt, finishedAt: $0.point.finishedAt, summary: $0.point.summary,
+                        keepUntil: $0.point.keepUntil)
                 })
             return
         }
         if points.isEmpty { printErr("no recovery points\(machine.map { " for machine \($0)" } ?? "")"); return }
-        print("ID        TIME                  MACHINE          FILES       SIZE  PATHS")
+        print("ID        TIME                  MACHINE          FILES       SIZE  KEEP UNTIL  PATHS")
         for p in points {
             let s = p.point.summary
             let files = s.filesNew + s.filesChanged + s.filesUnchanged
             let time = p.point.finishedAt.formatted(
                 .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
             print(
-                "\(p.id.shortHex)  \(time.padding(toLength: 20, withPad: " ", startingAt: 0))  \(p.point.machine.padding(toLength: 15, withPad: " ", startingAt: 0))  \(String(files).leftPad(6))  \(formatBytes(s.bytesTotal).leftPad(10))  \(p.point.paths.joined(separator: " "))"
+                "\(p.id.shortHex)  \(time.padding(toLength: 20, withPad: " ", startingAt: 0))  \(p.point.machine.padding(toLength: 15, withPad: " ", startingAt: 0))  \(String(files).leftPad(6))  \(formatBytes(s.bytesTotal).leftPad(10))  \(keepUntilDay(p.point.keepUntil).padding(toLength: 10, withPad: " ", startingAt: 0))  \(p.point.paths.joined(separator: " "))"
             )
         }
     }
+}
+
+/// The day `backup --keep-until` named (local time): the point is kept through it, until the next day starts.
+func keepUntilDay(_ date: Date?) -> String {
+    guard let date else { return "-" }
+    let day = Calendar.current.date(byAdding: .second, value: -1, to: date) ?? date
+    let c = Calendar.current.dateComponents([.year, .month, .day], from: day)
+    return String(format: "%04d-%02d-%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0)
 }
 
 extension String {
