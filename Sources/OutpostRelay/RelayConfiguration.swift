@@ -42,8 +42,25 @@ public struct RelayConfiguration: Sendable, Equatable {
     public var pushCompressionLevel: Int32? = RelayConfiguration.defaultPushCompressionLevel
     public static let defaultPushCompressionLevel: Int32 = 2
     public static let pushCompressionLevels: ClosedRange<Int32> = -7...19
+    /// The relay's default retention policy (`[retention]`); the relay's index can override it, for the relay
+    /// and per machine (`outpost relay retention`). No rule: nothing is ever pruned.
+    public var retention = RetentionPolicy()
+    /// The time of day ("HH:MM", local time) at which `relay serve` prunes the relay tier.
+    public var pruneTime = "03:00"
 
     public init() {}
+
+    /// relay.toml's `[retention]` table.
+    struct RetentionFile: Codable {
+        var relay_days: Int?
+        var relay_last: Int?
+        var vault_daily: Int?
+        var vault_weekly: Int?
+        var vault_monthly: Int?
+        var vault_yearly: Int?
+        var prune_time: String?
+        static let keys = ["relay_days", "relay_last", "vault_daily", "vault_weekly", "vault_monthly", "vault_yearly", "prune_time"]
+    }
 
     struct File: Codable {
         var listen: String?
@@ -67,6 +84,7 @@ public struct RelayConfiguration: Sendable, Equatable {
         var proxy_user: String?
         var proxy_password: String?
         var push_compression_level: Int?
+        var retention: RetentionFile?
     }
 
     public static func load(path: String) throws -> RelayConfiguration {
@@ -144,6 +162,32 @@ public struct RelayConfiguration: Sendable, Equatable {
                     .config, "\(path): push_compression_level must be -7 to 19 (negative: zstd's fast levels), or 0 for the store's own level")
             }
             c.pushCompressionLevel = v == 0 ? nil : Int32(v)
+        }
+        // A key added at the end of the file after a `[retention]` line belongs to that table and would be
+        // ignored without a word: say so instead.
+        if let keys = (try? TOMLTable(string: text))?["retention"]?.table?.keys,
+            let stray = keys.first(where: { !RetentionFile.keys.contains($0) })
+        {
+            throw RelayError(
+                .config,
+                "\(path): [retention] has no setting \(stray) (it takes \(RetentionFile.keys.joined(separator: ", "))); keys below the [retention] line belong to it: move \(stray) above that line"
+            )
+        }
+        if let r = file.retention {
+            let policy = RetentionPolicy(
+                relayDays: r.relay_days, relayLast: r.relay_last, vaultDaily: r.vault_daily, vaultWeekly: r.vault_weekly,
+                vaultMonthly: r.vault_monthly, vaultYearly: r.vault_yearly)
+            // The same check and message as `outpost relay retention`, with the keys' names.
+            do { try policy.validate(naming: .keys) } catch let e as OutpostError {
+                throw RelayError(.config, "\(path): [retention] \(e.message)")
+            }
+            c.retention = policy
+            if let t = r.prune_time {
+                guard RelayConfiguration.parseClock(t) != nil else {
+                    throw RelayError(.config, "\(path): [retention] prune_time must be a time of day as \"HH:MM\", e.g. \"03:00\", not \(t.debugDescription)")
+                }
+                c.pruneTime = t
+            }
         }
         if (c.tlsCertificate == nil) != (c.tlsPrivateKey == nil) {
             throw RelayError(.config, "\(path): set both tls_certificate and tls_private_key, or neither (then the certificate made at init is used)")
@@ -225,6 +269,26 @@ public struct RelayConfiguration: Sendable, Equatable {
         # proxy = "http://proxy.branch.lan:3128"
         # proxy_user = "backup"
         # proxy_password = "…"
+
+        # --- Retention: uncomment the [retention] line and the values you want. Keep the table at the end of
+        # the file: every key below the [retention] line belongs to it. No rule for a tier keeps everything on it.
+        # `outpost relay retention` overrides these values for the relay and per machine (kept in the relay's
+        # index); `outpost relay prune --dry-run` shows what they would remove.
+        # [retention]
+        # The relay (short term): keep points younger than N days (1 to 9999) and/or the newest N (1 to 9999).
+        # A point leaves the relay only once it is forwarded (when the relay is registered with a vault), and a
+        # machine's newest point always stays.
+        # relay_days = 14
+        # relay_last = 10
+        # The vault (long term): the newest point of each of the last N days (7 to 9999), weeks (4 to 5163),
+        # months (3 to 1188) and years (1 to 99); at most 9999 points in all. Computed and shown by
+        # `outpost relay prune`; not yet applied in the vault.
+        # vault_daily = 30
+        # vault_weekly = 8
+        # vault_monthly = 12
+        # vault_yearly = 7
+        # When `relay serve` prunes the relay tier, once a day (local time; default 03:00).
+        # prune_time = "03:00"
         """
 }
 

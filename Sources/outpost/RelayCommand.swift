@@ -22,7 +22,7 @@ struct RelayCommand: AsyncParsableCommand {
         abstract: "Run and administer the branch relay (the backup server protected machines push to).",
         subcommands: [
             Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self,
-            Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self, Rebuild.self,
+            Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self, Rebuild.self, Retention.self, Prune.self,
         ]
     )
 
@@ -77,6 +77,13 @@ struct RelayCommand: AsyncParsableCommand {
                 services.append(f)
                 tier2 = { id in try await forwarder.fetch(id) }
             }
+            // The relay tier's daily prune at prune_time (a relay with no rule prunes nothing).
+            let retention = settings.retention
+            services.append(
+                PruneService(at: RelayConfiguration.parseClock(settings.pruneTime) ?? 180, logger: logger) { now in
+                    let pruner = RelayPruner(store: store, file: retention)
+                    return try pruner.apply(try pruner.plan(forwarding: try forwardingStates(dir, store), now: now))
+                })
             let notify = forwarding
             let service = Relay(store: store, configuration: settings, logger: logger, tier2: tier2, committed: { notify?.pointCommitted() })
             let portFile = self.portFile

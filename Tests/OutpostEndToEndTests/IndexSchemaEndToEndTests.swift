@@ -6,7 +6,7 @@ import OutpostStore
 import Testing
 
 /// The index schema (docs/format.md §9) of the stores the binary makes: the store's own migration and the ones
-/// the relay's machine catalog and the forwarder's ledger register.
+/// the relay's machine catalog, its retention settings (v5) and the forwarder's ledger register.
 @Suite struct IndexSchemaEndToEndTests {
     /// Every store, local or a relay's, carries the whole schema, statement for statement as the stores made
     /// before the migrations moved to the modules that own them: an existing store opens with nothing to apply
@@ -27,7 +27,7 @@ import Testing
                     }
                 )
             }
-            #expect(migrations == ["v1", "v2", "v3", "v4"], "\(path)")
+            #expect(migrations == ["v1", "v2", "v3", "v4", "v5"], "\(path)")
             #expect(schema == Self.schema, "\(path)")
         }
     }
@@ -95,6 +95,15 @@ import Testing
         )
         """,
         """
+        table pruned_points: CREATE TABLE pruned_points (
+            point_id BLOB PRIMARY KEY,
+            machine TEXT NOT NULL,
+            finished_at REAL NOT NULL,
+            record BLOB NOT NULL,
+            pruned_at REAL NOT NULL
+        )
+        """,
+        """
         table recovery_points: CREATE TABLE recovery_points (
             id BLOB PRIMARY KEY,
             machine_id INTEGER NOT NULL REFERENCES machines(id),
@@ -106,6 +115,18 @@ import Testing
         """,
         """
         index recovery_points_by_machine: CREATE INDEX recovery_points_by_machine ON recovery_points(machine_id, finished_at)
+        """,
+        """
+        table retention_policies: CREATE TABLE retention_policies (
+            machine TEXT PRIMARY KEY,
+            relay_days INTEGER,
+            relay_last INTEGER,
+            vault_daily INTEGER,
+            vault_weekly INTEGER,
+            vault_monthly INTEGER,
+            vault_yearly INTEGER,
+            updated_at REAL NOT NULL
+        )
         """,
         """
         table vault_blobs: CREATE TABLE vault_blobs (
@@ -122,6 +143,6 @@ import Testing
 /// Opens a store the binary made, in this process, with the migrations the binary registers (see
 /// Sources/outpost/IndexSchema.swift); without them its index would count as newer than this build.
 func openStoreAsTheBinaryDoes(_ path: String) throws -> Store {
-    StoreIndex.registerMigrations(MachineCatalog.migrations + ForwardingLedger.migrations)
+    StoreIndex.registerMigrations(MachineCatalog.migrations + ForwardingLedger.migrations + RetentionSettings.migrations)
     return try Store.open(at: path, purpose: "the test")
 }

@@ -1,0 +1,154 @@
+import ArgumentParser
+import Foundation
+import OutpostCore
+import OutpostForwarder
+import OutpostRelay
+import OutpostStore
+
+extension RelayCommand {
+    struct Retention: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set or show retention policies: the relay's default and each machine's.",
+            discussion: """
+                With values, sets them for --machine, or as the relay's default (which then wins over relay.toml's \
+                [retention]); values not given keep what was set before, unless --clear. Without values, shows each \
+                machine's effective policy and where each value comes from (machine, relay default, relay.toml). \
+                A tier with no rule keeps everything. Exit 64: a value out of its range; 14: an unknown machine.
+                """
+        )
+        @OptionGroup var relay: RelayOptions
+        @Option(help: "The machine to set or show (default: the relay's default, and every machine when showing).") var machine: String?
+        @Option(help: "Keep points on the relay younger than N days (1 to 9999).") var relayDays: Int?
+        @Option(help: "Keep the newest N points on the relay (1 to 9999).") var relayLast: Int?
+        @Option(help: "Vault: keep the newest point of each of the last N days (7 to 9999).") var vaultDaily: Int?
+        @Option(help: "Vault: keep the newest point of each of the last N weeks (4 to 5163).") var vaultWeekly: Int?
+        @Option(help: "Vault: keep the newest point of each of the last N months (3 to 1188).") var vaultMonthly: Int?
+        @Option(help: "Vault: keep the newest point of each of the last N years (1 to 99).") var vaultYearly: Int?
+        @Flag(help: "Remove the values set before at this level (the machine's, or the relay's default), then set those given.") var clear = false
+        @Flag(help: "Print JSON.") var json = false
+
+        var values: RetentionPolicy {
+            RetentionPolicy(
+                relayDays: relayDays, relayLast: relayLast, vaultDaily: vaultDaily, vaultWeekly: vaultWeekly, vaultMonthly: vaultMonthly,
+                vaultYearly: vaultYearly)
+        }
+
+        struct Output: Encodable {
+            var relay: EffectiveRetention
+            var machines: [EffectiveRetention]
+        }
+
+        func run() async throws {
+            let dir = relay.directory
+            try dir.requireRelay()
+            let file = try dir.configuration().retention
+            // Checked before the store is opened: the same message as relay.toml's, with the options' names.
+            try values.validate()
+            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay retention`")
+            let settings = RetentionSettings(store: store)
+            if !values.isEmpty || clear {
+                try settings.set(values, machine: machine, clear: clear, file: file)
+                printErr(
+                    "retention policy \(clear ? "cleared and " : "")set for \(machine.map { "machine \($0)" } ?? "the relay (the default of every machine)"); `outpost relay prune --data \(dir.root) --dry-run` shows what it removes"
+                )
+            }
+            let all = try settings.effectiveForAll(file: file)
+            var shown = all.machines
+            if let machine {
+                shown = all.machines.filter { $0.machine == machine }
+                if shown.isEmpty {
+                    throw OutpostError(.notFound, "no machine named \(machine) is known to this relay; list them with `outpost relay machines`")
+                }
+            }
+            if json { try printJSON(Output(relay: all.relay, machines: shown)); return }
+            print("relay default: \(describe(all.relay))")
+            for m in shown { print("machine \(m.machine ?? "?"): \(describe(m))") }
+        }
+    }
+
+    struct Prune: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply the relay tier of the retention policies now: list what leaves the relay and why, and remove it.",
+            discussion: """
+                A point leaves the relay when no relay rule keeps it, it is not kept by backup --keep-until, and it is \
+                not its machine's newest; when the relay is registered with a vault, only once it is forwarded (unless \
+                --force). Its data goes at the next `outpost store gc`. The vault tier is shown as `vault: would \
+                expire`, and not applied yet: deleting in the vault is a later step.
+                """
+        )
+        @OptionGroup var relay: RelayOptions
+        @Option(help: "Only this machine.") var machine: String?
+        @Flag(help: "Show what would be removed; remove nothing.") var dryRun = false
+        @Flag(help: "Print JSON.") var json = false
+        @Flag(help: "Also remove points the vault does not have yet (they are then lost for good once gc runs).") var force = false
+
+        struct Output: Encodable {
+            var dryRun: Bool
+            var plan: PrunePlan
+            var reclaimable: ReclaimableSpace
+            var gc: String
+        }
+
+        func run() async throws {
+            let dir = relay.directory
+            try dir.requireRelay()
+            let settings = try dir.configuration()
+            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay prune`")
+            let pruner = RelayPruner(store: store, file: settings.retention)
+            var plan = try pruner.plan(machine: machine, forwarding: try forwardingStates(dir, store), force: force)
+            if !dryRun { plan = try pruner.apply(plan) }
+            let leaving = Set(plan.leaving.compactMap { BlobID(hex: $0.point.id) })
+            let space = try ReclaimableSpace.estimate(store: store, without: dryRun ? leaving : [])
+            let gc =
+                space.blobs == 0
+                ? "nothing to reclaim"
+                : "`outpost store gc --store \(dir.storePath)` reclaims about \(formatBytes(space.bytes)) (\(space.blobs) blobs); it needs the store alone: stop `relay serve` first"
+            if json { try printJSON(Output(dryRun: dryRun, plan: plan, reclaimable: space, gc: gc)); return }
+            if !plan.vaultRegistered { print("no vault: this relay forwards nowhere, so it prunes by the relay rules alone") }
+            for m in plan.machines {
+                print("machine \(m.machine): \(describe(m.policy))")
+                for p in m.points { print("  " + line(p)) }
+            }
+            let left = plan.count(relay: "leaves"), stay = plan.count(relay: "stays"), waiting = plan.waitingForForwarding
+            print(
+                "relay: \(left) recovery points \(dryRun ? "would leave" : "left"), \(stay) stay\(waiting > 0 ? " (\(waiting) only until they are forwarded)" : "")\(dryRun ? "; dry run: nothing was removed" : "")"
+            )
+            if plan.vaultRegistered {
+                print(
+                    "vault: \(plan.count(vault: "would expire")) recovery points would expire under the vault policy; NOT APPLIED: deleting in the vault is a later step"
+                )
+            }
+            print("space: \(gc)")
+        }
+
+        func line(_ p: PrunePlan.PointPrune) -> String {
+            let time = p.finishedAt.formatted(
+                .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
+            let relay = "\(p.relay.action)\(p.relay.reasons.isEmpty ? "" : ": " + p.relay.reasons.joined(separator: ", "))"
+            let vault = "vault: \(p.vault.action)\(p.vault.reasons.isEmpty ? "" : ": " + p.vault.reasons.joined(separator: ", "))"
+            return "\(p.id.prefix(8))  \(time)  \(relay)  |  \(vault)"
+        }
+    }
+}
+
+/// Each recovery point's forwarding state (hex id → pending, forwarding, forwarded, failed), or nil when the
+/// relay is not registered with a vault (then the relay rules alone decide).
+func forwardingStates(_ dir: RelayDataDirectory, _ store: Store) throws -> [BlobID: String]? {
+    guard FileManager.default.fileExists(atPath: VaultLink.paths(dir.root).link) else { return nil }
+    var out: [BlobID: String] = [:]
+    for e in try ForwardingLedger(store: store).entries() {
+        if let id = BlobID(hex: e.point) { out[id] = e.state.rawValue }
+    }
+    return out
+}
+
+/// "relay_days 14 (relay.toml), relay_last -; vault_daily 30 (machine), …": each value and where it comes from.
+func describe(_ e: EffectiveRetention) -> String {
+    func value(_ s: RetentionPolicy.Setting) -> String { e.policy[s].map { "\(s.key) \($0) (\(e.source(s).rawValue))" } ?? "\(s.key) -" }
+    let relay = e.policy.hasRelayRule ? [RetentionPolicy.Setting.relayDays, .relayLast].map(value).joined(separator: ", ") : "relay: no rule, keeps all"
+    let vault =
+        e.policy.hasVaultRule
+        ? [RetentionPolicy.Setting.vaultDaily, .vaultWeekly, .vaultMonthly, .vaultYearly].map(value).joined(separator: ", ")
+        : "vault: no rule, keeps all"
+    return relay + "; " + vault
+}

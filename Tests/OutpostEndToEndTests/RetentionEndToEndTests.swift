@@ -1,0 +1,174 @@
+import Foundation
+import Testing
+
+/// Retention through the real binary (issue 11): `backup --keep-until`, `relay retention` (set, show, refusals),
+/// `relay prune` (dry run, JSON, text), on a relay with no vault and on one registered with a vault. No clock is
+/// injected: `--relay-last` decides, so the points' ages do not matter.
+@Suite(.serialized) struct RetentionEndToEndTests {
+    /// A date `days` from today, local time, as `--keep-until` takes it.
+    func day(_ days: Int) -> String {
+        let d = Calendar.current.date(byAdding: .day, value: days, to: Date())!
+        let c = Calendar.current.dateComponents([.year, .month, .day], from: d)
+        return String(format: "%04d-%02d-%02d", c.year!, c.month!, c.day!)
+    }
+
+    /// `count` backups of one changing file; the one at `keepIndex` with `--keep-until` tomorrow. Returns the ids.
+    func backups(_ s: Scratch, config: String, count: Int, keepIndex: Int? = nil) throws -> [String] {
+        var ids: [String] = []
+        for i in 0..<count {
+            s.write("data/ledger.txt", Data("version \(i)\n".utf8) + randomData(20_000))
+            var args = ["backup", "--config", config, "--json", s.sub("data")]
+            if i == keepIndex { args += ["--keep-until", day(1)] }
+            let r = try CLI.run(args)
+            guard r.status == 0, let id = (json(r.stdout) as? [String: Any])?["id"] as? String else {
+                throw HarnessError("backup \(i) failed: \(r.stderr)")
+            }
+            ids.append(id)
+        }
+        return ids
+    }
+
+    func points(_ config: String) throws -> [[String: Any]] {
+        json(try CLI.run(["points", "--config", config, "--json"]).stdout) as? [[String: Any]] ?? []
+    }
+
+    /// Each point of the plan by id: (relay action, relay reasons, vault action).
+    func verdicts(_ output: String) -> [String: (relay: String, reasons: [String], vault: String)] {
+        let plan = (json(output) as? [String: Any])?["plan"] as? [String: Any]
+        var out: [String: (relay: String, reasons: [String], vault: String)] = [:]
+        for m in plan?["machines"] as? [[String: Any]] ?? [] {
+            for p in m["points"] as? [[String: Any]] ?? [] {
+                let relay = p["relay"] as? [String: Any], vault = p["vault"] as? [String: Any]
+                out[p["id"] as? String ?? ""] = (relay?["action"] as? String ?? "", relay?["reasons"] as? [String] ?? [], vault?["action"] as? String ?? "")
+            }
+        }
+        return out
+    }
+
+    @Test func retentionAndPruneOnARelayWithoutAVault() throws {
+        let s = Scratch()
+        let relay = try RelayHarness(s)
+        try relay.start()
+        let cfg = try relay.enroll("web1")
+        let ids = try backups(s, config: cfg, count: 4, keepIndex: 1)
+
+        // keep-until: refused in the past (before anything is read), recorded and listed otherwise.
+        let past = try CLI.run(["backup", "--config", cfg, "--keep-until", "2020-01-01", s.sub("data")])
+        #expect(past.status == 64 && past.stderr.contains("--keep-until 2020-01-01 is in the past"), "\(past.stderr)")
+        let listed = try points(cfg)
+        #expect(listed.count == 4)
+        #expect(listed.filter { $0["keepUntil"] != nil }.map { $0["id"] as? String } == [ids[1]])
+        #expect(try CLI.run(["points", "--config", cfg]).stdout.contains(day(1)), "the KEEP UNTIL column shows the day")
+
+        // relay retention: refusals, each with its reason and exit code; nothing is set by them.
+        let range = try CLI.run(["relay", "retention", "--data", relay.data, "--machine", "web1", "--vault-daily", "3"])
+        #expect(range.status == 64 && range.stderr.contains("--vault-daily must be 7 to 9999 days, not 3"), "\(range.stderr)")
+        let unknown = try CLI.run(["relay", "retention", "--data", relay.data, "--machine", "nobody", "--relay-last", "1"])
+        #expect(unknown.status == 14 && unknown.stderr.contains("no machine named nobody"), "\(unknown.stderr)")
+        let total = try CLI.run(["relay", "retention", "--data", relay.data, "--vault-daily", "9999", "--vault-yearly", "1"])
+        #expect(total.status == 64 && total.stderr.contains("at most 9999"), "\(total.stderr)")
+
+        // Set: the machine keeps its newest 1 on the relay; the relay's default keeps 7 days in the vault.
+        #expect(try CLI.run(["relay", "retention", "--data", relay.data, "--machine", "web1", "--relay-last", "1"]).status == 0)
+        #expect(try CLI.run(["relay", "retention", "--data", relay.data, "--vault-daily", "7"]).status == 0)
+        let shown = json(try CLI.run(["relay", "retention", "--data", relay.data, "--json"]).stdout) as? [String: Any]
+        let web1 = (shown?["machines"] as? [[String: Any]])?.first
+        #expect((web1?["policy"] as? [String: Any])?["relayLast"] as? Int == 1)
+        let sources = web1?["sources"] as? [String: String]
+        #expect(sources?["relayLast"] == "machine" && sources?["vaultDaily"] == "relay default" && sources?["relayDays"] == "none")
+        let text = try CLI.run(["relay", "retention", "--data", relay.data, "--machine", "web1"]).stdout
+        #expect(text.contains("relay_last 1 (machine)") && text.contains("vault_daily 7 (relay default)"), "\(text)")
+
+        // A dry run says what leaves and why, removes nothing, and counts what gc would free.
+        let dry = try CLI.run(["relay", "prune", "--data", relay.data, "--dry-run", "--json"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        let v = verdicts(dry.stdout)
+        #expect(v[ids[0]]?.relay == "leaves" && v[ids[0]]?.reasons == ["not among the newest 1 (relay_last)"])
+        #expect(v[ids[1]]?.relay == "stays" && v[ids[1]]?.reasons.first?.hasPrefix("keep-until") == true)
+        #expect(v[ids[2]]?.relay == "leaves" && v[ids[3]]?.relay == "stays")
+        #expect(v[ids[0]]?.vault == "no vault")
+        let report = json(dry.stdout) as? [String: Any]
+        #expect((report?["plan"] as? [String: Any])?["vaultRegistered"] as? Bool == false)
+        #expect(((report?["reclaimable"] as? [String: Any])?["blobs"] as? Int ?? 0) > 0)
+        #expect(try points(cfg).count == 4, "a dry run removes nothing")
+
+        // The prune itself, while the relay serves.
+        let prune = try CLI.run(["relay", "prune", "--data", relay.data])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        #expect(prune.stdout.contains("no vault: this relay forwards nowhere, so it prunes by the relay rules alone"), "\(prune.stdout)")
+        #expect(prune.stdout.contains("relay: 2 recovery points left, 2 stay"), "\(prune.stdout)")
+        #expect(prune.stdout.contains("outpost store gc"), "\(prune.stdout)")
+        #expect(try points(cfg).compactMap { $0["id"] as? String } == [ids[1], ids[3]], "the keep-until point survives")
+
+        // The space comes back with gc (the relay stopped); what is left restores and checks clean.
+        #expect(relay.stop() == 0)
+        let gc = try CLI.run(["store", "gc", "--store", relay.data + "/store", "--grace-hours", "0"])
+        #expect(gc.status == 0, "\(gc.stdout) \(gc.stderr)")
+        #expect(try CLI.run(["relay", "check", "--data", relay.data, "--read-data"]).status == 0)
+        try relay.start()
+        let out = s.sub("restored")
+        let r = try CLI.run(["restore", "--config", cfg, String(ids[1].prefix(12)), "--target", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(FileManager.default.contents(atPath: out + s.sub("data") + "/ledger.txt")?.prefix(10) == Data("version 1\n".utf8))
+        #expect(relay.stop() == 0)
+    }
+
+    /// A local store records keep-until too, and lists it.
+    @Test func aLocalStoreRecordsKeepUntil() throws {
+        let s = Scratch()
+        let store = s.sub("store")
+        #expect(try CLI.run(["store", "init", "--store", store]).status == 0)
+        s.write("data/a.txt", Data("a".utf8))
+        let b = try CLI.run(["backup", "--store", store, "--machine", "m1", "--keep-until", day(30), s.sub("data")])
+        #expect(b.status == 0 && b.stderr.contains("is kept until"), "\(b.stderr)")
+        let listed = json(try CLI.run(["points", "--store", store, "--json"]).stdout) as? [[String: Any]] ?? []
+        #expect(listed.count == 1 && listed.first?["keepUntil"] is String, "\(listed)")
+        #expect(try CLI.run(["points", "--store", store]).stdout.contains(day(30)))
+        let bad = try CLI.run(["backup", "--store", store, "--machine", "m1", "--keep-until", "2026-02-30", s.sub("data")])
+        #expect(bad.status == 64 && bad.stderr.contains("YYYY-MM-DD"), "\(bad.stderr)")
+    }
+
+    /// Registered with a vault: a point leaves the relay only once forwarded, unless --force; the vault tier is
+    /// reported and not applied.
+    @Test func pruneWaitsForForwardingUnlessForced() throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s)
+        try vault.start()
+        let relay = try RelayHarness(s)
+        // Started before registration, this relay runs no forwarder: what `relay forward` leaves stays pending.
+        try relay.start()
+        let cfg = try relay.enroll("web1")
+        let forwarded = try backups(s, config: cfg, count: 2)
+        let reg = try CLI.run([
+            "relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("branch"),
+            "--passphrase-file", s.sub("branch.pass"), "--generate-passphrase", "--name", "branch", "--fast-kdf-for-tests",
+        ])
+        #expect(reg.status == 0, "\(reg.stderr)")
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+        let pending = try backups(s, config: cfg, count: 2)
+        #expect(try CLI.run(["relay", "retention", "--data", relay.data, "--machine", "web1", "--relay-last", "1", "--vault-daily", "7"]).status == 0)
+
+        let dry = try CLI.run(["relay", "prune", "--data", relay.data, "--dry-run", "--json"])
+        let v = verdicts(dry.stdout)
+        #expect(v[forwarded[0]]?.relay == "leaves" && v[forwarded[1]]?.relay == "leaves", "\(dry.stdout)")
+        #expect(v[pending[0]]?.relay == "stays" && v[pending[0]]?.reasons.first?.hasPrefix("not forwarded yet (pending)") == true)
+        #expect(v[pending[0]]?.vault == "not forwarded yet")
+        #expect(v[forwarded[1]]?.vault == "keeps", "the newest point the vault holds")
+
+        let prune = try CLI.run(["relay", "prune", "--data", relay.data])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        #expect(prune.stdout.contains("(1 only until they are forwarded)"), "\(prune.stdout)")
+        #expect(prune.stdout.contains("NOT APPLIED: deleting in the vault is a later step"), "\(prune.stdout)")
+        #expect(try points(cfg).compactMap { $0["id"] as? String } == pending)
+
+        // Pruned from the relay, the forwarded points still count for the vault tier.
+        let again = verdicts(try CLI.run(["relay", "prune", "--data", relay.data, "--dry-run", "--json"]).stdout)
+        #expect(again[forwarded[0]]?.relay == "pruned earlier")
+
+        let forced = try CLI.run(["relay", "prune", "--data", relay.data, "--force"])
+        #expect(forced.status == 0, "\(forced.stderr)")
+        #expect(try points(cfg).compactMap { $0["id"] as? String } == [pending[1]], "--force takes the point the vault lacks")
+        #expect(relay.stop() == 0)
+        #expect(vault.stop() == 0)
+    }
+}
