@@ -40,6 +40,21 @@ public final class ForwardingService: Service, Sendable {
 
     public func run() async throws {
         trigger.yield()  // catch up on anything left from before the restart
+        // The vault client is shut down however the service ends: a client dropped without it traps the process
+        // (a relay registered with a vault died of SIGILL on SIGTERM).
+        let ended: (any Error)?
+        do {
+            try await schedule()
+            ended = nil
+        } catch {
+            ended = error
+        }
+        await forwarder.vault.close()
+        if let ended, !(ended is CancellationError) { throw ended }
+    }
+
+    /// Forwards at the configured times and after each commit until the service is shut down.
+    private func schedule() async throws {
         try await cancelWhenGracefulShutdown {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // The schedule: a trigger at each configured time of day.
@@ -72,7 +87,6 @@ public final class ForwardingService: Service, Sendable {
                 group.cancelAll()
             }
         }
-        await forwarder.vault.close()
     }
 
     func secondsToNextScheduledRun(now: Date = Date()) -> Double {
