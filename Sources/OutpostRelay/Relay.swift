@@ -86,9 +86,9 @@ public final class Relay: Sendable {
             }
         }
         let ids = frames.map(\.id)
-        let absent = try store.missing(ids)
         let ownedBefore = try catalog.owned(by: machine, ids)
-        let stats = try store.save(frames.filter { absent.contains($0.id) })
+        // Stores what neither the index nor the open pack holds (and touches what the index holds).
+        let stats = try store.save(frames)
         try catalog.addOwned(by: machine, ids)
         if configuration.dedupScope == .relay {
             return RelayAPI.UploadResult(received: frames.count, stored: stats.blobs, storedBytes: stats.storedBytes, rawBytes: stats.rawBytes)
@@ -155,7 +155,7 @@ public final class Relay: Sendable {
         record.machine = name
         try store.flush()
         try validate(machine: machine, name: name, root: root)
-        let info = try store.commit(record)
+        let info = try store.commit(record, contentChecked: true)
         try catalog.addOwned(by: machine, [info.id], verified: true)
         logger.info("recovery point committed", metadata: ["machine": "\(name)", "point": "\(info.id.shortHex)"])
         committed?()
@@ -167,7 +167,9 @@ public final class Relay: Sendable {
         var seen = Set<BlobID>()
         while let tid = stack.popLast() {
             guard seen.insert(tid).inserted else { continue }
-            if try catalog.owned(by: machine, [tid], verifiedOnly: true).contains(tid) { continue }
+            // Checked at an earlier commit, and still indexed: touched here, so that every gc from now on keeps all
+            // it reaches (docs/format.md §13). A gc that deleted it deleted its verified mark with it.
+            if try catalog.owned(by: machine, [tid], verifiedOnly: true).contains(tid), try store.unindexed([tid]).isEmpty { continue }
             try requireHeld(machine: machine, name: name, [tid], what: "tree")
             let tree: Tree
             do { tree = try store.loadTree(tid) } catch {
@@ -178,16 +180,18 @@ public final class Relay: Sendable {
                 if let sub = n.subtree, n.type == .directory { stack.append(sub) }
                 for e in n.extents { if case .chunk(let c, _) = e { chunks.append(c) } }
             }
-            try requireHeld(machine: machine, name: name, Array(Set(chunks)), what: "chunk")
+            // Untouched: the tree was touched just above, and every gc keeps all a touched tree reaches.
+            try requireHeld(machine: machine, name: name, Array(Set(chunks)), what: "chunk", touching: false)
             try catalog.addOwned(by: machine, [tid], verified: true)
         }
     }
 
     /// Runs after `store.flush()`: everything the machine was told is stored is indexed by then, or was dropped
-    /// by a failed seal. So presence is checked in the index, not in this process's record of what it wrote.
-    private func requireHeld(machine: Int64, name: String, _ ids: [BlobID], what: String) throws {
+    /// by a failed seal. So presence is checked in the index, not in this process's record of what it wrote; the
+    /// check touches what it finds, so that an online gc keeps it until the commit lands (or reports it absent).
+    private func requireHeld(machine: Int64, name: String, _ ids: [BlobID], what: String, touching: Bool = true) throws {
         if ids.isEmpty { return }
-        let absent = try store.unindexed(ids)
+        let absent = try store.unindexed(ids, touching: touching)
         if let first = ids.first(where: { absent.contains($0) }) {
             throw HTTPFailure(
                 .conflict,

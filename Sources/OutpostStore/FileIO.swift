@@ -1,5 +1,6 @@
 import Foundation
 import OutpostCore
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -73,10 +74,15 @@ enum FileIO {
 /// (gc, rebuild-index) hold it alone.
 public final class StoreLock: Sendable {
     private let fd: Int32
+    private let exclusive: Atomic<Bool>
+
+    /// The mode held now (`store init` holds the exclusive lock, then a shared one).
+    public var mode: Mode { exclusive.load(ordering: .acquiring) ? .exclusive : .shared }
 
     public enum Mode: Sendable { case shared, exclusive }
 
     init(path: String, mode: Mode, what: String) throws {
+        exclusive = Atomic(mode == .exclusive)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         if fd < 0 { throw StoreError.system(errno, "opening the lock file", path) }
         if flock(fd, (mode == .shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0 {
@@ -88,7 +94,10 @@ public final class StoreLock: Sendable {
     }
 
     /// Turns an exclusive lock into a shared one (after `store init`).
-    func downgrade() { flock(fd, LOCK_SH) }
+    func downgrade() {
+        flock(fd, LOCK_SH)
+        exclusive.store(false, ordering: .releasing)
+    }
 
     deinit { if fd >= 0 { close(fd) } }
 }

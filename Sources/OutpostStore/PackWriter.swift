@@ -6,7 +6,8 @@ import OutpostCore
 #endif
 
 /// Writes one pack: under `tmp/` while open, sealed (trailer, fsync, rename into `packs/`, fsync the
-/// directory) before the index may reference it. Not thread-safe: it has one owner at a time (the store's
+/// directory) before the index may reference it. The open file is flocked, so that an online gc tells a pack
+/// being written from one a killed writer left (`LeftoverFiles`). Not thread-safe: it has one owner at a time (the store's
 /// writer while open, then the one caller that seals it), which is why it may cross threads.
 final class PackWriter: @unchecked Sendable {
     let name: String
@@ -26,6 +27,7 @@ final class PackWriter: @unchecked Sendable {
         finalPath = layout.packPath(name)
         fd = open(tmpPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         if fd < 0 { throw StoreError.system(errno, "creating pack", tmpPath) }
+        flock(fd, LOCK_EX | LOCK_NB)
         size = 0
         do {
             try PackFormat.header().withUnsafeBytes { try FileIO.writeAll(fd, $0, path: tmpPath) }

@@ -30,8 +30,8 @@ extension Store {
         StoreError(.notFound, "blob \(id.shortHex) is not in the store \(layout.root); run `outpost check` to see what is affected")
     }
 
-    public func load(_ id: BlobID, at loc: BlobLocation) throws -> [UInt8] {
-        let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
+    public func load(_ id: BlobID, at given: BlobLocation) throws -> [UInt8] {
+        let (stored, loc) = try readStored(id, at: given)
         do {
             return try decompressors.with { d in
                 try stored.withUnsafeBytes {
@@ -47,8 +47,8 @@ extension Store {
 
     /// A blob as stored (compressed or not), for sending it on without recompressing; nil when absent.
     public func loadStored(_ id: BlobID) throws -> PreparedBlob? {
-        guard let loc = try index.location(of: id) else { return nil }
-        let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
+        guard let given = try index.location(of: id) else { return nil }
+        let (stored, loc) = try readStored(id, at: given)
         return PreparedBlob(id: id, kind: loc.kind, compression: loc.compression, stored: stored, rawLength: loc.rawLength)
     }
 
@@ -61,9 +61,23 @@ extension Store {
     /// The same, with locations the caller already read from the index (no second index read).
     public func loadStoredMany(_ ids: [BlobID], at locations: [BlobID: BlobLocation]) throws -> [PreparedBlob?] {
         try ids.map { id in
-            guard let loc = locations[id] else { return nil }
-            let stored = try readers.read(path: layout.packPath(loc.packName), offset: loc.offset, count: loc.storedLength)
+            guard let given = locations[id] else { return nil }
+            let (stored, loc) = try readStored(id, at: given)
             return PreparedBlob(id: id, kind: loc.kind, compression: loc.compression, stored: stored, rawLength: loc.rawLength)
+        }
+    }
+
+    /// The stored bytes of a blob and where they were read. A pack that vanished under the reader (an online gc
+    /// moved the blob, committed the index, then deleted the pack) sends it to the index again, once: the blob's
+    /// new location was committed before the old file went.
+    func readStored(_ id: BlobID, at loc: BlobLocation) throws -> ([UInt8], BlobLocation) {
+        let path = layout.packPath(loc.packName)
+        do {
+            return (try readers.read(path: path, offset: loc.offset, count: loc.storedLength), loc)
+        } catch {
+            guard access(path, F_OK) != 0, let moved = try index.location(of: id), moved.packName != loc.packName else { throw error }
+            let stored = try readers.read(path: layout.packPath(moved.packName), offset: moved.offset, count: moved.storedLength)
+            return (stored, moved)
         }
     }
 

@@ -16,6 +16,11 @@ public final class Store: Sendable {
     public let layout: StoreLayout
     public let config: StoreConfiguration
     public let index: StoreIndex
+    /// Shared (writers and readers, online gc) or exclusive (offline gc, rebuild-index).
+    public var lockMode: StoreLock.Mode { lock.mode }
+    /// The gc counter when the store was opened: a local commit checks its point's content again if gc has
+    /// deleted something since (Store+Commits.swift).
+    let gcGenerationAtOpen: Int64
     let logger: Logger
     private let lock: StoreLock
     private let writer: Mutex<WriterState>
@@ -28,7 +33,9 @@ public final class Store: Sendable {
 
     struct WriterState: ~Copyable {
         var pack: PackWriter?
-        /// Blobs written by this process (sealed or not): dedup within and across this process's jobs.
+        /// Blobs in this process's packs that are not indexed yet (open, or being sealed): dedup within and across
+        /// this process's jobs until the index answers for them. Never older than that: an online gc in another
+        /// process may delete an indexed blob, and only the index knows.
         var written = Set<BlobID>()
         var addedStored: Int64 = 0
     }
@@ -39,6 +46,7 @@ public final class Store: Sendable {
         self.logger = logger
         lock = try StoreLock(path: layout.lockPath, mode: lockMode, what: purpose)
         index = try StoreIndex(path: layout.indexPath, create: create)
+        gcGenerationAtOpen = try index.gcGeneration()
         writer = Mutex(WriterState())
         let level = config.compressionLevel
         compressors = ResourcePool { ZstdCompressor(level: level) }
@@ -124,28 +132,36 @@ public final class Store: Sendable {
 
     // MARK: Writing
 
-    /// Of `ids`, those not in the index (blobs in packs not yet sealed count as absent).
-    public func unindexed(_ ids: [BlobID]) throws -> Set<BlobID> {
-        let present = try index.present(ids)
+    /// Of `ids`, those not in the index (blobs in packs not yet sealed count as absent). With `touching`, the
+    /// others are marked relied on now, so that a gc keeps them for its grace period (docs/format.md §13);
+    /// without, the caller has touched a tree that reaches them (gc keeps all such a tree reaches).
+    public func unindexed(_ ids: [BlobID], touching: Bool = true) throws -> Set<BlobID> {
+        let present = try touching ? index.touch(ids) : index.present(ids)
         return Set(ids.filter { !present.contains($0) })
     }
 
-    /// Of `ids`, those neither indexed nor written by this process.
+    /// Of `ids`, those neither indexed nor in this process's unsealed packs; the indexed ones are marked relied on
+    /// now (the answer "present" to a push).
     public func missing(_ ids: [BlobID]) throws -> Set<BlobID> {
         let unknown = writer.withLock { state in ids.filter { !state.written.contains($0) } }
         return unknown.isEmpty ? [] : try unindexed(unknown)
     }
 
-    /// Appends blobs to the open pack, dropping those already stored. A pack that is full is taken out of the
+    /// Appends blobs to the open pack, dropping those already stored: in this process's unsealed packs, or in
+    /// the index (those are touched: the caller relies on them). A pack that is full is taken out of the
     /// writer and sealed (fsync, rename, index) after the lock is released, so that other uploads keep appending
     /// to a new pack while it syncs; `flush` waits for every such seal.
     @discardableResult
     public func save(_ blobs: [PreparedBlob]) throws -> SaveStats {
+        // The index is asked outside the writer's lock: a blob another caller seals meanwhile is at worst stored
+        // twice (the second copy is garbage for gc).
+        let unsealed = writer.withLock { state in blobs.map(\.id).filter { !state.written.contains($0) } }
+        let indexed = unsealed.isEmpty ? [] : try index.touch(unsealed)
         var full: [PackWriter] = []
         let outcome: Result<SaveStats, any Error> = writer.withLock { state in
             var stats = SaveStats()
             do {
-                for blob in blobs where !state.written.contains(blob.id) {
+                for blob in blobs where !state.written.contains(blob.id) && !indexed.contains(blob.id) {
                     stats.blobs += 1
                     stats.rawBytes += Int64(blob.rawLength)
                     stats.storedBytes += Int64(blob.stored.count + PackFormat.blobHeaderSize + PackFormat.entrySize)
@@ -231,6 +247,8 @@ public final class Store: Sendable {
         if pack.isEmpty { pack.abandon(); return }
         let sealed = try pack.seal()
         try index.addPack(name: sealed.name, size: sealed.size, entries: sealed.entries)
+        // From now on the index answers for these blobs (and touches them when asked).
+        writer.withLock { state in for e in sealed.entries { state.written.remove(e.id) } }
         logger.debug("sealed pack", metadata: ["pack": "\(sealed.name)", "bytes": "\(sealed.size)", "blobs": "\(sealed.entries.count)"])
     }
 
@@ -242,50 +260,11 @@ public final class Store: Sendable {
         }
     }
 
-    /// Drops the record of what this process wrote: after gc, some of it may be gone.
-    func resetWrittenCache() {
-        writer.withLock { state in
-            state.written = Set(state.pack?.entries.map(\.id) ?? [])
-        }
-    }
-
     /// Stores a blob from plaintext (trees and point records).
     @discardableResult
     public func saveBlob(kind: BlobKind, plaintext: [UInt8]) throws -> BlobID {
         let blob = compressors.with { c in plaintext.withUnsafeBytes { PreparedBlob.make(kind: kind, plaintext: $0, compressor: c) } }
-        if try missing([blob.id]).isEmpty { return blob.id }
         try save([blob])
         return blob.id
-    }
-
-    /// Records a recovery point: its record blob is written and every pack sealed first, then one transaction.
-    public func commit(_ point: RecoveryPoint) throws -> RecoveryPointInfo {
-        let id = try saveBlob(kind: .point, plaintext: point.encoded())
-        try flush()
-        // The record must be in a sealed, indexed pack: another caller's failed seal may have dropped it.
-        guard try index.location(of: id) != nil else {
-            throw StoreError(
-                .io,
-                "the record of recovery point \(id.shortHex) could not be stored in \(layout.root) (a pack failed to seal: check the free space and health of its disk); nothing was committed — run the job again"
-            )
-        }
-        try index.commitPoint(id: id, point: point)
-        return RecoveryPointInfo(id: id, point: point)
-    }
-
-    /// Records a recovery point whose record blob (and everything it needs) is already saved under `id`,
-    /// e.g. when a relay is rebuilt from the vault. Keeps the original id.
-    public func adopt(pointID id: BlobID, record: RecoveryPoint) throws -> RecoveryPointInfo {
-        try flush()
-        guard try index.location(of: id) != nil else {
-            throw StoreError(.notFound, "recovery point record \(id.shortHex) is not in the store; it must be saved before it is adopted")
-        }
-        try index.commitPoint(id: id, point: record)
-        return RecoveryPointInfo(id: id, point: record)
-    }
-
-    /// Removes a recovery point from the catalog; its data goes at the next `outpost store gc`.
-    public func forget(_ id: BlobID) throws {
-        try index.deletePoint(id)
     }
 }

@@ -24,7 +24,7 @@ public struct PackRecord: Sendable, Equatable {
 
 /// The store's SQLite index (GRDB `DatabasePool`, WAL): packs, blobs → pack locations, machines and the
 /// recovery point catalog. Schema versions are GRDB migrations ("v1", …), listed in docs/format.md; the store's
-/// own is "v1", other modules add theirs (IndexMigration.swift).
+/// own are "v1" and "v5", other modules add theirs (IndexMigration.swift).
 public final class StoreIndex: Sendable {
     let pool: DatabasePool
     let path: String
@@ -89,43 +89,31 @@ public final class StoreIndex: Sendable {
     /// their first location (this pack's copy becomes garbage for gc).
     func addPack(name: String, size: Int, entries: [PackEntry]) throws {
         try write("recording pack \(name)") { db in
-            try Self.insertPack(db, name: name, size: size, entries: entries, replace: false)
+            _ = try Self.insertPack(db, name: name, size: size, entries: entries)
         }
     }
 
-    /// Inserts a sealed pack and its blobs. `replace` moves blobs that are indexed elsewhere (gc's repack);
-    /// otherwise a blob indexed elsewhere keeps its first location.
-    static func insertPack(_ db: Database, name: String, size: Int, entries: [PackEntry], replace: Bool) throws {
+    /// Inserts a sealed pack and its blobs, all touched now (online gc, docs/format.md §13); a blob indexed
+    /// elsewhere keeps its first location and is touched there. Returns the pack's id.
+    @discardableResult
+    static func insertPack(_ db: Database, name: String, size: Int, entries: [PackEntry], now: Date = Date()) throws -> Int64 {
         try db.execute(
             sql: "INSERT INTO packs (name, size, blob_count, created_at) VALUES (?, ?, ?, ?)",
-            arguments: [name, size, entries.count, Date().timeIntervalSince1970])
+            arguments: [name, size, entries.count, now.timeIntervalSince1970])
         let packID = db.lastInsertedRowID
         let st = try db.cachedStatement(
             sql: """
-                INSERT OR \(replace ? "REPLACE" : "IGNORE") INTO blobs (id, kind, pack_id, offset, stored_length, raw_length, compression)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO blobs (id, kind, pack_id, offset, stored_length, raw_length, compression, touched_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (id) DO UPDATE SET touched_at = max(touched_at, excluded.touched_at)
                 """)
         for e in entries {
-            try st.execute(arguments: [e.id.data, Int(e.kind.rawValue), packID, e.offset, e.storedLength, e.rawLength, Int(e.compression.rawValue)])
+            try st.execute(arguments: [
+                e.id.data, Int(e.kind.rawValue), packID, e.offset, e.storedLength, e.rawLength, Int(e.compression.rawValue),
+                now.timeIntervalSince1970,
+            ])
         }
-    }
-
-    /// The subset of `ids` the index holds.
-    func present(_ ids: [BlobID]) throws -> Set<BlobID> {
-        var found = Set<BlobID>()
-        try read("looking up blobs") { db in
-            var start = 0
-            while start < ids.count {
-                let slice = ids[start..<min(ids.count, start + 500)]
-                let marks = Array(repeating: "?", count: slice.count).joined(separator: ",")
-                let rows = try Data.fetchAll(
-                    db, sql: "SELECT id FROM blobs WHERE id IN (\(marks))",
-                    arguments: StatementArguments(slice.map { $0.data }))
-                for r in rows { if let id = BlobID(bytes: r) { found.insert(id) } }
-                start += 500
-            }
-        }
-        return found
+        return packID
     }
 
     public func location(of id: BlobID) throws -> BlobLocation? {
@@ -136,7 +124,7 @@ public final class StoreIndex: Sendable {
 
     /// Prepared once per connection: a restore looks up every blob, and compiling the query each time cost more
     /// than running it.
-    private static func locationStatement(_ db: Database) throws -> Statement {
+    static func locationStatement(_ db: Database) throws -> Statement {
         try db.cachedStatement(
             sql: """
                 SELECT b.kind, b.compression, b.offset, b.stored_length, b.raw_length, p.id AS pid, p.name
@@ -262,6 +250,8 @@ public final class StoreIndex: Sendable {
         try read("listing machines") { db in try String.fetchAll(db, sql: "SELECT name FROM machines ORDER BY name") }
     }
 
+    /// Deletes a point from the catalog; the index's trigger records it in `forgotten_points`, so that its data
+    /// stays for gc's grace period (a push that started before may still build on it, docs/format.md §13).
     func deletePoint(_ id: BlobID) throws {
         try write("deleting recovery point \(id.shortHex)") { db in
             try db.execute(sql: "DELETE FROM recovery_points WHERE id = ?", arguments: [id.data])
@@ -274,56 +264,13 @@ extension BlobID {
 }
 
 extension StoreIndex {
-    /// One row per blob: enough for gc and check without touching the packs.
-    public struct BlobRow: Sendable {
-        public var id: BlobID
-        public var kind: BlobKind
-        public var packID: Int64
-        public var storedLength: Int
-    }
-
-    public func allBlobs() throws -> [BlobRow] {
-        try read("listing every blob") { db in
-            var out: [BlobRow] = []
-            let cursor = try Row.fetchCursor(db, sql: "SELECT id, kind, pack_id, stored_length FROM blobs")
-            while let row = try cursor.next() {
-                guard let id = BlobID(bytes: row["id"] as Data) else { continue }
-                out.append(
-                    BlobRow(
-                        id: id, kind: BlobKind(rawValue: UInt8(row["kind"] as Int)) ?? .data,
-                        packID: row["pack_id"], storedLength: row["stored_length"]))
-            }
-            return out
-        }
-    }
-
-    /// Repack and delete in one transaction: new packs take over the live blobs of `oldPacks`, the dead
-    /// blobs and the old pack rows go. The old files are deleted by the caller only after this commits.
-    func replacePacks(newPacks: [(name: String, size: Int, entries: [PackEntry])], oldPacks: [Int64], deadBlobs: [BlobID]) throws {
-        try write("recording garbage collection") { db in
-            for p in newPacks { try Self.insertPack(db, name: p.name, size: p.size, entries: p.entries, replace: true) }
-            let del = try db.cachedStatement(sql: "DELETE FROM blobs WHERE id = ?")
-            // The relay's records of which machine holds a dead blob go with it (its table, machine_blobs, comes
-            // with the relay's migration, which every store the binary opens has; a test's store may lack it).
-            let disown = try db.tableExists("machine_blobs") ? db.cachedStatement(sql: "DELETE FROM machine_blobs WHERE blob_id = ?") : nil
-            for id in deadBlobs { try del.execute(arguments: [id.data]); try disown?.execute(arguments: [id.data]) }
-            for pid in oldPacks {
-                let left = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM blobs WHERE pack_id = ?", arguments: [pid]) ?? 0
-                guard left == 0 else {
-                    throw StoreError(.corrupt, "garbage collection would drop pack \(pid) that still holds \(left) live blobs; nothing was changed")
-                }
-                try db.execute(sql: "DELETE FROM packs WHERE id = ?", arguments: [pid])
-            }
-        }
-    }
-
     /// Replaces the whole index with what the packs hold (rebuild-index).
     func replaceAll(packs: [(name: String, size: Int, entries: [PackEntry])], points: [(BlobID, RecoveryPoint)]) throws {
         try write("rebuilding the index") { db in
             // Machines (and the relay's credentials and ownership records) are kept: only what the packs
             // describe is replaced.
             try db.execute(sql: "DELETE FROM recovery_points; DELETE FROM blobs; DELETE FROM packs;")
-            for p in packs { try Self.insertPack(db, name: p.name, size: p.size, entries: p.entries, replace: false) }
+            for p in packs { try Self.insertPack(db, name: p.name, size: p.size, entries: p.entries) }
             for (id, point) in points { try Self.insertPoint(db, id: id, point: point) }
         }
     }

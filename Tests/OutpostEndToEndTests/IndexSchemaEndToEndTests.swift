@@ -5,7 +5,7 @@ import OutpostRelay
 import OutpostStore
 import Testing
 
-/// The index schema (docs/format.md §9) of the stores the binary makes: the store's own migration and the ones
+/// The index schema (docs/format.md §9) of the stores the binary makes: the store's own migrations (v1, v6) and the ones
 /// the relay's machine catalog, its retention settings (v5) and the forwarder's ledger register.
 @Suite struct IndexSchemaEndToEndTests {
     /// Every store, local or a relay's, carries the whole schema, statement for statement as the stores made
@@ -27,7 +27,7 @@ import Testing
                     }
                 )
             }
-            #expect(migrations == ["v1", "v2", "v3", "v4", "v5"], "\(path)")
+            #expect(migrations == ["v1", "v2", "v3", "v4", "v5", "v6"], "\(path)")
             #expect(schema == Self.schema, "\(path)")
         }
     }
@@ -43,10 +43,13 @@ import Testing
             stored_length INTEGER NOT NULL,
             raw_length INTEGER NOT NULL,
             compression INTEGER NOT NULL
-        ) WITHOUT ROWID
+        , touched_at REAL NOT NULL DEFAULT 0) WITHOUT ROWID
         """,
         """
         index blobs_by_pack: CREATE INDEX blobs_by_pack ON blobs(pack_id)
+        """,
+        """
+        index blobs_touched_trees: CREATE INDEX blobs_touched_trees ON blobs(touched_at) WHERE kind = 1
         """,
         """
         table enrollment_tokens: CREATE TABLE enrollment_tokens (
@@ -58,12 +61,25 @@ import Testing
         )
         """,
         """
+        table forgotten_points: CREATE TABLE forgotten_points (
+            id BLOB PRIMARY KEY,
+            root_tree BLOB NOT NULL,
+            forgotten_at REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        """
         table forwarding: CREATE TABLE forwarding (
             point_id BLOB PRIMARY KEY,
             state TEXT NOT NULL,
             reason TEXT,
             bytes INTEGER NOT NULL DEFAULT 0,
             updated_at REAL NOT NULL
+        )
+        """,
+        """
+        table gc_state: CREATE TABLE gc_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            generation INTEGER NOT NULL
         )
         """,
         """
@@ -115,6 +131,12 @@ import Testing
         """,
         """
         index recovery_points_by_machine: CREATE INDEX recovery_points_by_machine ON recovery_points(machine_id, finished_at)
+        """,
+        """
+        trigger recovery_points_forgotten: CREATE TRIGGER recovery_points_forgotten AFTER DELETE ON recovery_points BEGIN
+            INSERT OR REPLACE INTO forgotten_points (id, root_tree, forgotten_at)
+            VALUES (old.id, old.root_tree, (julianday('now') - 2440587.5) * 86400.0);
+        END
         """,
         """
         table retention_policies: CREATE TABLE retention_policies (

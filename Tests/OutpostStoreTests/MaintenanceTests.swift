@@ -81,7 +81,8 @@ import Testing
         let second = try await backup(store, [s.sub("data")]).point
         try store.forget(first.id)
         let before = try store.index.totals()
-        let report = try GarbageCollector(store: store).run()
+        // Two days on: the forgotten data is older than gc's grace (24 h).
+        let report = try GarbageCollector(store: store, now: Date().addingTimeInterval(2 * 86400)).run()
         #expect(report.deadBlobs > 0)
         #expect(report.bytesFreed > 250_000)
         let after = try store.index.totals()
@@ -101,7 +102,7 @@ import Testing
         let orphan = try store.saveBlob(kind: .data, plaintext: pseudoRandom(20_000, seed: 9))
         try store.flush()
         #expect(try store.missing([orphan]).isEmpty)
-        let report = try GarbageCollector(store: store).run()
+        let report = try GarbageCollector(store: store, now: Date().addingTimeInterval(2 * 86400)).run()
         #expect(report.deadBlobs == 1)
         #expect(try store.missing([orphan]) == [orphan])
         #expect(try StoreChecker(store: store, readData: true).run().isClean)
@@ -179,7 +180,7 @@ import Testing
         unlink(s.sub("data/huge"))
         do {
             let exclusive = try Store.open(at: storePath, lock: .exclusive, purpose: "gc")
-            _ = try GarbageCollector(store: exclusive).run()
+            _ = try GarbageCollector(store: exclusive, grace: 0).run()
         }
         let store = try Store.open(at: storePath, purpose: "backup")
         s.write("data/more", pseudoRandom(50_000, seed: 43))
