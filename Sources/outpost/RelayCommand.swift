@@ -22,7 +22,7 @@ struct RelayCommand: AsyncParsableCommand {
         abstract: "Run and administer the branch relay (the backup server protected machines push to).",
         subcommands: [
             Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self,
-            Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self, Rebuild.self, Retention.self, Prune.self,
+            Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self, Rebuild.self, GC.self, Retention.self, Prune.self,
         ]
     )
 

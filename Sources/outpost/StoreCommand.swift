@@ -32,23 +32,6 @@ struct StoreCommand: AsyncParsableCommand {
         }
     }
 
-    struct GC: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "gc", abstract: "Remove data no recovery point needs.")
-        @OptionGroup var options: StoreOptions
-        @Option(help: "Rewrite a pack when at least this share of it is unused (0–1).") var repackThreshold = 0.1
-        @Option(help: "Leave packs younger than this many hours alone, so that an interrupted push resumes without re-sending.") var graceHours = 24.0
-
-        func run() async throws {
-            let store = try Store.open(at: options.store, lock: .exclusive, purpose: "`outpost store gc`")
-            let r = try GarbageCollector(store: store, repackThreshold: repackThreshold, grace: graceHours * 3600).run()
-            print("kept \(r.liveBlobs) blobs for \(r.points) recovery points; removed \(r.deadBlobs) unused blobs")
-            print(
-                "packs: \(r.packsDeleted) deleted, \(r.packsRepacked) rewritten into \(r.packsWritten), \(r.unindexedPacksDeleted) left-over removed; \(formatBytes(r.bytesFreed)) freed"
-            )
-            if r.packsInGrace > 0 { print("\(r.packsInGrace) packs with unused data are younger than \(graceHours) h and were left for a later gc") }
-        }
-    }
-
     struct RebuildIndex: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Rebuild the SQLite index from the pack files alone.")
         @OptionGroup var options: StoreOptions
