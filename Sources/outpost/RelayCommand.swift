@@ -80,7 +80,11 @@ struct RelayCommand: AsyncParsableCommand {
             // The relay tier's daily prune at prune_time (a relay with no rule prunes nothing).
             let retention = settings.retention
             services.append(
-                PruneService(at: RelayConfiguration.parseClock(settings.pruneTime) ?? 180, logger: logger) { now in
+                // Then the online gc, beside the pushes, with its default grace.
+                PruneService(
+                    at: RelayConfiguration.parseClock(settings.pruneTime) ?? 180, logger: logger,
+                    gc: { try GarbageCollector(store: store).run() }
+                ) { now in
                     let pruner = RelayPruner(store: store, file: retention)
                     return try pruner.apply(try pruner.plan(forwarding: try forwardingStates(dir, store), now: now))
                 })

@@ -72,7 +72,10 @@ extension RelayCommand {
             discussion: """
                 A point leaves the relay when no relay rule keeps it, it is not kept by backup --keep-until, and it is \
                 not its machine's newest; when the relay is registered with a vault, only once it is forwarded (unless \
-                --force). Its data goes at the next `outpost store gc`. The vault tier is shown as `vault: would \
+                --force). Its data goes at a later `outpost relay gc` (or `outpost store gc`), which runs while the \
+                relay serves; `relay serve` runs one after its daily prune. gc keeps what was relied on within its \
+                grace (24 h), so the data of points pruned now is freed by a gc at least 24 h later: --gc runs one \
+                right after the prune for what earlier prunes left. The vault tier is shown as `vault: would \
                 expire`, and not applied yet: deleting in the vault is a later step.
                 """
         )
@@ -81,12 +84,23 @@ extension RelayCommand {
         @Flag(help: "Show what would be removed; remove nothing.") var dryRun = false
         @Flag(help: "Print JSON.") var json = false
         @Flag(help: "Also remove points the vault does not have yet (they are then lost for good once gc runs).") var force = false
+        @Flag(
+            help:
+                "Then run gc (as `outpost relay gc`, while the relay serves): it frees what earlier prunes left; the data of points pruned now waits for a gc at least 24 h later."
+        )
+        var gc = false
+
+        func validate() throws {
+            if gc && dryRun { throw ValidationError("--gc removes data and --dry-run removes nothing: give one of them (`outpost relay gc --dry-run` shows what gc would free)") }
+        }
 
         struct Output: Encodable {
             var dryRun: Bool
             var plan: PrunePlan
             var reclaimable: ReclaimableSpace
             var gc: String
+            /// What the gc after the prune did (with --gc).
+            var gcReport: GCReport?
         }
 
         func run() async throws {
@@ -99,11 +113,12 @@ extension RelayCommand {
             if !dryRun { plan = try pruner.apply(plan) }
             let leaving = Set(plan.leaving.compactMap { BlobID(hex: $0.point.id) })
             let space = try ReclaimableSpace.estimate(store: store, without: dryRun ? leaving : [])
-            let gc =
+            let note =
                 space.blobs == 0
                 ? "nothing to reclaim"
-                : "`outpost store gc --store \(dir.storePath)` reclaims about \(formatBytes(space.bytes)) (\(space.blobs) blobs); it needs the store alone: stop `relay serve` first"
-            if json { try printJSON(Output(dryRun: dryRun, plan: plan, reclaimable: space, gc: gc)); return }
+                : "about \(formatBytes(space.bytes)) (\(space.blobs) blobs) to reclaim by `outpost relay gc --data \(dir.root)` (runs while the relay serves); gc keeps what was relied on within its grace, so the data of points pruned now is freed only by a gc at least 24 h after the prune"
+            let report = gc ? try GarbageCollector(store: store).run() : nil
+            if json { try printJSON(Output(dryRun: dryRun, plan: plan, reclaimable: space, gc: note, gcReport: report)); return }
             if !plan.vaultRegistered { print("no vault: this relay forwards nowhere, so it prunes by the relay rules alone") }
             for m in plan.machines {
                 print("machine \(m.machine): \(describe(m.policy))")
@@ -118,7 +133,17 @@ extension RelayCommand {
                     "vault: \(plan.count(vault: "would expire")) recovery points would expire under the vault policy; NOT APPLIED: deleting in the vault is a later step"
                 )
             }
-            print("space: \(gc)")
+            print("space: \(note)")
+            if let r = report {
+                print(
+                    "gc: removed \(r.deadBlobs) unused blobs, \(r.packsDeleted) packs deleted, \(r.packsRepacked) rewritten; \(formatBytes(r.bytesFreed)) freed"
+                )
+                if r.forgottenPointsKept > 0 {
+                    print(
+                        "gc: \(r.forgottenPointsKept) recovery points pruned or forgotten within the last 24 h keep their data until a gc at least 24 h after they went"
+                    )
+                }
+            }
         }
 
         func line(_ p: PrunePlan.PointPrune) -> String {

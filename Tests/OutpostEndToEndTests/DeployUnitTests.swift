@@ -23,13 +23,19 @@ import Testing
         }
     }
 
-    /// gc needs the store to itself: the relay's maintenance stops the relay for it and starts it again.
-    @Test func relayMaintenanceStopsAndRestartsTheRelay() throws {
+    /// gc runs while the relay serves (issue 11): the relay's maintenance must not stop the relay (pushes would
+    /// exit 20 meanwhile); it checks, then prunes and collects garbage, hardened as the relay's own unit.
+    @Test func relayMaintenanceRunsWhileTheRelayServes() throws {
         let lines = try unit("outpost-relay-maintenance.service")
-        #expect(lines.contains("Conflicts=outpost-relay.service"))
-        #expect(lines.contains { $0.hasPrefix("ExecStopPost=") && $0.contains("systemctl start") && $0.contains("outpost-relay.service") })
+        #expect(!lines.contains { $0.hasPrefix("Conflicts=") })
+        #expect(!lines.contains { $0.contains("systemctl") })
         let execs = lines.filter { $0.hasPrefix("ExecStart=") }
-        #expect(execs.first?.contains("relay check") == true && execs.last?.contains("store gc") == true)
+        #expect(execs.first?.contains("relay check") == true)
+        #expect(execs.last?.contains("relay prune") == true && execs.last?.contains("--gc") == true)
+        #expect(!execs.contains { $0.contains("store gc") })
+        for setting in ["User=outpost", "NoNewPrivileges=true", "ProtectSystem=strict", "ProtectHome=true", "PrivateTmp=true"] {
+            #expect(lines.contains(setting), "\(setting)")
+        }
         #expect(FileManager.default.fileExists(atPath: Self.deploy + "/outpost-relay-maintenance.timer"))
     }
 }

@@ -97,8 +97,19 @@ import Testing
         #expect(prune.status == 0, "\(prune.stderr)")
         #expect(prune.stdout.contains("no vault: this relay forwards nowhere, so it prunes by the relay rules alone"), "\(prune.stdout)")
         #expect(prune.stdout.contains("relay: 2 recovery points left, 2 stay"), "\(prune.stdout)")
-        #expect(prune.stdout.contains("outpost store gc"), "\(prune.stdout)")
+        #expect(prune.stdout.contains("outpost relay gc") && prune.stdout.contains("at least 24 h after the prune"), "\(prune.stdout)")
+        #expect(!prune.stdout.contains("stop `relay serve`"), "gc runs while the relay serves: \(prune.stdout)")
         #expect(try points(cfg).compactMap { $0["id"] as? String } == [ids[1], ids[3]], "the keep-until point survives")
+
+        // --gc runs gc right after, while the relay serves; the points pruned now keep their data for the grace.
+        let both = try CLI.run(["relay", "prune", "--data", relay.data, "--gc", "--dry-run"])
+        #expect(both.status == 64 && both.stderr.contains("give one of them"), "\(both.stderr)")
+        let withGC = try CLI.run(["relay", "prune", "--data", relay.data, "--gc"])
+        #expect(withGC.status == 0, "\(withGC.stdout) \(withGC.stderr)")
+        #expect(withGC.stdout.contains("gc: removed "), "\(withGC.stdout)")
+        #expect(withGC.stdout.contains("gc: 2 recovery points pruned or forgotten within the last 24 h keep their data"), "\(withGC.stdout)")
+        let gcJSON = json(try CLI.run(["relay", "prune", "--data", relay.data, "--gc", "--json"]).stdout) as? [String: Any]
+        #expect((gcJSON?["gcReport"] as? [String: Any])?["forgottenPointsKept"] as? Int == 2)
 
         // The space comes back with gc (the relay stopped); what is left restores and checks clean.
         #expect(relay.stop() == 0)

@@ -1,7 +1,9 @@
 import Foundation
 import GRDB
+import Logging
 import OutpostCore
 import OutpostStore
+import Synchronization
 import Testing
 
 @testable import OutpostRelay
@@ -140,5 +142,32 @@ extension PrunePlan {
         let pruner = f.pruner(RetentionPolicy(relayLast: 1))
         try pruner.apply(try pruner.plan(forwarding: nil, now: PruneFixture.now))
         #expect(try ReclaimableSpace.estimate(store: f.store) == ahead)
+    }
+
+    /// `relay serve` runs the online gc after each daily prune. The data of a point pruned today is kept by that
+    /// day's gc (forgotten within the grace) and freed by the next day's. Without the gc hook nothing is freed.
+    @Test func theDailyPruneRunsGCWhichFreesPrunedDataADayLater() async throws {
+        let f = try PruneFixture()
+        let old = try f.point("web1", daysAgo: 3)
+        try f.point("web1", daysAgo: 1)
+        // An hour ahead of the wall clock, which stamps blobs and forgotten points: the margin is the grace's.
+        let clock = Mutex(Date().addingTimeInterval(3600))
+        let reports = Mutex<[GCReport]>([])
+        let pruner = f.pruner(RetentionPolicy(relayLast: 1))
+        let service = PruneService(
+            at: 3 * 60, timeZone: TimeZone(identifier: "UTC")!, clock: { clock.withLock { $0 } },
+            wait: { s in clock.withLock { $0.addTimeInterval(s) } }, logger: Logger(label: "prune-gc-test"),
+            gc: {
+                let r = try GarbageCollector(store: f.store, now: clock.withLock { $0 }).run()
+                reports.withLock { $0.append(r) }
+                return r
+            }
+        ) { now in try pruner.apply(try pruner.plan(forwarding: nil, now: now)) }
+        try await service.loop(days: 2)
+        #expect(try !f.remaining("web1").contains(old))
+        let r = reports.withLock { $0 }
+        #expect(r.count == 2, "one gc after each day's prune")
+        #expect(r.first?.forgottenPointsKept == 1 && r.first?.deadBlobs == 0, "pruned today: kept for the grace")
+        #expect(r.last?.forgottenPointsKept == 0 && (r.last?.deadBlobs ?? 0) >= 2, "a day later: its tree and chunk go")
     }
 }
