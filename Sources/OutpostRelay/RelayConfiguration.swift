@@ -184,7 +184,8 @@ public struct RelayConfiguration: Sendable, Equatable {
             c.retention = policy
             if let t = r.prune_time {
                 guard RelayConfiguration.parseClock(t) != nil else {
-                    throw RelayError(.config, "\(path): [retention] prune_time must be a time of day as \"HH:MM\", e.g. \"03:00\", not \(t.debugDescription)")
+                    throw RelayError(
+                        .config, "\(path): [retention] prune_time must be a time of day as \"HH:MM\", e.g. \"03:00\", not \(t.debugDescription)")
                 }
                 c.pruneTime = t
             }

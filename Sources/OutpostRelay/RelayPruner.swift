@@ -85,7 +85,8 @@ public struct RelayPruner: Sendable {
             let policy = try settings.effective(machine: name, file: file)
             do { try policy.policy.validate() } catch let e as OutpostError {
                 throw OutpostError(
-                    e.code, "\(e.message) in the effective retention policy of machine \(name); fix it with `outpost relay retention` or in relay.toml")
+                    e.code,
+                    "\(e.message) in the effective retention policy of machine \(name); fix it with `outpost relay retention` or in relay.toml")
             }
             let points = try store.index.points(machine: name)
             let earlier = try pruned(machine: name).filter { p in !points.contains { $0.id == p.id } }
@@ -114,7 +115,8 @@ public struct RelayPruner: Sendable {
         func vaultVerdict(_ p: RecoveryPointInfo) -> PrunePlan.Verdict {
             guard forwarding != nil else { return .init(action: "no vault", reasons: []) }
             guard let d = vault[p.id.hex] else { return .init(action: "not forwarded yet", reasons: []) }
-            return d.isKept ? .init(action: "keeps", reasons: d.keptBy.map(\.description)) : .init(action: "would expire", reasons: expiry(policy, vault: true))
+            return d.isKept
+                ? .init(action: "keeps", reasons: d.keptBy.map(\.description)) : .init(action: "would expire", reasons: expiry(policy, vault: true))
         }
         var out: [PrunePlan.PointPrune] = []
         for (p, d) in zip(points, relay) {
@@ -129,7 +131,10 @@ public struct RelayPruner: Sendable {
                 if let st, st != "forwarded" { why.append("not forwarded yet (\(st)), removed anyway (--force)") }
                 verdict = .init(action: "leaves", reasons: why)
             }
-            out.append(.init(id: p.id.hex, finishedAt: p.point.finishedAt, keepUntil: p.point.keepUntil, forwarding: st, relay: verdict, vault: vaultVerdict(p)))
+            out.append(
+                .init(
+                    id: p.id.hex, finishedAt: p.point.finishedAt, keepUntil: p.point.keepUntil, forwarding: st, relay: verdict, vault: vaultVerdict(p)
+                ))
         }
         for p in earlier {
             out.append(

@@ -125,7 +125,9 @@ public struct GarbageCollector {
         addLeftovers(try LeftoverFiles(store: store, cutoff: cutoff, dryRun: false).sweep(), to: &report)
         logger.info(
             "gc done",
-            metadata: ["deleted blobs": "\(report.deadBlobs)", "bytes freed": "\(report.bytesFreed)", "kept (touched)": "\(report.blobsTouchedDuringGC)"])
+            metadata: [
+                "deleted blobs": "\(report.deadBlobs)", "bytes freed": "\(report.bytesFreed)", "kept (touched)": "\(report.blobsTouchedDuringGC)",
+            ])
         return report
     }
 

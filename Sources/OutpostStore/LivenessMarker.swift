@@ -39,7 +39,8 @@ struct LivenessMarker {
             guard let loc = try locate(id) else {
                 if !required { continue }
                 throw StoreError(
-                    .corrupt, "tree \(id.shortHex) of a recovery point is not in the store; gc stopped without deleting anything — run `outpost check`")
+                    .corrupt,
+                    "tree \(id.shortHex) of a recovery point is not in the store; gc stopped without deleting anything — run `outpost check`")
             }
             let tree: Tree
             do { tree = try Tree.decode(try read(id, at: loc), id: id) } catch {

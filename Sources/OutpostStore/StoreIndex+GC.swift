@@ -127,7 +127,8 @@ extension StoreIndex {
                 for slice in Self.slices(blobs) {
                     let args: [(any DatabaseValueConvertible)?] = [seconds] + slice.map { $0.data }
                     try db.execute(
-                        sql: "UPDATE blobs SET touched_at = touched_at - ? WHERE id IN (\(Self.marks(slice.count)))", arguments: StatementArguments(args))
+                        sql: "UPDATE blobs SET touched_at = touched_at - ? WHERE id IN (\(Self.marks(slice.count)))",
+                        arguments: StatementArguments(args))
                 }
             } else {
                 try db.execute(sql: "UPDATE blobs SET touched_at = touched_at - ?", arguments: [seconds])

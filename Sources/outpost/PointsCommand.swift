@@ -64,7 +64,9 @@ extension String {
 
 struct ForgetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "forget", abstract: "Remove recovery points from the catalog (their data goes at a gc at least 24 h later: `outpost store gc`, also while a relay serves).")
+        commandName: "forget",
+        abstract:
+            "Remove recovery points from the catalog (their data goes at a gc at least 24 h later: `outpost store gc`, also while a relay serves).")
     @OptionGroup var options: StoreOptions
     @Option(help: "The machine the recovery points belong to.") var machine: String?
     @Argument(help: "Recovery point ids (or unique prefixes).") var points: [String]

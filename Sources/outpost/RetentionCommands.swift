@@ -91,7 +91,10 @@ extension RelayCommand {
         var gc = false
 
         func validate() throws {
-            if gc && dryRun { throw ValidationError("--gc removes data and --dry-run removes nothing: give one of them (`outpost relay gc --dry-run` shows what gc would free)") }
+            if gc && dryRun {
+                throw ValidationError(
+                    "--gc removes data and --dry-run removes nothing: give one of them (`outpost relay gc --dry-run` shows what gc would free)")
+            }
         }
 
         struct Output: Encodable {
@@ -170,7 +173,8 @@ func forwardingStates(_ dir: RelayDataDirectory, _ store: Store) throws -> [Blob
 /// "relay_days 14 (relay.toml), relay_last -; vault_daily 30 (machine), …": each value and where it comes from.
 func describe(_ e: EffectiveRetention) -> String {
     func value(_ s: RetentionPolicy.Setting) -> String { e.policy[s].map { "\(s.key) \($0) (\(e.source(s).rawValue))" } ?? "\(s.key) -" }
-    let relay = e.policy.hasRelayRule ? [RetentionPolicy.Setting.relayDays, .relayLast].map(value).joined(separator: ", ") : "relay: no rule, keeps all"
+    let relay =
+        e.policy.hasRelayRule ? [RetentionPolicy.Setting.relayDays, .relayLast].map(value).joined(separator: ", ") : "relay: no rule, keeps all"
     let vault =
         e.policy.hasVaultRule
         ? [RetentionPolicy.Setting.vaultDaily, .vaultWeekly, .vaultMonthly, .vaultYearly].map(value).joined(separator: ", ")

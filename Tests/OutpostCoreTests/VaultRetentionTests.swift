@@ -99,7 +99,9 @@ import Testing
     /// lists them.
     @Test func aTieGoesToTheGreaterID() {
         let t = local("2026-03-14 10:00")
-        let points = [RetentionCandidate(id: "bb", finishedAt: t), RetentionCandidate(id: "aa", finishedAt: t), RetentionCandidate(id: "cc", finishedAt: now)]
+        let points = [
+            RetentionCandidate(id: "bb", finishedAt: t), RetentionCandidate(id: "aa", finishedAt: t), RetentionCandidate(id: "cc", finishedAt: now),
+        ]
         #expect(kept(RetentionPolicy(vaultDaily: 7).vaultTier(points, now: now, timeZone: berlin)) == ["bb", "cc"])
     }
 }

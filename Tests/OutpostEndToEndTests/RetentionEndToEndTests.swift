@@ -39,7 +39,9 @@ import Testing
         for m in plan?["machines"] as? [[String: Any]] ?? [] {
             for p in m["points"] as? [[String: Any]] ?? [] {
                 let relay = p["relay"] as? [String: Any], vault = p["vault"] as? [String: Any]
-                out[p["id"] as? String ?? ""] = (relay?["action"] as? String ?? "", relay?["reasons"] as? [String] ?? [], vault?["action"] as? String ?? "")
+                out[p["id"] as? String ?? ""] = (
+                    relay?["action"] as? String ?? "", relay?["reasons"] as? [String] ?? [], vault?["action"] as? String ?? ""
+                )
             }
         }
         return out
@@ -157,7 +159,8 @@ import Testing
         #expect(reg.status == 0, "\(reg.stderr)")
         #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
         let pending = try backups(s, config: cfg, count: 2)
-        #expect(try CLI.run(["relay", "retention", "--data", relay.data, "--machine", "web1", "--relay-last", "1", "--vault-daily", "7"]).status == 0)
+        #expect(
+            try CLI.run(["relay", "retention", "--data", relay.data, "--machine", "web1", "--relay-last", "1", "--vault-daily", "7"]).status == 0)
 
         let dry = try CLI.run(["relay", "prune", "--data", relay.data, "--dry-run", "--json"])
         let v = verdicts(dry.stdout)

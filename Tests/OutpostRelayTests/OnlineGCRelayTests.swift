@@ -131,7 +131,9 @@ import Testing
                         for old in try store.index.points(machine: m.name).dropLast() { try store.forget(old.id) }
                     }
                     let r = try GarbageCollector(store: store).run()
-                    shared.state.withLock { $0.deleted += r.deadBlobs; $0.gcRounds += 1 }
+                    shared.state.withLock {
+                        $0.deleted += r.deadBlobs; $0.gcRounds += 1
+                    }
                 } catch {
                     shared.state.withLock { $0.failures.append("gc round \(round): \(error)") }
                     break

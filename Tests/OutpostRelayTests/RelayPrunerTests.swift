@@ -28,7 +28,9 @@ final class PruneFixture: Sendable {
     func point(_ machine: String, daysAgo: Double, keepUntil: Date? = nil) throws -> BlobID {
         let content = Array("\(machine) \(daysAgo) \(UUID())".utf8)
         let chunk = try store.saveBlob(kind: .data, plaintext: content)
-        let tree = Tree(nodes: [Node(name: Array("f".utf8), type: .file, size: UInt64(content.count), extents: [.chunk(chunk, length: content.count)])])
+        let tree = Tree(nodes: [
+            Node(name: Array("f".utf8), type: .file, size: UInt64(content.count), extents: [.chunk(chunk, length: content.count)])
+        ])
         let root = try store.saveBlob(kind: .tree, plaintext: tree.encode())
         let at = Self.now.addingTimeInterval(-daysAgo * 86400)
         let p = RecoveryPoint(

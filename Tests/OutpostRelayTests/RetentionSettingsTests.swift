@@ -60,7 +60,8 @@ import Testing
             try settings.set(RetentionPolicy(relayDays: 7), machine: "web1", clear: false, file: file)
             let web1 = try settings.effective(machine: "web1", file: file)
             #expect(web1.policy == RetentionPolicy(relayDays: 7, vaultDaily: 30))
-            #expect(web1.source(.relayDays) == .machine && web1.source(.vaultDaily) == .relayDefault && web1.source(.relayLast) == RetentionSource.none)
+            #expect(
+                web1.source(.relayDays) == .machine && web1.source(.vaultDaily) == .relayDefault && web1.source(.relayLast) == RetentionSource.none)
             let web2 = try settings.effective(machine: "web2", file: file)
             #expect(web2.policy == RetentionPolicy(relayDays: 14, vaultDaily: 30) && web2.source(.relayDays) == .file)
             let all = try settings.effectiveForAll(file: file)
@@ -133,7 +134,9 @@ import Testing
             },
             logger: Logger(label: "prune-test")
         ) { now in
-            let first = days.runs.withLock { $0.append(now); return $0.count == 1 }
+            let first = days.runs.withLock {
+                $0.append(now); return $0.count == 1
+            }
             days.clock.withLock { $0.addTimeInterval(60) }  // a prune takes a minute
             if first { throw OutpostError(.io, "the index is busy") }
             return PrunePlan(now: now, vaultRegistered: false, force: false, machines: [])

@@ -1,9 +1,10 @@
 import Foundation
 import OutpostArchive
 import OutpostCore
-@testable import OutpostStore
 import OutpostTestSupport
 import Testing
+
+@testable import OutpostStore
 
 #if canImport(Glibc)
     import Glibc
