@@ -226,7 +226,12 @@ struct EnrollCommand: AsyncParsableCommand {
             printErr("reading the enrollment token from standard input")
             text = String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8)
         } else {
-            text = try? String(contentsOfFile: file, encoding: .utf8)
+            // Read to the end, not `st_size` bytes: `--token-file <(…)` and FIFOs have no size (the demo passes
+            // its token that way, and got "empty").
+            text = FileHandle(forReadingAtPath: file).flatMap { h in
+                defer { try? h.close() }
+                return String(data: h.readDataToEndOfFile(), encoding: .utf8)
+            }
         }
         guard let t = text?.trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty else {
             throw OutpostError(

@@ -149,6 +149,23 @@ import Testing
         #expect(e.status == 0, "\(e.stderr)")
         let dup = try CLI.run(["relay", "add-machine", "--data", relay.data, "filer"])
         #expect(dup.status == 15 && dup.stderr.contains("already enrolled"), "\(dup.stderr)")
+        // From a pipe, as `--token-file <(…)` passes it (a FIFO has no size; the token used to read as empty).
+        let piped = try CLI.run(["relay", "add-machine", "--data", relay.data, "piper"])
+        let fifo = s.sub("token.fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let token = Array(piped.stdout.utf8)
+        let writer = Thread {
+            let fd = open(fifo, O_WRONLY)  // waits for the reader: the pipe itself orders the two
+            if fd >= 0 {
+                _ = token.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                close(fd)
+            }
+        }
+        writer.start()
+        let fromPipe = try CLI.run([
+            "enroll", "--relay", relay.url, "--token-file", fifo, "--fingerprint", relay.fingerprint, "--config", s.sub("p.toml"),
+        ])
+        #expect(fromPipe.status == 0, "\(fromPipe.stderr)")
         let neither = try CLI.run(["enroll", "--relay", relay.url, "--config", s.sub("g.toml")])
         #expect(neither.status == 64)
     }
