@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs build dependencies, builds debug with tests once, runs them all,
-# and checks a running relay against docs/openapi/relay.yaml with schemathesis (docs/fuzzing.md). The libFuzzer
+# checks a running relay against docs/openapi/relay.yaml with schemathesis (docs/fuzzing.md), and runs the README's
+# first command (Deploy/demo.sh: a vault and a relay on loopback, a backup pushed, forwarded, restored). The libFuzzer
 # targets run with `bash Deploy/fuzz.sh` (a sanitizer build of its own, about 12 minutes cold: not in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +11,5 @@ swift format lint --strict -r Sources Tests Fuzz/Sources Package.swift Fuzz/Pack
 swift build --build-tests
 # Before the unit and end-to-end tests, so that their summary is the run's closing line.
 bash Deploy/schemathesis.sh
+bash Deploy/demo.sh
 swift test --skip-build
