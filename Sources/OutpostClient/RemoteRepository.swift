@@ -19,17 +19,8 @@ public final class RemoteRepository: BlobRepository {
 
     public init(client: RelayClient) async throws {
         self.client = client
-        uploads = RequestCoalescer(limit: 4, maxWeight: WireFormat.maxUploadBytes) { parts in
-            // The relay answers for the request as a whole; the first part carries the totals.
-            var answers = [SaveStats](repeating: SaveStats(), count: parts.count)
-            answers[0] = try await Self.upload(Array(parts.joined()), with: client)
-            return answers
-        }
-        treeUploads = RequestCoalescer(limit: 2, maxWeight: WireFormat.maxUploadBytes) { parts in
-            var answers = [SaveStats](repeating: SaveStats(), count: parts.count)
-            answers[0] = try await Self.upload(Array(parts.joined()), with: client)
-            return answers
-        }
+        uploads = Self.uploadCoalescer(limit: 4, client: client)
+        treeUploads = Self.uploadCoalescer(limit: 2, client: client)
         queries = RequestCoalescer(limit: 2, maxWeight: WireFormat.maxIDsPerRequest) { parts in
             let answer = try await client.call(.POST, "/v1/chunks/missing", body: WireFormat.encodeIDs(parts.joined()))
             let missing = Set(try WireFormat.decodeIDs(answer, max: WireFormat.maxIDsPerRequest))
@@ -86,6 +77,16 @@ public final class RemoteRepository: BlobRepository {
         }
         try await send()
         return stats
+    }
+
+    /// Uploads of several callers in one request each. The relay answers for the request as a whole: the first
+    /// part carries the totals, the others zero (callers only sum them).
+    private static func uploadCoalescer(limit: Int, client: RelayClient) -> RequestCoalescer<[PreparedBlob], SaveStats> {
+        RequestCoalescer(limit: limit, maxWeight: WireFormat.maxUploadBytes) { parts in
+            var answers = [SaveStats](repeating: SaveStats(), count: parts.count)
+            answers[0] = try await upload(Array(parts.joined()), with: client)
+            return answers
+        }
     }
 
     /// One `POST /v1/chunks` request with these frames.
