@@ -30,6 +30,11 @@ struct FileChunker: Sendable {
         if let e = tally.fatalError { return .fatal(e) }
         guard let (fd, before) = openChecked(job) else { return .skipped }
         defer { close(fd) }
+        return await read(job, fd: fd, before: before, buffer: buffer)
+    }
+
+    /// Reads an opened, checked file in buffer-sized regions; the result of `process`.
+    private func read(_ job: FileJob, fd: Int32, before: stat, buffer: UnsafeTransfer<UnsafeMutableRawBufferPointer>) async -> FileResult {
         var node = job.node
         do {
             node.extents = try await uploader.withUploads { uploads in
@@ -51,15 +56,15 @@ struct FileChunker: Sendable {
         if let e = tally.fatalError { return jobs.map { _ in .fatal(e) } }
         let base = buffer.value.baseAddress!
         var results = [FileResult?](repeating: nil, count: jobs.count)
-        var alone: [Int] = []
-        var read: [(index: Int, fd: Int32, before: stat, offset: Int, length: Int)] = []
+        // Files read on their own after the batch, still open: they are not opened and checked twice.
+        var alone: [(index: Int, fd: Int32, before: stat)] = []
+        var batched: [(index: Int, fd: Int32, before: stat, offset: Int, length: Int)] = []
         var used = 0
         for (i, job) in jobs.enumerated() {
             guard let (fd, before) = openChecked(job) else { results[i] = .skipped; continue }
             let room = buffer.value.count - used
             if Int64(before.st_blocks) * 512 < Int64(before.st_size) || Int(before.st_size) >= room {
-                close(fd)
-                alone.append(i)
+                alone.append((i, fd, before))
                 continue
             }
             var have = 0
@@ -75,19 +80,18 @@ struct FileChunker: Sendable {
                 tally.record(job.path, "could not be read: \(failed.message)")
                 results[i] = .skipped
             } else if have == room {
-                close(fd)  // it grew past the room left: read on its own
-                alone.append(i)
+                alone.append((i, fd, before))  // it grew past the room left: read on its own
             } else {
                 tally.progress.bytesRead.add(Int64(have), ordering: .relaxed)
                 tally.count { $0.bytesRead += Int64(have) }
-                read.append((i, fd, before, used, have))
+                batched.append((i, fd, before, used, have))
                 used += have
             }
         }
         // Every file's chunks, cut as a whole file each; one claim, one compression pass and one upload for all.
         var cuts: [(Int, Int)] = []
         var firstCut: [Int] = []
-        for f in read {
+        for f in batched {
             firstCut.append(cuts.count)
             var pos = 0
             while pos < f.length {
@@ -107,17 +111,25 @@ struct FileChunker: Sendable {
                 }
             }
         } catch {
-            for f in read { close(f.fd) }
+            for f in batched { close(f.fd) }
+            for f in alone { close(f.fd) }
             tally.stop(error)
             return jobs.map { _ in .fatal(error) }
         }
-        for (k, f) in read.enumerated() {
+        for (k, f) in batched.enumerated() {
             var node = jobs[f.index].node
             node.extents = (firstCut[k]..<firstCut[k + 1]).map { .chunk(ids[$0], length: cuts[$0].1) }
             results[f.index] = finish(jobs[f.index], node: node, fd: f.fd, before: f.before)
             close(f.fd)
         }
-        for i in alone { results[i] = await process(jobs[i], buffer: buffer) }
+        for f in alone {
+            if let e = tally.fatalError {
+                results[f.index] = .fatal(e)
+            } else {
+                results[f.index] = await read(jobs[f.index], fd: f.fd, before: f.before, buffer: buffer)
+            }
+            close(f.fd)
+        }
         return results.map { $0! }
     }
 

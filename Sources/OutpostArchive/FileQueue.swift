@@ -83,6 +83,9 @@ final class FileQueue: Sendable {
         }
     }
 
+    /// Workers waiting in `next()` now (for tests).
+    var waitingWorkers: Int { state.withLock { $0.waiters.count } }
+
     /// A worker finished `count` jobs: room for as many more.
     func done(_ count: Int = 1) {
         for _ in 0..<count { room.release() }

@@ -96,10 +96,10 @@ import Testing
         return DirectoryHandle(fd: fd)
     }
 
-    static func makeChunker(_ repo: any BlobRepository, tally: BackupTally) -> FileChunker {
+    static func makeChunker(_ repo: any BlobRepository, tally: BackupTally, hooks: BackupOptions.Hooks = BackupOptions.Hooks()) -> FileChunker {
         FileChunker(
             chunker: FastCDC(repo.chunkerParameters), compressors: ResourcePool { ZstdCompressor(level: 3) },
-            uploader: BlobUploader(repository: repo, tally: tally), tally: tally, hooks: BackupOptions.Hooks())
+            uploader: BlobUploader(repository: repo, tally: tally), tally: tally, hooks: hooks)
     }
 
     /// The file's bytes as its extents give them back from `repo`; nil when a chunk is absent or of another length.
@@ -136,15 +136,15 @@ import Testing
     @Test func aWorkerWaitingForAJobGetsOneSubmittedLaterAndNilWhenTheQueueFinishes() async {
         let queue = FileQueue(limit: 8)
         let workers = (0..<2).map { _ in Task { await queue.next().map(Self.name) } }
-        // Lets the workers reach `next()` first; one that has not yet finds the job queued instead (same answer).
-        for _ in 0..<20 { await Task.yield() }
+        // Both workers wait in `next()` before anything is submitted: the hand-off to a waiting worker is tested.
+        while queue.waitingWorkers < 2 { await Task.yield() }
         await queue.submit(Self.queued("a"))
         await queue.submit(Self.queued("b"))
         var got: Set<String?> = []
         for w in workers { got.insert(await w.value) }
         #expect(got == ["a", "b"], "each waiting worker gets one job")
         let idle = Task { await queue.next() == nil }
-        for _ in 0..<20 { await Task.yield() }
+        while queue.waitingWorkers < 1 { await Task.yield() }
         queue.finish()
         #expect(await idle.value, "a worker waiting when the queue finishes gets nil")
     }
@@ -308,7 +308,11 @@ import Testing
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 512 << 10, alignment: 64)
         defer { buffer.deallocate() }
 
-        let results = await Self.makeChunker(repo, tally: tally).processBatch(jobs, buffer: UnsafeTransfer(buffer))
+        let opened = Mutex<[String: Int]>([:])
+        var hooks = BackupOptions.Hooks()
+        hooks.beforeOpen = { path in opened.withLock { $0[String(decoding: path, as: UTF8.self), default: 0] += 1 } }
+        let results = await Self.makeChunker(repo, tally: tally, hooks: hooks).processBatch(jobs, buffer: UnsafeTransfer(buffer))
+        #expect(opened.withLock { $0.values.allSatisfy { $0 == 1 } && $0.count == jobs.count }, "each file is opened once: \(opened.withLock { $0 })")
 
         try #require(results.count == 4)
         let nodes = try results.map { try #require(Self.stored($0)) }
