@@ -152,53 +152,36 @@ struct Errno: Error {
     var message: String { String(cString: strerror(code)) }
 }
 
-/// Caches uid → user name and gid → group name (and back) for the life of a job.
+/// Caches uid → user name and gid → group name (and back) for the life of a job: each look-up reads
+/// /etc/passwd or /etc/group and may try nscd (on a restore of 10,000 files that was a third of the system calls).
 final class OwnerNames: Sendable {
-    private let users = Mutex<[UInt32: [UInt8]]>([:])
-    private let groups = Mutex<[UInt32: [UInt8]]>([:])
+    private let users = Memo<UInt32, [UInt8]>()
+    private let groups = Memo<UInt32, [UInt8]>()
+    private let uids = Memo<[UInt8], UInt32?>()
+    private let gids = Memo<[UInt8], UInt32?>()
 
     func user(_ uid: UInt32) -> [UInt8] {
-        if let n = users.withLock({ $0[uid] }) { return n }
-        var pw = passwd(), result: UnsafeMutablePointer<passwd>?
-        var buf = [CChar](repeating: 0, count: 4096)
-        var name: [UInt8] = []
-        if getpwuid_r(uid, &pw, &buf, buf.count, &result) == 0, result != nil, let p = pw.pw_name {
-            name = Array(String(cString: p).utf8)
+        users.value(for: uid) {
+            var pw = passwd(), result: UnsafeMutablePointer<passwd>?
+            var buf = [CChar](repeating: 0, count: 4096)
+            guard getpwuid_r(uid, &pw, &buf, buf.count, &result) == 0, result != nil, let p = pw.pw_name else { return [] }
+            return Array(String(cString: p).utf8)
         }
-        users.withLock { $0[uid] = name }
-        return name
     }
 
     func group(_ gid: UInt32) -> [UInt8] {
-        if let n = groups.withLock({ $0[gid] }) { return n }
-        var gr = Glibc.group(), result: UnsafeMutablePointer<Glibc.group>?
-        var buf = [CChar](repeating: 0, count: 4096)
-        var name: [UInt8] = []
-        if getgrgid_r(gid, &gr, &buf, buf.count, &result) == 0, result != nil, let p = gr.gr_name {
-            name = Array(String(cString: p).utf8)
+        groups.value(for: gid) {
+            var gr = Glibc.group(), result: UnsafeMutablePointer<Glibc.group>?
+            var buf = [CChar](repeating: 0, count: 4096)
+            guard getgrgid_r(gid, &gr, &buf, buf.count, &result) == 0, result != nil, let p = gr.gr_name else { return [] }
+            return Array(String(cString: p).utf8)
         }
-        groups.withLock { $0[gid] = name }
-        return name
     }
 
-    private let uids = Mutex<[[UInt8]: UInt32?]>([:])
-    private let gids = Mutex<[[UInt8]: UInt32?]>([:])
+    /// The uid this machine gives the user name (nil: unknown here).
+    func uid(named name: [UInt8]) -> UInt32? { uids.value(for: name) { Self.uid(named: name) } }
 
-    /// The uid this machine gives the user name, looked up once per name (each look-up reads /etc/passwd and
-    /// may try nscd: on a restore of 10,000 files that was a third of the system calls).
-    func uid(named name: [UInt8]) -> UInt32? {
-        if let known = uids.withLock({ $0[name] }) { return known }
-        let id = Self.uid(named: name)
-        uids.withLock { $0[name] = id }
-        return id
-    }
-
-    func gid(named name: [UInt8]) -> UInt32? {
-        if let known = gids.withLock({ $0[name] }) { return known }
-        let id = Self.gid(named: name)
-        gids.withLock { $0[name] = id }
-        return id
-    }
+    func gid(named name: [UInt8]) -> UInt32? { gids.value(for: name) { Self.gid(named: name) } }
 
     static func uid(named name: [UInt8]) -> UInt32? {
         guard !name.isEmpty else { return nil }
@@ -214,5 +197,17 @@ final class OwnerNames: Sendable {
         var buf = [CChar](repeating: 0, count: 4096)
         let r = FS.withCPath(name) { getgrnam_r($0, &gr, &buf, buf.count, &result) }
         return r == 0 && result != nil ? gr.gr_gid : nil
+    }
+}
+
+/// Values computed once per key and kept (a look-up may run twice when two workers ask at once; both agree).
+private final class Memo<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private let known = Mutex<[Key: Value]>([:])
+
+    func value(for key: Key, _ compute: () -> Value) -> Value {
+        if let v = known.withLock({ $0[key] }) { return v }
+        let v = compute()
+        known.withLock { $0[key] = v }
+        return v
     }
 }

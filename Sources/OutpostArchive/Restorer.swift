@@ -121,10 +121,10 @@ public final class Restorer: Sendable {
         if existed { s.files.removeLeftovers(tree, fd: dirFD, components: components) }
         // The subfolders' trees in one request: from a relay, a round trip per folder dominated small-file restores.
         // At most 1,024 of them are held at once per level (folders with more fetch the rest one by one).
-        let subtreeIDs =
+        let subtreeIDs = Array(
             tree.nodes.lazy.compactMap { n in
                 n.type == .directory && s.filter.decide(components + [n.name]) != .none ? n.subtree : nil
-            }.prefix(1024).map(\.self) as [BlobID]
+            }.prefix(1024))
         let subtrees = subtreeIDs.count > 1 ? (try? await s.trees.trees(subtreeIDs)) ?? [:] : [:]
         await withTaskGroup(of: Void.self) { tasks in
             var group = SmallFileGroup()
