@@ -227,7 +227,10 @@ struct FileWriter: Sendable {
         let pieces = try Self.layout(node, path: path)
         let datas = try pieces.map { piece in
             guard let data = chunks[piece.0] else {
-                throw ArchiveError(.io, "chunk \(piece.0.shortHex) of \(path) did not come back from the repository")
+                throw ArchiveError(
+                    .io,
+                    "chunk \(piece.0.shortHex) of \(path) did not come back from the repository; run the restore again with --skip to finish the other files"
+                )
             }
             return data
         }
