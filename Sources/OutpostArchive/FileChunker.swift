@@ -23,7 +23,7 @@ struct FileChunker: Sendable {
     /// Files up to this size (as the scan saw them) are read in batches: a batch shares one "which are new?"
     /// question and one upload, where a file on its own costs two round trips to a relay.
     static let batchFileSize = 1 << 20
-    static let batchFiles = 64
+    static let batchFiles = 256
 
     /// The file's node with its content, or why it was not backed up.
     func process(_ job: FileJob, buffer: UnsafeTransfer<UnsafeMutableRawBufferPointer>) async -> FileResult {

@@ -12,16 +12,17 @@ public final class RemoteRepository: BlobRepository {
     private let decompressors = ResourcePool { ZstdDecompressor() }
     /// Uploads of every file worker, coalesced: at most 4 requests in flight (the relay verifies 2 per core).
     private let uploads: RequestCoalescer<[PreparedBlob], SaveStats>
-    /// Trees of every folder, coalesced apart from data chunks (their totals are counted apart): at most 2 in flight.
+    /// Trees of every folder, coalesced apart from data chunks (their totals are counted apart): one in flight.
     private let treeUploads: RequestCoalescer<[PreparedBlob], SaveStats>
-    /// "Which are missing?" questions of every file worker, coalesced: at most 2 in flight.
+    /// "Which are missing?" questions of every file worker, coalesced: one in flight (fewer, larger requests cost
+    /// the relay less CPU for the same time on the small-file corpus: 566 requests instead of 849).
     private let queries: RequestCoalescer<[BlobID], Set<BlobID>>
 
     public init(client: RelayClient) async throws {
         self.client = client
         uploads = Self.uploadCoalescer(limit: 4, client: client)
-        treeUploads = Self.uploadCoalescer(limit: 2, client: client)
-        queries = RequestCoalescer(limit: 2, maxWeight: WireFormat.maxIDsPerRequest) { parts in
+        treeUploads = Self.uploadCoalescer(limit: 1, client: client)
+        queries = RequestCoalescer(limit: 1, maxWeight: WireFormat.maxIDsPerRequest) { parts in
             let answer = try await client.call(.POST, "/v1/chunks/missing", body: WireFormat.encodeIDs(parts.joined()))
             let missing = Set(try WireFormat.decodeIDs(answer, max: WireFormat.maxIDsPerRequest))
             return parts.map { Set($0.filter { missing.contains($0) }) }

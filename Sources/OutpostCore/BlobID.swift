@@ -18,7 +18,10 @@ public struct BlobID: Hashable, Sendable, Comparable, CustomStringConvertible {
         guard bytes.count == 32 else { return nil }
         var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         withUnsafeMutableBytes(of: &words) { dst in
-            for (i, b) in bytes.enumerated() { dst[i] = b }
+            // One copy when the bytes are contiguous (Data, arrays: every index read), else byte by byte.
+            if bytes.withContiguousStorageIfAvailable({ dst.copyMemory(from: UnsafeRawBufferPointer($0)) }) == nil {
+                for (i, b) in bytes.enumerated() { dst[i] = b }
+            }
         }
         self.init(w0: words.0, w1: words.1, w2: words.2, w3: words.3)
     }

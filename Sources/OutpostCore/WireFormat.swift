@@ -56,6 +56,11 @@ public enum WireFormat {
 
     /// Splits a body into frames without decompressing anything.
     public static func decodeFrames(_ bytes: [UInt8]) throws -> [PreparedBlob] {
+        try bytes.withUnsafeBytes { try decodeFrames($0) }
+    }
+
+    /// The same from bytes in place (a request body as received): each frame's bytes are copied once.
+    public static func decodeFrames(_ bytes: UnsafeRawBufferPointer) throws -> [PreparedBlob] {
         var out: [PreparedBlob] = []
         var offset = 0
         while offset < bytes.count {
@@ -70,7 +75,8 @@ public enum WireFormat {
             guard h.raw <= maxRawLength else {
                 throw FormatError(.invalidValue, "blob frame \(h.4.shortHex) claims \(h.raw) bytes of plaintext, above the limit \(maxRawLength)")
             }
-            out.append(PreparedBlob(id: h.4, kind: h.0, compression: h.1, stored: Array(bytes[start..<start + h.stored]), rawLength: h.raw))
+            let stored = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<start + h.stored]))
+            out.append(PreparedBlob(id: h.4, kind: h.0, compression: h.1, stored: stored, rawLength: h.raw))
             offset = start + h.stored
         }
         return out

@@ -21,8 +21,9 @@ public struct BodyReader: Sendable {
         self.deadlineSetting = deadlineSetting
     }
 
-    /// Reads a body of at most `limit` bytes; `what` names it in messages (“upload”, “id list”).
-    public func collect(_ body: RequestBody, upTo limit: Int, what: String) async throws -> ByteBuffer {
+    /// Reads a body of at most `limit` bytes; `what` names it in messages (“upload”, “id list”). `expected`
+    /// (the request's Content-Length) sizes the buffer once, instead of growing it by copies.
+    public func collect(_ body: RequestBody, upTo limit: Int, expected: Int? = nil, what: String) async throws -> ByteBuffer {
         let received = Counter()
         let start = ContinuousClock.now
         let deadline = self.deadline, grace = self.grace, minimumRate = self.minimumRate
@@ -30,6 +31,7 @@ public struct BodyReader: Sendable {
         return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
             group.addTask {
                 var buffer = ByteBuffer()
+                if let expected, expected > 0 { buffer.reserveCapacity(min(expected, limit)) }
                 for try await part in body {
                     guard buffer.readableBytes + part.readableBytes <= limit else {
                         throw HTTPFailure(

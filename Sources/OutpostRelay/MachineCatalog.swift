@@ -21,8 +21,12 @@ public struct MachineRecord: Sendable, Equatable, Codable {
 /// has proven it holds.
 public struct MachineCatalog: Sendable {
     let index: StoreIndex
+    let credentials: CredentialCache
 
-    public init(store: Store) { index = store.index }
+    public init(store: Store) {
+        index = store.index
+        credentials = CredentialCache(stampPath: index.path + ".credentials")
+    }
 
     /// The catalog's tables in the store's index (docs/format.md §9): registered by the binary before it opens a
     /// store (`StoreIndex.registerMigrations`), so that every store has them, empty on a local one.
@@ -96,10 +100,21 @@ public struct MachineCatalog: Sendable {
         }
     }
 
-    /// The machine's id when `credential` is its current credential (constant-time comparison of hashes).
+    /// The machine's id when `credential` is its current credential (constant-time comparison of hashes),
+    /// from the cache when it was checked since the last change of credentials (`CredentialCache`).
     public func authenticate(machine: String, credential: String) throws -> Int64? {
-        let row = try index.read("authenticating \(machine)") { db in
-            try Row.fetchOne(db, sql: "SELECT id, credential_hash FROM machines WHERE name = ? AND removed_at IS NULL", arguments: [machine])
+        let key = machine + "\u{0}" + credential
+        let stamp = credentials.currentStamp()
+        if let known = credentials.lookUp(key, stamp: stamp) { return known.id }
+        guard let id = try checkCredential(machine: machine, credential: credential) else { return nil }
+        credentials.remember(key, id: id, name: machine, stamp: stamp)
+        return id
+    }
+
+    private func checkCredential(machine: String, credential: String) throws -> Int64? {
+        let row = try index.readStatements("authenticating \(machine)") { db in
+            try Row.fetchOne(
+                try db.cachedStatement(sql: "SELECT id, credential_hash FROM machines WHERE name = ? AND removed_at IS NULL"), arguments: [machine])
         }
         guard let row, let stored = row["credential_hash"] as Data? else { return nil }
         let given = Self.hash(credential)
@@ -120,6 +135,13 @@ public struct MachineCatalog: Sendable {
             return changed
         }
         if changed == 0 { throw StoreError(.notFound, "no protected machine is named \(name); list them with `outpost relay machines`") }
+        // A serving relay (another process) forgets the credentials it cached: this one stops working now.
+        do { try CredentialCache.touch(stampPath: credentials.stampPath) } catch {
+            throw StoreError(
+                .io,
+                "machine \(name) was removed, but \(credentials.stampPath) could not be rewritten (\(error)); a running relay accepts its credential until it restarts: restart it"
+            )
+        }
     }
 
     public func machines(now: Date = Date()) throws -> [MachineRecord] {
@@ -150,32 +172,37 @@ public struct MachineCatalog: Sendable {
     /// Of `ids`, those the machine has proven it holds; `verifiedOnly` narrows to trees already checked.
     public func owned(by machine: Int64, _ ids: [BlobID], verifiedOnly: Bool = false) throws -> Set<BlobID> {
         var found = Set<BlobID>()
-        try index.read("looking up a machine's blobs") { db in
-            var start = 0
-            while start < ids.count {
-                let slice = ids[start..<min(ids.count, start + 500)]
-                let marks = Array(repeating: "?", count: slice.count).joined(separator: ",")
-                var args = StatementArguments([machine])
-                args += StatementArguments(slice.map { $0.data })
-                let rows = try Data.fetchAll(
-                    db,
-                    sql: "SELECT blob_id FROM machine_blobs WHERE machine_id = ? AND blob_id IN (\(marks))\(verifiedOnly ? " AND verified = 1" : "")",
-                    arguments: args)
-                for r in rows { if let id = BlobID(bytes: r) { found.insert(id) } }
-                start += 500
+        if ids.isEmpty { return found }
+        try index.readStatements("looking up a machine's blobs") { db in
+            try StoreIndex.forEachRow(db, ids, leading: [machine]) {
+                "SELECT blob_id FROM machine_blobs WHERE machine_id = ? AND blob_id IN (\($0))\(verifiedOnly ? " AND verified = 1" : "")"
+            } each: { row in
+                if let id = try StoreIndex.blobID(row, 0) { found.insert(id) }
             }
         }
         return found
     }
 
-    public func addOwned(by machine: Int64, _ ids: some Collection<BlobID>, verified: Bool = false, now: Date = Date()) throws {
-        guard !ids.isEmpty else { return }
-        try index.write("recording a machine's blobs") { db in
-            let st = try db.cachedStatement(
-                sql: verified
-                    ? "INSERT INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 1, ?) ON CONFLICT DO UPDATE SET verified = 1"
-                    : "INSERT OR IGNORE INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 0, ?)")
-            for id in ids { try st.execute(arguments: [machine, id.data, now.timeIntervalSince1970]) }
+    /// Records that the machine holds `ids`; returns those it was not yet known to hold (for unverified marks).
+    @discardableResult
+    public func addOwned(by machine: Int64, _ ids: some Collection<BlobID>, verified: Bool = false, now: Date = Date()) throws -> Set<BlobID> {
+        guard !ids.isEmpty else { return [] }
+        return try index.write("recording a machine's blobs") { db in
+            var added = Set<BlobID>()
+            if verified {
+                let st = try db.cachedStatement(
+                    sql:
+                        "INSERT INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 1, ?) ON CONFLICT DO UPDATE SET verified = 1"
+                )
+                for id in ids { try st.execute(arguments: [machine, id.data, now.timeIntervalSince1970]) }
+            } else {
+                let st = try db.cachedStatement(
+                    sql: "INSERT OR IGNORE INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 0, ?) RETURNING blob_id")
+                for id in ids where try Row.fetchOne(st, arguments: [machine, id.data, now.timeIntervalSince1970]) != nil {
+                    added.insert(id)
+                }
+            }
+            return added
         }
     }
 

@@ -62,6 +62,11 @@ public final class Relay: Sendable {
 
     /// Verifies every frame (decompress, SHA-256) before storing any: one bad frame rejects the whole request.
     public func upload(machine: Int64, name: String, body: [UInt8]) throws -> RelayAPI.UploadResult {
+        try body.withUnsafeBytes { try upload(machine: machine, name: name, body: $0) }
+    }
+
+    /// The same from the request body in place.
+    public func upload(machine: Int64, name: String, body: UnsafeRawBufferPointer) throws -> RelayAPI.UploadResult {
         let frames: [PreparedBlob]
         do { frames = try WireFormat.decodeFrames(body) } catch {
             throw HTTPFailure(.badRequest, "malformed upload from \(name): \(error)")
@@ -85,17 +90,15 @@ public final class Relay: Sendable {
                 }
             }
         }
-        let ids = frames.map(\.id)
-        let ownedBefore = try catalog.owned(by: machine, ids)
         // Stores what neither the index nor the open pack holds (and touches what the index holds).
         let stats = try store.save(frames)
-        try catalog.addOwned(by: machine, ids)
+        let added = try catalog.addOwned(by: machine, frames.map(\.id))
         if configuration.dedupScope == .relay {
             return RelayAPI.UploadResult(received: frames.count, stored: stats.blobs, storedBytes: stats.storedBytes, rawBytes: stats.rawBytes)
         }
         // Per-machine scope: report what is new for this machine, never whether another machine had it.
         var seen = Set<BlobID>()
-        let fresh = frames.filter { !ownedBefore.contains($0.id) && seen.insert($0.id).inserted }
+        let fresh = frames.filter { added.contains($0.id) && seen.insert($0.id).inserted }
         return RelayAPI.UploadResult(
             received: frames.count, stored: fresh.count,
             storedBytes: fresh.reduce(0) { $0 + Int64($1.stored.count) },
@@ -162,28 +165,51 @@ public final class Relay: Sendable {
         return info
     }
 
+    /// Checks the trees a level at a time (at most 256 trees per step), so that a point with many folders costs
+    /// a few index reads per level rather than per folder.
     private func validate(machine: Int64, name: String, root: BlobID) throws {
-        var stack = [root]
+        var level = [root]
         var seen = Set<BlobID>()
-        while let tid = stack.popLast() {
-            guard seen.insert(tid).inserted else { continue }
-            // Checked at an earlier commit, and still indexed: touched here, so that every gc from now on keeps all
-            // it reaches (docs/format.md §13). A gc that deleted it deleted its verified mark with it.
-            if try catalog.owned(by: machine, [tid], verifiedOnly: true).contains(tid), try store.unindexed([tid]).isEmpty { continue }
-            try requireHeld(machine: machine, name: name, [tid], what: "tree")
+        while !level.isEmpty {
+            var next: [BlobID] = []
+            for start in stride(from: 0, to: level.count, by: 256) {
+                let group = level[start..<min(level.count, start + 256)].filter { seen.insert($0).inserted }
+                next += try validateTrees(machine: machine, name: name, group)
+            }
+            level = next
+        }
+    }
+
+    /// Checks one group of trees and returns their subtrees still to check.
+    private func validateTrees(machine: Int64, name: String, _ trees: [BlobID]) throws -> [BlobID] {
+        if trees.isEmpty { return [] }
+        // Checked at an earlier commit, and still indexed: touched here, so that every gc from now on keeps all
+        // they reach (docs/format.md §13). A gc that deleted one deleted its verified mark with it.
+        let verified = try catalog.owned(by: machine, trees, verifiedOnly: true)
+        let gone = verified.isEmpty ? [] : try store.unindexed(trees.filter { verified.contains($0) })
+        let todo = trees.filter { !verified.contains($0) || gone.contains($0) }
+        if todo.isEmpty { return [] }
+        try requireHeld(machine: machine, name: name, todo, what: "tree")
+        let bytes: [[UInt8]]
+        do { bytes = try store.loadMany(todo) } catch {
+            throw HTTPFailure(.conflict, "a tree from \(name) cannot be read (\(error)); run the backup again")
+        }
+        var subtrees: [BlobID] = []
+        var chunks = Set<BlobID>()
+        for (tid, raw) in zip(todo, bytes) {
             let tree: Tree
-            do { tree = try store.loadTree(tid) } catch {
+            do { tree = try Tree.decode(raw, id: tid) } catch {
                 throw HTTPFailure(.conflict, "tree \(tid.shortHex) from \(name) cannot be read (\(error)); run the backup again")
             }
-            var chunks: [BlobID] = []
             for n in tree.nodes {
-                if let sub = n.subtree, n.type == .directory { stack.append(sub) }
-                for e in n.extents { if case .chunk(let c, _) = e { chunks.append(c) } }
+                if let sub = n.subtree, n.type == .directory { subtrees.append(sub) }
+                for e in n.extents { if case .chunk(let c, _) = e { chunks.insert(c) } }
             }
-            // Untouched: the tree was touched just above, and every gc keeps all a touched tree reaches.
-            try requireHeld(machine: machine, name: name, Array(Set(chunks)), what: "chunk", touching: false)
-            try catalog.addOwned(by: machine, [tid], verified: true)
         }
+        // Untouched: the trees were touched just above, and every gc keeps all a touched tree reaches.
+        try requireHeld(machine: machine, name: name, Array(chunks), what: "chunk", touching: false)
+        try catalog.addOwned(by: machine, todo, verified: true)
+        return subtrees
     }
 
     /// Runs after `store.flush()`: everything the machine was told is stored is indexed by then, or was dropped

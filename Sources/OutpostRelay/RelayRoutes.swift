@@ -80,8 +80,10 @@ struct RelayRoutes: Sendable {
         return try await relay.limits.withUploadSlot(machine: machine.id) {
             let body = try await relay.limits.body.collect(
                 request.body, upTo: WireFormat.maxUploadBytes + WireFormat.maxFetchBlobs * PackFormat.blobHeaderSize,
-                what: "upload")
-            return try await relay.offload { try .json(try relay.upload(machine: machine.id, name: machine.name, body: Array(buffer: body))) }
+                expected: request.headers[.contentLength].flatMap { Int($0) }, what: "upload")
+            return try await relay.offload {
+                try .json(try body.withUnsafeReadableBytes { try relay.upload(machine: machine.id, name: machine.name, body: $0) })
+            }
         }
     }
 

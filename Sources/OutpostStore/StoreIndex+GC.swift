@@ -20,12 +20,10 @@ extension StoreIndex {
         let stale = looked.stale
         if stale.isEmpty { return found }
         try write("marking \(stale.count) blobs as relied on") { db in
-            for slice in Self.slices(stale) {
-                let args: [(any DatabaseValueConvertible)?] = [now.timeIntervalSince1970] + slice.map { $0.data }
-                let rows = try Data.fetchAll(
-                    db, sql: "UPDATE blobs SET touched_at = ? WHERE id IN (\(Self.marks(slice.count))) RETURNING id",
-                    arguments: StatementArguments(args))
-                for r in rows { if let id = BlobID(bytes: r) { found.insert(id) } }
+            try Self.forEachRow(db, stale, leading: [now.timeIntervalSince1970]) {
+                "UPDATE blobs SET touched_at = ? WHERE id IN (\($0)) RETURNING id"
+            } each: { row in
+                if let id = try Self.blobID(row, 0) { found.insert(id) }
             }
         }
         return found
@@ -42,18 +40,45 @@ extension StoreIndex {
     private func lookUp(_ ids: [BlobID], freshSince fresh: Double) throws -> (fresh: Set<BlobID>, stale: [BlobID]) {
         var found = Set<BlobID>()
         var stale: [BlobID] = []
-        try read("looking up blobs") { db in
-            for slice in Self.slices(ids) {
-                let rows = try Row.fetchAll(
-                    db, sql: "SELECT id, touched_at FROM blobs WHERE id IN (\(Self.marks(slice.count)))",
-                    arguments: StatementArguments(slice.map { $0.data }))
-                for r in rows {
-                    guard let id = BlobID(bytes: r[0] as Data) else { continue }
-                    if (r[1] as Double) >= fresh { found.insert(id) } else { stale.append(id) }
-                }
+        try readStatements("looking up blobs") { db in
+            try Self.forEachRow(db, ids, sql: { "SELECT id, touched_at FROM blobs WHERE id IN (\($0))" }) { row in
+                guard let id = try Self.blobID(row, 0) else { return }
+                if (row[1] as Double) >= fresh { found.insert(id) } else { stale.append(id) }
             }
         }
         return (found, stale)
+    }
+
+    /// The lengths of the `IN (…)` lists that `forEachRow` prepares statements for.
+    static let listLengths = [1, 4, 16, 64, 128, 256, 500]
+    private static let listMarks = listLengths.map { marks($0) }
+
+    /// Runs the query `sql(marks)` over `ids`, in slices of at most 500, and hands each result row to `each`.
+    /// Each slice's list is padded (with its last id; a repeated id in `IN` changes no result) to one of a few
+    /// lengths, so that each query is compiled once per connection and then reused: compiling it for every
+    /// request cost a relay more than running it. `leading` are the arguments before the list.
+    package static func forEachRow(
+        _ db: Database, _ ids: [BlobID], leading: [any DatabaseValueConvertible] = [], sql: (String) -> String,
+        each: (Row) throws -> Void
+    ) throws {
+        var start = 0
+        while start < ids.count {
+            let n = min(listLengths.last!, ids.count - start)
+            let k = listLengths.firstIndex { $0 >= n }!
+            let st = try db.cachedStatement(sql: sql(listMarks[k]))
+            var values: [(any DatabaseValueConvertible)?] = leading
+            values.reserveCapacity(leading.count + listLengths[k])
+            for i in 0..<listLengths[k] { values.append(ids[start + min(i, n - 1)].data) }
+            st.setUncheckedArguments(StatementArguments(values))
+            let rows = try Row.fetchCursor(st)
+            while let row = try rows.next() { try each(row) }
+            start += n
+        }
+    }
+
+    /// The blob id in column `index` of `row`, read without copying the bytes.
+    package static func blobID(_ row: Row, _ index: Int) throws -> BlobID? {
+        try row.withUnsafeData(atIndex: index) { $0.flatMap { BlobID(bytes: $0) } }
     }
 
     static func slices<T>(_ items: [T], of size: Int = 500) -> [ArraySlice<T>] {

@@ -54,4 +54,36 @@ import Testing
             #expect(try catalog.machineID(named: "nobody") == nil)
         }
     }
+
+    /// Ownership look-ups run as prepared statements over padded id lists: every list length gives the exact
+    /// answer, and `addOwned` reports what was new.
+    @Test func ownershipAnswersEveryListLength() throws {
+        try withCatalog { catalog, _ in
+            try catalog.addMachine("web1", token: "t1", expiresAt: Date().addingTimeInterval(60))
+            let id = try #require(try catalog.machineID(named: "web1"))
+            let ids = (0..<1_300).map { BlobID.hash(Array("blob \($0)".utf8)) }
+            let owned = ids.enumerated().filter { $0.offset % 3 != 0 }.map(\.element)
+            #expect(try catalog.addOwned(by: id, owned) == Set(owned))
+            #expect(try catalog.addOwned(by: id, [owned[0], ids[0]]) == [ids[0]], "only the one not held before is new")
+            let held = Set(owned + [ids[0]])
+            for n in [0, 1, 2, 3, 5, 16, 17, 64, 65, 499, 500, 501, 1_000, 1_300] {
+                let asked = Array(ids.reversed().prefix(n))
+                #expect(try catalog.owned(by: id, asked) == Set(asked.filter { held.contains($0) }), "\(n) ids")
+            }
+        }
+    }
+
+    /// A credential checked once is remembered, but removing the machine (from another catalog over the same
+    /// index, as `relay remove-machine` does from its own process) stops it at once.
+    @Test func aRemovedMachinesRememberedCredentialStopsAtOnce() throws {
+        try withCatalog { serving, store in
+            try serving.addMachine("web1", token: "t1", expiresAt: Date().addingTimeInterval(60))
+            _ = try serving.enroll(token: "t1", credential: "secret")
+            let id = try #require(try serving.authenticate(machine: "web1", credential: "secret"))
+            #expect(try serving.authenticate(machine: "web1", credential: "secret") == id, "from the cache")
+            #expect(try serving.authenticate(machine: "web1", credential: "wrong") == nil)
+            try MachineCatalog(store: store).removeMachine("web1")
+            #expect(try serving.authenticate(machine: "web1", credential: "secret") == nil)
+        }
+    }
 }
