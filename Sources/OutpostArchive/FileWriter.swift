@@ -36,15 +36,17 @@ struct FileWriter: Sendable {
         }
     }
 
-    /// Restores a group of small files of one directory, fetching the chunks of those it creates with one
-    /// request. Files skipped (they exist, with --skip) fetch nothing; if the shared fetch fails, each file is
-    /// restored on its own, so one bad chunk fails only the files that need it.
-    func restoreSmallFiles(_ group: [(Node, [[UInt8]])], parentFD: Int32, newFolder: Bool = false) async {
+    /// Restores a batch of small files (of one folder or several), fetching the chunks of those it creates with
+    /// one request. Files skipped (they exist, with --skip) fetch nothing; if the shared fetch fails, each file is
+    /// restored on its own, so one bad chunk fails only the files that need it. Each file's folder is released
+    /// once the file is done (or not reached: the restore is stopping).
+    func restoreSmallFiles(_ group: SmallFileQueue.Batch) async {
+        defer { for (_, _, folder) in group { folder.release() } }
         var open: [(Node, [[UInt8]], PendingFile)] = []
-        for (node, components) in group {
+        for (node, components, folder) in group {
             if tally.stopped { break }
             do {
-                if let file = try createFile(node.name, in: parentFD, components: components, newFolder: newFolder) {
+                if let file = try createFile(node.name, in: folder.fd, components: components, newFolder: folder.isNew) {
                     open.append((node, components, file))
                 }
             } catch let e as ArchiveError where e.code == .diskFull {
@@ -260,7 +262,7 @@ struct FileWriter: Sendable {
 /// Small files of one folder collected for `FileWriter.restoreSmallFiles`, up to `FileWriter.groupChunks`
 /// chunks, `groupBytes` bytes and `groupFiles` files.
 struct SmallFileGroup {
-    private(set) var files: [(Node, [[UInt8]])] = []
+    private(set) var files: SmallFileQueue.Batch = []
     private var chunks = 0
     private var bytes = 0
 
@@ -272,14 +274,14 @@ struct SmallFileGroup {
             || files.count >= FileWriter.groupFiles
     }
 
-    mutating func add(_ node: Node, _ components: [[UInt8]]) {
-        files.append((node, components))
+    mutating func add(_ node: Node, _ components: [[UInt8]], _ folder: OpenFolder) {
+        files.append((node, components, folder))
         chunks += node.extents.count
         bytes += Int(node.size)
     }
 
     /// The files, leaving the group empty.
-    mutating func take() -> [(Node, [[UInt8]])] {
+    mutating func take() -> SmallFileQueue.Batch {
         defer { self = SmallFileGroup() }
         return files
     }

@@ -90,6 +90,8 @@ public final class Restorer: Sendable {
         let tally: RestoreTally
         let links: LinksAndMetadata
         let files: FileWriter
+        let smallFiles: SmallFileQueue
+        let prefetch: TreePrefetch
     }
 
     public func run() async throws -> RestoreResult {
@@ -110,33 +112,54 @@ public final class Restorer: Sendable {
         let tally = RestoreTally(target: options.target, logger: logger) { self.progressBytes.add($0, ordering: .relaxed) }
         let links = LinksAndMetadata(options: options, planner: planner, tally: tally)
         let files = FileWriter(repository: repository, planner: planner, metadata: links, tally: tally)
-        let stages = Stages(trees: trees, filter: filter, tally: tally, links: links, files: files)
-        try await restoreDirectory(root, fd: targetFD, existed: true, components: [], mtime: nil, stages)
+        let smallFiles = SmallFileQueue(capacity: options.workers + 2)
+        let prefetch = TreePrefetch(trees: trees, enabled: options.include.isEmpty)
+        defer { prefetch.stop() }
+        prefetch.prefetchChildren(of: [root])
+        let stages = Stages(
+            trees: trees, filter: filter, tally: tally, links: links, files: files, smallFiles: smallFiles, prefetch: prefetch)
+        // The root is the target itself: no metadata of its own, and its descriptor is closed above.
+        let rootFolder = OpenFolder(fd: targetFD, isNew: false) { _ in }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<options.workers {
+                group.addTask {
+                    for await batch in smallFiles.batches {
+                        await files.restoreSmallFiles(batch)
+                        smallFiles.done()
+                    }
+                }
+            }
+            do {
+                try await restoreDirectory(root, folder: rootFolder, components: [], mtime: nil, stages)
+                rootFolder.release()
+            } catch {
+                rootFolder.release(failed: true)
+                await smallFiles.finish()
+                throw error
+            }
+            await smallFiles.finish()
+            try await group.waitForAll()
+        }
         try await links.linkHardlinks(targetFD: targetFD) { await files.restoreFile($0, parentFD: $1, components: $2) }
         if let e = tally.fatalError { throw e }
         return tally.counted
     }
 
-    private func restoreDirectory(_ tree: Tree, fd dirFD: Int32, existed: Bool, components: [[UInt8]], mtime: Int64?, _ s: Stages) async throws {
+    /// Walks a folder: subfolders (in parallel where a place is free), large files (each in a task) and special
+    /// entries now; small files go to the restore's `SmallFileQueue`, which keeps `folder` open until they are done.
+    private func restoreDirectory(_ tree: Tree, folder: OpenFolder, components: [[UInt8]], mtime: Int64?, _ s: Stages) async throws {
+        let dirFD = folder.fd
+        let existed = !folder.isNew
         if existed { s.files.removeLeftovers(tree, fd: dirFD, components: components) }
-        // The subfolders' trees in one request: from a relay, a round trip per folder dominated small-file restores.
-        // At most 1,024 of them are held at once per level (folders with more fetch the rest one by one).
+        // The subfolders' trees: fetched ahead (TreePrefetch), else in one request; from a relay, a round trip per
+        // folder dominated small-file restores. At most 1,024 of them are held at once per level (folders with
+        // more fetch the rest one by one).
         let subtreeIDs = Array(
             tree.nodes.lazy.compactMap { n in
                 n.type == .directory && s.filter.decide(components + [n.name]) != .none ? n.subtree : nil
             }.prefix(1024))
-        let subtrees = subtreeIDs.count > 1 ? (try? await s.trees.trees(subtreeIDs)) ?? [:] : [:]
+        let subtrees = await s.prefetch.trees(subtreeIDs)
         await withTaskGroup(of: Void.self) { tasks in
-            var group = SmallFileGroup()
-            func dispatch() async {
-                guard !group.isEmpty, !s.tally.stopped else { return }
-                let batch = group.take()
-                await slots.acquire()
-                tasks.addTask {
-                    defer { self.slots.release() }
-                    await s.files.restoreSmallFiles(batch, parentFD: dirFD, newFolder: !existed)
-                }
-            }
             for node in tree.nodes {
                 if s.tally.stopped { break }
                 let comps = components + [node.name]
@@ -160,8 +183,7 @@ public final class Restorer: Sendable {
                             try await restoreSubdirectory(node, parentFD: dirFD, components: comps, prefetched: subtrees, s)
                         }
                     case .file where FileWriter.isSmall(node):
-                        if group.isFull(adding: node) { await dispatch() }
-                        group.add(node, comps)
+                        await s.smallFiles.add(node, comps, in: folder)
                     case .file:
                         await slots.acquire()
                         tasks.addTask {
@@ -179,7 +201,6 @@ public final class Restorer: Sendable {
                     s.tally.fail(comps, "\(error)")
                 }
             }
-            await dispatch()
             await tasks.waitForAll()
         }
     }
@@ -196,13 +217,23 @@ public final class Restorer: Sendable {
     /// request failed, is fetched on its own and fails only its folder).
     private func restoreSubdirectory(_ node: Node, parentFD: Int32, components: [[UInt8]], prefetched: [BlobID: Tree], _ s: Stages) async throws {
         guard let (fd, existed) = try openDirectory(node.name, in: parentFD, components: components, s) else { return }
-        defer { close(fd) }
-        if let sub = node.subtree {
-            let tree = if let known = prefetched[sub] { known } else { try await s.trees.tree(sub) }
-            try await restoreDirectory(tree, fd: fd, existed: existed, components: components, mtime: node.mtimeNanos, s)
+        let folder = OpenFolder(fd: fd, isNew: !existed) { apply in
+            if apply {
+                s.links.applyMetadata(node, fd: fd, components: components)
+                s.tally.count { $0.directories += 1 }
+            }
+            close(fd)
         }
-        s.links.applyMetadata(node, fd: fd, components: components)
-        s.tally.count { $0.directories += 1 }
+        do {
+            if let sub = node.subtree {
+                let tree = if let known = prefetched[sub] { known } else { try await s.trees.tree(sub) }
+                try await restoreDirectory(tree, folder: folder, components: components, mtime: node.mtimeNanos, s)
+            }
+            folder.release()
+        } catch {
+            folder.release(failed: true)
+            throw error
+        }
     }
 
     /// Creates (or, when allowed, reuses) a directory and opens it without following links. `existed`: it was

@@ -113,19 +113,20 @@ func makeRestoreTally(_ target: String) -> RestoreTally { RestoreTally(target: t
 @Suite struct SmallFileGroupTests {
     @Test func aGroupIsFullByChunksBytesOrFiles() {
         var group = SmallFileGroup()
+        let folder = OpenFolder(fd: -1, isNew: true) { _ in }
         let id = BlobID.hash([1])
         let fourChunks = Node(name: bytes("f"), type: .file, size: 4, extents: Array(repeating: .chunk(id, length: 1), count: 4))
         let fit = FileWriter.groupChunks / 4
-        for _ in 0..<fit { #expect(!group.isFull(adding: fourChunks)); group.add(fourChunks, []) }
+        for _ in 0..<fit { #expect(!group.isFull(adding: fourChunks)); group.add(fourChunks, [], folder) }
         #expect(group.isFull(adding: fourChunks), "\(FileWriter.groupChunks) chunks at most")
         #expect(group.take().count == fit)
         #expect(group.isEmpty)
         #expect(!group.isFull(adding: fourChunks), "taking empties it")
         let big = file("big", size: 4 << 20)
-        for _ in 0..<4 { group.add(big, []) }
+        for _ in 0..<4 { group.add(big, [], folder) }
         #expect(group.isFull(adding: file("one", size: 1)), "16 MiB at most")
         group = SmallFileGroup()
-        for _ in 0..<FileWriter.groupFiles { group.add(file("e", size: 0), []) }
+        for _ in 0..<FileWriter.groupFiles { group.add(file("e", size: 0), [], folder) }
         #expect(group.isFull(adding: file("e", size: 0)), "\(FileWriter.groupFiles) files at most")
         #expect(FileWriter.isSmall(file("s", size: 4 << 20)))
         #expect(!FileWriter.isSmall(file("s", size: (4 << 20) + 1)))
