@@ -74,15 +74,26 @@ public final class RelayClient: Sendable {
 
     /// Sends a request and returns the body of a 2xx answer; maps every other outcome to a `ClientError`.
     public func call(
-        _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, contentType: String = "application/octet-stream",
-        authenticated: Bool = true, maxResponse: Int = 64 << 20
+        _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, bodyBuffer: ByteBuffer? = nil,
+        contentType: String = "application/octet-stream", authenticated: Bool = true, maxResponse: Int = 64 << 20
     ) async throws -> [UInt8] {
+        Array(
+            buffer: try await callForBuffer(
+                method, path, body: body, bodyBuffer: bodyBuffer, contentType: contentType, authenticated: authenticated, maxResponse: maxResponse))
+    }
+
+    /// The same, with the answer's body as received (a blob answer is read in place).
+    public func callForBuffer(
+        _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, bodyBuffer: ByteBuffer? = nil,
+        contentType: String = "application/octet-stream", authenticated: Bool = true, maxResponse: Int = 64 << 20
+    ) async throws -> ByteBuffer {
         var call = PinnedHTTPClient.Call(method, path, body: body, timeout: .seconds(600), maxResponse: maxResponse)
+        call.bodyBuffer = bodyBuffer
         call.contentType = contentType
         call.authenticated = authenticated
-        let (code, bytes) = try await http.send(call)
-        if (200..<300).contains(code) { return bytes }
-        let message = PinnedHTTPClient.message(of: bytes, limit: 500)
+        let (code, buffer) = try await http.sendForBuffer(call)
+        if (200..<300).contains(code) { return buffer }
+        let message = PinnedHTTPClient.message(of: Array(buffer: buffer), limit: 500)
         switch code {
         case 401: throw ClientError(.unauthorized, "the relay refused this machine: \(message)")
         case 403: throw ClientError(.forbidden, "the relay refused access: \(message)")

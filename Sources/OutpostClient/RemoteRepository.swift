@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import NIOHTTP1
 import OutpostCore
 import OutpostHTTP
@@ -94,7 +95,7 @@ public final class RemoteRepository: BlobRepository {
     private static func upload(_ blobs: [PreparedBlob], with client: RelayClient) async throws -> SaveStats {
         let r = try await client.decodeJSON(
             RelayAPI.UploadResult.self,
-            try await client.call(.POST, "/v1/chunks", body: WireFormat.encodeFrames(blobs)))
+            try await client.call(.POST, "/v1/chunks", bodyBuffer: ByteBuffer(frames: blobs)))
         return SaveStats(blobs: r.stored, rawBytes: r.rawBytes, storedBytes: r.storedBytes)
     }
 
@@ -110,10 +111,10 @@ public final class RemoteRepository: BlobRepository {
         frames.reserveCapacity(ids.count)
         while frames.count < ids.count {
             let rest = Array(ids[frames.count...])
-            let body = try await client.call(
+            let body = try await client.callForBuffer(
                 .POST, "/v1/blobs", body: WireFormat.encodeIDs(rest),
                 maxResponse: WireFormat.maxFetchAnswerBytes + WireFormat.maxRawLength + (64 << 10))
-            let answer = try WireFormat.decodeFrames(body)
+            let answer = try body.withUnsafeReadableBytes { try WireFormat.decodeFrames($0) }
             guard !answer.isEmpty, answer.count <= rest.count, zip(answer, rest).allSatisfy({ $0.id == $1 }) else {
                 throw ClientError(.corrupt, "the relay answered a blob request with other blobs than asked for")
             }

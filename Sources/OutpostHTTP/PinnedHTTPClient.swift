@@ -15,6 +15,8 @@ public final class PinnedHTTPClient: Sendable {
         public var method: HTTPMethod
         public var path: String
         public var body: [UInt8]?
+        /// The body already in a buffer (an upload encoded in place): sent without another copy.
+        public var bodyBuffer: ByteBuffer?
         public var contentType = "application/octet-stream"
         /// Whether the credential goes with it (enrollment and registration go without).
         public var authenticated = true
@@ -98,6 +100,12 @@ public final class PinnedHTTPClient: Sendable {
 
     /// Sends `call`, again while it fails transiently; the status and body of the answer.
     public func send(_ call: Call) async throws -> (status: Int, body: [UInt8]) {
+        let (status, buffer) = try await sendForBuffer(call)
+        return (status, Array(buffer: buffer))
+    }
+
+    /// The same, with the answer's body as received (a large binary answer is read in place, not copied).
+    public func sendForBuffer(_ call: Call) async throws -> (status: Int, body: ByteBuffer) {
         let base = self.base, wording = self.wording
         return try await Retry.run(
             attempts: maxAttempts,
@@ -112,7 +120,7 @@ public final class PinnedHTTPClient: Sendable {
         }
     }
 
-    private func once(_ call: Call) async throws -> (status: Int, body: [UInt8]) {
+    private func once(_ call: Call) async throws -> (status: Int, body: ByteBuffer) {
         var request = HTTPClientRequest(url: base + call.path)
         request.method = call.method
         if call.authenticated, let credential { request.headers.add(name: "Authorization", value: "Bearer " + credential) }
@@ -124,6 +132,9 @@ public final class PinnedHTTPClient: Sendable {
             } else {
                 request.body = .bytes(ByteBuffer(bytes: body))
             }
+        } else if let buffer = call.bodyBuffer {
+            request.headers.add(name: "Content-Type", value: call.contentType)
+            request.body = .bytes(buffer)
         }
         let response: HTTPClientResponse
         do {
@@ -138,8 +149,8 @@ public final class PinnedHTTPClient: Sendable {
             if let refused = wording.proxyRefused, let e = error as? HTTPClientError, e == .proxyAuthenticationRequired { throw refused() }
             throw TransientFailure("\(error)")
         }
-        let bytes: [UInt8]
-        do { bytes = Array(buffer: try await response.body.collect(upTo: call.maxResponse)) } catch {
+        let bytes: ByteBuffer
+        do { bytes = try await response.body.collect(upTo: call.maxResponse) } catch {
             throw TransientFailure("the answer was cut off: \(error)")
         }
         let status = Int(response.status.code)

@@ -18,6 +18,10 @@ extension Response {
         Response(status: status, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
+    public static func binary(_ buffer: ByteBuffer, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: buffer))
+    }
+
     public static func text(_ text: String, contentType: String = "text/plain") -> Response {
         Response(status: .ok, headers: [.contentType: contentType], body: .init(byteBuffer: ByteBuffer(string: text)))
     }

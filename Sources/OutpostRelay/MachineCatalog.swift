@@ -185,6 +185,21 @@ public struct MachineCatalog: Sendable {
 
     /// Records that the machine holds `ids`; returns those it was not yet known to hold (for unverified marks).
     @discardableResult
+    /// Of `ids`, those the machine has proven it holds and the index still holds: one query for both questions
+    /// (a commit asks them for every chunk of the point).
+    public func ownedAndIndexed(by machine: Int64, _ ids: [BlobID]) throws -> Set<BlobID> {
+        var found = Set<BlobID>()
+        if ids.isEmpty { return found }
+        try index.readStatements("looking up a machine's blobs") { db in
+            try StoreIndex.forEachRow(db, ids, leading: [machine]) {
+                "SELECT mb.blob_id FROM machine_blobs mb JOIN blobs b ON b.id = mb.blob_id WHERE mb.machine_id = ? AND mb.blob_id IN (\($0))"
+            } each: { row in
+                if let id = try StoreIndex.blobID(row, 0) { found.insert(id) }
+            }
+        }
+        return found
+    }
+
     public func addOwned(by machine: Int64, _ ids: some Collection<BlobID>, verified: Bool = false, now: Date = Date()) throws -> Set<BlobID> {
         guard !ids.isEmpty else { return [] }
         return try index.write("recording a machine's blobs") { db in
@@ -197,9 +212,10 @@ public struct MachineCatalog: Sendable {
                 for id in ids { try st.execute(arguments: [machine, id.data, now.timeIntervalSince1970]) }
             } else {
                 let st = try db.cachedStatement(
-                    sql: "INSERT OR IGNORE INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 0, ?) RETURNING blob_id")
-                for id in ids where try Row.fetchOne(st, arguments: [machine, id.data, now.timeIntervalSince1970]) != nil {
-                    added.insert(id)
+                    sql: "INSERT OR IGNORE INTO machine_blobs (machine_id, blob_id, verified, added_at) VALUES (?, ?, 0, ?)")
+                for id in ids {
+                    try st.execute(arguments: [machine, id.data, now.timeIntervalSince1970])
+                    if db.changesCount > 0 { added.insert(id) }
                 }
             }
             return added

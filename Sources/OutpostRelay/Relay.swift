@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import NIOPosix
 import OutpostCore
 import OutpostHTTP
@@ -217,6 +218,13 @@ public final class Relay: Sendable {
     /// check touches what it finds, so that an online gc keeps it until the commit lands (or reports it absent).
     private func requireHeld(machine: Int64, name: String, _ ids: [BlobID], what: String, touching: Bool = true) throws {
         if ids.isEmpty { return }
+        // Untouched: those both owned and indexed in one query; only the others are looked at one by one below.
+        var ids = ids
+        if !touching {
+            let held = try catalog.ownedAndIndexed(by: machine, ids)
+            ids = ids.filter { !held.contains($0) }
+            if ids.isEmpty { return }
+        }
         let absent = try store.unindexed(ids, touching: touching)
         if let first = ids.first(where: { absent.contains($0) }) {
             throw HTTPFailure(
@@ -242,7 +250,7 @@ public final class Relay: Sendable {
     }
 
     /// Stored bytes of blobs the machine holds, as frames; a blob it does not hold is refused (403).
-    public func fetch(machine: Int64, name: String, _ ids: [BlobID], locations: [BlobID: BlobLocation]? = nil) async throws -> [UInt8] {
+    public func fetch(machine: Int64, name: String, _ ids: [BlobID], locations: [BlobID: BlobLocation]? = nil) async throws -> ByteBuffer {
         let owned = try catalog.owned(by: machine, ids)
         if let foreign = ids.first(where: { !owned.contains($0) }) {
             throw HTTPFailure(.forbidden, "blob \(foreign.shortHex) does not belong to a recovery point of \(name)")
@@ -274,7 +282,7 @@ public final class Relay: Sendable {
         }),
             all.allSatisfy({ $0 != nil })
         {
-            return WireFormat.encodeFrames(all.map { $0! })
+            return ByteBuffer(frames: all.map { $0! })
         }
         var blobs: [PreparedBlob] = []
         for id in ids {
@@ -315,6 +323,6 @@ public final class Relay: Sendable {
                 "blob \(id.shortHex) is missing from the relay's store\(tier2 == nil ? "" : " and from the vault"); the relay's operator should run `outpost relay check`"
             )
         }
-        return WireFormat.encodeFrames(blobs)
+        return ByteBuffer(frames: blobs)
     }
 }
