@@ -27,7 +27,7 @@ struct FileWriter: Sendable {
     /// appears meanwhile (which the rename never replaces): no look-up before creating.
     func restoreFile(_ node: Node, parentFD: Int32, components: [[UInt8]], newFolder: Bool = false) async {
         do {
-            guard let file = try createFile(node.name, in: parentFD, components: components, newFolder: newFolder) else { return }
+            guard let file = try createFile(node, in: parentFD, components: components, newFolder: newFolder) else { return }
             await writeFile(node, file, components: components, prefetched: nil)
         } catch let e as ArchiveError where e.code == .diskFull {
             tally.stop(e)
@@ -46,7 +46,7 @@ struct FileWriter: Sendable {
         for (node, components, folder) in group {
             if tally.stopped { break }
             do {
-                if let file = try createFile(node.name, in: folder.fd, components: components, newFolder: folder.isNew) {
+                if let file = try createFile(node, in: folder.fd, components: components, newFolder: folder.isNew) {
                     open.append((node, components, file))
                 }
             } catch let e as ArchiveError where e.code == .diskFull {
@@ -98,7 +98,7 @@ struct FileWriter: Sendable {
                     "\(path) holds \(st.st_size) bytes after it was written, the recovery point says \(node.size); it was not put in place — run the restore again"
                 )
             }
-            metadata.applyMetadata(node, fd: file.fd, components: components)
+            metadata.applyMetadata(node, fd: file.fd, components: components, current: st)
             guard try putInPlace(file, components: components) else { return }
             metadata.markRestored(components)
             tally.count {
@@ -116,7 +116,8 @@ struct FileWriter: Sendable {
 
     /// Decides what an entry already under the file's name means (skip, refuse, or replace it later), then
     /// creates the temporary file. Nil: skipped.
-    private func createFile(_ name: [UInt8], in parentFD: Int32, components: [[UInt8]], newFolder: Bool) throws -> PendingFile? {
+    private func createFile(_ node: Node, in parentFD: Int32, components: [[UInt8]], newFolder: Bool) throws -> PendingFile? {
+        let name = node.name
         var st = stat()
         if !newFolder, FS.withCPath(name, { fstatat(parentFD, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0 {
             switch try planner.resolve(conflict: "\(tally.display(components)) already exists") {
@@ -127,7 +128,7 @@ struct FileWriter: Sendable {
                 break  // replaced when the new file is complete
             }
         }
-        do { return try PendingFile.create(name, in: parentFD) } catch {
+        do { return try PendingFile.create(name, in: parentFD, mode: mode_t(node.mode) & 0o777) } catch {
             throw ArchiveError.system(error.code, "creating", tally.display(components))
         }
     }

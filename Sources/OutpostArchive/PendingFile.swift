@@ -7,7 +7,8 @@ import Synchronization
 #endif
 
 /// A regular file being restored. It is written under a hidden temporary name in its folder (created
-/// O_EXCL, 0600 until its metadata is set) and renamed to its own name only when complete: an interrupted,
+/// O_EXCL with the permission bits it will have, so that most files need no chmod afterwards; set-id bits
+/// and the owner come with its metadata) and renamed to its own name only when complete: an interrupted,
 /// failed or disk-full restore never leaves a truncated file under a real name, so a re-run with `--skip`
 /// keeps only complete files and finishes the rest. Not Sendable: one task writes it from start to end.
 final class PendingFile {
@@ -34,7 +35,7 @@ final class PendingFile {
     private static let nameCounter = Atomic<UInt64>(0)
 
     /// Creates the temporary file for `name` in its folder, under a fresh random temporary name.
-    static func create(_ name: [UInt8], in parentFD: Int32) throws(Errno) -> PendingFile {
+    static func create(_ name: [UInt8], in parentFD: Int32, mode: mode_t = 0o600) throws(Errno) -> PendingFile {
         let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
         while true {
             var temp = temporaryPrefix
@@ -42,7 +43,7 @@ final class PendingFile {
             // A random base per process and a counter: unique names without a getrandom call per file.
             var bits = nameBase &+ nameCounter.wrappingAdd(1, ordering: .relaxed).oldValue &* 0x9E37_79B9_7F4A_7C15
             for _ in 0..<16 { temp.append(digits[Int(bits & 15)]); bits >>= 4 }
-            let fd = FS.withCPath(temp) { openat(parentFD, $0, flags, 0o600) }
+            let fd = FS.withCPath(temp) { openat(parentFD, $0, flags, mode & 0o777) }
             if fd >= 0 { return PendingFile(parentFD: parentFD, name: name, tempName: temp, fd: fd) }
             if errno != EEXIST { throw Errno(errno) }
         }
