@@ -13,6 +13,12 @@ public struct CheckReport: Sendable {
     public var notes: [String] = []
     /// Recovery points that cannot be fully restored.
     public var affectedPoints: [String] = []
+    /// The packs with damage (missing, truncated, a bad trailer, a blob not where the index says or not hashing to
+    /// its id), by name, with the first problem found: what `relay check --repair` mends and quarantines.
+    public var damagedPacks: [String: String] = [:]
+    /// Blobs a recovery point needs that the index lacks (every one, not only the first of each file), with the
+    /// kind they are needed as: what a repair fetches back.
+    public var missingBlobs: [BlobID: BlobKind] = [:]
     public var packs = 0
     public var blobs = 0
     public var points = 0
@@ -46,6 +52,7 @@ public struct StoreChecker {
             report.blobs += rows.count
             func markAll(_ why: String) {
                 report.damage.append("pack \(pack.name): \(why)")
+                report.damagedPacks[pack.name] = report.damagedPacks[pack.name] ?? why
                 for r in rows { damagedBlobs[r.id] = "its pack \(pack.name) \(why)" }
             }
             guard let size = FileIO.fileSize(path) else { markAll("is missing (\(path))"); continue }
@@ -57,6 +64,7 @@ public struct StoreChecker {
             let byID = Dictionary(trailer.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             for r in rows where byID[r.id] != r {
                 report.damage.append("pack \(pack.name): blob \(r.id.shortHex) is not where the index says")
+                report.damagedPacks[pack.name] = report.damagedPacks[pack.name] ?? "blob \(r.id.shortHex) is not where the index says"
                 damagedBlobs[r.id] = "the index and pack \(pack.name) disagree about it"
             }
             if readData {
@@ -75,12 +83,19 @@ public struct StoreChecker {
                         }
                     } catch {
                         report.damage.append("pack \(pack.name): blob \(r.id.shortHex) at offset \(r.offset) is damaged: \(error)")
+                        report.damagedPacks[pack.name] = report.damagedPacks[pack.name] ?? "blob \(r.id.shortHex) is damaged"
                         damagedBlobs[r.id] = "it is damaged in pack \(pack.name)"
                     }
                 }
             }
         }
+        let quarantined = StoreRepairer.quarantinedInodes(store.layout)
         for name in try store.layout.packFilesOnDisk() where !indexed.contains(name) {
+            if let inode = StoreRepairer.inode(store.layout.packPath(name)), quarantined[inode] != nil {
+                report.notes.append(
+                    "pack \(name) was quarantined by an interrupted repair and is no longer indexed: `outpost relay check --repair` finishes it")
+                continue
+            }
             report.notes.append(
                 "pack \(name) is not in the index (left by an interrupted job): `outpost store gc` removes it, `outpost store rebuild-index` adopts it"
             )
@@ -93,6 +108,7 @@ public struct StoreChecker {
         for info in try index.points() {
             report.points += 1
             var problems: [String] = []
+            if !known.contains(info.id) { report.missingBlobs[info.id] = .point }
             if !known.contains(info.id) || damagedBlobs[info.id] != nil {
                 problems.append("its record blob \(info.id.shortHex) is missing or damaged")
             }
@@ -121,6 +137,7 @@ public struct StoreChecker {
         if let cached = memo[id] { return cached.map { path + $0 } }
         var problems: [String] = []
         if !known.contains(id) {
+            report.missingBlobs[id] = .tree
             problems.append("/ (tree \(id.shortHex)) is missing from the store")
         } else if let why = damaged[id] {
             problems.append("/ (tree \(id.shortHex)) cannot be read: \(why)")
@@ -133,10 +150,18 @@ public struct StoreChecker {
                     if node.type == .directory, let sub = node.subtree {
                         problems += walk(sub, path: rel, known: known, damaged: damaged, memo: &memo, report: &report)
                     }
+                    // One problem per file, but every missing chunk is recorded (a repair fetches them all).
+                    var named = false
                     for e in node.extents {
                         guard case .chunk(let cid, _) = e else { continue }
-                        if !known.contains(cid) { problems.append("\(rel) needs chunk \(cid.shortHex), which is missing"); break }
-                        if let why = damaged[cid] { problems.append("\(rel) needs chunk \(cid.shortHex), and \(why)"); break }
+                        if !known.contains(cid) {
+                            report.missingBlobs[cid] = .data
+                            if !named { problems.append("\(rel) needs chunk \(cid.shortHex), which is missing") }
+                            named = true
+                        } else if let why = damaged[cid], !named {
+                            problems.append("\(rel) needs chunk \(cid.shortHex), and \(why)")
+                            named = true
+                        }
                     }
                 }
             } catch {

@@ -183,13 +183,25 @@ struct RelayCommand: AsyncParsableCommand {
     }
 
     struct Check: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Verify the relay's store (as `outpost check`); exits 13 on damage.")
+        static let configuration = CommandConfiguration(
+            abstract: "Verify the relay's store (as `outpost check`); exits 13 on damage.",
+            discussion: """
+                With --repair (which reads every blob, as --read-data does), every damaged or missing blob is fetched back from the vault (the relay must be registered: `outpost relay register`), verified against its id and stored in a new pack; a pack that held damaged blobs is moved to STORE/quarantine/ (kept, never deleted) once its intact blobs were copied out and the index names the copies. It runs while `relay serve` serves. Exit 0: no damage, or all of it repaired; 13: damage remains (what the vault could not give is listed); 64: --repair on a relay with no vault; 12: a gc is running; 20: the vault cannot be reached.
+                """
+        )
         @OptionGroup var relay: RelayOptions
         @Flag(help: "Also read, decompress and re-hash every chunk.") var readData = false
+        @Flag(help: "Fetch every damaged or missing blob back from the vault and quarantine the damaged packs (implies --read-data).")
+        var repair = false
+        @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
             try relay.directory.requireRelay()
-            try checkStore(at: relay.directory.storePath, readData: readData)
+            if !repair && !json {
+                try checkStore(at: relay.directory.storePath, readData: readData)
+                return
+            }
+            try await checkAndRepair()
         }
     }
 }
