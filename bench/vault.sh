@@ -8,7 +8,10 @@
 #     CORPUS_MB=200 bench/vault.sh   # quick
 #
 # Target (issue 4): forwarding limited by the network or the disk, not by CPU: at least 300 MB/s of
-# recovery-point data on loopback. Results go to $BENCH_WORK/vault-results.md.
+# recovery-point data on loopback. Issue 11: a restore from the vault tier at least half as fast as one from the
+# relay tier, and from `relay rebuild` to the first restored file in under 60 s (a catalog-only rebuild, then a
+# restore through the new relay while nothing but the catalog is local). Results go to
+# $BENCH_WORK/vault-results.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -91,6 +94,50 @@ T0=$(date +%s.%N)
 REBUILD=$(since "$T0")
 REBUILT_RAW=$("$BIN" store stats --store "$RUN/rebuilt/store" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["rawBytes"])')
 
+# Restore from each tier: the original relay (everything local), and a relay rebuilt catalog-only, which gets
+# every chunk from the vault (tier 2). The clock for "first file" starts with the rebuild.
+say "restore from the relay tier"
+sync
+T0=$(date +%s.%N)
+"$BIN" restore --config "$RUN/client.toml" latest --target "$RUN/restore-relay" >/dev/null 2>&1 || die "relay-tier restore failed"
+RESTORE_RELAY=$(since "$T0")
+diff -r -q "$CORPUS" "$RUN/restore-relay$CORPUS" >/dev/null && RELAY_OK=identical || RELAY_OK=DIFFERENT
+rm -rf "$RUN/restore-relay"
+say "catalog-only rebuild, then a restore of every chunk from the vault tier"
+"$BIN" vault credentials --data "$RUN/vault" --out "$RUN/lazy.creds" --url "https://127.0.0.1:$VPORT" --recover "$RELAY_NAME" 2>/dev/null
+kill "${PIDS[1]}" 2>/dev/null || true   # the lost site's relay goes away
+sync
+T0=$(date +%s.%N)
+"$BIN" relay rebuild --data "$RUN/lazy" --vault-credentials "$RUN/lazy.creds" --passphrase-file "$RUN/pass" --catalog-only > "$RUN/lazy.out" 2>"$RUN/lazy.err" \
+    || { cat "$RUN/lazy.err" >&2; die "catalog-only rebuild failed"; }
+CATALOG=$(since "$T0")
+LFP=$("$BIN" relay fingerprint --data "$RUN/lazy")
+"$BIN" relay serve --data "$RUN/lazy" --listen 127.0.0.1:0 --port-file "$RUN/lazy.port" 2>"$RUN/lazy.log" &
+PIDS+=($!)
+LPORT=$(wait_port "$RUN/lazy.port")
+LTOKEN=$("$BIN" relay add-machine --data "$RUN/lazy" bench 2>/dev/null)
+"$BIN" enroll --relay "https://127.0.0.1:$LPORT" --token "$LTOKEN" --fingerprint "$LFP" --config "$RUN/lazy-client.toml" 2>/dev/null
+T1=$(date +%s.%N)
+"$BIN" restore --config "$RUN/lazy-client.toml" latest --target "$RUN/restore-vault" >/dev/null 2>&1 &
+RPID=$!
+FIRST=
+while kill -0 "$RPID" 2>/dev/null; do
+    if [[ -z $FIRST ]] && find "$RUN/restore-vault" -type f ! -name '.outpost-restore-*' -print -quit 2>/dev/null | grep -q .; then
+        FIRST=$(since "$T0")
+    fi
+    sleep 0.01
+done
+wait "$RPID" || die "vault-tier restore failed (see $RUN/lazy.log)"
+RESTORE_VAULT=$(since "$T1")
+[[ -n $FIRST ]] || FIRST=$(since "$T0")
+diff -r -q "$CORPUS" "$RUN/restore-vault$CORPUS" >/dev/null && VAULT_OK=identical || VAULT_OK=DIFFERENT
+rm -rf "$RUN/restore-vault"
+say "rehydration of the catalog-only relay (relay rebuild again, while it serves)"
+T0=$(date +%s.%N)
+"$BIN" relay rebuild --data "$RUN/lazy" --vault-credentials "$RUN/lazy.creds" --passphrase-file "$RUN/pass" > "$RUN/rehydrate.out" 2>"$RUN/rehydrate.err" \
+    || { cat "$RUN/rehydrate.err" >&2; die "rehydration failed"; }
+REHYDRATE=$(since "$T0")
+
 MB() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 RATE() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.1f", b / 1e6 / t }'; }
 DATA_RATE=$(RATE "$RAW" "$FWD")
@@ -114,6 +161,14 @@ DATA_RATE=$(RATE "$RAW" "$FWD")
   echo "| vault copy after verify-vault | $VERIFY |"
   echo "| relay rebuild from the vault s (recovery-point data MB/s) | $(f 2 "$REBUILD") ($(RATE "$REBUILT_RAW" "$REBUILD")) |"
   echo "| rebuilt store holds all recovery-point data | $([[ $REBUILT_RAW == "$RAW" ]] && echo yes || echo "NO ($REBUILT_RAW of $RAW bytes)") |"
+  echo "| restore from the relay tier s (MB/s; $RELAY_OK) | $(f 2 "$RESTORE_RELAY") ($(RATE "$RAW" "$RESTORE_RELAY")) |"
+  echo "| catalog-only rebuild s | $(f 2 "$CATALOG") |"
+  echo "| restore from the vault tier through the catalog-only relay s (MB/s; $VAULT_OK) | $(f 2 "$RESTORE_VAULT") ($(RATE "$RAW" "$RESTORE_VAULT")) |"
+  echo "| vault-tier / relay-tier restore throughput | $(awk -v a="$RESTORE_RELAY" -v b="$RESTORE_VAULT" 'BEGIN { printf "%.2f", a / b }') |"
+  echo "| from \`relay rebuild\` to the first restored file s | $(f 2 "$FIRST") |"
+  echo "| rehydration afterwards (relay rebuild again) s | $(f 2 "$REHYDRATE") |"
   echo
   awk -v r="$DATA_RATE" 'BEGIN { printf "- forwarding ≥ 300 MB/s of recovery-point data: %s (%.1f)\n", (r >= 300 ? "met" : "MISSED"), r }'
+  awk -v a="$RESTORE_RELAY" -v b="$RESTORE_VAULT" 'BEGIN { r = a / b; printf "- vault-tier restore ≥ 0.5 × the relay tier'"'"'s throughput: %s (%.2f)\n", (r >= 0.5 ? "met" : "MISSED"), r }'
+  awk -v t="$FIRST" 'BEGIN { printf "- relay rebuild to the first restored file < 60 s: %s (%.1f s)\n", (t < 60 ? "met" : "MISSED"), t }'
 } | tee "$WORK/vault-results.md"

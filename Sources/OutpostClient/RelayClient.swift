@@ -87,12 +87,24 @@ public final class RelayClient: Sendable {
         _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, bodyBuffer: ByteBuffer? = nil,
         contentType: String = "application/octet-stream", authenticated: Bool = true, maxResponse: Int = 64 << 20
     ) async throws -> ByteBuffer {
+        try await callForAnswer(
+            method, path, body: body, bodyBuffer: bodyBuffer, contentType: contentType, authenticated: authenticated, maxResponse: maxResponse
+        ).body
+    }
+
+    /// The same with request headers, and the answer's headers (a blob answer says how much came from the vault).
+    public func callForAnswer(
+        _ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, bodyBuffer: ByteBuffer? = nil,
+        contentType: String = "application/octet-stream", authenticated: Bool = true, headers: [(String, String)] = [],
+        maxResponse: Int = 64 << 20
+    ) async throws -> (body: ByteBuffer, headers: HTTPHeaders) {
         var call = PinnedHTTPClient.Call(method, path, body: body, timeout: .seconds(600), maxResponse: maxResponse)
         call.bodyBuffer = bodyBuffer
         call.contentType = contentType
         call.authenticated = authenticated
-        let (code, buffer) = try await http.sendForBuffer(call)
-        if (200..<300).contains(code) { return buffer }
+        call.headers = headers
+        let (code, answerHeaders, buffer) = try await http.sendForAnswer(call)
+        if (200..<300).contains(code) { return (buffer, answerHeaders) }
         let message = PinnedHTTPClient.message(of: Array(buffer: buffer), limit: 500)
         switch code {
         case 401: throw ClientError(.unauthorized, "the relay refused this machine: \(message)")

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import OutpostCore
 import OutpostHTTP
+import Synchronization
 
 /// The relay seen by the backup pipeline and the restorer: ids asked in batches, uploads in bounded batches,
 /// blobs fetched as stored and verified here (decompress + SHA-256) before use.
@@ -18,9 +19,16 @@ public final class RemoteRepository: BlobRepository {
     /// "Which are missing?" questions of every file worker, coalesced: one in flight (fewer, larger requests cost
     /// the relay less CPU for the same time on the small-file corpus: 566 requests instead of 849).
     private let queries: RequestCoalescer<[BlobID], Set<BlobID>>
+    /// The tier blob fetches read from (`restore --tier`); `auto` sends no header, so any relay takes it.
+    public let tier: RelayAPI.FetchTier
+    /// Stored bytes of the blobs fetched, and of those the ones the relay says it served from the vault: the
+    /// restore's summary of bytes per tier.
+    public let fetchedBytes = Atomic<Int64>(0)
+    public let vaultBytes = Atomic<Int64>(0)
 
-    public init(client: RelayClient) async throws {
+    public init(client: RelayClient, tier: RelayAPI.FetchTier = .auto) async throws {
         self.client = client
+        self.tier = tier
         uploads = Self.uploadCoalescer(limit: 4, client: client)
         treeUploads = Self.uploadCoalescer(limit: 1, client: client)
         queries = RequestCoalescer(limit: 1, maxWeight: WireFormat.maxIDsPerRequest) { parts in
@@ -109,15 +117,27 @@ public final class RemoteRepository: BlobRepository {
     public func loadMany(_ ids: [BlobID]) async throws -> [[UInt8]] {
         var frames: [PreparedBlob] = []
         frames.reserveCapacity(ids.count)
+        let headers = tier == .auto ? [] : [(RelayAPI.tierHeader, tier.rawValue)]
         while frames.count < ids.count {
             let rest = Array(ids[frames.count...])
-            let body = try await client.callForBuffer(
-                .POST, "/v1/blobs", body: WireFormat.encodeIDs(rest),
+            let (body, answerHeaders) = try await client.callForAnswer(
+                .POST, "/v1/blobs", body: WireFormat.encodeIDs(rest), headers: headers,
                 maxResponse: WireFormat.maxFetchAnswerBytes + WireFormat.maxRawLength + (64 << 10))
             let answer = try body.withUnsafeReadableBytes { try WireFormat.decodeFrames($0) }
             guard !answer.isEmpty, answer.count <= rest.count, zip(answer, rest).allSatisfy({ $0.id == $1 }) else {
                 throw ClientError(.corrupt, "the relay answered a blob request with other blobs than asked for")
             }
+            // A relay before tiered restore ignores the tier asked for and says nothing of the vault: refused
+            // rather than reported as if the tier had been honoured.
+            let fromVault = answerHeaders.first(name: RelayAPI.vaultBytesHeader).flatMap { Int64($0) }
+            if fromVault == nil && tier != .auto {
+                throw ClientError(
+                    .remote,
+                    "the relay at \(client.base) does not read from a chosen tier (its answer has no \(RelayAPI.vaultBytesHeader) header): upgrade the relay, or restore with --tier auto"
+                )
+            }
+            fetchedBytes.add(answer.reduce(0) { $0 + Int64($1.stored.count) }, ordering: .relaxed)
+            vaultBytes.add(fromVault ?? 0, ordering: .relaxed)
             frames += answer
         }
         return try decompressors.with { d in
@@ -135,9 +155,16 @@ public final class RemoteRepository: BlobRepository {
         }
     }
 
-    public func points() async throws -> [RecoveryPointInfo] {
+    /// Every point the relay lists, with where it is (nil from a relay before tiered restore: on the relay).
+    public func listedPoints() async throws -> [(info: RecoveryPointInfo, tier: RelayAPI.PointTier?)] {
         let entries = try await client.getJSON([RelayAPI.PointEntry].self, "/v1/points")
-        return entries.compactMap { e in BlobID(hex: e.id).map { RecoveryPointInfo(id: $0, point: e.point) } }
+        return entries.compactMap { e in BlobID(hex: e.id).map { (info: RecoveryPointInfo(id: $0, point: e.point), tier: e.tier) } }
+    }
+
+    /// The points whose data the relay serves: those only in the vault are left out (a backup never builds on
+    /// one, and `find` cannot read them through the relay yet).
+    public func points() async throws -> [RecoveryPointInfo] {
+        try await listedPoints().filter { $0.tier?.onRelay ?? true }.map { $0.info }
     }
 
     public func latestPoint(machine: String) async throws -> RecoveryPointInfo? {

@@ -177,6 +177,19 @@ public struct MasterKey: Sendable {
     /// HMAC-SHA256 key for object names (info "outpost names v1").
     public var nameKey: SymmetricKey { derive("outpost names v1") }
 
+    /// Proof that whoever presents it holds this master key (docs/vault.md §6.2): HMAC-SHA256 under the key
+    /// derived with info "outpost verifier v1" of the label `container-verifier`, in hex. The vault keeps only
+    /// its SHA-256 (the object `verifier` of the container) and asks for it before it hands the container to a
+    /// rebuilding relay.
+    public func containerProof() -> String {
+        Hex.encode(Array(HMAC<SHA256>.authenticationCode(for: Array("container-verifier".utf8), using: derive("outpost verifier v1"))))
+    }
+
+    /// What the vault keeps of `containerProof()`: its SHA-256 in hex.
+    public static func verifierHash(ofProof proof: String) -> String {
+        Hex.encode(Array(SHA256.hash(data: Array(proof.utf8))))
+    }
+
     private func derive(_ info: String) -> SymmetricKey {
         HKDF<SHA256>.deriveKey(inputKeyMaterial: key, salt: Array("outpost-vault".utf8), info: Array(info.utf8), outputByteCount: 32)
     }

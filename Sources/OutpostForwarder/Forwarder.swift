@@ -33,12 +33,17 @@ public final class Forwarder: Sendable {
     let decompressors = ResourcePool { ZstdDecompressor() }
     let reader: VaultReader
     private let tier2: Tier2Fetcher
+    /// The container's verifier (`Registration.putVerifier`), put by the first forwarding run of the process:
+    /// relays registered before verifiers existed get theirs.
+    let verifier: String
+    let verifierPut = Atomic<Bool>(false)
 
     public init(store: Store, data: String, vault: VaultClient, master: MasterKey, throttle: Throttle?, concurrency: Int = 4, logger: Logger) {
         self.store = store
         self.data = data
         self.vault = vault
         self.sealer = ObjectSealer(master: master)
+        self.verifier = MasterKey.verifierHash(ofProof: master.containerProof())
         self.ledger = ForwardingLedger(store: store)
         self.throttle = throttle
         self.concurrency = max(1, concurrency)

@@ -41,9 +41,22 @@ public struct ForwardingLedger: Sendable {
                 ALTER TABLE vault_blobs ADD COLUMN pack_kind INTEGER;
                 CREATE INDEX vault_blobs_pack ON vault_blobs (pack);
                 """),
+        // Vault retention (docs/vault.md §19): the size of each pack put, so that the space the vault holds and
+        // the space its retention frees are known without asking the vault.
+        IndexMigration(
+            "v7",
+            sql: """
+                CREATE TABLE vault_packs (
+                    pack TEXT PRIMARY KEY,
+                    size INTEGER NOT NULL,
+                    sent_at REAL NOT NULL
+                ) WITHOUT ROWID;
+                """),
     ]
 
-    public enum State: String, Sendable, Codable { case pending, forwarding, forwarded, failed }
+    /// `expired`: the vault's retention deleted the point there (it stays on the relay until the relay's own rules
+    /// let it go, and is never forwarded again).
+    public enum State: String, Sendable, Codable { case pending, forwarding, forwarded, failed, expired }
 
     public struct Entry: Sendable, Codable {
         public var point: String
@@ -75,9 +88,14 @@ public struct ForwardingLedger: Sendable {
 
     /// Records blobs the vault acknowledged, with where each one lives there. With `keepExisting`, a blob the
     /// ledger already places keeps its place (a rebuild recording blobs it did not fetch itself).
-    public func markSent(_ placed: [(BlobID, VaultLocation)], keepExisting: Bool = false, now: Date = Date()) throws {
+    public func markSent(_ placed: [(BlobID, VaultLocation)], keepExisting: Bool = false, packSize: Int? = nil, now: Date = Date()) throws {
         guard !placed.isEmpty else { return }
         try index.write("recording forwarded blobs") { db in
+            if let packSize, let pack = placed.first?.1.pack {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO vault_packs (pack, size, sent_at) VALUES (?, ?, ?)",
+                    arguments: [pack, packSize, now.timeIntervalSince1970])
+            }
             let st = try db.cachedStatement(
                 sql: keepExisting
                     ? """
@@ -144,6 +162,52 @@ public struct ForwardingLedger: Sendable {
                     guard let id = BlobID(bytes: row["blob_id"] as Data) else { return nil }
                     return (id, Self.location(row))
                 }
+        }
+    }
+
+    /// A vault pack as the ledger knows it: its blobs (with their sealed lengths) and its size (nil for a pack put
+    /// before the ledger recorded sizes: then at least the end of its last entry).
+    public struct VaultPackRecord: Sendable {
+        public var key: String
+        public var blobs: [(id: BlobID, length: Int)]
+        public var size: Int?
+        public var estimatedSize: Int
+    }
+
+    /// Every pack the ledger places a blob in.
+    public func packs() throws -> [VaultPackRecord] {
+        try index.read("listing vault packs") { db in
+            var sizes: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT pack, size FROM vault_packs") { sizes[row["pack"]] = row["size"] }
+            var out: [String: VaultPackRecord] = [:]
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT blob_id, pack, pack_offset, pack_length FROM vault_blobs WHERE pack IS NOT NULL ORDER BY pack, pack_offset")
+            while let row = try rows.next() {
+                guard let id = BlobID(bytes: row["blob_id"] as Data) else { continue }
+                let key: String = row["pack"]
+                let end = (row["pack_offset"] as Int? ?? 0) + (row["pack_length"] as Int? ?? 0)
+                var p = out[key] ?? VaultPackRecord(key: key, blobs: [], size: sizes[key], estimatedSize: sizes[key] ?? 0)
+                p.blobs.append((id, row["pack_length"] as Int? ?? 0))
+                if p.size == nil { p.estimatedSize = max(p.estimatedSize, end) }
+                out[key] = p
+            }
+            return out.values.sorted { $0.key < $1.key }
+        }
+    }
+
+    /// Forgets a pack the vault's retention deleted: the blobs the ledger placed there (they are sent again if a
+    /// point needs them later) and its size.
+    public func forgetPack(_ key: String) throws {
+        try index.write("forgetting a deleted vault pack") { db in
+            try db.execute(sql: "DELETE FROM vault_blobs WHERE pack = ?", arguments: [key])
+            try db.execute(sql: "DELETE FROM vault_packs WHERE pack = ?", arguments: [key])
+        }
+    }
+
+    /// The points whose entries the vault's retention deleted while they were still on the relay.
+    public func expiredPoints() throws -> Set<BlobID> {
+        try index.read("listing expired recovery points") { db in
+            Set(try Data.fetchAll(db, sql: "SELECT point_id FROM forwarding WHERE state = 'expired'").compactMap { BlobID(bytes: $0) })
         }
     }
 

@@ -22,8 +22,17 @@ struct PointForwarder: Sendable {
 
     func run() async throws -> Forwarder.Report {
         try forwarder.checkStaging()
+        // Shared with other forwarding runs, never with the vault's retention (it deletes packs whose blobs a
+        // run would otherwise skip as already sent).
+        let lock = try await VaultLock.acquire(data: forwarder.data, exclusive: false)
+        defer { withExtendedLifetime(lock) {} }
+        if !forwarder.verifierPut.load(ordering: .relaxed) {
+            // Put-if-absent: a container that has its verifier keeps it.
+            _ = try await forwarder.vault.put(Registration.verifierObject, Array(forwarder.verifier.utf8))
+            forwarder.verifierPut.store(true, ordering: .relaxed)
+        }
         var report = Forwarder.Report()
-        let pending = try ledger.entries().filter { $0.state != .forwarded }
+        let pending = try ledger.entries().filter { $0.state != .forwarded && $0.state != .expired }
         report.backlog = pending.count
         var failed: [String] = []
         for entry in pending {
@@ -143,7 +152,7 @@ struct PointForwarder: Sendable {
             _ = try await vault.put(key, bytes, throttle: forwarder.throttle)
         }
         blobs.removeAll()
-        try ledger.markSent(locations)
+        try ledger.markSent(locations, packSize: bytes.count)
         forwarder.sentBytes.add(Int64(bytes.count), ordering: .relaxed)
         return (ids.count, bytes.count)
     }

@@ -26,30 +26,90 @@ public struct Rebuilder: Sendable {
         self.logger = logger
     }
 
-    public struct Report: Sendable { public var points = 0; public var blobs = 0; public var bytes: Int64 = 0 }
+    public struct Report: Sendable {
+        public var points = 0
+        public var blobs = 0
+        public var bytes: Int64 = 0
+        /// Points whose chunks were fetched (rehydrated) after a catalog-only run.
+        public var rehydrated = 0
+        /// Points left waiting for their chunks (a catalog-only run): restores fetch those from the vault.
+        public var waiting = 0
+    }
 
     var store: Store { forwarder.store }
 
-    public func run() async throws -> Report {
+    /// The points a catalog-only rebuild adopted without their chunks, until a later run rehydrates them:
+    /// `DATA/vault/rehydrate.json` (an array of point ids in hex).
+    var rehydrationPath: String { VaultLink.paths(forwarder.data).dir + "/rehydrate.json" }
+
+    func waitingPoints() -> Set<BlobID> {
+        guard let bytes = FileManager.default.contents(atPath: rehydrationPath),
+            let hex = try? JSONDecoder().decode([String].self, from: bytes)
+        else { return [] }
+        return Set(hex.compactMap(BlobID.init(hex:)))
+    }
+
+    func saveWaiting(_ ids: Set<BlobID>) throws {
+        if ids.isEmpty {
+            try? FileManager.default.removeItem(atPath: rehydrationPath)
+            return
+        }
+        let bytes = Array(try JSONEncoder().encode(ids.map(\.hex).sorted()))
+        do { try DurableFile.write(bytes, to: rehydrationPath, mode: 0o600) } catch {
+            throw ForwarderError(.io, "cannot write \(rehydrationPath): \(error)")
+        }
+    }
+
+    /// `catalogOnly`: bring back the catalog alone (each point's record and trees, machines' ownership, the
+    /// ledger's map of where every blob is in the vault), so that the relay restores at once, fetching chunks
+    /// from the vault as restores need them; the points are remembered for a later run to rehydrate. Otherwise
+    /// the catalog first (`progress` is told when it is complete), then every pack read whole and every
+    /// point's missing chunks fetched, including those of points an earlier catalog-only run adopted.
+    public func run(catalogOnly: Bool = false, catalogReady: @Sendable (Report) -> Void = { _ in }) async throws -> Report {
         var report = Report()
         let pending = try await pointsToRebuild()
-        guard !pending.isEmpty else { return report }
+        var waiting = waitingPoints()
+        guard !pending.isEmpty || (!catalogOnly && !waiting.isEmpty) else {
+            report.waiting = waiting.count
+            return report
+        }
         // Where every blob is, from the packs' own indexes: the lost relay's ledger went with it.
         let catalog = try await forwarder.reader.catalog()
-        let bulk = try await storeWholePacks(catalog, report: &report)
-        // Sealed, so that the walk can read the trees it finds stored.
-        try store.flush()
         var copies = VaultCopies(reader: forwarder.reader, catalog: catalog, logger: logger)
+        // The catalog: records and trees (and, with every ledger row, where each chunk is).
         for pid in pending {
             let (record, recordBlob) = try await fetchRecord(pid, copies: &copies)
-            let (all, trees) = try await fetchMissing(of: pid, record: record, copies: &copies, report: &report)
+            let (all, trees) = try await fetchMissing(of: pid, record: record, copies: &copies, report: &report, chunks: false)
             try store.save([recordBlob])
             _ = try store.adopt(pointID: pid, record: record)
             try ownership(record.machine, all, trees)
-            try recordInLedger(pid, all: all, copies: &copies, bulk: bulk)
+            try recordInLedger(pid, all: all, copies: &copies, bulk: [:])
+            waiting.insert(pid)
+            try saveWaiting(waiting)
             report.points += 1
-            logger.info("recovery point rebuilt from the vault", metadata: ["point": "\(pid.shortHex)", "machine": "\(record.machine)"])
+            logger.info("recovery point's catalog rebuilt from the vault", metadata: ["point": "\(pid.shortHex)", "machine": "\(record.machine)"])
         }
+        try store.flush()
+        report.waiting = waiting.count
+        catalogReady(report)
+        if catalogOnly { return report }
+
+        // Rehydration: every pack read whole, then each waiting point walked for what is still missing.
+        let bulk = try await storeWholePacks(catalog, report: &report)
+        try store.flush()
+        let points = Dictionary(try store.index.points().map { ($0.id, $0.point) }, uniquingKeysWith: { a, _ in a })
+        for pid in waiting.sorted() {
+            guard let record = points[pid] else {
+                waiting.remove(pid)
+                continue
+            }
+            let (all, _) = try await fetchMissing(of: pid, record: record, copies: &copies, report: &report, chunks: true)
+            try recordInLedger(pid, all: all, copies: &copies, bulk: bulk)
+            waiting.remove(pid)
+            try saveWaiting(waiting)
+            report.rehydrated += 1
+        }
+        report.waiting = waiting.count
         return report
     }
 
@@ -138,9 +198,10 @@ public struct Rebuilder: Sendable {
 
     /// Walks the point's trees and stores every tree and chunk the store lacks. Returns every blob the point
     /// needs (its record first) and its trees.
+    /// `chunks` false: trees only (a catalog-only rebuild); the chunks' ids are still listed.
     private func fetchMissing(
         of pid: BlobID, record: RecoveryPoint, copies: inout VaultCopies,
-        report: inout Report
+        report: inout Report, chunks fetchChunks: Bool = true
     ) async throws -> (all: [BlobID], trees: [BlobID]) {
         guard let root = record.root else { throw ForwarderError(.vault, "recovery point \(pid.shortHex) has no valid root") }
         var all: [BlobID] = [pid]
@@ -175,6 +236,7 @@ public struct Rebuilder: Sendable {
                 for e in n.extents { if case .chunk(let c, _) = e, seen.insert(c).inserted { chunks.append(c) } }
             }
             all += chunks
+            if !fetchChunks { continue }
             for c in try store.missing(chunks).sorted() {
                 guard let blob = try await copies.fetch(c) else {
                     throw ForwarderError(.vault, "chunk \(c.shortHex) of recovery point \(pid.shortHex) is missing from the vault")

@@ -34,8 +34,11 @@ public enum Registration {
             let answer = try await withVault(file.url, certificate: file.certificate, credential: nil, proxy: proxy, logger: logger) { client in
                 // Re-attaching replaces the relay's credential (a relay that still runs loses its access): the
                 // passphrase is checked against the container's key file first, and a wrong one changes nothing.
-                if file.recoverRelay != nil { try await checkRecoveryPassphrase(client, file: file, passphrase: passphrase, logger: logger) }
-                return try await client.register(secret: file.secret, relayName: relayName)
+                var proof: String?
+                if file.recoverRelay != nil {
+                    proof = try await checkRecoveryPassphrase(client, file: file, passphrase: passphrase, logger: logger)?.containerProof()
+                }
+                return try await client.register(secret: file.secret, relayName: relayName, proof: proof)
             }
             link = VaultLink(
                 url: file.url, vaultID: file.vaultID, vaultName: file.vaultName, relayID: answer.relayID,
@@ -57,8 +60,18 @@ public enum Registration {
                 _ = try await authed.put(keyObjectName(now), keyFile.encoded())
                 try saveKeys(data: data, keyFile: keyFile, master: master)
             }
+            try await putVerifier(authed, master: try loadMaster(data: data))
         }
         return link
+    }
+
+    /// The container's `verifier` object: the SHA-256 of the proof of its master key (docs/vault.md §6.2), put
+    /// once (put-if-absent). A rebuilding relay must present the proof before the vault hands it the container.
+    /// Relays registered before there was a verifier put it when they next forward.
+    public static let verifierObject = "verifier"
+
+    static func putVerifier(_ vault: VaultClient, master: MasterKey) async throws {
+        _ = try await vault.put(verifierObject, Array(MasterKey.verifierHash(ofProof: master.containerProof()).utf8))
     }
 
     /// Re-wraps the master key under a new passphrase; nothing else is re-uploaded. The older key files are then
@@ -169,15 +182,19 @@ public enum Registration {
         }
     }
 
-    static func checkRecoveryPassphrase(_ client: VaultClient, file: VaultCredentialsFile, passphrase: String, logger: Logger) async throws {
+    /// The container's master key, opened with the passphrase; nil from a vault too old to hand out the key file.
+    @discardableResult
+    static func checkRecoveryPassphrase(_ client: VaultClient, file: VaultCredentialsFile, passphrase: String, logger: Logger) async throws
+        -> MasterKey?
+    {
         guard let bytes = try await client.recoveryKey(secret: file.secret) else {
             logger.warning(
                 "this vault cannot hand out the key file before the relay re-attaches (it predates that); the passphrase is checked after registering: upgrade the vault"
             )
-            return
+            return nil
         }
         let source = "the key file of relay \(file.recoverRelay ?? "") in the vault"
-        do { _ = try KeyFile.decode(bytes, source: source).unwrap(passphrase: passphrase, source: source) } catch let e as CryptoError
+        do { return try KeyFile.decode(bytes, source: source).unwrap(passphrase: passphrase, source: source) } catch let e as CryptoError
             where e.code == .wrongPassphrase
         {
             throw CryptoError(

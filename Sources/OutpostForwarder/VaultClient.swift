@@ -121,9 +121,10 @@ public final class VaultClient: Sendable {
         return nil
     }
 
-    public func register(secret: String, relayName: String) async throws -> VaultAPI.RegisterResponse {
+    public func register(secret: String, relayName: String, proof: String? = nil) async throws -> VaultAPI.RegisterResponse {
         let (_, body) = try await call(
-            .POST, "/v1/register", body: Array(try VaultAPI.encoder().encode(VaultAPI.RegisterRequest(secret: secret, relayName: relayName))))
+            .POST, "/v1/register",
+            body: Array(try VaultAPI.encoder().encode(VaultAPI.RegisterRequest(secret: secret, relayName: relayName, proof: proof))))
         return try VaultAPI.decoder().decode(VaultAPI.RegisterResponse.self, from: Data(body))
     }
 }

@@ -22,6 +22,8 @@ public final class PinnedHTTPClient: Sendable {
         public var authenticated = true
         /// One `Range: bytes=FIRST-LAST`.
         public var range: Range<Int>?
+        /// Further request headers (name, value).
+        public var headers: [(String, String)] = []
         /// Paces the body slice by slice as it goes out, so that a limit holds within a large body too.
         public var throttle: Throttle?
         /// How long the whole exchange may take.
@@ -106,6 +108,12 @@ public final class PinnedHTTPClient: Sendable {
 
     /// The same, with the answer's body as received (a large binary answer is read in place, not copied).
     public func sendForBuffer(_ call: Call) async throws -> (status: Int, body: ByteBuffer) {
+        let (status, _, body) = try await sendForAnswer(call)
+        return (status, body)
+    }
+
+    /// The same, with the answer's headers too.
+    public func sendForAnswer(_ call: Call) async throws -> (status: Int, headers: HTTPHeaders, body: ByteBuffer) {
         let base = self.base, wording = self.wording
         return try await Retry.run(
             attempts: maxAttempts,
@@ -120,11 +128,12 @@ public final class PinnedHTTPClient: Sendable {
         }
     }
 
-    private func once(_ call: Call) async throws -> (status: Int, body: ByteBuffer) {
+    private func once(_ call: Call) async throws -> (status: Int, headers: HTTPHeaders, body: ByteBuffer) {
         var request = HTTPClientRequest(url: base + call.path)
         request.method = call.method
         if call.authenticated, let credential { request.headers.add(name: "Authorization", value: "Bearer " + credential) }
         if let range = call.range { request.headers.add(name: "Range", value: "bytes=\(range.lowerBound)-\(range.upperBound - 1)") }
+        for (name, value) in call.headers { request.headers.add(name: name, value: value) }
         if let body = call.body {
             request.headers.add(name: "Content-Type", value: call.contentType)
             if let throttle = call.throttle {
@@ -155,7 +164,7 @@ public final class PinnedHTTPClient: Sendable {
         }
         let status = Int(response.status.code)
         if [502, 503, 504].contains(status) { throw TransientFailure("HTTP \(status)") }
-        return (status, bytes)
+        return (status, response.headers, bytes)
     }
 
     /// The `message` of an error body, or the body's first `limit` bytes as text.

@@ -48,8 +48,41 @@ public enum RelayAPI {
     public struct PointEntry: Codable, Sendable {
         public var id: String
         public var point: RecoveryPoint
-        public init(id: String, point: RecoveryPoint) { self.id = id; self.point = point }
+        /// Where the point is (optional: relays before tiered restore leave it out, and older clients ignore it).
+        public var tier: PointTier?
+        public init(id: String, point: RecoveryPoint, tier: PointTier? = nil) { self.id = id; self.point = point; self.tier = tier }
+
+        enum CodingKeys: String, CodingKey { case id, point, tier }
+
+        /// A tier this client does not know (a later relay's) reads as absent, rather than failing the whole list.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            id = try c.decode(String.self, forKey: .id)
+            point = try c.decode(RecoveryPoint.self, forKey: .point)
+            tier = try c.decodeIfPresent(String.self, forKey: .tier).flatMap(PointTier.init(rawValue:))
+        }
     }
+
+    /// Where a recovery point is: `relay` (in the relay's catalog, not in the vault), `vault` (pruned from the
+    /// relay, still in the vault), or `both` (in the catalog and forwarded). A relay without a vault says `relay`.
+    public enum PointTier: String, Codable, Sendable, CaseIterable {
+        case relay, vault, both
+
+        /// Whether the relay's catalog lists it (so its data is read through the relay).
+        public var onRelay: Bool { self != .vault }
+    }
+
+    /// Which tier `POST /v1/blobs` reads from (request header `Outpost-Tier`): `auto` (the default) serves what
+    /// the relay holds from the relay and fetches the rest from the vault; `relay` never asks the vault; `vault`
+    /// fetches every blob from the vault, even those the relay holds (to test the off-site copy).
+    public enum FetchTier: String, Codable, Sendable, CaseIterable {
+        case auto, relay, vault
+    }
+
+    /// Request header of `POST /v1/blobs`: a `FetchTier` (absent: `auto`).
+    public static let tierHeader = "Outpost-Tier"
+    /// Response header of `POST /v1/blobs`: the stored bytes of the answer's frames that came from the vault.
+    public static let vaultBytesHeader = "Outpost-Vault-Bytes"
 
     /// The body of every failure (both servers').
     public typealias ErrorBody = HTTPErrorBody

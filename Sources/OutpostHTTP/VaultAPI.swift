@@ -48,7 +48,12 @@ public enum VaultAPI {
     public struct RegisterRequest: Codable, Sendable {
         public var secret: String
         public var relayName: String
-        public init(secret: String, relayName: String) { self.secret = secret; self.relayName = relayName }
+        /// With a recovery credentials file: proof that the rebuilding relay holds the container's master key
+        /// (`MasterKey.containerProof`, hex). Required when the container holds a `verifier` object.
+        public var proof: String?
+        public init(secret: String, relayName: String, proof: String? = nil) {
+            self.secret = secret; self.relayName = relayName; self.proof = proof
+        }
     }
 
     public struct RegisterResponse: Codable, Sendable {

@@ -59,7 +59,7 @@ public final class PruneService: Service, Sendable {
                 metadata: [
                     "removed": "\(plan.count(relay: "leaves"))", "kept": "\(plan.count(relay: "stays"))",
                     "waiting_for_forwarding": "\(plan.waitingForForwarding)",
-                    "vault_would_expire": "\(plan.count(vault: "would expire")) (not applied)",
+                    "vault_expiring": "\(plan.count(vault: "expires"))", "vault_tier": "\(plan.vaultTier)",
                     "vault": "\(plan.vaultRegistered ? "registered" : "none: relay rules alone")",
                 ])
             if plan.count(relay: "leaves") > 0 {

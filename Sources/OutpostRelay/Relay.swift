@@ -249,12 +249,28 @@ public final class Relay: Sendable {
         try store.index.points(machine: name)
     }
 
+    /// The machine's points with where each is (`GET /v1/points`): those pruned from the relay that the vault
+    /// still holds are listed too (tier `vault`), when this relay serves from a vault.
+    public func tieredPoints(name: String) throws -> [TieredPoint] {
+        try PointTiers(store: store, vault: tier2 != nil).list(machine: name)
+    }
+
     /// Stored bytes of blobs the machine holds, as frames; a blob it does not hold is refused (403).
     public func fetch(machine: Int64, name: String, _ ids: [BlobID], locations: [BlobID: BlobLocation]? = nil) async throws -> ByteBuffer {
+        try await fetch(machine: machine, name: name, ids, locations: locations, tier: .auto).frames
+    }
+
+    /// The same from the tier asked for (`Outpost-Tier`), with the stored bytes of the frames that came from the
+    /// vault (`Outpost-Vault-Bytes`): `relay` never asks the vault, `vault` asks it for every blob.
+    public func fetch(
+        machine: Int64, name: String, _ ids: [BlobID], locations: [BlobID: BlobLocation]? = nil, tier: RelayAPI.FetchTier
+    ) async throws -> (frames: ByteBuffer, vaultBytes: Int64) {
         let owned = try catalog.owned(by: machine, ids)
         if let foreign = ids.first(where: { !owned.contains($0) }) {
             throw HTTPFailure(.forbidden, "blob \(foreign.shortHex) does not belong to a recovery point of \(name)")
         }
+        if tier == .vault { return try await fetchFromVault(ids, for: name) }
+        let tier2 = tier == .relay ? nil : self.tier2
         // Every blob is checked for damage before it is served (zstd's content checksum, else decompressed and
         // hashed, as the forwarder checks what it sends): the bytes were verified when they arrived, so what fails
         // now was damaged on the relay's disk, and is fetched from the vault (tier 2) like a missing blob instead
@@ -282,9 +298,10 @@ public final class Relay: Sendable {
         }),
             all.allSatisfy({ $0 != nil })
         {
-            return ByteBuffer(frames: all.map { $0! })
+            return (ByteBuffer(frames: all.map { $0! }), 0)
         }
         var blobs: [PreparedBlob] = []
+        var vaultBytes: Int64 = 0
         for id in ids {
             var damaged: PreparedBlob?
             do {
@@ -307,6 +324,7 @@ public final class Relay: Sendable {
                 if let tier2, let b = try await tier2(id) {
                     logger.info("served from the vault", metadata: ["blob": "\(id.shortHex)"])
                     blobs.append(b)
+                    vaultBytes += Int64(b.stored.count)
                     continue
                 }
             } catch  where damaged != nil {
@@ -320,9 +338,33 @@ public final class Relay: Sendable {
             }
             throw HTTPFailure(
                 .notFound,
-                "blob \(id.shortHex) is missing from the relay's store\(tier2 == nil ? "" : " and from the vault"); the relay's operator should run `outpost relay check`"
+                tier == .relay && self.tier2 != nil
+                    ? "blob \(id.shortHex) is missing from the relay's store, and the vault was not asked (tier relay); restore with --tier auto to fetch it from the vault"
+                    : "blob \(id.shortHex) is missing from the relay's store\(tier2 == nil ? "" : " and from the vault"); the relay's operator should run `outpost relay check`"
             )
         }
-        return ByteBuffer(frames: blobs)
+        return (ByteBuffer(frames: blobs), vaultBytes)
+    }
+
+    /// Every blob from the vault, whether the relay holds it or not (tier `vault`: a test of the off-site copy).
+    private func fetchFromVault(_ ids: [BlobID], for name: String) async throws -> (frames: ByteBuffer, vaultBytes: Int64) {
+        guard let tier2 else {
+            throw HTTPFailure(
+                .notFound,
+                "this relay forwards to no vault (or serves without it), so it has no vault tier to read from; restore with --tier auto or relay")
+        }
+        var blobs: [PreparedBlob] = []
+        var bytes: Int64 = 0
+        for id in ids {
+            guard let b = try await tier2(id) else {
+                throw HTTPFailure(
+                    .notFound,
+                    "blob \(id.shortHex) of \(name) is not in the vault (not forwarded yet, or lost there); restore with --tier auto, and have the relay's operator run `outpost relay verify-vault`"
+                )
+            }
+            blobs.append(b)
+            bytes += Int64(b.stored.count)
+        }
+        return (ByteBuffer(frames: blobs), bytes)
     }
 }

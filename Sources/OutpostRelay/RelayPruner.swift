@@ -14,9 +14,14 @@ public struct PrunePlan: Sendable, Encodable {
     public var machines: [MachinePrune]
     /// Set once the plan was applied to the relay's catalog.
     public var applied = false
-    /// The vault tier is decided and shown, never applied yet (always false in this version: for scripts).
+    /// Set once the vault tier was applied in the vault (`VaultRetention`, run by the command after the relay tier).
     public var vaultApplied = false
-    public var vaultTier = "not applied: `vault: would expire` is what the vault policy would delete; deleting in the vault is a later step"
+    /// What happened in the vault, in a line (set by the command that applied it, or why it was not).
+    public var vaultTier = "not applied"
+    /// The points of the vault tier that expire: deleted in the vault when the plan is applied there.
+    public var expiring: [(machine: String, id: BlobID)] {
+        machines.flatMap { m in m.points.filter { $0.vault.action == "expires" }.compactMap { p in BlobID(hex: p.id).map { (m.machine, $0) } } }
+    }
 
     public struct MachinePrune: Sendable, Encodable {
         public var machine: String
@@ -34,8 +39,8 @@ public struct PrunePlan: Sendable, Encodable {
         public var vault: Verdict
     }
 
-    /// An action and why: relay `stays` / `leaves` / `pruned earlier`; vault `keeps` / `would expire` /
-    /// `not forwarded yet` / `no vault`.
+    /// An action and why: relay `stays` / `leaves` / `pruned earlier`; vault `keeps` / `expires` /
+    /// `expired` (earlier) / `not forwarded yet` / `no vault`.
     public struct Verdict: Sendable, Encodable, Equatable {
         public var action: String
         public var reasons: [String]
@@ -114,9 +119,10 @@ public struct RelayPruner: Sendable {
             uniqueKeysWithValues: policy.vaultTier(inVault.map(candidate), now: now, timeZone: timeZone).map { ($0.id, $0) })
         func vaultVerdict(_ p: RecoveryPointInfo) -> PrunePlan.Verdict {
             guard forwarding != nil else { return .init(action: "no vault", reasons: []) }
+            if state(p) == "expired" { return .init(action: "expired", reasons: ["deleted from the vault by its retention earlier"]) }
             guard let d = vault[p.id.hex] else { return .init(action: "not forwarded yet", reasons: []) }
             return d.isKept
-                ? .init(action: "keeps", reasons: d.keptBy.map(\.description)) : .init(action: "would expire", reasons: expiry(policy, vault: true))
+                ? .init(action: "keeps", reasons: d.keptBy.map(\.description)) : .init(action: "expires", reasons: expiry(policy, vault: true))
         }
         var out: [PrunePlan.PointPrune] = []
         for (p, d) in zip(points, relay) {
@@ -124,11 +130,11 @@ public struct RelayPruner: Sendable {
             let st = state(p)
             if d.isKept {
                 verdict = .init(action: "stays", reasons: d.keptBy.map(\.description))
-            } else if let st, st != "forwarded", !force {
+            } else if let st, st != "forwarded", st != "expired", !force {
                 verdict = .init(action: "stays", reasons: ["not forwarded yet (\(st)); it leaves once the vault has it"])
             } else {
                 var why = expiry(policy, vault: false)
-                if let st, st != "forwarded" { why.append("not forwarded yet (\(st)), removed anyway (--force)") }
+                if let st, st != "forwarded", st != "expired" { why.append("not forwarded yet (\(st)), removed anyway (--force)") }
                 verdict = .init(action: "leaves", reasons: why)
             }
             out.append(
@@ -162,13 +168,7 @@ public struct RelayPruner: Sendable {
 
     /// Recovery points pruned from the relay earlier that the vault still holds.
     func pruned(machine: String) throws -> [RecoveryPointInfo] {
-        try store.index.read("listing pruned recovery points") { db in
-            try Row.fetchAll(db, sql: "SELECT point_id, record FROM pruned_points WHERE machine = ?", arguments: [machine]).compactMap { row in
-                guard let id = BlobID(bytes: row["point_id"] as Data) else { return nil }
-                return RecoveryPointInfo(
-                    id: id, point: try RecoveryPoint.decode(Array(row["record"] as Data), what: "pruned recovery point \(id.shortHex)"))
-            }
-        }
+        try PrunedPoints(store: store).list(machine: machine).map(\.info)
     }
 
     /// Removes the points that leave from the relay's catalog, in one transaction (a prune killed midway

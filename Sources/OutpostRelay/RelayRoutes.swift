@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
@@ -101,18 +102,33 @@ struct RelayRoutes: Sendable {
     @Sendable func points(_ request: Request, context: RelayRequestContext) async throws -> Response {
         let machine = try context.authenticated()
         let relay = self.relay
-        return try await relay.offload { try .json(try relay.points(name: machine.name).map { RelayAPI.PointEntry(id: $0.id.hex, point: $0.point) }) }
+        return try await relay.offload {
+            try .json(try relay.tieredPoints(name: machine.name).map { RelayAPI.PointEntry(id: $0.info.id.hex, point: $0.info.point, tier: $0.tier) })
+        }
     }
+
+    static let tierField = HTTPField.Name(RelayAPI.tierHeader)!
+    static let vaultBytesField = HTTPField.Name(RelayAPI.vaultBytesHeader)!
 
     @Sendable func fetch(_ request: Request, context: RelayRequestContext) async throws -> Response {
         let machine = try context.authenticated()
+        let tier =
+            try request.headers[Self.tierField].map { value in
+                guard let t = RelayAPI.FetchTier(rawValue: value.lowercased()) else {
+                    throw HTTPFailure(.badRequest, "the \(RelayAPI.tierHeader) header is \(value.debugDescription); it takes auto, relay or vault")
+                }
+                return t
+            } ?? .auto
         let body = try await relay.limits.body.collect(request.body, upTo: WireFormat.maxFetchBlobs * 32, what: "blob list")
         let ids = try WireFormat.decodeIDs(Array(buffer: body), max: WireFormat.maxFetchBlobs)
         let relay = self.relay
         // Each answer of bounded size (a prefix of the list), and a machine's answers in flight within its budget.
         let (n, bytes, locations) = try await relay.offload { try relay.fetchablePrefix(ids) }
         return try await relay.limits.withFetchBudget(machine: machine.id, bytes: bytes) {
-            .binary(try await relay.fetch(machine: machine.id, name: machine.name, Array(ids.prefix(n)), locations: locations))
+            let answer = try await relay.fetch(machine: machine.id, name: machine.name, Array(ids.prefix(n)), locations: locations, tier: tier)
+            var response = Response.binary(answer.frames)
+            response.headers[Self.vaultBytesField] = String(answer.vaultBytes)
+            return response
         }
     }
 

@@ -48,13 +48,17 @@ public struct GarbageCollector {
     let now: Date
     let dryRun: Bool
     let logger: Logger
+    /// Root trees kept without their chunks: the points a relay pruned that the vault still holds
+    /// (`PrunedPoints.roots`), whose trees a vault-tier restore and vault retention read here.
+    let treeRoots: [BlobID]
     /// Tests: stop after the first index commit, before deleting files, as a gc killed there would.
     var stopBeforeDeletingFiles = false
 
     public init(
         store: Store, repackThreshold: Double = 0.1, grace: TimeInterval = GarbageCollector.defaultGrace, now: Date = Date(),
-        dryRun: Bool = false, logger: Logger = Logger(label: "outpost.gc")
+        dryRun: Bool = false, treeRoots: [BlobID] = [], logger: Logger = Logger(label: "outpost.gc")
     ) {
+        self.treeRoots = treeRoots
         self.store = store
         self.repackThreshold = repackThreshold
         self.grace = grace
@@ -96,6 +100,7 @@ public struct GarbageCollector {
         report.forgottenPointsKept = forgotten.count
         try marker.mark(forgotten, required: false)
         try marker.mark(try index.read("listing young trees") { db in try StoreIndex.youngTrees(db, since: cutoff) }, required: false)
+        try marker.markTrees(treeRoots)
 
         let plan = try GCPlan(index: index, live: marker.live, cutoff: cutoff, repackThreshold: repackThreshold)
         report.liveBlobs = plan.liveBlobs

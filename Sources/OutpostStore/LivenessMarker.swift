@@ -12,6 +12,9 @@ struct LivenessMarker {
     /// Trees whose entries are marked. Apart from `live`: a tree not indexed when first reached is kept but not
     /// read, and is read when it shows up later (a push sealed it meanwhile).
     private var expanded = Set<BlobID>()
+    /// Trees read by `markTrees` (their chunks not marked): apart from `expanded`, so that a tree a point needs
+    /// whole is still read for its chunks when a trees-only root reached it first.
+    private var treesExpanded = Set<BlobID>()
 
     init(store: Store) { self.store = store }
 
@@ -52,6 +55,20 @@ struct LivenessMarker {
                 if let sub = node.subtree, !expanded.contains(sub) { stack.append(sub) }
                 for e in node.extents { if case .chunk(let c, _) = e { live.insert(c) } }
             }
+        }
+    }
+
+    /// Marks the trees under `roots`, not their chunks: the catalog of points the vault holds that left the relay
+    /// (a vault-tier restore and vault retention walk them here). A tree missing or unreadable is passed over:
+    /// it can be fetched from the vault again.
+    mutating func markTrees(_ roots: [BlobID]) throws {
+        var stack = roots
+        while let id = stack.popLast() {
+            guard treesExpanded.insert(id).inserted else { continue }
+            guard let loc = try store.index.location(of: id), let plain = try? read(id, at: loc), let tree = try? Tree.decode(plain, id: id)
+            else { continue }
+            live.insert(id)
+            for node in tree.nodes { if let sub = node.subtree, node.type == .directory { stack.append(sub) } }
         }
     }
 

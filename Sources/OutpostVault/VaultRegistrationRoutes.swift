@@ -1,6 +1,8 @@
+import Crypto
 import Foundation
 import Hummingbird
 import Logging
+import OutpostCore
 import OutpostHTTP
 import OutpostObjects
 
@@ -20,9 +22,33 @@ struct VaultRegistrationRoutes: Sendable {
     @Sendable func register(_ request: Request, context: VaultRequestContext) async throws -> Response {
         let body = try await request.body.collect(upTo: 64 << 10)
         let req = try VaultAPI.decoder().decode(VaultAPI.RegisterRequest.self, from: Data(body.readableBytesView))
-        switch try registry.register(secret: req.secret, relayName: req.relayName, maxRelays: settings.maxRelays) {
+        // A recovery file hands over a container only to a relay that proves it holds the container's key: a
+        // leaked recovery file alone must not let anyone cut the real relay off (docs/vault.md §6.2).
+        var proven = false
+        if case .success(let target) = try registry.recoveryTarget(secret: req.secret) {
+            if let stored = try objects.get("containers/\(target.id)/\(Self.verifierObject)") {
+                let given = req.proof.map { Hex.encode(Array(SHA256.hash(data: Array($0.utf8)))) } ?? ""
+                guard Self.constantTimeEqual(Array(given.utf8), stored) else {
+                    logger.warning("recovery refused: no proof of the container's key", metadata: ["relay": "\(target.id)"])
+                    throw HTTPFailure(
+                        .unauthorized,
+                        "this rebuild does not prove it holds the key of relay \(RelayName.quoted(target.name))'s container: give that relay's passphrase (`outpost relay rebuild --passphrase-file`); nothing was changed and the recovery credentials file can still be used"
+                    )
+                }
+                proven = true
+            } else {
+                logger.warning(
+                    "container taken over without proof: it has no verifier yet (registered by an older relay)", metadata: ["relay": "\(target.id)"])
+            }
+        }
+        switch try registry.register(secret: req.secret, relayName: req.relayName, maxRelays: settings.maxRelays, proven: proven) {
         case .registered(let relay, let credential):
-            logger.info("relay registered", metadata: ["relay": "\(RelayName.printable(relay.name))", "id": "\(relay.id)"])
+            logger.info(
+                "relay registered",
+                metadata: [
+                    "relay": "\(RelayName.printable(relay.name))", "id": "\(relay.id)",
+                    "takeover": "\(relay.takeovers?.last.map { $0.proven ? "proven" : "unproven" } ?? "no")",
+                ])
             let answer = VaultAPI.RegisterResponse(relayID: relay.id, credential: VaultAPI.credential(relayID: relay.id, secret: credential))
             return try .json(answer, encoder: VaultAPI.encoder())
         case .refused(let why):
@@ -32,6 +58,16 @@ struct VaultRegistrationRoutes: Sendable {
         case .nameTaken(let why):
             throw HTTPFailure(.conflict, why)
         }
+    }
+
+    /// The container object that holds the SHA-256 (hex) of its key's proof (`Registration.verifierObject`).
+    static let verifierObject = "verifier"
+
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var diff: UInt8 = 0
+        for (x, y) in zip(a, b) { diff |= x ^ y }
+        return diff == 0
     }
 
     /// The newest key file of the container a recovery credentials file re-attaches, without spending the file:

@@ -17,6 +17,16 @@ public final class VaultRegistry: Sendable {
         public var credentialHash: String
         public var registeredAt: Date
         public var removedAt: Date?
+        /// Each time a recovery credentials file handed this container to a rebuilt relay (absent before any).
+        public var takeovers: [Takeover]?
+    }
+
+    /// A rebuild that took the container over: when, under which relay name, and whether it proved it holds
+    /// the container's key (false only for a container that had no verifier yet).
+    public struct Takeover: Codable, Sendable, Equatable {
+        public var at: Date
+        public var relayName: String
+        public var proven: Bool
     }
 
     public struct Issued: Codable, Sendable, Equatable {
@@ -117,11 +127,12 @@ public final class VaultRegistry: Sendable {
     public enum RegisterOutcome: Sendable { case registered(Relay, credential: String), refused(String), invalidName(String), nameTaken(String) }
 
     /// Trades a credentials-file secret for a relay credential: single use, before expiry, at most `maxRelays`.
-    public func register(secret: String, relayName: String, maxRelays: Int, now: Date = Date()) throws -> RegisterOutcome {
-        try withFileLock { try registerLocked(secret: secret, relayName: relayName, maxRelays: maxRelays, now: now) }
+    /// `proven`: for a recovery file, whether the relay proved it holds the container's key (recorded).
+    public func register(secret: String, relayName: String, maxRelays: Int, proven: Bool = false, now: Date = Date()) throws -> RegisterOutcome {
+        try withFileLock { try registerLocked(secret: secret, relayName: relayName, maxRelays: maxRelays, proven: proven, now: now) }
     }
 
-    private func registerLocked(secret: String, relayName: String, maxRelays: Int, now: Date) throws -> RegisterOutcome {
+    private func registerLocked(secret: String, relayName: String, maxRelays: Int, proven: Bool, now: Date) throws -> RegisterOutcome {
         try state.withLock { s in
             try refresh(&s)
             guard let i = s.issued.firstIndex(where: { $0.secretHash == Self.hash(secret) }) else {
@@ -142,6 +153,7 @@ public final class VaultRegistry: Sendable {
             if let recover = s.issued[i].recoverRelay, let j = s.relays.firstIndex(where: { $0.id == recover }) {
                 s.relays[j].credentialHash = Self.hash(credential)
                 s.relays[j].removedAt = nil
+                s.relays[j].takeovers = (s.relays[j].takeovers ?? []) + [Takeover(at: now, relayName: relayName, proven: proven)]
                 relay = s.relays[j]
             } else {
                 if let problem = RelayName.problem(relayName) { return .invalidName(problem + "; register with another --name") }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import OutpostClient
 import OutpostCore
+import OutpostHTTP
 import OutpostStore
 
 /// Where a command reads and writes recovery points: a local store (`--store`), or the relay this machine
@@ -20,13 +21,14 @@ enum Access {
     case local(Store)
     case remote(RemoteRepository)
 
-    static func open(_ options: TargetOptions, purpose: String) async throws -> Access {
+    /// `tier`: where a relay reads blobs from (`restore --tier`); a local store has one tier.
+    static func open(_ options: TargetOptions, purpose: String, tier: RelayAPI.FetchTier = .auto) async throws -> Access {
         if let store = options.store {
             return .local(try Store.open(at: store, purpose: purpose))
         }
         let config = try ClientConfiguration.load(path: options.config ?? ClientConfiguration.defaultPath)
         let client = try RelayClient(configuration: config, notify: { printErr($0) })
-        do { return .remote(try await RemoteRepository(client: client)) } catch { await client.close(); throw error }
+        do { return .remote(try await RemoteRepository(client: client, tier: tier)) } catch { await client.close(); throw error }
     }
 
     var repository: any BlobRepository {
@@ -49,21 +51,38 @@ enum Access {
         }
     }
 
+    /// Every point listed, with where it is (nil for a local store, and from a relay before tiered restore).
+    func listedPoints(machine: String?) async throws -> [(info: RecoveryPointInfo, tier: RelayAPI.PointTier?)] {
+        switch self {
+        case .local(let s): try s.index.points(machine: machine).map { (info: $0, tier: RelayAPI.PointTier?.none) }
+        case .remote(let r): try await r.listedPoints()
+        }
+    }
+
     func resolve(_ ref: String, machine: String?) async throws -> RecoveryPointInfo {
         let where_: String
         switch self {
         case .local(let s): where_ = s.layout.root
         case .remote(let r): where_ = "the relay (machine \(r.machine))"
         }
-        var m = machine
+        let m = machine
         if case .local(let s) = self, m == nil, ref == "latest" {
             let names = try s.index.machines()
             if names.count > 1 {
                 throw ValidationError("`latest` needs --machine: the store holds recovery points of \(names.joined(separator: ", "))")
             }
         }
-        if case .remote = self { m = nil }
-        return try Store.resolve(ref, in: try await points(machine: m), machine: m, where: where_)
+        guard case .remote = self else { return try Store.resolve(ref, in: try await points(machine: m), machine: m, where: where_) }
+        // Resolved among every point listed, so that a point only in the vault is named as such, not "not found".
+        let listed = try await listedPoints(machine: nil)
+        let info = try Store.resolve(ref, in: listed.map { $0.info }, machine: nil, where: where_)
+        if listed.first(where: { $0.info.id == info.id })?.tier?.onRelay == false {
+            throw OutpostError(
+                .refused,
+                "recovery point \(info.id.shortHex) of \(info.point.machine) is only in the vault (the relay pruned it), and it cannot be read through the relay yet: on the relay host, restore it with `outpost relay restore --data DIR --machine \(info.point.machine) \(info.id.shortHex) --target DIR`"
+            )
+        }
+        return info
     }
 
     func close() async {
@@ -72,8 +91,10 @@ enum Access {
 }
 
 /// Runs `body` with an open access and closes it whatever happens.
-func withAccess<T>(_ options: TargetOptions, purpose: String, _ body: (Access) async throws -> T) async throws -> T {
-    let access = try await Access.open(options, purpose: purpose)
+func withAccess<T>(
+    _ options: TargetOptions, purpose: String, tier: RelayAPI.FetchTier = .auto, _ body: (Access) async throws -> T
+) async throws -> T {
+    let access = try await Access.open(options, purpose: purpose, tier: tier)
     do {
         let result = try await body(access)
         await access.close()

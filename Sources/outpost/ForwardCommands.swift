@@ -164,17 +164,50 @@ extension RelayCommand {
     }
 
     struct Forwarding: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show each recovery point's forwarding state.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show each recovery point's forwarding state, and the space the relay's data takes in the vault.",
+            discussion:
+                "Space: what the vault holds for this relay as the relay's ledger records it, and what no recovery point the vault keeps needs any more: the vault's retention frees it at the next prune (`outpost relay prune`, or the daily prune of `relay serve`), except what sits in packs not worth rewriting."
+        )
         @OptionGroup var relay: RelayOptions
-        @Flag(help: "Print JSON.") var json = false
+        @Flag(help: "Print JSON: the points' states (an array, as before); with --space, the vault's space instead.") var json = false
+        @Flag(help: "With --json: print the vault's space (`VaultRetention` figures) instead of the points.") var space = false
 
         func run() async throws {
-            let store = try Store.open(at: relay.directory.storePath, purpose: "`outpost relay forwarding`")
+            let dir = relay.directory
+            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay forwarding`")
             let entries = try ForwardingLedger(store: store).entries()
-            if json { try printJSON(entries); return }
+            if json && !space { try printJSON(entries); return }
+            var vaultSpace: VaultRetention.Report?
+            if FileManager.default.fileExists(atPath: VaultLink.paths(dir.root).link) {
+                var logger = Logger(label: "outpost.relay")
+                logger.logLevel = .warning
+                let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), logger: logger)
+                let pruned = PrunedPoints(store: store)
+                do {
+                    vaultSpace = try await VaultRetention(forwarder: forwarder).run(
+                        expiring: [], vaultOnly: try pruned.list().map(\.info), dryRun: true, forget: { _ in })
+                    await forwarder.vault.close()
+                } catch {
+                    await forwarder.vault.close()
+                    throw error
+                }
+            }
+            if json {
+                guard let vaultSpace else {
+                    throw OutpostError(.notRegistered, "\(dir.root) is not registered with a vault: there is no vault space to show")
+                }
+                try printJSON(vaultSpace)
+                return
+            }
             for e in entries {
                 print(
                     "\(e.point.prefix(8))  \(e.machine.padding(toLength: 14, withPad: " ", startingAt: 0))  \(e.state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatBytes(e.bytes))\(e.reason.map { "  \($0)" } ?? "")"
+                )
+            }
+            if let s = vaultSpace {
+                print(
+                    "vault: \(s.packs) packs, \(formatBytes(s.vaultBytes + s.bytesFreed)) held; \(formatBytes(s.bytesFreed + s.bytesLeft)) no longer needed (\(formatBytes(s.bytesFreed)) freed by the next prune, \(formatBytes(s.bytesLeft)) in packs not worth rewriting)"
                 )
             }
         }
@@ -221,12 +254,22 @@ extension RelayCommand {
     struct Rebuild: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Rebuild a lost relay from the vault into a new data directory, with a recovery credentials file and the passphrase.",
-            discussion:
-                "On the vault: `outpost vault credentials --data DIR --out FILE --recover RELAY`. Protected machines then enroll with the new relay under their old names to see their recovery points again."
+            discussion: """
+                On the vault: `outpost vault credentials --data DIR --out FILE --recover RELAY`. Protected machines then enroll \
+                with the new relay under their old names to see their recovery points again.
+
+                The catalog comes first (each point's record and trees, who owns what, where every chunk is in the vault): \
+                once "catalog rebuilt" is printed, `outpost relay serve` can run beside the rebuild and restores work, \
+                fetching chunks from the vault as they need them, while the rebuild goes on reading every vault pack \
+                (rehydration). --catalog-only stops after the catalog; a later `relay rebuild` (no new recovery file \
+                needed) rehydrates what is still missing.
+                """
         )
         @OptionGroup var relay: RelayOptions
         @Option(help: "A recovery credentials file (`outpost vault credentials --recover RELAY`).") var vaultCredentials: String
         @Option(help: "A file whose first line is the passphrase set at registration.") var passphraseFile: String
+        @Flag(help: "Bring back the catalog only; chunks come from the vault when restores need them, until a later run rehydrates.")
+        var catalogOnly = false
 
         func run() async throws {
             let dir = relay.directory
@@ -267,10 +310,19 @@ extension RelayCommand {
                         try machines.addOwned(byMachineNamed: machine, blobs, verifiedTrees: trees)
                     }, logger: logger)
                 let started = Date()
-                return (try await rebuilder.run(), Date().timeIntervalSince(started))
+                let catalogOnly = self.catalogOnly
+                let report = try await rebuilder.run(catalogOnly: catalogOnly) { c in
+                    // Written at once (not buffered): a script waits for this line to start `relay serve`.
+                    let line =
+                        "catalog rebuilt: \(c.points) recovery points in \(String(format: "%.1f", Date().timeIntervalSince(started))) s; restores work now (with `outpost relay serve`), fetching from the vault what is not here yet\(catalogOnly ? "" : "; rehydrating")\n"
+                    FileHandle.standardOutput.write(Data(line.utf8))
+                }
+                return (report, Date().timeIntervalSince(started))
             }
             print(
                 "rebuilt \(r.points) recovery points from the vault: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", seconds)) s"
+                    + (r.rehydrated > 0 ? "; \(r.rehydrated) points rehydrated" : "")
+                    + (r.waiting > 0 ? "; \(r.waiting) points wait for their chunks (run `outpost relay rebuild` again to rehydrate)" : "")
             )
             printErr(
                 "next: `outpost relay add-machine --data \(dir.root) NAME` for each protected machine (same names), then `outpost enroll` on each")

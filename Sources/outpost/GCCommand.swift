@@ -34,7 +34,10 @@ func runGC(storePath path: String, options: GCOptions, purpose: String) throws {
     let grace = options.graceHours * 3600
     let alone = grace < GarbageCollector.minimumOnlineGrace
     let store = try Store.open(at: path, lock: alone ? .exclusive : .shared, purpose: purpose)
-    let r = try GarbageCollector(store: store, repackThreshold: options.repackThreshold, grace: grace, dryRun: options.dryRun).run()
+    let r = try GarbageCollector(
+        store: store, repackThreshold: options.repackThreshold, grace: grace, dryRun: options.dryRun,
+        treeRoots: try PrunedPoints(store: store).roots()
+    ).run()
     if options.json { try printJSON(r); return }
     let would = r.dryRun ? "would remove" : "removed"
     print("kept \(r.liveBlobs) blobs for \(r.points) recovery points; \(would) \(r.deadBlobs) unused blobs")

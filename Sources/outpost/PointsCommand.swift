@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import OutpostArchive
+import OutpostClient
 import OutpostCore
+import OutpostHTTP
 import OutpostStore
 import Synchronization
 
@@ -22,31 +24,40 @@ struct PointsCommand: AsyncParsableCommand {
         var summary: BackupSummary
         /// Left out when the point has none (`backup --keep-until`).
         var keepUntil: Date?
+        /// Where the point is (`relay`, `vault`, `both`); left out for a local store (and a relay before tiers).
+        var tier: RelayAPI.PointTier?
     }
 
     func run() async throws {
-        let points = try await withAccess(target, purpose: "`outpost points`") { try await $0.points(machine: machine) }
-        if json {
-            try printJSON(
-                points.map {
-                    Out(
-                        id: $0.id.hex, machine: $0.point.machine, hostname: $0.point.hostname, paths: $0.point.paths, rootTree: $0.point.rootTree,
-                        startedAt: $0.point.startedAt, finishedAt: $0.point.finishedAt, summary: $0.point.summary,
-                        keepUntil: $0.point.keepUntil)
-                })
-            return
-        }
-        if points.isEmpty { printErr("no recovery points\(machine.map { " for machine \($0)" } ?? "")"); return }
-        print("ID        TIME                  MACHINE          FILES       SIZE  KEEP UNTIL  PATHS")
-        for p in points {
-            let s = p.point.summary
-            let files = s.filesNew + s.filesChanged + s.filesUnchanged
-            let time = p.point.finishedAt.formatted(
-                .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
-            print(
-                "\(p.id.shortHex)  \(time.padding(toLength: 20, withPad: " ", startingAt: 0))  \(p.point.machine.padding(toLength: 15, withPad: " ", startingAt: 0))  \(String(files).leftPad(6))  \(formatBytes(s.bytesTotal).leftPad(10))  \(keepUntilDay(p.point.keepUntil).padding(toLength: 10, withPad: " ", startingAt: 0))  \(p.point.paths.joined(separator: " "))"
-            )
-        }
+        let points = try await withAccess(target, purpose: "`outpost points`") { try await $0.listedPoints(machine: machine) }
+        try printPoints(points, json: json, machine: machine)
+    }
+}
+
+/// `outpost points` and `outpost relay points`: a table (with a TIER column when tiers are known), or JSON.
+func printPoints(_ points: [(info: RecoveryPointInfo, tier: RelayAPI.PointTier?)], json: Bool, machine: String?) throws {
+    if json {
+        try printJSON(
+            points.map { (p, tier) in
+                PointsCommand.Out(
+                    id: p.id.hex, machine: p.point.machine, hostname: p.point.hostname, paths: p.point.paths, rootTree: p.point.rootTree,
+                    startedAt: p.point.startedAt, finishedAt: p.point.finishedAt, summary: p.point.summary,
+                    keepUntil: p.point.keepUntil, tier: tier)
+            })
+        return
+    }
+    if points.isEmpty { printErr("no recovery points\(machine.map { " for machine \($0)" } ?? "")"); return }
+    let tiers = points.contains { $0.tier != nil }
+    print("ID        TIME                  MACHINE          \(tiers ? "TIER    " : "")FILES       SIZE  KEEP UNTIL  PATHS")
+    for (p, tier) in points {
+        let s = p.point.summary
+        let files = s.filesNew + s.filesChanged + s.filesUnchanged
+        let time = p.point.finishedAt.formatted(
+            .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
+        let where_ = tiers ? (tier?.rawValue ?? "-").padding(toLength: 6, withPad: " ", startingAt: 0) + "  " : ""
+        print(
+            "\(p.id.shortHex)  \(time.padding(toLength: 20, withPad: " ", startingAt: 0))  \(p.point.machine.padding(toLength: 15, withPad: " ", startingAt: 0))  \(where_)\(String(files).leftPad(6))  \(formatBytes(s.bytesTotal).leftPad(10))  \(keepUntilDay(p.point.keepUntil).padding(toLength: 10, withPad: " ", startingAt: 0))  \(p.point.paths.joined(separator: " "))"
+        )
     }
 }
 
@@ -131,7 +142,7 @@ struct RestoreCommand: AsyncParsableCommand {
         commandName: "restore",
         abstract: "Restore a recovery point, or some of its paths, into a target folder.",
         discussion:
-            "By default nothing that exists in the target is touched: the restore refuses before writing. Exit 3: finished, but some entries could not be restored (listed)."
+            "By default nothing that exists in the target is touched: the restore refuses before writing. From a relay, --tier chooses where blobs come from: auto (the default) reads what the relay holds from it and the rest from the vault, relay never asks the vault, vault reads everything from the vault (a test of the off-site copy); the summary says how many bytes came from each. A point only in the vault is restored on the relay host, with `outpost relay restore`. Exit 3: finished, but some entries could not be restored (listed); 15: the point is only in the vault."
     )
     @OptionGroup var source: TargetOptions
     @Option(help: "The machine the recovery point belongs to.") var machine: String?
@@ -140,16 +151,21 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(help: "Keep existing files in the target and restore the rest.") var skip = false
     @Option(help: "Files restored at once (default: 2 × cores locally, 4 × cores from a relay). Fewer leave more of the machine to other work.")
     var workers: Int?
+    @Option(help: ArgumentHelp("From a relay: where blobs are read (auto: the relay, and the vault for what it lacks).", valueName: "tier"))
+    var tier: RelayAPI.FetchTier = .auto
     @Argument(help: "Recovery point id (a unique prefix) or `latest`.") var point: String
     @Argument(help: "Paths inside the recovery point to restore (default: everything).") var paths: [String] = []
 
     func validate() throws {
         if overwrite && skip { throw ValidationError("--overwrite and --skip exclude each other; choose one") }
         if let workers, !(1...256).contains(workers) { throw ValidationError("--workers must be 1 to 256") }
+        if tier != .auto && source.store != nil {
+            throw ValidationError("--tier chooses between a relay and its vault; a local store (--store) has one tier: leave --tier out")
+        }
     }
 
     func run() async throws {
-        try await withAccess(source, purpose: "`outpost restore`") { try await run($0) }
+        try await withAccess(source, purpose: "`outpost restore`", tier: tier) { try await run($0) }
     }
 
     func run(_ access: Access) async throws {
@@ -165,8 +181,13 @@ struct RestoreCommand: AsyncParsableCommand {
         }
         let r: RestoreResult
         do { r = try await restorer.run(); ticker.stop() } catch { ticker.stop(); throw error }
+        var tiers = ""
+        if case .remote(let remote) = access {
+            let vault = remote.vaultBytes.load(ordering: .relaxed)
+            tiers = "; " + tierSummary(relay: remote.fetchedBytes.load(ordering: .relaxed) - vault, vault: vault)
+        }
         print(
-            "restored recovery point \(info.id.shortHex) of \(info.point.machine) into \(target): \(r.files) files (\(formatBytes(r.bytes))), \(r.directories) folders, \(r.otherEntries) other entries\(r.skipped > 0 ? ", \(r.skipped) skipped" : "")"
+            "restored recovery point \(info.id.shortHex) of \(info.point.machine) into \(target): \(r.files) files (\(formatBytes(r.bytes))), \(r.directories) folders, \(r.otherEntries) other entries\(r.skipped > 0 ? ", \(r.skipped) skipped" : "")\(tiers)"
         )
         if !r.failures.isEmpty {
             printErr("\(r.failures.count) problems:")
@@ -175,3 +196,11 @@ struct RestoreCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// "read 12.0 MiB from the relay, 3.1 MiB from the vault": stored (compressed) bytes of the blobs each tier served.
+func tierSummary(relay: Int64, vault: Int64) -> String {
+    "read \(formatBytes(relay)) from the relay, \(formatBytes(vault)) from the vault"
+}
+
+/// `--tier auto|relay|vault` (restore, relay restore).
+extension RelayAPI.FetchTier: ExpressibleByArgument {}

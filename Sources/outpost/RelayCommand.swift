@@ -67,8 +67,10 @@ struct RelayCommand: AsyncParsableCommand {
             var services: [any Service] = []
             var tier2: (@Sendable (BlobID) async throws -> PreparedBlob?)?
             var forwarding: ForwardingService?
+            var vaultForwarder: Forwarder?
             if FileManager.default.fileExists(atPath: VaultLink.paths(dir.root).link) {
                 let forwarder = try makeForwarder(dir: dir, store: store, settings: settings, logger: logger)
+                vaultForwarder = forwarder
                 let schedule = ForwardingSchedule(
                     afterEachPoint: settings.forwardAfterEachPoint,
                     times: settings.forwardTimes.compactMap(RelayConfiguration.parseClock))
@@ -79,14 +81,25 @@ struct RelayCommand: AsyncParsableCommand {
             }
             // The relay tier's daily prune at prune_time (a relay with no rule prunes nothing).
             let retention = settings.retention
+            let retainInVault = vaultForwarder
+            let pruneLogger = logger
             services.append(
                 // Then the online gc, beside the pushes, with its default grace.
                 PruneService(
                     at: RelayConfiguration.parseClock(settings.pruneTime) ?? 180, logger: logger,
-                    gc: { try GarbageCollector(store: store).run() }
+                    gc: { try GarbageCollector(store: store, treeRoots: try PrunedPoints(store: store).roots()).run() }
                 ) { now in
+                    // The relay tier, then the vault tier in the vault (docs/vault.md §19).
                     let pruner = RelayPruner(store: store, file: retention)
-                    return try pruner.apply(try pruner.plan(forwarding: try forwardingStates(dir, store), now: now))
+                    var plan = try pruner.apply(try pruner.plan(forwarding: try forwardingStates(dir, store), now: now))
+                    if let f = retainInVault {
+                        // A vault that refuses or cannot be reached leaves the relay tier applied; tried again tomorrow.
+                        do { _ = try await applyVaultTier(&plan, forwarder: f, store: store, dryRun: false) } catch {
+                            plan.vaultTier = "failed, tried again at the next prune: \(error)"
+                            pruneLogger.warning("applying the vault tier in the vault failed", metadata: ["error": "\(error)"])
+                        }
+                    }
+                    return plan
                 })
             let notify = forwarding
             let service = Relay(store: store, configuration: settings, logger: logger, tier2: tier2, committed: { notify?.pointCommitted() })

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import OutpostCore
 import OutpostForwarder
 import OutpostRelay
@@ -75,8 +76,11 @@ extension RelayCommand {
                 --force). Its data goes at a later `outpost relay gc` (or `outpost store gc`), which runs while the \
                 relay serves; `relay serve` runs one after its daily prune. gc keeps what was relied on within its \
                 grace (24 h), so the data of points pruned now is freed by a gc at least 24 h later: --gc runs one \
-                right after the prune for what earlier prunes left. The vault tier is shown as `vault: would \
-                expire`, and not applied yet: deleting in the vault is a later step.
+                right after the prune for what earlier prunes left. With a vault, the vault tier is then applied in the \
+                vault: the entries of points it lets go (`vault: expires`) are deleted there, then every vault pack no \
+                remaining point needs, and packs mostly unused are rewritten (soft delete: the vault keeps what it \
+                deletes for its soft-delete period; an immutable vault refuses, exit 15). --dry-run shows what the vault \
+                would free.
                 """
         )
         @OptionGroup var relay: RelayOptions
@@ -104,6 +108,8 @@ extension RelayCommand {
             var gc: String
             /// What the gc after the prune did (with --gc).
             var gcReport: GCReport?
+            /// What the vault tier did (or would do) in the vault; nil without a vault.
+            var vault: VaultRetention.Report?
         }
 
         func run() async throws {
@@ -114,14 +120,36 @@ extension RelayCommand {
             let pruner = RelayPruner(store: store, file: settings.retention)
             var plan = try pruner.plan(machine: machine, forwarding: try forwardingStates(dir, store), force: force)
             if !dryRun { plan = try pruner.apply(plan) }
+            var vaultReport: VaultRetention.Report?
+            // A vault that refuses or cannot be reached leaves the relay tier applied: reported, then the error.
+            var vaultError: (any Error)?
+            if plan.vaultRegistered {
+                var logger = Logger(label: "outpost.relay")
+                logger.logLevel = .warning
+                let forwarder = try makeForwarder(dir: dir, store: store, settings: settings, logger: logger)
+                do {
+                    vaultReport = try await applyVaultTier(&plan, forwarder: forwarder, store: store, dryRun: dryRun)
+                } catch {
+                    vaultError = error
+                    plan.vaultTier = "not applied: \(error)"
+                }
+                await forwarder.vault.close()
+            }
+            defer {
+                if let vaultError { printErr("the relay tier was applied; the vault tier was not (run `outpost relay prune` again): \(vaultError)") }
+            }
             let leaving = Set(plan.leaving.compactMap { BlobID(hex: $0.point.id) })
             let space = try ReclaimableSpace.estimate(store: store, without: dryRun ? leaving : [])
             let note =
                 space.blobs == 0
                 ? "nothing to reclaim"
                 : "about \(formatBytes(space.bytes)) (\(space.blobs) blobs) to reclaim by `outpost relay gc --data \(dir.root)` (runs while the relay serves); gc keeps what was relied on within its grace, so the data of points pruned now is freed only by a gc at least 24 h after the prune"
-            let report = gc ? try GarbageCollector(store: store).run() : nil
-            if json { try printJSON(Output(dryRun: dryRun, plan: plan, reclaimable: space, gc: note, gcReport: report)); return }
+            let report = gc ? try GarbageCollector(store: store, treeRoots: try PrunedPoints(store: store).roots()).run() : nil
+            if json {
+                try printJSON(Output(dryRun: dryRun, plan: plan, reclaimable: space, gc: note, gcReport: report, vault: vaultReport))
+                if let vaultError { throw vaultError }
+                return
+            }
             if !plan.vaultRegistered { print("no vault: this relay forwards nowhere, so it prunes by the relay rules alone") }
             for m in plan.machines {
                 print("machine \(m.machine): \(describe(m.policy))")
@@ -131,11 +159,7 @@ extension RelayCommand {
             print(
                 "relay: \(left) recovery points \(dryRun ? "would leave" : "left"), \(stay) stay\(waiting > 0 ? " (\(waiting) only until they are forwarded)" : "")\(dryRun ? "; dry run: nothing was removed" : "")"
             )
-            if plan.vaultRegistered {
-                print(
-                    "vault: \(plan.count(vault: "would expire")) recovery points would expire under the vault policy; NOT APPLIED: deleting in the vault is a later step"
-                )
-            }
+            if plan.vaultRegistered { print("vault: " + plan.vaultTier) }
             print("space: \(note)")
             if let r = report {
                 print(
@@ -147,6 +171,7 @@ extension RelayCommand {
                     )
                 }
             }
+            if let vaultError { throw vaultError }
         }
 
         func line(_ p: PrunePlan.PointPrune) -> String {
@@ -157,6 +182,21 @@ extension RelayCommand {
             return "\(p.id.prefix(8))  \(time)  \(relay)  |  \(vault)"
         }
     }
+}
+
+/// Applies the vault tier of an applied (or, with `dryRun`, planned) prune in the vault: `VaultRetention` over
+/// the plan's expiring points, with the points pruned from the relay that the vault keeps. Sets the plan's
+/// `vaultApplied` and `vaultTier` line.
+func applyVaultTier(_ plan: inout PrunePlan, forwarder: Forwarder, store: Store, dryRun: Bool) async throws -> VaultRetention.Report {
+    let pruned = PrunedPoints(store: store)
+    let expiring = plan.expiring.map(\.id)
+    let report = try await VaultRetention(forwarder: forwarder).run(
+        expiring: expiring, vaultOnly: try pruned.list().map(\.info), dryRun: dryRun, forget: { try pruned.remove($0) })
+    plan.vaultApplied = !dryRun
+    plan.vaultTier =
+        "\(report.pointsExpired) recovery points \(dryRun ? "would expire" : "expired"); \(report.packsDeleted) packs \(dryRun ? "would be deleted" : "deleted"), \(report.packsRewritten) \(dryRun ? "would be rewritten" : "rewritten"); \(formatBytes(report.bytesFreed)) \(dryRun ? "would be freed" : "freed") in the vault (kept in its trash for its soft-delete period), \(formatBytes(report.vaultBytes)) held, \(formatBytes(report.bytesLeft)) unused in packs not worth rewriting"
+        + (report.notes.isEmpty ? "" : "; " + report.notes.joined(separator: "; "))
+    return report
 }
 
 /// Each recovery point's forwarding state (hex id → pending, forwarding, forwarded, failed), or nil when the

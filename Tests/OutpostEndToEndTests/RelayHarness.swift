@@ -23,6 +23,14 @@ final class RelayHarness {
         fingerprint = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// A harness over a relay data directory that exists already (a rebuilt relay): nothing is initialised.
+    init(existing data: String, in scratch: Scratch, name: String) {
+        self.scratch = scratch
+        self.data = data
+        stderrPath = scratch.sub("\(name).log")
+        fingerprint = ((try? CLI.run(["relay", "fingerprint", "--data", data]).stdout) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     var url: String { "https://127.0.0.1:\(port)" }
 
     /// Starts the server (on `port`, or a free port the first time) and waits until it listens.

@@ -142,7 +142,7 @@ import Testing
     }
 
     /// Registered with a vault: a point leaves the relay only once forwarded, unless --force; the vault tier is
-    /// reported and not applied.
+    /// applied in the vault after the relay tier.
     @Test func pruneWaitsForForwardingUnlessForced() throws {
         let s = Scratch()
         let vault = try VaultHarness(s)
@@ -172,17 +172,78 @@ import Testing
         let prune = try CLI.run(["relay", "prune", "--data", relay.data])
         #expect(prune.status == 0, "\(prune.stderr)")
         #expect(prune.stdout.contains("(1 only until they are forwarded)"), "\(prune.stdout)")
-        #expect(prune.stdout.contains("NOT APPLIED: deleting in the vault is a later step"), "\(prune.stdout)")
+        #expect(prune.stdout.contains("vault: 1 recovery points expired; 1 packs deleted"), "\(prune.stdout)")
         #expect(try points(cfg).compactMap { $0["id"] as? String } == pending)
 
-        // Pruned from the relay, the forwarded points still count for the vault tier.
+        // Pruned from the relay, the forwarded point the vault keeps still counts for the vault tier; the one it
+        // let go is gone from both.
         let again = verdicts(try CLI.run(["relay", "prune", "--data", relay.data, "--dry-run", "--json"]).stdout)
-        #expect(again[forwarded[0]]?.relay == "pruned earlier")
+        #expect(again[forwarded[1]]?.relay == "pruned earlier" && again[forwarded[1]]?.vault == "keeps", "\(again)")
+        #expect(again[forwarded[0]] == nil)
 
         let forced = try CLI.run(["relay", "prune", "--data", relay.data, "--force"])
         #expect(forced.status == 0, "\(forced.stderr)")
         #expect(try points(cfg).compactMap { $0["id"] as? String } == [pending[1]], "--force takes the point the vault lacks")
         #expect(relay.stop() == 0)
+        #expect(vault.stop() == 0)
+    }
+
+    /// The vault tier applied in the vault: the expired points' entries and the packs only they needed go
+    /// (into the vault's trash), the newest point of the day stays whole (verify-vault reads every blob the
+    /// ledger places), `relay forwarding` shows the space, and an immutable vault refuses with exit 15.
+    @Test func vaultRetentionDeletesWhatNoPointNeeds() throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s)
+        try vault.start()
+        let relay = try RelayHarness(s)
+        try relay.start()
+        let cfg = try relay.enroll("web1")
+        let ids = try backups(s, config: cfg, count: 3)
+        let reg = try CLI.run([
+            "relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("branch"),
+            "--passphrase-file", s.sub("branch.pass"), "--generate-passphrase", "--name", "branch", "--fast-kdf-for-tests",
+        ])
+        #expect(reg.status == 0, "\(reg.stderr)")
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+        let before = vault.objectFiles().count
+        #expect(try CLI.run(["relay", "retention", "--data", relay.data, "--vault-daily", "7"]).status == 0)
+
+        // A dry run names the space and deletes nothing.
+        let dry = try CLI.run(["relay", "prune", "--data", relay.data, "--dry-run", "--json"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        let dryVault = (json(dry.stdout) as? [String: Any])?["vault"] as? [String: Any]
+        #expect(dryVault?["pointsExpired"] as? Int == 2 && dryVault?["packsDeleted"] as? Int == 2, "\(dry.stdout)")
+        #expect(vault.objectFiles().count == before)
+        let space = try CLI.run(["relay", "forwarding", "--data", relay.data])
+        #expect(space.status == 0 && space.stdout.contains("vault: 3 packs"), "\(space.stdout) \(space.stderr)")
+
+        let prune = try CLI.run(["relay", "prune", "--data", relay.data, "--json"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        let done = (json(prune.stdout) as? [String: Any])?["vault"] as? [String: Any]
+        #expect(done?["pointsExpired"] as? Int == 2 && done?["packsDeleted"] as? Int == 2, "\(prune.stdout)")
+        #expect(vault.objectFiles().count == before - 4, "two p/ entries and two packs")
+        let trash = (try? FileManager.default.subpathsOfDirectory(atPath: vault.data + "/objects/trash")) ?? []
+        #expect(trash.filter { $0.contains("/p/") }.count == 2, "soft delete keeps them: \(trash)")
+        let entries = json(try CLI.run(["relay", "forwarding", "--data", relay.data, "--json"]).stdout) as? [[String: Any]] ?? []
+        #expect(entries.filter { $0["state"] as? String == "expired" }.compactMap { $0["point"] as? String } == [ids[0], ids[1]])
+        let verify = try CLI.run(["relay", "verify-vault", "--data", relay.data])
+        #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+        #expect(vault.objectFiles().count == before - 4, "expired points are not forwarded again")
+
+        // Immutable: the next expiry is refused, with the reason, and nothing is recorded as deleted.
+        _ = try backups(s, config: cfg, count: 1)
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+        #expect(relay.stop() == 0)
+        #expect(vault.stop() == 0)
+        #expect(try CLI.run(["vault", "set", "--data", vault.data, "--immutable"]).status == 0)
+        try vault.start()
+        let refused = try CLI.run(["relay", "prune", "--data", relay.data])
+        #expect(refused.status == 15 && refused.stderr.contains("immutable"), "\(refused.stdout) \(refused.stderr)")
+        let after = json(try CLI.run(["relay", "forwarding", "--data", relay.data, "--json"]).stdout) as? [[String: Any]] ?? []
+        #expect(after.filter { $0["state"] as? String == "expired" }.count == 2)
+        let spaceJSON = json(try CLI.run(["relay", "forwarding", "--data", relay.data, "--json", "--space"]).stdout) as? [String: Any]
+        #expect((spaceJSON?["vaultBytes"] as? Int ?? 0) > 0, "\(String(describing: spaceJSON))")
         #expect(vault.stop() == 0)
     }
 }

@@ -400,3 +400,87 @@ import Testing
         #expect(try CLI.run(["relay", "verify-vault", "--data", relay.data]).status == 0)
     }
 }
+
+extension VaultEndToEndTests {
+    /// A lost branch back at once: a catalog-only rebuild brings records and trees, the new relay restores
+    /// straight away with the chunks coming from the vault, and a later run rehydrates the store, after which
+    /// it checks clean with no vault.
+    @Test func aCatalogOnlyRebuildRestoresAtOnceAndALaterRunRehydrates() async throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s)
+        try vault.start()
+        let (relay, _) = try setUp(s, vault: vault)
+        let data = s.sub("relay-data")
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+        #expect(relay.stop() == 0)
+
+        let fresh = s.sub("lazy")
+        let recover = try vault.credentials("recover", recover: "relay")
+        let rebuild = try CLI.run([
+            "relay", "rebuild", "--data", fresh, "--vault-credentials", recover, "--passphrase-file", s.sub("relay.pass"), "--catalog-only",
+        ])
+        #expect(rebuild.status == 0, "\(rebuild.stderr)")
+        #expect(rebuild.stdout.contains("catalog rebuilt: 1 recovery points"), "\(rebuild.stdout)")
+        #expect(rebuild.stdout.contains("1 points wait for their chunks"), "\(rebuild.stdout)")
+        let stats = json(try CLI.run(["store", "stats", "--store", fresh + "/store", "--json"]).stdout) as? [String: Any]
+        #expect((stats?["rawBytes"] as? Int ?? .max) < 100_000, "trees and the record only: \(String(describing: stats))")
+
+        let served = RelayHarness(existing: fresh, in: s, name: "lazy")
+        try served.start()
+        let token = try CLI.run(["relay", "add-machine", "--data", fresh, "clerk-relay"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let fp = try CLI.run(["relay", "fingerprint", "--data", fresh]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let cfg = s.sub("clerk-lazy.toml")
+        #expect(
+            try CLI.run(["enroll", "--relay", "https://127.0.0.1:\(served.port)", "--token", token, "--fingerprint", fp, "--config", cfg])
+                .status == 0)
+        let out = s.sub("at-once")
+        let r = try CLI.run(["restore", "--config", cfg, "latest", "--target", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(treesDiffer(data, out + data) == [])
+        #expect(served.log.contains("served from the vault"))
+        #expect(served.stop() == 0)
+
+        let again = try CLI.run(["relay", "rebuild", "--data", fresh, "--vault-credentials", recover, "--passphrase-file", s.sub("relay.pass")])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("1 points rehydrated"), "\(again.stdout)")
+        #expect(try CLI.run(["relay", "check", "--data", fresh, "--read-data"]).status == 0)
+        #expect(vault.stop() == 0)
+    }
+}
+
+extension VaultEndToEndTests {
+    /// A leaked recovery credentials file alone takes no container over: without the proof of the container's
+    /// key (or with a wrong one) the vault refuses and the running relay keeps its credential; the real rebuild
+    /// (passphrase given) is recorded as a proven takeover.
+    @Test func aRecoveryFileWithoutTheContainersKeyIsRefused() async throws {
+        let s = Scratch()
+        let vault = try VaultHarness(s)
+        try vault.start()
+        let (relay, _) = try setUp(s, vault: vault)
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+        let objects = vault.objectFiles()
+        #expect(objects.contains { $0.hasSuffix("/verifier") }, "registration puts the container's verifier")
+
+        let recoverPath = try vault.credentials("leaked", recover: "relay")
+        let file = try VaultCredentialsFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: recoverPath))), path: recoverPath)
+        let client = try VaultClient(url: file.url, certificatePEM: file.certificate, credential: nil, logger: Logger(label: "t"))
+        for proof in [nil, String(repeating: "0", count: 64)] {
+            let e = await #expect(throws: ForwarderError.self) {
+                _ = try await client.register(secret: file.secret, relayName: "thief", proof: proof)
+            }
+            #expect(e?.code == .credentials && e?.message.contains("does not prove it holds the key") == true, "\(e?.message ?? "")")
+        }
+        await client.close()
+        // The relay still forwards under its own credential; the file is unspent and the real rebuild takes it.
+        s.write("relay-data/later.txt", Data("after the attempt".utf8))
+        #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
+        #expect(relay.stop() == 0)
+        let rebuild = try CLI.run([
+            "relay", "rebuild", "--data", s.sub("rebuilt"), "--vault-credentials", recoverPath, "--passphrase-file", s.sub("relay.pass"),
+        ])
+        #expect(rebuild.status == 0, "\(rebuild.stderr)")
+        let registry = try String(contentsOfFile: vault.data + "/registry.json", encoding: .utf8)
+        #expect(registry.contains("\"proven\" : true") || registry.contains("\"proven\":true"), "\(registry)")
+        #expect(vault.stop() == 0)
+    }
+}

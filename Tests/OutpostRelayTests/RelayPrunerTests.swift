@@ -109,17 +109,32 @@ extension PrunePlan {
         _ = lapsed
     }
 
-    /// The vault tier is decided and reported, and never applied: nothing leaves the relay because of it.
-    @Test func vaultWouldExpireIsReportedAndNotApplied() throws {
+    /// A point the vault's retention deleted there is no longer waiting for forwarding: the relay rules let it
+    /// go like a forwarded one, and it is not remembered as held by the vault.
+    @Test func aPointExpiredInTheVaultLeavesTheRelayByItsRules() throws {
+        let f = try PruneFixture()
+        let old = try f.point("web1", daysAgo: 3), newest = try f.point("web1", daysAgo: 0.5)
+        let pruner = f.pruner(RetentionPolicy(relayLast: 1))
+        let plan = try pruner.apply(try pruner.plan(forwarding: [old: "expired", newest: "forwarded"], now: PruneFixture.now))
+        #expect(plan.point(old)?.relay.action == "leaves")
+        #expect(plan.point(old)?.vault.action == "expired")
+        #expect(try f.remaining("web1") == [newest])
+        #expect(try PrunedPoints(store: f.store).list().isEmpty, "the vault no longer holds it")
+    }
+
+    /// The vault tier is decided and reported; the relay pruner never applies it (the vault's retention does,
+    /// `VaultRetention`): nothing leaves the relay because of it.
+    @Test func vaultExpiryIsReportedAndLeftToTheVault() throws {
         let f = try PruneFixture()
         let morning = try f.point("web1", daysAgo: 2.4), evening = try f.point("web1", daysAgo: 2.1), newest = try f.point("web1", daysAgo: 0.5)
         let all = [morning: "forwarded", evening: "forwarded", newest: "forwarded"]
         let pruner = f.pruner(RetentionPolicy(vaultDaily: 7))
         let plan = try pruner.apply(try pruner.plan(forwarding: all, now: PruneFixture.now))
-        #expect(plan.point(morning)?.vault.action == "would expire")
+        #expect(plan.point(morning)?.vault.action == "expires")
         #expect(plan.point(evening)?.vault.reasons == ["newest of day 2026-03-13 (vault_daily)"])
-        #expect(plan.count(vault: "would expire") == 1)
+        #expect(plan.count(vault: "expires") == 1)
         #expect(plan.vaultTier.contains("not applied"))
+        #expect(plan.expiring.map(\.id) == [morning])
         #expect(try f.remaining("web1") == [morning, evening, newest], "no relay rule: the relay keeps everything")
     }
 
