@@ -27,7 +27,7 @@ import Testing
                     }
                 )
             }
-            #expect(migrations == ["v1", "v2", "v3", "v4", "v5", "v6"], "\(path)")
+            #expect(migrations == ["v1", "v2", "v3", "v4", "v5", "v6", "v7"], "\(path)")
             #expect(schema == Self.schema, "\(path)")
         }
     }
@@ -158,6 +158,13 @@ import Testing
         """,
         """
         index vault_blobs_pack: CREATE INDEX vault_blobs_pack ON vault_blobs (pack)
+        """,
+        """
+        table vault_packs: CREATE TABLE vault_packs (
+            pack TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            sent_at REAL NOT NULL
+        ) WITHOUT ROWID
         """,
     ]
 }

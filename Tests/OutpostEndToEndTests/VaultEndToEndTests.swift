@@ -212,13 +212,13 @@ import Testing
         let points = try #require(stats?["recoveryPoints"] as? Int)
         // Every blob of the store is in the vault once, the vault holds exactly the packs the relay recorded
         // (a pack whose acknowledgement was lost was put again under the same name), one p/ entry per point,
-        // and one key file: nothing twice.
+        // one key file and the container's verifier: nothing twice.
         let store = try openStoreAsTheBinaryDoes(relay.data + "/store")
         let ledger = try ForwardingLedger(store: store).summary()
         #expect(ledger.blobs == blobs)
         #expect(ledger.packs >= 7, "64 MB in packs of about 8 MiB")
         #expect(vault.objectFiles().filter { $0.contains("/k/") }.count == ledger.packs)
-        #expect(vault.objectFiles().count == ledger.packs + points + 1)
+        #expect(vault.objectFiles().count == ledger.packs + points + 2)
         #expect(try CLI.run(["relay", "verify-vault", "--data", relay.data]).status == 0)
     }
 
