@@ -17,7 +17,7 @@ public struct TieredPoint: Sendable {
 
 /// Where each recovery point of the relay is: in its catalog only (`relay`), in its catalog and forwarded
 /// (`both`: the forwarding ledger says `forwarded`), or pruned from the relay after it was forwarded (`vault`:
-/// `pruned_points`). Read straight from the index's tables, so the relay module needs nothing of the forwarder's
+/// `PrunedPoints`). Read straight from the index's tables, so the relay module needs nothing of the forwarder's
 /// (the ledger's `forwarding` table, docs/format.md §9, is absent from a store no forwarder ever opened).
 public struct PointTiers: Sendable {
     let store: Store
@@ -34,25 +34,16 @@ public struct PointTiers: Sendable {
     public func list(machine: String? = nil) throws -> [TieredPoint] {
         let listed = try store.index.points(machine: machine)
         guard vault else { return listed.map { TieredPoint(info: $0, tier: .relay) } }
-        let (forwarded, pruned) = try store.index.read("listing where recovery points are") { db -> (Set<BlobID>, [RecoveryPointInfo]) in
+        let (forwarded, hasPruned) = try store.index.read("listing where recovery points are") { db -> (Set<BlobID>, Bool) in
             var forwarded = Set<BlobID>()
             if try db.tableExists("forwarding") {
                 for d in try Data.fetchAll(db, sql: "SELECT point_id FROM forwarding WHERE state = 'forwarded'") {
                     if let id = BlobID(bytes: d) { forwarded.insert(id) }
                 }
             }
-            var pruned: [RecoveryPointInfo] = []
-            if try db.tableExists("pruned_points") {
-                let rows = try Row.fetchAll(
-                    db, sql: "SELECT point_id, record FROM pruned_points WHERE ?1 IS NULL OR machine = ?1", arguments: [machine])
-                for row in rows {
-                    guard let id = BlobID(bytes: row["point_id"] as Data) else { continue }
-                    let record = try RecoveryPoint.decode(Array(row["record"] as Data), what: "pruned recovery point \(id.shortHex)")
-                    pruned.append(RecoveryPointInfo(id: id, point: record))
-                }
-            }
-            return (forwarded, pruned)
+            return (forwarded, try db.tableExists("pruned_points"))
         }
+        let pruned = try hasPruned ? PrunedPoints(store: store).list(machine: machine).map(\.info) : []
         let inCatalog = Set(listed.map(\.id))
         let all =
             listed.map { TieredPoint(info: $0, tier: forwarded.contains($0.id) ? .both : .relay) }
