@@ -230,6 +230,24 @@ public struct MachineCatalog: Sendable {
         try addOwned(by: machine, verifiedTrees, verified: true)
     }
 
+    /// Drops the records of blobs a machine held that neither the relay nor the vault holds any more (after the
+    /// vault's retention deleted packs). Records younger than `grace` stay: a push may have uploaded the blob
+    /// into a pack not sealed yet, and its commit checks the record.
+    @discardableResult
+    public func forgetUnheld(grace: TimeInterval = 24 * 3600, now: Date = Date()) throws -> Int {
+        try index.write("dropping records of blobs no tier holds") { db in
+            // vault_blobs comes with the forwarder's migration, which every store the binary opens has.
+            let vaulted =
+                try db.tableExists("vault_blobs") ? "AND NOT EXISTS (SELECT 1 FROM vault_blobs v WHERE v.blob_id = machine_blobs.blob_id)" : ""
+            try db.execute(
+                sql: """
+                    DELETE FROM machine_blobs WHERE added_at < ?
+                    AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = machine_blobs.blob_id)
+                    """ + vaulted, arguments: [now.timeIntervalSince1970 - grace])
+            return db.changesCount
+        }
+    }
+
     public func machineID(named name: String) throws -> Int64? {
         try index.read("looking up a machine") { db in try Int64.fetchOne(db, sql: "SELECT id FROM machines WHERE name = ?", arguments: [name]) }
     }

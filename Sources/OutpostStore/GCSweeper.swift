@@ -49,11 +49,14 @@ struct GCSweeper {
             }
             let delete = try db.cachedStatement(sql: "DELETE FROM blobs WHERE id = ? AND pack_id = ? AND touched_at < ?")
             // The relay's records of which machine holds a dead blob go with it (machine_blobs comes with the
-            // relay's migration, which every store the binary opens has; a test's store may lack it). By machine,
-            // so that each delete is a look-up in the table's primary key.
+            // relay's migration, which every store the binary opens has; a test's store may lack it), unless the
+            // vault holds the blob (vault_blobs, the forwarder's ledger): the machine still reads it from there
+            // when it restores a point pruned from the relay; the vault's retention drops those records when the
+            // vault lets the blob go. By machine, so that each delete is a look-up in the table's primary key.
+            let vaulted = try db.tableExists("vault_blobs") ? " AND NOT EXISTS (SELECT 1 FROM vault_blobs v WHERE v.blob_id = ?1)" : ""
             let disown =
                 try db.tableExists("machine_blobs")
-                ? db.cachedStatement(sql: "DELETE FROM machine_blobs WHERE machine_id IN (SELECT id FROM machines) AND blob_id = ?") : nil
+                ? db.cachedStatement(sql: "DELETE FROM machine_blobs WHERE machine_id IN (SELECT id FROM machines) AND blob_id = ?1" + vaulted) : nil
             for w in batch {
                 for id in w.dead {
                     if marker.live.contains(id) { outcome.keptTouched += 1; continue }

@@ -73,16 +73,10 @@ enum Access {
             }
         }
         guard case .remote = self else { return try Store.resolve(ref, in: try await points(machine: m), machine: m, where: where_) }
-        // Resolved among every point listed, so that a point only in the vault is named as such, not "not found".
+        // Resolved among every point listed, those only in the vault included: the relay reads what it still holds
+        // of them and fetches the rest from the vault (`--tier relay` then fails what it lacks).
         let listed = try await listedPoints(machine: nil)
-        let info = try Store.resolve(ref, in: listed.map { $0.info }, machine: nil, where: where_)
-        if listed.first(where: { $0.info.id == info.id })?.tier?.onRelay == false {
-            throw OutpostError(
-                .refused,
-                "recovery point \(info.id.shortHex) of \(info.point.machine) is only in the vault (the relay pruned it), and it cannot be read through the relay yet: on the relay host, restore it with `outpost relay restore --data DIR --machine \(info.point.machine) \(info.id.shortHex) --target DIR`"
-            )
-        }
-        return info
+        return try Store.resolve(ref, in: listed.map { $0.info }, machine: nil, where: where_)
     }
 
     func close() async {

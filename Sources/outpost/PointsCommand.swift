@@ -142,7 +142,7 @@ struct RestoreCommand: AsyncParsableCommand {
         commandName: "restore",
         abstract: "Restore a recovery point, or some of its paths, into a target folder.",
         discussion:
-            "By default nothing that exists in the target is touched: the restore refuses before writing. From a relay, --tier chooses where blobs come from: auto (the default) reads what the relay holds from it and the rest from the vault, relay never asks the vault, vault reads everything from the vault (a test of the off-site copy); the summary says how many bytes came from each. A point only in the vault is restored on the relay host, with `outpost relay restore`. Exit 3: finished, but some entries could not be restored (listed); 15: the point is only in the vault."
+            "By default nothing that exists in the target is touched: the restore refuses before writing. From a relay, --tier chooses where blobs come from: auto (the default) reads what the relay holds from it and the rest from the vault, relay never asks the vault, vault reads everything from the vault (a test of the off-site copy); the summary says how many bytes came from each. A point only in the vault (pruned from the relay) is restored the same way: what the relay still holds comes from it, the rest from the vault. Exit 3: finished, but some entries could not be restored (listed)."
     )
     @OptionGroup var source: TargetOptions
     @Option(help: "The machine the recovery point belongs to.") var machine: String?

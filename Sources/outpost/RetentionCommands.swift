@@ -192,6 +192,7 @@ func applyVaultTier(_ plan: inout PrunePlan, forwarder: Forwarder, store: Store,
     let expiring = plan.expiring.map(\.id)
     let report = try await VaultRetention(forwarder: forwarder).run(
         expiring: expiring, vaultOnly: try pruned.list().map(\.info), dryRun: dryRun, forget: { try pruned.remove($0) })
+    if !dryRun { try MachineCatalog(store: store).forgetUnheld() }
     plan.vaultApplied = !dryRun
     plan.vaultTier =
         "\(report.pointsExpired) recovery points \(dryRun ? "would expire" : "expired"); \(report.packsDeleted) packs \(dryRun ? "would be deleted" : "deleted"), \(report.packsRewritten) \(dryRun ? "would be rewritten" : "rewritten"); \(formatBytes(report.bytesFreed)) \(dryRun ? "would be freed" : "freed") in the vault (kept in its trash for its soft-delete period), \(formatBytes(report.vaultBytes)) held, \(formatBytes(report.bytesLeft)) unused in packs not worth rewriting"

@@ -72,9 +72,17 @@ import Testing
         let nobody = try CLI.run(["relay", "points", "--data", relay.data, "--machine", "nobody"])
         #expect(nobody.status == 14 && nobody.stderr.contains("no machine named nobody"), "\(nobody.stderr)")
 
-        // The client cannot read a vault-only point through the relay yet, and says where to restore it.
-        let refused = try CLI.run(["restore", "--config", cfg, String(old.prefix(12)), "--target", s.sub("nope")])
-        #expect(refused.status == 15 && refused.stderr.contains("outpost relay restore"), "\(refused.stderr)")
+        // The client restores the vault-only point through the relay: the chunks the relay still holds (the
+        // stable file, shared with the newer point) come from it, only the old ledger crosses from the vault.
+        let through = try CLI.run(["restore", "--config", cfg, String(old.prefix(12)), "--target", s.sub("client-old")])
+        #expect(through.status == 0, "\(through.stdout) \(through.stderr)")
+        let clientGot = s.sub("client-old") + s.sub("data")
+        #expect(FileManager.default.contents(atPath: clientGot + "/stable.bin") == stable)
+        #expect(FileManager.default.contents(atPath: clientGot + "/ledger.txt") == ledgerV1)
+        let split = tiers(through.stdout)
+        #expect(split != nil && split?.vault != "0 B" && split?.relay != "0 B", "\(through.stdout)")
+        let vaultKB = Double(split?.vault.split(separator: " ").first ?? "") ?? .infinity
+        #expect(split?.vault.hasSuffix("KiB") == true && vaultKB < 250, "about the old ledger (200 KB stored) only: \(through.stdout)")
 
         // On the relay host: the vault-only point, byte for byte, its data from the vault.
         let target = s.sub("from-vault")

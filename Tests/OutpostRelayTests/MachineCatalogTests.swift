@@ -86,4 +86,21 @@ import Testing
             #expect(try serving.authenticate(machine: "web1", credential: "secret") == nil)
         }
     }
+
+    /// Records of blobs no tier holds go once they are older than the grace; a young one (a push whose pack is
+    /// not sealed yet) and one of a blob the store holds stay.
+    @Test func recordsOfBlobsNoTierHoldsAreDroppedAfterTheGrace() throws {
+        try withCatalog { catalog, store in
+            try catalog.addMachine("web1", token: "t1", expiresAt: Date().addingTimeInterval(60))
+            let id = try #require(try catalog.machineID(named: "web1"))
+            let held = try store.saveBlob(kind: .data, plaintext: Array("kept".utf8))
+            try store.flush()
+            let gone = BlobID.hash(Array("gone".utf8)), young = BlobID.hash(Array("young".utf8))
+            let now = Date()
+            try catalog.addOwned(by: id, [held, gone], now: now.addingTimeInterval(-3 * 86400))
+            try catalog.addOwned(by: id, [young], now: now)
+            #expect(try catalog.forgetUnheld(now: now) == 1)
+            #expect(try catalog.owned(by: id, [held, gone, young]) == [held, young])
+        }
+    }
 }
