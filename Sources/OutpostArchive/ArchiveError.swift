@@ -23,3 +23,10 @@ public struct FailedFile: Sendable, Codable, Equatable {
     public var reason: String
     public init(path: String, reason: String) { self.path = path; self.reason = reason }
 }
+
+extension ArchiveError {
+    /// An error every other file of a restore would meet too: a full disk, a repository that cannot be reached
+    /// (its client gave up after its retries) or that refuses this machine. The restore stops at the first one,
+    /// instead of failing file after file, each after its own retries.
+    var stopsTheRestore: Bool { [.diskFull, .unreachable, .unauthorized].contains(code) }
+}

@@ -29,7 +29,7 @@ struct FileWriter: Sendable {
         do {
             guard let file = try createFile(node, in: parentFD, components: components, newFolder: newFolder) else { return }
             await writeFile(node, file, components: components, prefetched: nil)
-        } catch let e as ArchiveError where e.code == .diskFull {
+        } catch let e as ArchiveError where e.stopsTheRestore {
             tally.stop(e)
         } catch {
             tally.fail(components, "\(error)")
@@ -49,7 +49,7 @@ struct FileWriter: Sendable {
                 if let file = try createFile(node, in: folder.fd, components: components, newFolder: folder.isNew) {
                     open.append((node, components, file))
                 }
-            } catch let e as ArchiveError where e.code == .diskFull {
+            } catch let e as ArchiveError where e.stopsTheRestore {
                 tally.stop(e)
             } catch {
                 tally.fail(components, "\(error)")
@@ -107,7 +107,7 @@ struct FileWriter: Sendable {
                 let (sum, overflow) = $0.bytes.addingReportingOverflow(Int64(node.size))
                 $0.bytes = overflow ? .max : sum
             }
-        } catch let e as ArchiveError where e.code == .diskFull {
+        } catch let e as ArchiveError where e.stopsTheRestore {
             tally.stop(e)
         } catch {
             tally.fail(components, "\(error)")

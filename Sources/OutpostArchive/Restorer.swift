@@ -173,7 +173,7 @@ public final class Restorer: Sendable {
                                 defer { self.folderSlots.withLock { $0 += 1 } }
                                 do {
                                     try await self.restoreSubdirectory(node, parentFD: dirFD, components: comps, prefetched: subtrees, s)
-                                } catch let e as ArchiveError where e.code == .diskFull {
+                                } catch let e as ArchiveError where e.stopsTheRestore {
                                     s.tally.stop(e)
                                 } catch {
                                     s.tally.fail(comps, "\(error)")
@@ -195,7 +195,7 @@ public final class Restorer: Sendable {
                     case .symlink, .fifo, .socket, .characterDevice, .blockDevice:
                         try s.links.restoreSpecial(node, parentFD: dirFD, components: comps)
                     }
-                } catch let e as ArchiveError where e.code == .diskFull {
+                } catch let e as ArchiveError where e.stopsTheRestore {
                     s.tally.stop(e)
                 } catch {
                     s.tally.fail(comps, "\(error)")

@@ -359,7 +359,7 @@ import Testing
     /// How the restore the relay was killed under ends: it rides out the relay's restart with its retries, or
     /// it is stopped (SIGKILL) while it waits for the relay, leaving what a killed restore leaves.
     enum AfterRelayKill: String, CaseIterable, Sendable {
-        case restoreRetries, restoreKilledToo
+        case restoreRetries, restoreKilledToo, relayStaysDown
     }
 
     /// Two backups forwarded; the relay's pack of the first one's files deleted, so that they come from the vault
@@ -416,6 +416,14 @@ import Testing
             // many files against a relay that stays down takes that per file, so it is not waited for).
             while restore.isRunning && !restore.stderrSoFar.contains("waiting for the relay") { usleep(1000) }
             restore.kill9()
+            try relay.start()
+        case .relayStaysDown:
+            // The restore gives up as a whole once a request has used its retries (exit 20, about 8 s), not file
+            // after file, each after its own retries.
+            let started = Date()
+            let gaveUp = restore.wait()
+            #expect(gaveUp.status == 20, "\(gaveUp.stderr)")
+            #expect(Date().timeIntervalSince(started) < 60, "it stopped at the first request that gave up")
             try relay.start()
         }
         let ended = restore.wait()
