@@ -7,6 +7,8 @@ import OutpostStore
 public enum RetentionSource: String, Sendable, Codable {
     /// The machine's own value, set with `outpost relay retention --machine NAME`.
     case machine
+    /// The value of the machine's protection group (`outpost relay group`).
+    case group
     /// The relay's default, set with `outpost relay retention` (kept in the index, wins over relay.toml).
     case relayDefault = "relay default"
     /// relay.toml's `[retention]` table.
@@ -89,25 +91,34 @@ public struct RetentionSettings: Sendable {
             if let machine, !names.contains(machine) {
                 throw StoreError(.notFound, "no machine named \(machine) is known to this relay; list them with `outpost relay machines`")
             }
-            let key = machine ?? Self.relayKey
-            let updated = clear ? values : values.over(try Self.stored(db, key: key))
-            try db.execute(sql: "DELETE FROM retention_policies WHERE machine = ?", arguments: [key])
-            if !updated.isEmpty {
-                var values: [(any DatabaseValueConvertible)?] = [key]
-                for s in RetentionPolicy.Setting.allCases { values.append(updated[s]) }
-                values.append(now.timeIntervalSince1970)
-                let columns = RetentionPolicy.Setting.allCases.map(\.key).joined(separator: ", ")
-                try db.execute(
-                    sql: "INSERT INTO retention_policies (machine, \(columns), updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    arguments: StatementArguments(values))
-            }
+            try Self.store(values, key: machine ?? Self.relayKey, clear: clear, db: db, now: now)
             // Every policy this change reaches must still hold together (the 9999-point limit adds up values that
             // may come from different levels). Refused here, the transaction leaves the index as it was.
-            let relay = try Self.stored(db, key: Self.relayKey).over(file)
-            try Self.check(relay, what: "the relay's default")
-            for name in machine.map({ [$0] }) ?? names {
-                try Self.check(try Self.stored(db, key: name).over(relay), what: "machine \(name)")
-            }
+            try Self.checkAll(db, file: file, machines: machine.map { [$0] })
+        }
+    }
+
+    /// Stores the values at one level (`key`): over the level's earlier values, or instead of them (`clear`).
+    static func store(_ values: RetentionPolicy, key: String, clear: Bool, db: Database, now: Date) throws {
+        let updated = clear ? values : values.over(try Self.stored(db, key: key))
+        try db.execute(sql: "DELETE FROM retention_policies WHERE machine = ?", arguments: [key])
+        if !updated.isEmpty {
+            var row: [(any DatabaseValueConvertible)?] = [key]
+            for s in RetentionPolicy.Setting.allCases { row.append(updated[s]) }
+            row.append(now.timeIntervalSince1970)
+            let columns = RetentionPolicy.Setting.allCases.map(\.key).joined(separator: ", ")
+            try db.execute(
+                sql: "INSERT INTO retention_policies (machine, \(columns), updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: StatementArguments(row))
+        }
+    }
+
+    /// Checks the relay's default and the effective policy of `machines` (all when nil) against the ranges.
+    static func checkAll(_ db: Database, file: RetentionPolicy, machines: [String]? = nil) throws {
+        let relay = try Self.stored(db, key: Self.relayKey).over(file)
+        try Self.check(relay, what: "the relay's default")
+        for name in try machines ?? String.fetchAll(db, sql: "SELECT name FROM machines ORDER BY name") {
+            try Self.check(try Self.effective(db, machine: name, file: file).policy, what: "machine \(name)")
         }
     }
 
@@ -133,10 +144,19 @@ public struct RetentionSettings: Sendable {
     static func effective(_ db: Database, machine: String?, file: RetentionPolicy) throws -> EffectiveRetention {
         let relay = try stored(db, key: relayKey)
         let own = try machine.map { try stored(db, key: $0) } ?? RetentionPolicy()
+        // The machine's protection group, between its own values and the relay's default (schema v8; a store
+        // without the table has no groups).
+        var group = RetentionPolicy()
+        if let machine, try db.tableExists("group_members"),
+            let name = try String.fetchOne(db, sql: "SELECT group_name FROM group_members WHERE machine = ?", arguments: [machine])
+        {
+            group = try stored(db, key: ProtectionGroups.retentionKey(name))
+        }
         var out = EffectiveRetention(machine: machine, policy: RetentionPolicy(), sources: [:])
         for s in RetentionPolicy.Setting.allCases {
-            out.policy[s] = own[s] ?? relay[s] ?? file[s]
-            let source: RetentionSource = own[s] != nil ? .machine : relay[s] != nil ? .relayDefault : file[s] != nil ? .file : .none
+            out.policy[s] = own[s] ?? group[s] ?? relay[s] ?? file[s]
+            let source: RetentionSource =
+                own[s] != nil ? .machine : group[s] != nil ? .group : relay[s] != nil ? .relayDefault : file[s] != nil ? .file : .none
             out.sources[s.rawValue] = source
         }
         return out

@@ -6,5 +6,6 @@ import OutpostStore
 /// their migrations before any command opens a store: every store then carries the whole schema of
 /// docs/format.md §9, a local one included, as it always has.
 func registerIndexMigrations() {
-    StoreIndex.registerMigrations(MachineCatalog.migrations + ForwardingLedger.migrations + RetentionSettings.migrations)
+    StoreIndex.registerMigrations(
+        MachineCatalog.migrations + ForwardingLedger.migrations + RetentionSettings.migrations + ProtectionGroups.migrations)
 }

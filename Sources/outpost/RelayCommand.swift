@@ -23,7 +23,7 @@ struct RelayCommand: AsyncParsableCommand {
         subcommands: [
             Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self,
             Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self, Rebuild.self, GC.self, Retention.self, Prune.self,
-            Points.self, Restore.self,
+            Points.self, Restore.self, Group.self,
         ]
     )
 

@@ -27,7 +27,7 @@ import Testing
                     }
                 )
             }
-            #expect(migrations == ["v1", "v2", "v3", "v4", "v5", "v6", "v7"], "\(path)")
+            #expect(migrations == ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8"], "\(path)")
             #expect(schema == Self.schema, "\(path)")
         }
     }
@@ -86,6 +86,12 @@ import Testing
         table grdb_migrations: CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY)
         """,
         """
+        table group_members: CREATE TABLE group_members (
+            machine TEXT PRIMARY KEY,
+            group_name TEXT NOT NULL REFERENCES protection_groups(name)
+        ) WITHOUT ROWID
+        """,
+        """
         table machine_blobs: CREATE TABLE machine_blobs (
             machine_id INTEGER NOT NULL REFERENCES machines(id),
             blob_id BLOB NOT NULL,
@@ -108,6 +114,16 @@ import Testing
             size INTEGER NOT NULL,
             blob_count INTEGER NOT NULL,
             created_at REAL NOT NULL
+        )
+        """,
+        """
+        table protection_groups: CREATE TABLE protection_groups (
+            name TEXT PRIMARY KEY,
+            schedule TEXT NOT NULL,
+            paths TEXT NOT NULL,
+            excludes TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
         )
         """,
         """
@@ -172,6 +188,7 @@ import Testing
 /// Opens a store the binary made, in this process, with the migrations the binary registers (see
 /// Sources/outpost/IndexSchema.swift); without them its index would count as newer than this build.
 func openStoreAsTheBinaryDoes(_ path: String) throws -> Store {
-    StoreIndex.registerMigrations(MachineCatalog.migrations + ForwardingLedger.migrations + RetentionSettings.migrations)
+    StoreIndex.registerMigrations(
+        MachineCatalog.migrations + ForwardingLedger.migrations + RetentionSettings.migrations + ProtectionGroups.migrations)
     return try Store.open(at: path, purpose: "the test")
 }
