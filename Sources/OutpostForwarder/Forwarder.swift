@@ -77,7 +77,25 @@ public final class Forwarder: Sendable {
 
     /// Forwards every recovery point not yet forwarded. `salt` enters pack names (a repair uses a fresh one).
     public func run(salt: String = "") async throws -> Report {
-        try await PointForwarder(forwarder: self, salt: salt).run()
+        // A job when there was something to forward, or it failed (relay jobs).
+        let jobs = JobLog(store: store)
+        let id = try? jobs.start(.forward)
+        do {
+            let r = try await PointForwarder(forwarder: self, salt: salt).run()
+            if let id {
+                if r.points == 0 && r.backlog == 0 {
+                    try? jobs.discard(id)
+                } else {
+                    try? jobs.finish(
+                        id, .completed, bytes: r.bytes, files: r.blobs,
+                        detail: "\(r.points) recovery points forwarded, \(r.blobs) blobs; backlog \(r.backlog)")
+                }
+            }
+            return r
+        } catch {
+            if let id { try? jobs.finish(id, .failed, detail: "\(error)") }
+            throw error
+        }
     }
 
     /// Reads back everything the vault acknowledged and checks it: present, authentic, and hashing to its id.

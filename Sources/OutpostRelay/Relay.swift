@@ -161,6 +161,12 @@ public final class Relay: Sendable {
         try validate(machine: machine, name: name, root: root)
         let info = try store.commit(record, contentChecked: true)
         try catalog.addOwned(by: machine, [info.id], verified: true)
+        // The backup as a job (relay jobs): its times and totals are the point's.
+        let s = record.summary
+        try? JobLog(store: store).record(
+            .backup, machine: name, state: s.failedFiles > 0 ? .completedWithWarnings : .completed, startedAt: record.startedAt,
+            endedAt: record.finishedAt, bytes: s.bytesRead, files: s.filesNew + s.filesChanged + s.filesUnchanged,
+            detail: "recovery point \(info.id.shortHex)" + (s.failedFiles > 0 ? "; \(s.failedFiles) files could not be read" : ""))
         logger.info("recovery point committed", metadata: ["machine": "\(name)", "point": "\(info.id.shortHex)"])
         committed?()
         return info

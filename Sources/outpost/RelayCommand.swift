@@ -23,7 +23,7 @@ struct RelayCommand: AsyncParsableCommand {
         subcommands: [
             Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self,
             Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self, Rebuild.self, GC.self, Retention.self, Prune.self,
-            Points.self, Restore.self, Group.self,
+            Points.self, Restore.self, Group.self, Jobs.self, JobDetail.self,
         ]
     )
 
@@ -64,6 +64,8 @@ struct RelayCommand: AsyncParsableCommand {
             var logger = Logger(label: "outpost.relay")
             logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["OUTPOST_LOG_LEVEL"] ?? "") ?? .info
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay serve`", logger: logger)
+            // Jobs a killed relay left running are failed now (relay jobs).
+            try? JobLog(store: store).markAbandoned()
             // The embedded forwarder runs when the relay is registered with a vault.
             var services: [any Service] = []
             var tier2: (@Sendable (BlobID) async throws -> PreparedBlob?)?
@@ -88,19 +90,32 @@ struct RelayCommand: AsyncParsableCommand {
                 // Then the online gc, beside the pushes, with its default grace.
                 PruneService(
                     at: RelayConfiguration.parseClock(settings.pruneTime) ?? 180, logger: logger,
-                    gc: { try GarbageCollector(store: store, treeRoots: try PrunedPoints(store: store).roots()).run() }
-                ) { now in
-                    // The relay tier, then the vault tier in the vault (docs/vault.md §19).
-                    let pruner = RelayPruner(store: store, file: retention)
-                    var plan = try pruner.apply(try pruner.plan(forwarding: try forwardingStates(dir, store), now: now))
-                    if let f = retainInVault {
-                        // A vault that refuses or cannot be reached leaves the relay tier applied; tried again tomorrow.
-                        do { _ = try await applyVaultTier(&plan, forwarder: f, store: store, dryRun: false) } catch {
-                            plan.vaultTier = "failed, tried again at the next prune: \(error)"
-                            pruneLogger.warning("applying the vault tier in the vault failed", metadata: ["error": "\(error)"])
+                    gc: {
+                        let jobs = JobLog(store: store)
+                        let id = try? jobs.start(.gc)
+                        do {
+                            let r = try GarbageCollector(store: store, treeRoots: try PrunedPoints(store: store).roots()).run()
+                            if let id { try? jobs.finish(id, .completed, bytes: r.bytesFreed, detail: "\(r.deadBlobs) unused blobs removed") }
+                            return r
+                        } catch {
+                            if let id { try? jobs.finish(id, .failed, detail: "\(error)") }
+                            throw error
                         }
                     }
-                    return plan
+                ) { now in
+                    // The relay tier, then the vault tier in the vault (docs/vault.md §19); a job (relay jobs).
+                    try await JobLog(store: store).run(.prune) {
+                        let pruner = RelayPruner(store: store, file: retention)
+                        var plan = try pruner.apply(try pruner.plan(forwarding: try forwardingStates(dir, store), now: now))
+                        if let f = retainInVault {
+                            // A vault that refuses or cannot be reached leaves the relay tier applied; tried again tomorrow.
+                            do { _ = try await applyVaultTier(&plan, forwarder: f, store: store, dryRun: false) } catch {
+                                plan.vaultTier = "failed, tried again at the next prune: \(error)"
+                                pruneLogger.warning("applying the vault tier in the vault failed", metadata: ["error": "\(error)"])
+                            }
+                        }
+                        return (plan, detail: "\(plan.count(relay: "leaves")) points left the relay; vault: \(plan.vaultTier)", bytes: 0)
+                    }
                 })
             let notify = forwarding
             let service = Relay(store: store, configuration: settings, logger: logger, tier2: tier2, committed: { notify?.pointCommitted() })

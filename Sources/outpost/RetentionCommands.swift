@@ -119,6 +119,8 @@ extension RelayCommand {
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay prune`")
             let pruner = RelayPruner(store: store, file: settings.retention)
             var plan = try pruner.plan(machine: machine, forwarding: try forwardingStates(dir, store), force: force)
+            let jobs = JobLog(store: store)
+            let job = dryRun ? nil : try? jobs.start(.prune)
             if !dryRun { plan = try pruner.apply(plan) }
             var vaultReport: VaultRetention.Report?
             // A vault that refuses or cannot be reached leaves the relay tier applied: reported, then the error.
@@ -137,6 +139,11 @@ extension RelayCommand {
             }
             defer {
                 if let vaultError { printErr("the relay tier was applied; the vault tier was not (run `outpost relay prune` again): \(vaultError)") }
+            }
+            if let job {
+                try? jobs.finish(
+                    job, vaultError == nil ? .completed : .completedWithWarnings,
+                    detail: "\(plan.count(relay: "leaves")) points left the relay; vault: \(plan.vaultTier)")
             }
             let leaving = Set(plan.leaving.compactMap { BlobID(hex: $0.point.id) })
             let space = try ReclaimableSpace.estimate(store: store, without: dryRun ? leaving : [])

@@ -27,7 +27,7 @@ import Testing
                     }
                 )
             }
-            #expect(migrations == ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8"], "\(path)")
+            #expect(migrations == ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"], "\(path)")
             #expect(schema == Self.schema, "\(path)")
         }
     }
@@ -90,6 +90,23 @@ import Testing
             machine TEXT PRIMARY KEY,
             group_name TEXT NOT NULL REFERENCES protection_groups(name)
         ) WITHOUT ROWID
+        """,
+        """
+        table jobs: CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            machine TEXT,
+            state TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            files INTEGER NOT NULL DEFAULT 0,
+            detail TEXT,
+            failed_files TEXT NOT NULL DEFAULT '[]'
+        )
+        """,
+        """
+        index jobs_by_start: CREATE INDEX jobs_by_start ON jobs(started_at)
         """,
         """
         table machine_blobs: CREATE TABLE machine_blobs (
