@@ -167,12 +167,16 @@ extension PrunePlan {
         let f = try PruneFixture()
         let old = try f.point("web1", daysAgo: 3)
         try f.point("web1", daysAgo: 1)
-        // An hour ahead of the wall clock, which stamps blobs and forgotten points: the margin is the grace's.
-        let clock = Mutex(Date().addingTimeInterval(3600))
+        // An hour ahead of the wall clock, which stamps blobs and forgotten points: the margin is the grace's. The
+        // prune time is 10 minutes after the clock's start, whatever the time of day the test runs at (a fixed
+        // 03:00 made the first prune nearly a day later when the test ran between 02:00 and 03:00 UTC).
+        let start = Date().addingTimeInterval(3600)
+        let clock = Mutex(start)
         let reports = Mutex<[GCReport]>([])
         let pruner = f.pruner(RetentionPolicy(relayLast: 1))
+        let firstPrune = Int(start.addingTimeInterval(600).timeIntervalSince1970.truncatingRemainder(dividingBy: 86400)) / 60
         let service = PruneService(
-            at: 3 * 60, timeZone: TimeZone(identifier: "UTC")!, clock: { clock.withLock { $0 } },
+            at: firstPrune, timeZone: TimeZone(identifier: "UTC")!, clock: { clock.withLock { $0 } },
             wait: { s in clock.withLock { $0.addTimeInterval(s) } }, logger: Logger(label: "prune-gc-test"),
             gc: {
                 let r = try GarbageCollector(store: f.store, now: clock.withLock { $0 }).run()
