@@ -29,9 +29,18 @@ struct BackupCommand: AsyncParsableCommand {
             valueName: "YYYY-MM-DD"))
     var keepUntil: String?
     @Argument(help: "Files and folders to protect.") var paths: [String] = []
+    @Flag(help: "Back up standard input as one file (e.g. `pg_dump db | outpost backup --stdin --stdin-name db.sql`).") var stdin = false
+    @Option(help: "The file name standard input is stored under (with --stdin).") var stdinName: String?
 
     func validate() throws {
-        if paths.isEmpty { throw ValidationError("name at least one file or folder to back up") }
+        if stdin {
+            if !paths.isEmpty { throw ValidationError("--stdin backs up standard input alone: leave out the paths") }
+            guard let stdinName else { throw ValidationError("--stdin needs --stdin-name NAME, the file name it is stored under") }
+            if let problem = StreamArchiver.problem(stdinName) { throw ValidationError(problem) }
+        } else if stdinName != nil {
+            throw ValidationError("--stdin-name goes with --stdin")
+        }
+        if paths.isEmpty && !stdin { throw ValidationError("name at least one file or folder to back up") }
         if let workers, !(1...256).contains(workers) { throw ValidationError("--workers must be 1 to 256") }
         if target.store != nil && machine == nil { throw ValidationError("--machine is required with --store: name the protected machine") }
         if let machine { try validateMachineName(machine) }
@@ -50,6 +59,13 @@ struct BackupCommand: AsyncParsableCommand {
         let name = access.remoteMachine ?? machine!
         if let machine, let remote = access.remoteMachine, machine != remote {
             throw ValidationError("this machine is enrolled as \(remote); --machine \(machine) does not match (leave it out)")
+        }
+        if stdin, let stdinName {
+            let result = try await StreamArchiver(
+                repository: access.repository, machine: name, hostname: ProcessInfo.processInfo.hostName, name: stdinName, keepUntil: keepUntil
+            ).run()
+            try report(result, machine: name)
+            return
         }
         var options = BackupOptions(machine: name, paths: paths, exclusions: ExclusionList(excludes))
         // Over the network, more files in flight hide the round trips (each worker waits on its uploads).

@@ -135,6 +135,10 @@ extension RelayCommand {
         func run() async throws {
             let dir = relay.directory
             try dir.requireRelay()
+            try await asRelayJob(.verify, dir) { try await verifyVault(dir) }
+        }
+
+        private func verifyVault(_ dir: RelayDataDirectory) async throws {
             try await withForwarder(dir, purpose: "`outpost relay verify-vault`", logger: Logger(label: "outpost.forwarder")) { forwarder in
                 let found = try await forwarder.verify()
                 for d in found.damage { print("damaged: \(d)") }
@@ -317,7 +321,12 @@ extension RelayCommand {
                         "catalog rebuilt: \(c.points) recovery points in \(String(format: "%.1f", Date().timeIntervalSince(started))) s; restores work now (with `outpost relay serve`), fetching from the vault what is not here yet\(catalogOnly ? "" : "; rehydrating")\n"
                     FileHandle.standardOutput.write(Data(line.utf8))
                 }
-                return (report, Date().timeIntervalSince(started))
+                let ended = Date()
+                // The rebuild as a job of the rebuilt relay (relay jobs).
+                try? JobLog(store: forwarder.store).record(
+                    .rebuild, machine: nil, state: .completed, startedAt: started, endedAt: ended, bytes: report.bytes, files: report.blobs,
+                    detail: "\(report.points) recovery points rebuilt, \(report.rehydrated) rehydrated, \(report.waiting) waiting for their chunks")
+                return (report, ended.timeIntervalSince(started))
             }
             print(
                 "rebuilt \(r.points) recovery points from the vault: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", seconds)) s"

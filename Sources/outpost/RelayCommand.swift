@@ -226,11 +226,13 @@ struct RelayCommand: AsyncParsableCommand {
 
         func run() async throws {
             try relay.directory.requireRelay()
-            if !repair && !json {
-                try checkStore(at: relay.directory.storePath, readData: readData)
-                return
+            try await asRelayJob(.check, relay.directory) {
+                if !repair && !json {
+                    try checkStore(at: relay.directory.storePath, readData: readData)
+                    return
+                }
+                try await checkAndRepair()
             }
-            try await checkAndRepair()
         }
     }
 }

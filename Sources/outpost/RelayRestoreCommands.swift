@@ -64,8 +64,12 @@ extension RelayCommand {
         }
 
         func run() async throws {
+            try relay.directory.requireRelay()
+            try await asRelayJob(.restore, relay.directory, machine: machine) { try await restore() }
+        }
+
+        private func restore() async throws {
             let dir = relay.directory
-            try dir.requireRelay()
             let logger = Logger(label: "outpost.relay-restore")
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay restore`")
             let listed = try tieredPoints(dir, store, machine: machine)

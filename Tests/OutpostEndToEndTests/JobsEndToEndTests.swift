@@ -38,6 +38,10 @@ import Testing
         let one = try CLI.run(["relay", "job", "--data", relay.data, "\(forwardID)"])
         #expect(one.status == 0 && one.stdout.contains("forward") && one.stdout.contains("1 recovery points forwarded"), "\(one.stdout)")
         #expect(try jobs(relay.data, ["--state", "failed"]).isEmpty)
+        // Commands on the relay host are jobs too: a check, a vault verification.
+        #expect(try CLI.run(["relay", "check", "--data", relay.data]).status == 0)
+        #expect(try CLI.run(["relay", "verify-vault", "--data", relay.data]).status == 0)
+        #expect(try jobs(relay.data).prefix(2).compactMap { $0["kind"] as? String } == ["verify", "check"])
         let bad = try CLI.run(["relay", "jobs", "--data", relay.data, "--state", "exploded"])
         #expect(bad.status == 64 && bad.stderr.contains("--state must be one of"), "\(bad.stderr)")
         let missing = try CLI.run(["relay", "job", "--data", relay.data, "9999"])
