@@ -14,7 +14,7 @@ import Testing
 /// Small files read in batches (`FileQueue.takeMore`, `FileChunker.processBatch`), folder trees written by tasks of
 /// their own (`TreeTask`), and owner names looked up once (`OwnerNames`). A regression that hangs fails on the
 /// time limit instead of blocking the suite.
-@Suite(.timeLimit(.minutes(1))) struct BatchedBackupTests {
+@Suite(.timeLimit(.minutes(5))) struct BatchedBackupTests {
     /// A repository that counts the questions and uploads it gets; its "which are missing?" questions may wait
     /// until `gate` is fulfilled, and it may refuse every tree.
     final class CountingRepository: BlobRepository {
