@@ -77,23 +77,20 @@ public final class Forwarder: Sendable {
 
     /// Forwards every recovery point not yet forwarded. `salt` enters pack names (a repair uses a fresh one).
     public func run(salt: String = "") async throws -> Report {
-        // A job when there was something to forward, or it failed (relay jobs).
-        let jobs = JobLog(store: store)
-        let id = try? jobs.start(.forward)
+        // A job when there was something to forward, or it failed (relay jobs), recorded once it ended: a run finds
+        // nothing to do after most commits, and must not cost the index a write then.
+        let started = Date()
         do {
             let r = try await PointForwarder(forwarder: self, salt: salt).run()
-            if let id {
-                if r.points == 0 && r.backlog == 0 {
-                    try? jobs.discard(id)
-                } else {
-                    try? jobs.finish(
-                        id, .completed, bytes: r.bytes, files: r.blobs,
-                        detail: "\(r.points) recovery points forwarded, \(r.blobs) blobs; backlog \(r.backlog)")
-                }
+            if r.points > 0 || r.backlog > 0 {
+                try? JobLog(store: store).record(
+                    .forward, machine: nil, state: .completed, startedAt: started, endedAt: Date(), bytes: r.bytes, files: r.blobs,
+                    detail: "\(r.points) recovery points forwarded, \(r.blobs) blobs; backlog \(r.backlog)")
             }
             return r
         } catch {
-            if let id { try? jobs.finish(id, .failed, detail: "\(error)") }
+            try? JobLog(store: store).record(
+                .forward, machine: nil, state: .failed, startedAt: started, endedAt: Date(), bytes: 0, files: 0, detail: "\(error)")
             throw error
         }
     }

@@ -66,11 +66,6 @@ public struct JobLog: Sendable {
         }
     }
 
-    /// Forgets a job that did nothing worth a record (a forwarding run that found nothing to send).
-    public func discard(_ id: Int64) throws {
-        try index.write("recording a job") { db in try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id]) }
-    }
-
     /// Records how a job ended.
     public func finish(
         _ id: Int64, _ state: Job.State, bytes: Int64 = 0, files: Int = 0, detail: String? = nil, failedFiles: [Job.FailedFile] = [],
@@ -84,28 +79,58 @@ public struct JobLog: Sendable {
         }
     }
 
-    /// Records a job that ran from `startedAt` to `endedAt` (a backup, known once its point is committed).
+    /// Records a job that ran from `startedAt` to `endedAt` (a backup, known once its point is committed), in one
+    /// write.
     @discardableResult
     public func record(
         _ kind: Job.Kind, machine: String?, state: Job.State, startedAt: Date, endedAt: Date, bytes: Int64, files: Int, detail: String?
     ) throws -> Int64 {
-        let id = try start(kind, machine: machine, now: startedAt)
-        try finish(id, state, bytes: bytes, files: files, detail: detail, now: endedAt)
-        return id
+        try index.write("recording a job") { db in
+            try db.execute(
+                sql: "INSERT INTO jobs (kind, machine, state, started_at, ended_at, bytes, files, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    kind.rawValue, machine, state.rawValue, startedAt.timeIntervalSince1970, endedAt.timeIntervalSince1970, bytes, files, detail,
+                ])
+            return db.lastInsertedRowID
+        }
     }
 
-    /// Runs `body` as a job of `kind`: recorded running, then completed with the detail `body` returns, or failed
-    /// with the error (which is thrown on).
-    public func run<T>(_ kind: Job.Kind, machine: String? = nil, _ body: () async throws -> (T, detail: String, bytes: Int64)) async throws -> T {
+    /// Runs `body` as a job of `kind`: recorded running, then completed (with what `summary` makes of the result),
+    /// or failed with the error, which is thrown on. A job that cannot be recorded does not stop the work.
+    public func run<T>(
+        _ kind: Job.Kind, machine: String? = nil, summary: (T) -> (detail: String?, bytes: Int64) = { _ in (nil, 0) },
+        _ body: () async throws -> T
+    ) async throws -> T {
         let id = try? start(kind, machine: machine)
         do {
-            let (value, detail, bytes) = try await body()
-            if let id { try? finish(id, .completed, bytes: bytes, detail: detail) }
+            let value = try await body()
+            ended(id, value, summary)
             return value
         } catch {
             if let id { try? finish(id, .failed, detail: "\(error)") }
             throw error
         }
+    }
+
+    /// The same for blocking work (a gc on its own thread).
+    public func run<T>(
+        _ kind: Job.Kind, machine: String? = nil, summary: (T) -> (detail: String?, bytes: Int64) = { _ in (nil, 0) }, _ body: () throws -> T
+    ) throws -> T {
+        let id = try? start(kind, machine: machine)
+        do {
+            let value = try body()
+            ended(id, value, summary)
+            return value
+        } catch {
+            if let id { try? finish(id, .failed, detail: "\(error)") }
+            throw error
+        }
+    }
+
+    private func ended<T>(_ id: Int64?, _ value: T, _ summary: (T) -> (detail: String?, bytes: Int64)) {
+        guard let id else { return }
+        let (detail, bytes) = summary(value)
+        try? finish(id, .completed, bytes: bytes, detail: detail)
     }
 
     /// Jobs left `running` by a process that died: failed, with the reason. Returns how many.

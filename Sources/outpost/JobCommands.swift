@@ -68,14 +68,6 @@ extension RelayCommand {
 /// Runs a relay-host command as a job (relay jobs): recorded running, then completed, or failed with the error
 /// (thrown on: the command's exit code is unchanged). The job is recorded in the relay's store at `dir`.
 func asRelayJob<T>(_ kind: Job.Kind, _ dir: RelayDataDirectory, machine: String? = nil, _ body: () async throws -> T) async throws -> T {
-    let jobs = (try? Store.open(at: dir.storePath, purpose: "recording a job")).map(JobLog.init(store:))
-    let id = try? jobs?.start(kind, machine: machine)
-    do {
-        let value = try await body()
-        if let id { try? jobs?.finish(id, .completed) }
-        return value
-    } catch {
-        if let id { try? jobs?.finish(id, .failed, detail: "\(error)") }
-        throw error
-    }
+    guard let store = try? Store.open(at: dir.storePath, purpose: "recording a job") else { return try await body() }
+    return try await JobLog(store: store).run(kind, machine: machine, body)
 }

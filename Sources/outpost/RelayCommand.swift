@@ -91,20 +91,15 @@ struct RelayCommand: AsyncParsableCommand {
                 PruneService(
                     at: RelayConfiguration.parseClock(settings.pruneTime) ?? 180, logger: logger,
                     gc: {
-                        let jobs = JobLog(store: store)
-                        let id = try? jobs.start(.gc)
-                        do {
-                            let r = try GarbageCollector(store: store, treeRoots: try PrunedPoints(store: store).roots()).run()
-                            if let id { try? jobs.finish(id, .completed, bytes: r.bytesFreed, detail: "\(r.deadBlobs) unused blobs removed") }
-                            return r
-                        } catch {
-                            if let id { try? jobs.finish(id, .failed, detail: "\(error)") }
-                            throw error
+                        try JobLog(store: store).run(.gc, summary: { r in ("\(r.deadBlobs) unused blobs removed", r.bytesFreed) }) {
+                            try GarbageCollector(store: store, treeRoots: try PrunedPoints(store: store).roots()).run()
                         }
                     }
                 ) { now in
                     // The relay tier, then the vault tier in the vault (docs/vault.md §19); a job (relay jobs).
-                    try await JobLog(store: store).run(.prune) {
+                    try await JobLog(store: store).run(
+                        .prune, summary: { plan in ("\(plan.count(relay: "leaves")) points left the relay; vault: \(plan.vaultTier)", 0) }
+                    ) {
                         let pruner = RelayPruner(store: store, file: retention)
                         var plan = try pruner.apply(try pruner.plan(forwarding: try forwardingStates(dir, store), now: now))
                         if let f = retainInVault {
@@ -114,7 +109,7 @@ struct RelayCommand: AsyncParsableCommand {
                                 pruneLogger.warning("applying the vault tier in the vault failed", metadata: ["error": "\(error)"])
                             }
                         }
-                        return (plan, detail: "\(plan.count(relay: "leaves")) points left the relay; vault: \(plan.vaultTier)", bytes: 0)
+                        return plan
                     }
                 })
             let notify = forwarding
