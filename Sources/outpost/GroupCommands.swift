@@ -28,23 +28,12 @@ struct GroupOptions: ParsableArguments {
     var paths: [String] = []
     @Option(name: .customLong("exclude"), help: "A glob to skip (repeatable; with edit, the whole new list).") var excludes: [String] = []
     @Option(help: "When to back up, e.g. `daily 21:00`, `mon-fri 22:30`, `every 4h`.") var schedule: String?
-    @Option(help: "Keep points on the relay younger than N days (1 to 9999).") var relayDays: Int?
-    @Option(help: "Keep the newest N points on the relay (1 to 9999).") var relayLast: Int?
-    @Option(help: "Vault: keep the newest point of each of the last N days (7 to 9999).") var vaultDaily: Int?
-    @Option(help: "Vault: keep the newest point of each of the last N weeks (4 to 5163).") var vaultWeekly: Int?
-    @Option(help: "Vault: keep the newest point of each of the last N months (3 to 1188).") var vaultMonthly: Int?
-    @Option(help: "Vault: keep the newest point of each of the last N years (1 to 99).") var vaultYearly: Int?
-
-    var retention: RetentionPolicy {
-        RetentionPolicy(
-            relayDays: relayDays, relayLast: relayLast, vaultDaily: vaultDaily, vaultWeekly: vaultWeekly, vaultMonthly: vaultMonthly,
-            vaultYearly: vaultYearly)
-    }
+    @OptionGroup var retention: RetentionValues
 
     func changes(editing: Bool, clearRetention: Bool = false) -> ProtectionGroups.Changes {
         ProtectionGroups.Changes(
             machines: editing && machines.isEmpty ? nil : machines, paths: editing && paths.isEmpty ? nil : paths,
-            excludes: editing && excludes.isEmpty ? nil : excludes, schedule: schedule, retention: retention, clearRetention: clearRetention)
+            excludes: editing && excludes.isEmpty ? nil : excludes, schedule: schedule, retention: retention.policy, clearRetention: clearRetention)
     }
 }
 

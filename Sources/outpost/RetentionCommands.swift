@@ -19,20 +19,11 @@ extension RelayCommand {
         )
         @OptionGroup var relay: RelayOptions
         @Option(help: "The machine to set or show (default: the relay's default, and every machine when showing).") var machine: String?
-        @Option(help: "Keep points on the relay younger than N days (1 to 9999).") var relayDays: Int?
-        @Option(help: "Keep the newest N points on the relay (1 to 9999).") var relayLast: Int?
-        @Option(help: "Vault: keep the newest point of each of the last N days (7 to 9999).") var vaultDaily: Int?
-        @Option(help: "Vault: keep the newest point of each of the last N weeks (4 to 5163).") var vaultWeekly: Int?
-        @Option(help: "Vault: keep the newest point of each of the last N months (3 to 1188).") var vaultMonthly: Int?
-        @Option(help: "Vault: keep the newest point of each of the last N years (1 to 99).") var vaultYearly: Int?
+        @OptionGroup var retention: RetentionValues
         @Flag(help: "Remove the values set before at this level (the machine's, or the relay's default), then set those given.") var clear = false
         @Flag(help: "Print JSON.") var json = false
 
-        var values: RetentionPolicy {
-            RetentionPolicy(
-                relayDays: relayDays, relayLast: relayLast, vaultDaily: vaultDaily, vaultWeekly: vaultWeekly, vaultMonthly: vaultMonthly,
-                vaultYearly: vaultYearly)
-        }
+        var values: RetentionPolicy { retention.policy }
 
         struct Output: Encodable {
             var relay: EffectiveRetention
@@ -205,6 +196,22 @@ func applyVaultTier(_ plan: inout PrunePlan, forwarder: Forwarder, store: Store,
         "\(report.pointsExpired) recovery points \(dryRun ? "would expire" : "expired"); \(report.packsDeleted) packs \(dryRun ? "would be deleted" : "deleted"), \(report.packsRewritten) \(dryRun ? "would be rewritten" : "rewritten"); \(formatBytes(report.bytesFreed)) \(dryRun ? "would be freed" : "freed") in the vault (kept in its trash for its soft-delete period), \(formatBytes(report.vaultBytes)) held, \(formatBytes(report.bytesLeft)) unused in packs not worth rewriting"
         + (report.notes.isEmpty ? "" : "; " + report.notes.joined(separator: "; "))
     return report
+}
+
+/// The retention values `relay retention` and `relay group create|edit` take, with MARS's ranges in the help.
+struct RetentionValues: ParsableArguments {
+    @Option(help: "Keep points on the relay younger than N days (1 to 9999).") var relayDays: Int?
+    @Option(help: "Keep the newest N points on the relay (1 to 9999).") var relayLast: Int?
+    @Option(help: "Vault: keep the newest point of each of the last N days (7 to 9999).") var vaultDaily: Int?
+    @Option(help: "Vault: keep the newest point of each of the last N weeks (4 to 5163).") var vaultWeekly: Int?
+    @Option(help: "Vault: keep the newest point of each of the last N months (3 to 1188).") var vaultMonthly: Int?
+    @Option(help: "Vault: keep the newest point of each of the last N years (1 to 99).") var vaultYearly: Int?
+
+    var policy: RetentionPolicy {
+        RetentionPolicy(
+            relayDays: relayDays, relayLast: relayLast, vaultDaily: vaultDaily, vaultWeekly: vaultWeekly, vaultMonthly: vaultMonthly,
+            vaultYearly: vaultYearly)
+    }
 }
 
 /// Each recovery point's forwarding state (hex id → pending, forwarding, forwarded, failed), or nil when the
