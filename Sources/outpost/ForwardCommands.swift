@@ -171,47 +171,50 @@ extension RelayCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show each recovery point's forwarding state, and the space the relay's data takes in the vault.",
             discussion:
-                "Space: what the vault holds for this relay as the relay's ledger records it, and what no recovery point the vault keeps needs any more: the vault's retention frees it at the next prune (`outpost relay prune`, or the daily prune of `relay serve`), except what sits in packs not worth rewriting."
+                "Space: what the vault holds for this relay as the relay's ledger records it. With --space, also what no recovery point the vault keeps needs any more (it walks every point's trees, as the vault's retention does): the retention frees it at the next prune (`outpost relay prune`, or the daily prune of `relay serve`), except what sits in packs not worth rewriting."
         )
         @OptionGroup var relay: RelayOptions
-        @Flag(help: "Print JSON: the points' states (an array, as before); with --space, the vault's space instead.") var json = false
-        @Flag(help: "With --json: print the vault's space (`VaultRetention` figures) instead of the points.") var space = false
+        @Flag(help: "Print JSON: the points' states (an array); with --space, the vault's space instead.") var json = false
+        @Flag(help: "Also work out what the vault holds that no point needs (walks every point's trees).") var space = false
 
         func run() async throws {
             let dir = relay.directory
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay forwarding`")
-            let entries = try ForwardingLedger(store: store).entries()
+            let ledger = ForwardingLedger(store: store)
+            let entries = try ledger.entries()
             if json && !space { try printJSON(entries); return }
-            var vaultSpace: VaultRetention.Report?
-            if FileManager.default.fileExists(atPath: VaultLink.paths(dir.root).link) {
-                var logger = Logger(label: "outpost.relay")
-                logger.logLevel = .warning
-                let forwarder = try makeForwarder(dir: dir, store: store, settings: try dir.configuration(), logger: logger)
-                let pruned = PrunedPoints(store: store)
-                do {
-                    vaultSpace = try await VaultRetention(forwarder: forwarder).run(
-                        expiring: [], vaultOnly: try pruned.list().map(\.info), dryRun: true, forget: { _ in })
-                    await forwarder.vault.close()
-                } catch {
-                    await forwarder.vault.close()
-                    throw error
-                }
-            }
-            if json {
-                guard let vaultSpace else {
+            let registered = FileManager.default.fileExists(atPath: VaultLink.paths(dir.root).link)
+            if space {
+                guard registered else {
                     throw OutpostError(.notRegistered, "\(dir.root) is not registered with a vault: there is no vault space to show")
                 }
-                try printJSON(vaultSpace)
+                var logger = Logger(label: "outpost.relay")
+                logger.logLevel = .warning
+                let s = try await withForwarder(dir, purpose: "`outpost relay forwarding --space`", logger: logger) { forwarder in
+                    try await VaultRetention(forwarder: forwarder).run(
+                        expiring: [], vaultOnly: try PrunedPoints(store: forwarder.store).list().map(\.info), dryRun: true, forget: { _ in })
+                }
+                if json { try printJSON(s); return }
+                printEntries(entries)
+                print(
+                    "vault: \(s.packs) packs, \(formatBytes(s.vaultBytes + s.bytesFreed)) held; \(formatBytes(s.bytesFreed + s.bytesLeft)) no longer needed (\(formatBytes(s.bytesFreed)) freed by the next prune, \(formatBytes(s.bytesLeft)) in packs not worth rewriting)"
+                )
                 return
             }
+            printEntries(entries)
+            if registered {
+                // From the ledger alone: no tree is read and the vault is not asked.
+                let packs = try ledger.packs()
+                print(
+                    "vault: \(packs.count) packs, \(formatBytes(Int64(packs.reduce(0) { $0 + ($1.size ?? $1.estimatedSize) }))) held (`--space` also says how much no point needs)"
+                )
+            }
+        }
+
+        func printEntries(_ entries: [ForwardingLedger.Entry]) {
             for e in entries {
                 print(
                     "\(e.point.prefix(8))  \(e.machine.padding(toLength: 14, withPad: " ", startingAt: 0))  \(e.state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatBytes(e.bytes))\(e.reason.map { "  \($0)" } ?? "")"
-                )
-            }
-            if let s = vaultSpace {
-                print(
-                    "vault: \(s.packs) packs, \(formatBytes(s.vaultBytes + s.bytesFreed)) held; \(formatBytes(s.bytesFreed + s.bytesLeft)) no longer needed (\(formatBytes(s.bytesFreed)) freed by the next prune, \(formatBytes(s.bytesLeft)) in packs not worth rewriting)"
                 )
             }
         }

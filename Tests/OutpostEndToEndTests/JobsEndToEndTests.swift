@@ -24,11 +24,7 @@ import Testing
         #expect(backups.first?["kind"] as? String == "backup" && backups.first?["state"] as? String == "completed")
         #expect((backups.first?["bytes"] as? Int ?? 0) >= 50_000 && backups.first?["files"] as? Int == 1)
 
-        let reg = try CLI.run([
-            "relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("branch"),
-            "--passphrase-file", s.sub("branch.pass"), "--generate-passphrase", "--name", "branch", "--fast-kdf-for-tests",
-        ])
-        #expect(reg.status == 0, "\(reg.stderr)")
+        try vault.register(relay, as: "branch", in: s)
         #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
         #expect(try CLI.run(["relay", "prune", "--data", relay.data]).status == 0)
         let all = try jobs(relay.data)

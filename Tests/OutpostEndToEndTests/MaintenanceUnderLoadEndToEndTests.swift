@@ -302,11 +302,7 @@ import Testing
         try relay.start()
         let config = try relay.enroll("web1")
         let store = relay.data + "/store", folder = s.sub("data")
-        let reg = try CLI.run([
-            "relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("branch"),
-            "--passphrase-file", s.sub("branch.pass"), "--generate-passphrase", "--name", "branch", "--fast-kdf-for-tests",
-        ])
-        #expect(reg.status == 0, "\(reg.stderr)")
+        try vault.register(relay, as: "branch", in: s)
         let set = try CLI.run(["relay", "retention", "--data", relay.data, "--machine", "web1", "--relay-last", "1", "--vault-daily", "7"])
         #expect(set.status == 0, "\(set.stderr)")
 
@@ -384,11 +380,7 @@ import Testing
         let first = packFiles()
         for i in 0..<20 { s.write("data/new\(i).bin", randomData(100_000)) }
         #expect(try CLI.run(["backup", "--config", config, folder]).status == 0)
-        let reg = try CLI.run([
-            "relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("branch"),
-            "--passphrase-file", s.sub("branch.pass"), "--generate-passphrase", "--name", "branch", "--fast-kdf-for-tests",
-        ])
-        #expect(reg.status == 0, "\(reg.stderr)")
+        try vault.register(relay, as: "branch", in: s)
         let fwd = try CLI.run(["relay", "forward", "--data", relay.data, "--now"])
         #expect(fwd.status == 0, "\(fwd.stdout) \(fwd.stderr)")
         // Restarted after registration, the relay serves with its vault. The first backup's largest pack (its

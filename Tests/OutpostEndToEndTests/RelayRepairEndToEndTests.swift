@@ -24,11 +24,7 @@ import Testing
         for i in 0..<12 { s.write("data/doc\(i).bin", randomData(60_000)) }
         let b = try CLI.run(["backup", "--config", config, data])
         #expect(b.status == 0, "\(b.stderr)")
-        let reg = try CLI.run([
-            "relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("relay"),
-            "--passphrase-file", s.sub("relay.pass"), "--generate-passphrase", "--name", "relay", "--fast-kdf-for-tests",
-        ])
-        #expect(reg.status == 0, "\(reg.stderr)")
+        try vault.register(relay, as: "relay", in: s)
         #expect(try CLI.run(["relay", "forward", "--data", relay.data, "--now"]).status == 0)
 
         // Three bytes flipped inside one stored chunk, found through the index (a byte of a blob header would go

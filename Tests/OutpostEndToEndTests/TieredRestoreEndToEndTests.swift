@@ -43,11 +43,7 @@ import Testing
         let new = try backup()
 
         // Registered and forwarded; the relay keeps its newest point only, so the old one leaves it.
-        let reg = try CLI.run([
-            "relay", "register", "--data", relay.data, "--vault-credentials", try vault.credentials("branch"),
-            "--passphrase-file", s.sub("branch.pass"), "--generate-passphrase", "--name", "branch", "--fast-kdf-for-tests",
-        ])
-        #expect(reg.status == 0, "\(reg.stderr)")
+        try vault.register(relay, as: "branch", in: s)
         let fwd = try CLI.run(["relay", "forward", "--data", relay.data, "--now"])
         #expect(fwd.status == 0 && fwd.stdout.contains("forwarded 2 recovery points"), "\(fwd.stdout) \(fwd.stderr)")
         #expect(try CLI.run(["relay", "retention", "--data", relay.data, "--machine", "web1", "--relay-last", "1"]).status == 0)

@@ -85,6 +85,16 @@ final class VaultHarness {
         }.map { base + "/" + $0 }
     }
 
+    /// Registers `relay` with this vault as `name`: a generated passphrase in `scratch/NAME.pass` and the fast key
+    /// derivation of tests. Throws with the command's stderr when it fails.
+    func register(_ relay: RelayHarness, as name: String, in scratch: Scratch) throws {
+        let r = try CLI.run([
+            "relay", "register", "--data", relay.data, "--vault-credentials", try credentials(name),
+            "--passphrase-file", scratch.sub("\(name).pass"), "--generate-passphrase", "--name", name, "--fast-kdf-for-tests",
+        ])
+        guard r.status == 0 else { throw HarnessError("relay register failed: \(r.stderr)") }
+    }
+
     deinit { kill9() }
 }
 
