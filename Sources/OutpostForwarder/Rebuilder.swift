@@ -76,6 +76,10 @@ public struct Rebuilder: Sendable {
         // Where every blob is, from the packs' own indexes: the lost relay's ledger went with it.
         let catalog = try await forwarder.reader.catalog()
         var copies = VaultCopies(reader: forwarder.reader, catalog: catalog, logger: logger)
+        // Listed for rehydration before any is adopted, in one write: a point killed before its adoption is listed
+        // but not in the catalog, and the rehydration passes over it (the next run adopts it).
+        waiting.formUnion(pending)
+        if !pending.isEmpty { try saveWaiting(waiting) }
         // The catalog: records and trees (and, with every ledger row, where each chunk is).
         for pid in pending {
             let (record, recordBlob) = try await fetchRecord(pid, copies: &copies)
@@ -84,8 +88,6 @@ public struct Rebuilder: Sendable {
             _ = try store.adopt(pointID: pid, record: record)
             try ownership(record.machine, all, trees)
             try recordInLedger(pid, all: all, copies: &copies, bulk: [:])
-            waiting.insert(pid)
-            try saveWaiting(waiting)
             report.points += 1
             logger.info("recovery point's catalog rebuilt from the vault", metadata: ["point": "\(pid.shortHex)", "machine": "\(record.machine)"])
         }
@@ -98,6 +100,8 @@ public struct Rebuilder: Sendable {
         let bulk = try await storeWholePacks(catalog, report: &report)
         try store.flush()
         let points = Dictionary(try store.index.points().map { ($0.id, $0.point) }, uniquingKeysWith: { a, _ in a })
+        // The list is rewritten once at the end: a run killed midway walks the points it finished again, and finds
+        // nothing missing in them.
         for pid in waiting.sorted() {
             guard let record = points[pid] else {
                 waiting.remove(pid)
@@ -106,9 +110,9 @@ public struct Rebuilder: Sendable {
             let (all, _) = try await fetchMissing(of: pid, record: record, copies: &copies, report: &report, chunks: true)
             try recordInLedger(pid, all: all, copies: &copies, bulk: bulk)
             waiting.remove(pid)
-            try saveWaiting(waiting)
             report.rehydrated += 1
         }
+        try saveWaiting(waiting)
         report.waiting = waiting.count
         return report
     }
