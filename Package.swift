@@ -123,6 +123,9 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ], swiftSettings: strict),
         // The off-site vault server: containers per relay, credentials files, soft delete, immutability, GRS.
         .target(
@@ -164,12 +167,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ], swiftSettings: strict),
+        // The agent on each protected machine (issue 12): follows its relay's plan, runs the schedule and the hooks,
+        // reports jobs.
+        .target(
+            name: "OutpostAgent",
+            dependencies: [
+                "OutpostCore", "OutpostArchive", "OutpostClient", "OutpostHTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         .executableTarget(
             name: "outpost",
             dependencies: [
                 "OutpostCore", "OutpostStore", "OutpostArchive", "OutpostTLS", "OutpostRelay", "OutpostClient",
-                "OutpostVault", "OutpostObjects", "OutpostCrypto", "OutpostForwarder", "COutpostSystem",
+                "OutpostVault", "OutpostObjects", "OutpostCrypto", "OutpostForwarder", "COutpostSystem", "OutpostAgent",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
@@ -183,6 +196,7 @@ let package = Package(
             dependencies: [
                 "OutpostRelay", "OutpostHTTP", "OutpostCore", "OutpostStore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
         .testTarget(

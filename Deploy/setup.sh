@@ -7,7 +7,7 @@ bash Deploy/install-deps.sh
 swift build -c release --product outpost
 install -m 0755 "$(swift build -c release --show-bin-path)/outpost" /usr/local/bin/outpost
 install -d -m 0755 /etc/outpost
-for unit in outpost-relay.service outpost-push@.service outpost-push@.timer outpost-backup@.service outpost-backup@.timer \
+for unit in outpost-relay.service outpost-agent.service outpost-push@.service outpost-push@.timer outpost-backup@.service outpost-backup@.timer \
             outpost-store-maintenance.service outpost-store-maintenance.timer \
             outpost-relay-maintenance.service outpost-relay-maintenance.timer; do
   install -m 0644 "Deploy/$unit" "/etc/systemd/system/$unit"

@@ -25,6 +25,9 @@ public final class RemoteRepository: BlobRepository {
     /// restore's summary of bytes per tier.
     public let fetchedBytes = Atomic<Int64>(0)
     public let vaultBytes = Atomic<Int64>(0)
+    /// The relay job this backup belongs to (0: none), named on the commit so that the relay attaches the point
+    /// to it instead of recording a job of its own.
+    public let job = Atomic<Int64>(0)
 
     public init(client: RelayClient, tier: RelayAPI.FetchTier = .auto) async throws {
         self.client = client
@@ -172,7 +175,11 @@ public final class RemoteRepository: BlobRepository {
     }
 
     public func commit(_ point: RecoveryPoint) async throws -> RecoveryPointInfo {
-        let e = try await client.postJSON(RelayAPI.PointEntry.self, "/v1/points", point)
+        let job = self.job.load(ordering: .relaxed)
+        let body = Array(try RelayAPI.encoder().encode(point))
+        let answer = try await client.callForAnswer(
+            .POST, "/v1/points", body: body, contentType: "application/json", headers: job == 0 ? [] : [(AgentAPI.jobHeader, String(job))])
+        let e = try client.decodeJSON(RelayAPI.PointEntry.self, Array(buffer: answer.body))
         guard let id = BlobID(hex: e.id) else { throw ClientError(.remote, "the relay answered a commit with an invalid id") }
         return RecoveryPointInfo(id: id, point: e.point)
     }

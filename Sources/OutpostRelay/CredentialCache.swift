@@ -1,6 +1,11 @@
 import Foundation
 import Synchronization
 
+// The stat fields come through CoreFoundation's headers once NIOSSL is in the module's graph.
+#if canImport(CoreFoundation)
+    import CoreFoundation
+#endif
+
 /// Credentials the relay has checked recently, so that a request costs no index read for its authentication
 /// (one `stat` instead). A credential stops working in another process (`outpost relay remove-machine`), so
 /// every process that withdraws one rewrites the catalog's stamp file after its commit (`MachineCatalog.

@@ -15,6 +15,13 @@ public struct ProtectionGroup: Sendable, Equatable, Codable {
     public var retention: RetentionPolicy
     public var createdAt: Date
     public var updatedAt: Date
+    /// Commands the agents run before and after each backup (`/bin/sh -c`), if their machine allows them.
+    public var preHook: String?
+    public var postHook: String?
+    /// Seconds a hook may run before it is killed and fails.
+    public var hookTimeout: Int
+
+    public static let defaultHookTimeout = 600
 }
 
 /// The relay's protection groups, in its index (schema v8): `protection_groups` and `group_members`; a group's
@@ -42,7 +49,26 @@ public struct ProtectionGroups: Sendable {
                     machine TEXT PRIMARY KEY,
                     group_name TEXT NOT NULL REFERENCES protection_groups(name)
                 ) WITHOUT ROWID;
-                """)
+                """),
+        // The agents (issue 12): each group's hooks, when each machine joined its group (a missed backup is
+        // counted from then), and each machine's agent as it last asked for its plan.
+        IndexMigration(
+            "v11",
+            sql: """
+                ALTER TABLE protection_groups ADD COLUMN pre_hook TEXT;
+                ALTER TABLE protection_groups ADD COLUMN post_hook TEXT;
+                ALTER TABLE protection_groups ADD COLUMN hook_timeout INTEGER NOT NULL DEFAULT 600;
+                ALTER TABLE group_members ADD COLUMN joined_at REAL NOT NULL DEFAULT 0;
+                UPDATE group_members SET joined_at =
+                    COALESCE((SELECT created_at FROM protection_groups WHERE name = group_members.group_name), 0);
+                CREATE TABLE agents (
+                    machine TEXT PRIMARY KEY,
+                    last_seen REAL NOT NULL,
+                    version TEXT NOT NULL,
+                    time_zone TEXT NOT NULL,
+                    hostname TEXT NOT NULL
+                ) WITHOUT ROWID;
+                """),
     ]
 
     static func retentionKey(_ group: String) -> String { "group:" + group }
@@ -55,12 +81,33 @@ public struct ProtectionGroups: Sendable {
         public var schedule: String?
         public var retention = RetentionPolicy()
         public var clearRetention = false
+        /// "" removes a hook.
+        public var preHook: String?
+        public var postHook: String?
+        public var hookTimeout: Int?
         public init(
             machines: [String]? = nil, paths: [String]? = nil, excludes: [String]? = nil, schedule: String? = nil,
-            retention: RetentionPolicy = RetentionPolicy(), clearRetention: Bool = false
+            retention: RetentionPolicy = RetentionPolicy(), clearRetention: Bool = false, preHook: String? = nil, postHook: String? = nil,
+            hookTimeout: Int? = nil
         ) {
             self.machines = machines; self.paths = paths; self.excludes = excludes; self.schedule = schedule
             self.retention = retention; self.clearRetention = clearRetention
+            self.preHook = preHook; self.postHook = postHook; self.hookTimeout = hookTimeout
+        }
+
+        /// What the change does, in a line (the group's job record).
+        var summary: String {
+            var parts: [String] = []
+            if let machines { parts.append("machines " + (machines.isEmpty ? "none" : machines.joined(separator: ","))) }
+            if let paths { parts.append("paths " + paths.joined(separator: ",")) }
+            if let excludes { parts.append("excludes " + (excludes.isEmpty ? "none" : excludes.joined(separator: ","))) }
+            if let schedule { parts.append("schedule \(schedule)") }
+            if !retention.isEmpty { parts.append("retention set") }
+            if clearRetention { parts.append("retention cleared") }
+            if let preHook { parts.append(preHook.isEmpty ? "no pre-hook" : "pre-hook set") }
+            if let postHook { parts.append(postHook.isEmpty ? "no post-hook" : "post-hook set") }
+            if let hookTimeout { parts.append("hook timeout \(hookTimeout) s") }
+            return parts.joined(separator: "; ")
         }
     }
 
@@ -89,6 +136,12 @@ public struct ProtectionGroups: Sendable {
             throw StoreError(.invalid, "path \(Terminal.quoted(p)) of group \(name) is not absolute; give it from the root, as the machine sees it")
         }
         for g in c.excludes ?? [] where g.isEmpty { throw StoreError(.invalid, "an empty --exclude pattern in group \(name)") }
+        for hook in [c.preHook, c.postHook].compactMap({ $0 }) where hook.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\0" }) {
+            throw StoreError(.invalid, "a hook of group \(name) holds a line break; give one command line (a script's path, for example)")
+        }
+        if let t = c.hookTimeout, !(1...86400).contains(t) {
+            throw StoreError(.invalid, "--hook-timeout \(t) is out of range: give 1 to 86400 seconds")
+        }
         try c.retention.validate()
         try index.write("saving protection group \(name)") { db in
             let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM protection_groups WHERE name = ?", arguments: [name]) ?? false
@@ -136,12 +189,28 @@ public struct ProtectionGroups: Sendable {
                 }
                 try db.execute(sql: "UPDATE protection_groups SET updated_at = ? WHERE name = ?", arguments: [now.timeIntervalSince1970, name])
             }
+            func nonEmpty(_ s: String) -> String? { s.isEmpty ? nil : s }
+            if let preHook = c.preHook {
+                try db.execute(sql: "UPDATE protection_groups SET pre_hook = ? WHERE name = ?", arguments: [nonEmpty(preHook), name])
+            }
+            if let postHook = c.postHook {
+                try db.execute(sql: "UPDATE protection_groups SET post_hook = ? WHERE name = ?", arguments: [nonEmpty(postHook), name])
+            }
+            if let t = c.hookTimeout { try db.execute(sql: "UPDATE protection_groups SET hook_timeout = ? WHERE name = ?", arguments: [t, name]) }
             if let machines = c.machines {
+                // Members that stay keep the time they joined (a missed backup counts from then).
+                let joined = Dictionary(
+                    try Row.fetchAll(db, sql: "SELECT machine, joined_at FROM group_members WHERE group_name = ?", arguments: [name]).map {
+                        (($0["machine"] as String), ($0["joined_at"] as Double))
+                    }, uniquingKeysWith: { a, _ in a })
                 try db.execute(sql: "DELETE FROM group_members WHERE group_name = ?", arguments: [name])
                 for m in Set(machines) {
-                    try db.execute(sql: "INSERT INTO group_members (machine, group_name) VALUES (?, ?)", arguments: [m, name])
+                    try db.execute(
+                        sql: "INSERT INTO group_members (machine, group_name, joined_at) VALUES (?, ?, ?)",
+                        arguments: [m, name, joined[m] ?? now.timeIntervalSince1970])
                 }
             }
+            try JobLog.recordChange(db, "\(creating ? "created" : "changed") protection group \(name): \(c.summary)", now: now)
             if !c.retention.isEmpty || c.clearRetention {
                 try RetentionSettings.store(c.retention, key: Self.retentionKey(name), clear: c.clearRetention, db: db, now: now)
             }
@@ -160,6 +229,7 @@ public struct ProtectionGroups: Sendable {
             if db.changesCount == 0 {
                 throw StoreError(.notFound, "no protection group is named \(name); list them with `outpost relay group list`")
             }
+            try JobLog.recordChange(db, "deleted protection group \(name)", now: Date())
         }
     }
 
@@ -194,6 +264,33 @@ public struct ProtectionGroups: Sendable {
             paths: (try? decoder.decode([String].self, from: Data((row["paths"] as String).utf8))) ?? [],
             excludes: (try? decoder.decode([String].self, from: Data((row["excludes"] as String).utf8))) ?? [],
             schedule: row["schedule"], retention: try RetentionSettings.stored(db, key: retentionKey(name)),
-            createdAt: Date(timeIntervalSince1970: row["created_at"]), updatedAt: Date(timeIntervalSince1970: row["updated_at"]))
+            createdAt: Date(timeIntervalSince1970: row["created_at"]), updatedAt: Date(timeIntervalSince1970: row["updated_at"]),
+            preHook: row["pre_hook"], postHook: row["post_hook"], hookTimeout: row["hook_timeout"])
+    }
+
+    /// A machine's group with when it joined, if it is in one.
+    public func membership(of machine: String) throws -> (group: ProtectionGroup, joinedAt: Date)? {
+        try index.read("reading a machine's group") { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT group_name, joined_at FROM group_members WHERE machine = ?", arguments: [machine]),
+                let g = try Row.fetchOne(db, sql: "SELECT * FROM protection_groups WHERE name = ?", arguments: [row["group_name"] as String])
+            else { return nil }
+            return (try Self.group(g, db), Date(timeIntervalSince1970: row["joined_at"]))
+        }
+    }
+
+    /// Every member of every group, with when it joined (the missed-backup check).
+    public func memberships() throws -> [(machine: String, group: ProtectionGroup, joinedAt: Date)] {
+        try index.read("reading group members") { db in
+            var groups: [String: ProtectionGroup] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM protection_groups") {
+                let g = try Self.group(row, db)
+                groups[g.name] = g
+            }
+            return try Row.fetchAll(db, sql: "SELECT machine, group_name, joined_at FROM group_members ORDER BY machine").compactMap { row in
+                groups[row["group_name"] as String].map {
+                    (machine: row["machine"] as String, group: $0, joinedAt: Date(timeIntervalSince1970: row["joined_at"]))
+                }
+            }
+        }
     }
 }

@@ -20,11 +20,15 @@ public final class Relay: Sendable {
     let tier2: (@Sendable (BlobID) async throws -> PreparedBlob?)?
     /// Told after every commit (the forwarder).
     let committed: (@Sendable () -> Void)?
+    /// The time of day of agents' jobs and alerts (a test's shifted clock in end-to-end tests).
+    public let clock: WallClock
 
     public init(
         store: Store, configuration: RelayConfiguration, logger: Logger,
-        tier2: (@Sendable (BlobID) async throws -> PreparedBlob?)? = nil, committed: (@Sendable () -> Void)? = nil
+        tier2: (@Sendable (BlobID) async throws -> PreparedBlob?)? = nil, committed: (@Sendable () -> Void)? = nil,
+        clock: WallClock = .fromEnvironment()
     ) {
+        self.clock = clock
         self.store = store
         self.catalog = MachineCatalog(store: store)
         self.configuration = configuration
@@ -147,7 +151,7 @@ public final class Relay: Sendable {
 
     /// Commits a recovery point for the machine after checking that every tree and chunk it names is on the
     /// relay and proven held by this machine; the record's machine name is the authenticated one.
-    public func commit(machine: Int64, name: String, point: RecoveryPoint) throws -> RecoveryPointInfo {
+    public func commit(machine: Int64, name: String, point: RecoveryPoint, job: Int64? = nil) throws -> RecoveryPointInfo {
         guard let root = point.root else { throw HTTPFailure(.badRequest, "the recovery point from \(name) has no valid root tree id") }
         guard point.version >= 1, point.version <= RecoveryPoint.formatVersion else {
             throw HTTPFailure(
@@ -161,12 +165,16 @@ public final class Relay: Sendable {
         try validate(machine: machine, name: name, root: root)
         let info = try store.commit(record, contentChecked: true)
         try catalog.addOwned(by: machine, [info.id], verified: true)
-        // The backup as a job (relay jobs): its times and totals are the point's.
+        // The backup as a job (relay jobs): the agent's (or client's) job when the commit names one, which its
+        // end report completes; else one recorded now, with the point's times and totals.
         let s = record.summary
-        try? JobLog(store: store).record(
-            .backup, machine: name, state: s.failedFiles > 0 ? .completedWithWarnings : .completed, startedAt: record.startedAt,
-            endedAt: record.finishedAt, bytes: s.bytesRead, files: s.filesNew + s.filesChanged + s.filesUnchanged,
-            detail: "recovery point \(info.id.shortHex)" + (s.failedFiles > 0 ? "; \(s.failedFiles) files could not be read" : ""))
+        let attached = job.map { (try? JobLog(store: store).attach(point: info.id.hex, to: $0, machine: name)) ?? false } ?? false
+        if !attached {
+            try? JobLog(store: store).record(
+                .backup, machine: name, state: s.failedFiles > 0 ? .completedWithWarnings : .completed, startedAt: record.startedAt,
+                endedAt: record.finishedAt, bytes: s.bytesRead, files: s.filesNew + s.filesChanged + s.filesUnchanged,
+                detail: "recovery point \(info.id.shortHex)" + (s.failedFiles > 0 ? "; \(s.failedFiles) files could not be read" : ""))
+        }
         logger.info("recovery point committed", metadata: ["machine": "\(name)", "point": "\(info.id.shortHex)"])
         committed?()
         return info

@@ -33,6 +33,7 @@ struct RelayRoutes: Sendable {
         machine.post("/v1/points", use: commit)
         machine.get("/v1/points", use: points)
         machine.post("/v1/blobs", use: fetch)
+        AgentRoutes(relay: relay).addRoutes(to: machine)
     }
 
     @Sendable func enroll(_ request: Request, context: RelayRequestContext) async throws -> Response {
@@ -92,9 +93,15 @@ struct RelayRoutes: Sendable {
         let machine = try context.authenticated()
         let body = try await relay.limits.body.collect(request.body, upTo: 1 << 20, what: "recovery point")
         let point = try decode(RecoveryPoint.self, body)
+        let job = try request.headers[Self.jobField].map { value in
+            guard let id = Int64(value) else {
+                throw HTTPFailure(.badRequest, "the \(AgentAPI.jobHeader) header is \(value.debugDescription), not a job id")
+            }
+            return id
+        }
         let relay = self.relay
         return try await relay.offload {
-            let info = try relay.commit(machine: machine.id, name: machine.name, point: point)
+            let info = try relay.commit(machine: machine.id, name: machine.name, point: point, job: job)
             return try .json(RelayAPI.PointEntry(id: info.id.hex, point: info.point), status: .created)
         }
     }
@@ -108,6 +115,7 @@ struct RelayRoutes: Sendable {
     }
 
     static let tierField = HTTPField.Name(RelayAPI.tierHeader)!
+    static let jobField = HTTPField.Name(AgentAPI.jobHeader)!
     static let vaultBytesField = HTTPField.Name(RelayAPI.vaultBytesHeader)!
 
     @Sendable func fetch(_ request: Request, context: RelayRequestContext) async throws -> Response {

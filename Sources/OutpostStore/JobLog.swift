@@ -5,7 +5,7 @@ import OutpostCore
 /// A job of the relay (issue 12): a backup committed, a forward, a prune, a gc, a check, a restore or a rebuild,
 /// with when it ran, how it ended and what it moved.
 public struct Job: Sendable, Codable, Equatable {
-    public enum Kind: String, Sendable, Codable, CaseIterable { case backup, forward, prune, gc, check, verify, restore, rebuild }
+    public enum Kind: String, Sendable, Codable, CaseIterable { case backup, forward, prune, gc, check, verify, restore, rebuild, group }
     public enum State: String, Sendable, Codable, CaseIterable {
         case queued, running, completed, completedWithWarnings = "completed with warnings", failed, cancelled, missed
     }
@@ -27,6 +27,14 @@ public struct Job: Sendable, Codable, Equatable {
     /// What it did, or why it failed, in a line.
     public var detail: String?
     public var failedFiles: [FailedFile]
+    /// What started it: `schedule`, `now` (`relay backup-now`), `manual` (`outpost backup`); nil for the relay's own.
+    public var trigger: String?
+    /// The recovery point a backup committed (hex), once it did.
+    public var point: String?
+    /// A running or queued job not ended by then is failed by the relay (`JobLog.sweep`).
+    public var deadline: Date?
+    /// The last word from the agent running it (its start, a progress report).
+    public var reportedAt: Date?
 }
 
 /// The relay's job records, in the store's index (schema `v9`, the store's own so that every layer can write
@@ -53,6 +61,18 @@ public struct JobLog: Sendable {
                 failed_files TEXT NOT NULL DEFAULT '[]'
             );
             CREATE INDEX jobs_by_start ON jobs(started_at);
+            """)
+
+    /// Agents' jobs (issue 12): what started a job, the point a backup committed, the deadline after which the
+    /// relay fails it, and the agent's last report (a job whose agent went silent is failed sooner).
+    static let agentSchema = IndexMigration(
+        "v10",
+        sql: """
+            ALTER TABLE jobs ADD COLUMN trigger TEXT;
+            ALTER TABLE jobs ADD COLUMN point TEXT;
+            ALTER TABLE jobs ADD COLUMN deadline REAL;
+            ALTER TABLE jobs ADD COLUMN reported_at REAL;
+            CREATE INDEX jobs_open ON jobs(state) WHERE state IN ('queued', 'running');
             """)
 
     /// Records a job that starts now; returns its id.
@@ -133,23 +153,198 @@ public struct JobLog: Sendable {
         try? finish(id, .completed, bytes: bytes, detail: detail)
     }
 
+    /// A change of the relay's configuration (a protection group's), as a completed job, inside the change's own
+    /// transaction.
+    public static func recordChange(_ db: Database, _ detail: String, now: Date) throws {
+        try db.execute(
+            sql: "INSERT INTO jobs (kind, state, started_at, ended_at, detail) VALUES ('group', 'completed', ?, ?, ?)",
+            arguments: [now.timeIntervalSince1970, now.timeIntervalSince1970, detail])
+    }
+
+    // MARK: Agents' jobs
+
+    /// Queues a job for an agent (`relay backup-now`): it waits, `queued`, until the machine's agent claims it, and
+    /// fails at `deadline` if none does.
+    public func enqueue(_ kind: Job.Kind, machine: String, trigger: String, deadline: Date, now: Date = Date()) throws -> Int64 {
+        try index.write("queueing a job") { db in
+            try db.execute(
+                sql: "INSERT INTO jobs (kind, machine, state, started_at, trigger, deadline) VALUES (?, ?, 'queued', ?, ?, ?)",
+                arguments: [kind.rawValue, machine, now.timeIntervalSince1970, trigger, deadline.timeIntervalSince1970])
+            return db.lastInsertedRowID
+        }
+    }
+
+    /// Starts an agent's job: claims the queued job `queued` of the machine (now running), or records a new one.
+    /// A queued job already claimed, ended, or another machine's is refused (`.conflict`, `.notFound`).
+    public func begin(
+        _ kind: Job.Kind, machine: String, trigger: String, claiming queued: Int64?, deadline: Date, now: Date = Date()
+    ) throws -> Int64 {
+        try index.write("starting a job") { db in
+            let t = now.timeIntervalSince1970
+            if let queued {
+                guard let row = try Row.fetchOne(db, sql: "SELECT machine, state FROM jobs WHERE id = ?", arguments: [queued]),
+                    (row["machine"] as String?) == machine
+                else { throw StoreError(.notFound, "machine \(machine) has no job \(queued); ask for the plan again") }
+                guard (row["state"] as String) == Job.State.queued.rawValue else {
+                    throw StoreError(
+                        .conflict, "job \(queued) of machine \(machine) is \(row["state"] as String), not queued: it was claimed or ended already")
+                }
+                try db.execute(
+                    sql: "UPDATE jobs SET state = 'running', started_at = ?, reported_at = ?, deadline = ? WHERE id = ?",
+                    arguments: [t, t, deadline.timeIntervalSince1970, queued])
+                return queued
+            }
+            try db.execute(
+                sql: "INSERT INTO jobs (kind, machine, state, started_at, trigger, deadline, reported_at) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                arguments: [kind.rawValue, machine, t, trigger, deadline.timeIntervalSince1970, t])
+            return db.lastInsertedRowID
+        }
+    }
+
+    /// The machine's job `id` while it runs; an ended one, or another machine's, is refused.
+    private func running(_ db: Database, _ id: Int64, machine: String) throws {
+        guard let row = try Row.fetchOne(db, sql: "SELECT machine, state FROM jobs WHERE id = ?", arguments: [id]),
+            (row["machine"] as String?) == machine
+        else { throw StoreError(.notFound, "machine \(machine) has no job \(id)") }
+        let state: String = row["state"]
+        guard state == Job.State.running.rawValue else {
+            throw StoreError(.conflict, "job \(id) of machine \(machine) has ended (\(state)); a report after its end is not recorded")
+        }
+    }
+
+    /// An agent's progress report on its running job.
+    public func report(_ id: Int64, machine: String, bytes: Int64, files: Int, detail: String?, now: Date = Date()) throws {
+        try index.write("recording a job's progress") { db in
+            try running(db, id, machine: machine)
+            try db.execute(
+                sql: "UPDATE jobs SET bytes = ?, files = ?, detail = COALESCE(?, detail), reported_at = ? WHERE id = ?",
+                arguments: [bytes, files, detail, now.timeIntervalSince1970, id])
+        }
+    }
+
+    /// The recovery point a running backup job committed (the commit names its job).
+    public func attach(point: String, to id: Int64, machine: String) throws -> Bool {
+        try index.write("recording a job's point") { db in
+            guard (try? running(db, id, machine: machine)) != nil else { return false }
+            try db.execute(sql: "UPDATE jobs SET point = ? WHERE id = ?", arguments: [point, id])
+            return true
+        }
+    }
+
+    /// An agent's report of how its job ended; only a running job of that machine ends, once.
+    public func end(
+        _ id: Int64, machine: String, _ state: Job.State, bytes: Int64, files: Int, detail: String?, failedFiles: [Job.FailedFile],
+        now: Date = Date()
+    ) throws {
+        guard ![.queued, .running].contains(state) else {
+            throw StoreError(.invalid, "a job ends completed, completed with warnings, failed or cancelled, not \(state.rawValue)")
+        }
+        let failures = String(decoding: try JSONEncoder().encode(failedFiles), as: UTF8.self)
+        try index.write("recording how a job ended") { db in
+            try running(db, id, machine: machine)
+            try db.execute(
+                sql:
+                    "UPDATE jobs SET state = ?, ended_at = ?, bytes = ?, files = ?, detail = ?, failed_files = ?, reported_at = ? WHERE id = ?",
+                arguments: [state.rawValue, now.timeIntervalSince1970, bytes, files, detail, failures, now.timeIntervalSince1970, id])
+        }
+    }
+
+    /// Ends the agents' jobs that will not end by themselves, and returns them: queued ones no agent claimed by
+    /// their deadline, running ones past their deadline, and running ones whose agent has been silent for
+    /// `silence` (it died, or lost the relay). A backup that committed its point before its agent went silent
+    /// completed; the others failed, with the reason.
+    @discardableResult
+    public func sweep(now: Date = Date(), silence: TimeInterval) throws -> [Job] {
+        let t = now.timeIntervalSince1970
+        return try index.write("closing overdue jobs") { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM jobs WHERE state IN ('queued', 'running') AND deadline IS NOT NULL
+                    AND (deadline < ? OR (state = 'running' AND reported_at < ?))
+                    """, arguments: [t, t - silence])
+            var ended: [Job] = []
+            for row in rows {
+                var job = Self.job(row)
+                let machine = job.machine ?? "?"
+                if job.state == .queued {
+                    job.state = .failed
+                    job.detail = "no agent of machine \(machine) took this job before its deadline: is `outpost agent run` running there?"
+                } else if let point = job.point {
+                    job.state = .completed
+                    job.detail = "recovery point \(point.prefix(12)) committed; the agent of \(machine) stopped reporting afterwards"
+                } else if let deadline = job.deadline, deadline < now {
+                    job.state = .failed
+                    job.detail = "still running at its deadline (\(deadline.formatted(.iso8601))); the relay gave up on it"
+                } else {
+                    job.state = .failed
+                    job.detail = "the agent of \(machine) stopped reporting (killed, or it lost the relay)"
+                }
+                job.endedAt = now
+                try db.execute(
+                    sql: "UPDATE jobs SET state = ?, ended_at = ?, detail = ? WHERE id = ?", arguments: [job.state.rawValue, t, job.detail, job.id])
+                ended.append(job)
+            }
+            return ended
+        }
+    }
+
+    /// The latest ended run of each kind of job, per machine (missed, cancelled and configuration jobs left out):
+    /// what the alert check looks at.
+    public func latestEnded() throws -> [Job] {
+        try index.read("reading jobs") { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT *, MAX(ended_at) FROM jobs WHERE ended_at IS NOT NULL AND state NOT IN ('missed', 'cancelled') AND kind != 'group'
+                    GROUP BY kind, machine
+                    """
+            ).map(Self.job)
+        }
+    }
+
+    /// When each machine's last good backup (completed, with warnings or not) started.
+    public func lastGoodBackups() throws -> [String: Date] {
+        try index.read("reading backups") { db in
+            Dictionary(
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT machine, MAX(started_at) AS t FROM jobs WHERE kind = 'backup' AND machine IS NOT NULL
+                        AND state IN ('completed', 'completed with warnings') GROUP BY machine
+                        """
+                ).map { (($0["machine"] as String), Date(timeIntervalSince1970: $0["t"])) }, uniquingKeysWith: { a, _ in a })
+        }
+    }
+
+    /// The queued jobs of a machine, oldest first (its agent's plan lists them).
+    public func queued(machine: String) throws -> [Int64] {
+        try index.read("listing queued jobs") { db in
+            try Int64.fetchAll(
+                db, sql: "SELECT id FROM jobs WHERE state = 'queued' AND machine = ? ORDER BY id", arguments: [machine])
+        }
+    }
+
     /// Jobs left `running` by a process that died: failed, with the reason. Returns how many.
     @discardableResult
     public func markAbandoned(before: Date = Date()) throws -> Int {
         try index.write("closing abandoned jobs") { db in
             try db.execute(
                 sql:
-                    "UPDATE jobs SET state = 'failed', ended_at = ?, detail = 'the process running it ended before it did (killed, or the machine stopped)' WHERE state = 'running' AND started_at < ?",
+                    "UPDATE jobs SET state = 'failed', ended_at = ?, detail = 'the process running it ended before it did (killed, or the machine stopped)' WHERE state = 'running' AND deadline IS NULL AND started_at < ?",
                 arguments: [before.timeIntervalSince1970, before.timeIntervalSince1970])
             return db.changesCount
         }
     }
 
     /// Jobs, newest first, filtered.
-    public func list(machine: String? = nil, state: Job.State? = nil, since: Date? = nil, limit: Int = 1000) throws -> [Job] {
+    public func list(
+        machine: String? = nil, state: Job.State? = nil, kind: Job.Kind? = nil, since: Date? = nil, limit: Int = 1000
+    ) throws -> [Job] {
         var clauses: [String] = []
         var args: [(any DatabaseValueConvertible)?] = []
         if let machine { clauses.append("machine = ?"); args.append(machine) }
+        if let kind { clauses.append("kind = ?"); args.append(kind.rawValue) }
         if let state { clauses.append("state = ?"); args.append(state.rawValue) }
         if let since { clauses.append("started_at >= ?"); args.append(since.timeIntervalSince1970) }
         let filter = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
@@ -176,6 +371,8 @@ public struct JobLog: Sendable {
             state: Job.State(rawValue: row["state"]) ?? .failed, startedAt: Date(timeIntervalSince1970: row["started_at"]),
             endedAt: (row["ended_at"] as Double?).map(Date.init(timeIntervalSince1970:)), bytes: row["bytes"], files: row["files"],
             detail: row["detail"],
-            failedFiles: (try? JSONDecoder().decode([Job.FailedFile].self, from: Data((row["failed_files"] as String).utf8))) ?? [])
+            failedFiles: (try? JSONDecoder().decode([Job.FailedFile].self, from: Data((row["failed_files"] as String).utf8))) ?? [],
+            trigger: row["trigger"], point: row["point"], deadline: (row["deadline"] as Double?).map(Date.init(timeIntervalSince1970:)),
+            reportedAt: (row["reported_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
     }
 }

@@ -29,11 +29,21 @@ struct GroupOptions: ParsableArguments {
     @Option(name: .customLong("exclude"), help: "A glob to skip (repeatable; with edit, the whole new list).") var excludes: [String] = []
     @Option(help: "When to back up, e.g. `daily 21:00`, `mon-fri 22:30`, `every 4h`.") var schedule: String?
     @OptionGroup var retention: RetentionValues
+    @Option(
+        help: ArgumentHelp(
+            "A command each agent runs before each backup (`/bin/sh -c`; e.g. a database dump); a failure fails the job. Runs only on machines whose client.toml allows it (`allowed_hooks`). \"\" removes it.",
+            valueName: "command"))
+    var preHook: String?
+    @Option(help: ArgumentHelp("A command each agent runs after each backup, whatever its outcome. \"\" removes it.", valueName: "command"))
+    var postHook: String?
+    @Option(help: ArgumentHelp("Seconds a hook may run before it is killed and fails (default 600).", valueName: "seconds"))
+    var hookTimeout: Int?
 
     func changes(editing: Bool, clearRetention: Bool = false) -> ProtectionGroups.Changes {
         ProtectionGroups.Changes(
             machines: editing && machines.isEmpty ? nil : machines, paths: editing && paths.isEmpty ? nil : paths,
-            excludes: editing && excludes.isEmpty ? nil : excludes, schedule: schedule, retention: retention.policy, clearRetention: clearRetention)
+            excludes: editing && excludes.isEmpty ? nil : excludes, schedule: schedule, retention: retention.policy, clearRetention: clearRetention,
+            preHook: preHook, postHook: postHook, hookTimeout: hookTimeout)
     }
 }
 
@@ -46,6 +56,7 @@ func describe(_ g: ProtectionGroup) -> [String] {
         "  paths: \(g.paths.joined(separator: ", "))",
         "  excludes: \(g.excludes.isEmpty ? "-" : g.excludes.joined(separator: ", "))",
         "  retention: \(r.isEmpty ? "- (the machines' own values, the relay's default, relay.toml)" : r.joined(separator: ", "))",
+        "  hooks: before \(g.preHook.map(Terminal.quoted) ?? "-"), after \(g.postHook.map(Terminal.quoted) ?? "-"), time-out \(g.hookTimeout) s",
     ]
 }
 

@@ -7,5 +7,6 @@ import OutpostStore
 /// docs/format.md §9, a local one included, as it always has.
 func registerIndexMigrations() {
     StoreIndex.registerMigrations(
-        MachineCatalog.migrations + ForwardingLedger.migrations + RetentionSettings.migrations + ProtectionGroups.migrations)
+        MachineCatalog.migrations + ForwardingLedger.migrations + RetentionSettings.migrations + ProtectionGroups.migrations
+            + AlertBook.migrations)
 }

@@ -60,7 +60,57 @@ extension RelayCommand {
             let job = try JobLog(store: try Store.open(at: dir.storePath, purpose: "`outpost relay job`")).job(id)
             if json { try printJSON(job); return }
             print(Jobs.line(job))
-            for f in job.failedFiles { print("  failed: \(f.path): \(f.reason)") }
+            if let t = job.trigger { print("  trigger: \(t)") }
+            if let p = job.point { print("  recovery point: \(p)") }
+            if let d = job.deadline, job.endedAt == nil { print("  deadline: \(d.formatted(.iso8601))") }
+            for f in job.failedFiles { print("  failed: \(Terminal.escaped(f.path)): \(Terminal.escaped(f.reason))") }
+        }
+    }
+
+    /// `outpost relay backup-now` (issue 12): a backup job queued for the machine's agent.
+    struct BackupNow: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "backup-now",
+            abstract: "Ask a machine's agent to back up at once (its group's paths and hooks).",
+            discussion: """
+                The job waits, queued, until the machine's agent takes it (within seconds when the agent runs; it fails after                 [jobs] backup_now_minutes if none does). With --wait, the command follows the job to its end. Exit 0: queued                 (with --wait: completed); 3: completed with warnings; 14: unknown machine; 20: the job failed or was                 cancelled; 21: --wait ran out first (the job goes on).
+                """)
+        @OptionGroup var relay: RelayOptions
+        @Option(help: "The machine to back up.") var machine: String
+        @Flag(help: "Wait for the job to end, and exit with its outcome.") var wait = false
+        @Option(help: ArgumentHelp("With --wait: give up waiting after this many seconds (default 3600).", valueName: "seconds")) var timeout = 3600
+
+        func run() async throws {
+            let dir = relay.directory
+            try dir.requireRelay()
+            let store = try Store.open(at: dir.storePath, purpose: "`outpost relay backup-now`")
+            let minutes = try dir.configuration().jobs.backupNowMinutes
+            let id = try AgentDesk(store: store).backupNow(machine: machine, claimWithin: Double(minutes) * 60)
+            print("job \(id): backup of \(machine) queued for its agent")
+            guard wait else { return }
+            let log = JobLog(store: store)
+            let until = ContinuousClock.now + .seconds(timeout)
+            var shown = Job.State.queued
+            while ContinuousClock.now < until {
+                let job = try log.job(id)
+                if job.state != shown {
+                    shown = job.state
+                    print("job \(id): \(job.state.rawValue)")
+                }
+                switch job.state {
+                case .queued, .running: try await Task.sleep(for: .milliseconds(500))
+                case .completed:
+                    print(Jobs.line(job))
+                    return
+                case .completedWithWarnings:
+                    print(Jobs.line(job))
+                    throw CommandExit(code: .partialBackup)
+                case .failed, .cancelled, .missed:
+                    print(Jobs.line(job))
+                    throw OutpostError(.remote, "job \(id) (backup of \(machine)) \(job.state.rawValue): \(job.detail ?? "no reason recorded")")
+                }
+            }
+            throw OutpostError(.unreachable, "job \(id) has not ended after \(timeout) s; it goes on: follow it with `outpost relay job \(id)`")
         }
     }
 }

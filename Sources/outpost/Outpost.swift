@@ -17,7 +17,7 @@ struct Outpost: AsyncParsableCommand {
         version: OutpostVersion.string,
         subcommands: [
             StoreCommand.self, BackupCommand.self, PointsCommand.self, LsCommand.self, FindCommand.self, RestoreCommand.self,
-            CheckCommand.self, ForgetCommand.self, RelayCommand.self, EnrollCommand.self, VaultCommand.self,
+            CheckCommand.self, ForgetCommand.self, RelayCommand.self, EnrollCommand.self, VaultCommand.self, AgentCommand.self,
         ]
     )
 
@@ -33,7 +33,7 @@ struct Outpost: AsyncParsableCommand {
         do {
             var command = try parseAsRoot()
             // Servers stop gracefully on SIGINT/SIGTERM by themselves; every other command says what was kept.
-            if !(command is RelayCommand.Serve) && !(command is VaultCommand.Serve) {
+            if !(command is RelayCommand.Serve) && !(command is VaultCommand.Serve) && !(command is AgentCommand.Run) {
                 InterruptHandling.install(command: type(of: command).configuration.commandName ?? "command")
             }
             if var async = command as? any AsyncParsableCommand {

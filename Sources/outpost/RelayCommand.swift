@@ -23,7 +23,7 @@ struct RelayCommand: AsyncParsableCommand {
         subcommands: [
             Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self,
             Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self, Rebuild.self, GC.self, Retention.self, Prune.self,
-            Points.self, Restore.self, Group.self, Jobs.self, JobDetail.self,
+            Points.self, Restore.self, Group.self, Jobs.self, JobDetail.self, BackupNow.self, Alerts.self,
         ]
     )
 
@@ -112,8 +112,19 @@ struct RelayCommand: AsyncParsableCommand {
                         return plan
                     }
                 })
+            // Alerts (issue 12): the relay's own checks, and the forwarder's (lag, vault reachability).
+            let clock = WallClock.fromEnvironment()
+            if clock.isShifted { logger.warning("the clock is a test's (OUTPOST_TEST_CLOCK_FILE is set)") }
+            let dispatcher = try AlertDispatcher(store: store, settings: settings.alerts, relayName: ProcessInfo.processInfo.hostName, logger: logger)
+            services.append(
+                AlertMonitor(
+                    store: store, settings: settings.alerts, jobs: settings.jobs, clock: clock, logger: logger, dispatcher: dispatcher,
+                    providedKinds: [.forwardingLag, .vaultUnreachable],
+                    providers: vaultForwarder.map { f in forwarderAlerts(f, dir: dir, store: store, lagHours: settings.alerts.forwardingLagHours) }
+                        ?? []))
             let notify = forwarding
-            let service = Relay(store: store, configuration: settings, logger: logger, tier2: tier2, committed: { notify?.pointCommitted() })
+            let service = Relay(
+                store: store, configuration: settings, logger: logger, tier2: tier2, committed: { notify?.pointCommitted() }, clock: clock)
             let portFile = self.portFile
             let scheme = insecureHttp ? "http" : "https"
             let scope = settings.dedupScope.rawValue
@@ -121,8 +132,38 @@ struct RelayCommand: AsyncParsableCommand {
                 printErr("relay listening on \(scheme)://\(host):\(bound) (dedup scope: \(scope))")
                 if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
             }
-            do { try await server.run() } catch { throw listenFailure(error, host: host, port: port, setting: "listen in relay.toml") }
+            do { try await server.run() } catch {
+                await dispatcher.shutdown()
+                throw listenFailure(error, host: host, port: port, setting: "listen in relay.toml")
+            }
+            await dispatcher.shutdown()
         }
+    }
+
+    /// The forwarder's alert conditions: points waiting too long to be forwarded, and a vault that cannot be reached.
+    static func forwarderAlerts(_ f: Forwarder, dir: RelayDataDirectory, store: Store, lagHours: Int) -> [@Sendable (Date) async -> [AlertCondition]]
+    {
+        [
+            { now in
+                guard let states = try? forwardingStates(dir, store), let points = try? store.index.points(machine: nil) else { return [] }
+                let waiting = points.filter { p in !["forwarded", "expired"].contains(states[p.id] ?? "pending") }
+                guard let oldest = waiting.map(\.point.finishedAt).min(), now.timeIntervalSince(oldest) > Double(lagHours) * 3600 else { return [] }
+                return [
+                    AlertCondition(
+                        .forwardingLag, "vault",
+                        "\(waiting.count) recovery points wait to be forwarded to the vault; the oldest finished \(oldest.formatted(.iso8601)), more than [alerts] forwarding_lag_hours \(lagHours) h ago: see `outpost relay forwarding`"
+                    )
+                ]
+            },
+            { _ in
+                do {
+                    _ = try await f.vault.list(prefix: "verifier")
+                    return []
+                } catch {
+                    return [AlertCondition(.vaultUnreachable, "vault", "the vault cannot be reached: \(error)")]
+                }
+            },
+        ]
     }
 
     struct AddMachine: AsyncParsableCommand {

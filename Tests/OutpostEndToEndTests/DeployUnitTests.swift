@@ -39,3 +39,19 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: Self.deploy + "/outpost-relay-maintenance.timer"))
     }
 }
+
+extension DeployUnitTests {
+    /// The agent reads what it protects through CAP_DAC_READ_SEARCH as its own user, never as root, and is not
+    /// restarted when the relay refused its credential (issue 12).
+    @Test func theAgentRunsAsItsOwnUserWithReadAccessOnly() throws {
+        let lines = try unit("outpost-agent.service")
+        for setting in [
+            "User=outpost-agent", "AmbientCapabilities=CAP_DAC_READ_SEARCH", "CapabilityBoundingSet=CAP_DAC_READ_SEARCH", "NoNewPrivileges=true",
+            "ProtectSystem=strict", "PrivateTmp=true", "Restart=on-failure", "RestartPreventExitStatus=19", "StateDirectory=outpost-agent",
+        ] {
+            #expect(lines.contains(setting), "\(setting)")
+        }
+        #expect(lines.contains { $0.hasPrefix("ExecStart=") && $0.contains("agent run") })
+        #expect(!lines.contains("User=root"))
+    }
+}

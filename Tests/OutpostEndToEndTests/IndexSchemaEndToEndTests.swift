@@ -27,13 +27,51 @@ import Testing
                     }
                 )
             }
-            #expect(migrations == ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"], "\(path)")
+            #expect(migrations == ["v1", "v10", "v11", "v12", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"], "\(path)")
             #expect(schema == Self.schema, "\(path)")
         }
     }
 
     /// sqlite_master of a store made by the binary before this test was written (by name).
     static let schema = [
+        """
+        table agents: CREATE TABLE agents (
+            machine TEXT PRIMARY KEY,
+            last_seen REAL NOT NULL,
+            version TEXT NOT NULL,
+            time_zone TEXT NOT NULL,
+            hostname TEXT NOT NULL
+        ) WITHOUT ROWID
+        """,
+        """
+        table alert_deliveries: CREATE TABLE alert_deliveries (
+            id INTEGER PRIMARY KEY,
+            alert INTEGER NOT NULL REFERENCES alerts(id),
+            event TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL,
+            delivered_at REAL,
+            last_error TEXT
+        )
+        """,
+        """
+        index alert_deliveries_pending: CREATE INDEX alert_deliveries_pending ON alert_deliveries(next_at) WHERE state = 'pending'
+        """,
+        """
+        table alerts: CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            message TEXT NOT NULL,
+            opened_at REAL NOT NULL,
+            cleared_at REAL
+        )
+        """,
+        """
+        index alerts_open: CREATE UNIQUE INDEX alerts_open ON alerts(kind, subject) WHERE cleared_at IS NULL
+        """,
         """
         table blobs: CREATE TABLE blobs (
             id BLOB PRIMARY KEY,
@@ -89,7 +127,7 @@ import Testing
         table group_members: CREATE TABLE group_members (
             machine TEXT PRIMARY KEY,
             group_name TEXT NOT NULL REFERENCES protection_groups(name)
-        ) WITHOUT ROWID
+        , joined_at REAL NOT NULL DEFAULT 0) WITHOUT ROWID
         """,
         """
         table jobs: CREATE TABLE jobs (
@@ -103,10 +141,13 @@ import Testing
             files INTEGER NOT NULL DEFAULT 0,
             detail TEXT,
             failed_files TEXT NOT NULL DEFAULT '[]'
-        )
+        , trigger TEXT, point TEXT, deadline REAL, reported_at REAL)
         """,
         """
         index jobs_by_start: CREATE INDEX jobs_by_start ON jobs(started_at)
+        """,
+        """
+        index jobs_open: CREATE INDEX jobs_open ON jobs(state) WHERE state IN ('queued', 'running')
         """,
         """
         table machine_blobs: CREATE TABLE machine_blobs (
@@ -141,7 +182,7 @@ import Testing
             excludes TEXT NOT NULL,
             created_at REAL NOT NULL,
             updated_at REAL NOT NULL
-        )
+        , pre_hook TEXT, post_hook TEXT, hook_timeout INTEGER NOT NULL DEFAULT 600)
         """,
         """
         table pruned_points: CREATE TABLE pruned_points (

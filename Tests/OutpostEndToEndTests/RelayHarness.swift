@@ -34,11 +34,12 @@ final class RelayHarness {
     var url: String { "https://127.0.0.1:\(port)" }
 
     /// Starts the server (on `port`, or a free port the first time) and waits until it listens.
-    func start(extra: [String] = []) throws {
+    func start(extra: [String] = [], environment: [String: String] = [:]) throws {
         let portFile = scratch.sub("port-\(UUID().uuidString.prefix(6))")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: CLI.binary)
         p.arguments = ["relay", "serve", "--data", data, "--listen", "127.0.0.1:\(port)", "--port-file", portFile] + extra
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, b in b } }
         FileManager.default.createFile(atPath: stderrPath, contents: nil)
         p.standardError = FileHandle(forWritingAtPath: stderrPath)
         p.standardOutput = FileHandle.nullDevice
