@@ -251,7 +251,7 @@ public struct JobLog: Sendable {
 
     /// Ends the agents' jobs that will not end by themselves, and returns them: queued ones no agent claimed by
     /// their deadline, running ones past their deadline, and running ones whose agent has been silent for
-    /// `silence` (it died, or lost the relay). A backup that committed its point before its agent went silent
+    /// `silence` (it died, or lost the relay; an agent reports every 30 s, `outpost backup` run by hand does not). A backup that committed its point before its agent went silent
     /// completed; the others failed, with the reason.
     @discardableResult
     public func sweep(now: Date = Date(), silence: TimeInterval) throws -> [Job] {
@@ -261,7 +261,7 @@ public struct JobLog: Sendable {
                 db,
                 sql: """
                     SELECT * FROM jobs WHERE state IN ('queued', 'running') AND deadline IS NOT NULL
-                    AND (deadline < ? OR (state = 'running' AND reported_at < ?))
+                    AND (deadline < ? OR (state = 'running' AND trigger IN ('schedule', 'now') AND reported_at < ?))
                     """, arguments: [t, t - silence])
             var ended: [Job] = []
             for row in rows {

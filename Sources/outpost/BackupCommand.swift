@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import OutpostArchive
+import OutpostClient
 import OutpostCore
+import OutpostHTTP
 import OutpostStore
 import Synchronization
 
@@ -72,6 +74,13 @@ struct BackupCommand: AsyncParsableCommand {
         if access.remoteMachine != nil { options.workers = ProcessInfo.processInfo.activeProcessorCount * 3 }
         if let workers { options.workers = workers }
         options.keepUntil = keepUntil
+        // To a relay, the backup is a job of the relay's (trigger `manual`) that ends with the files that failed; a
+        // relay without agent routes records the commit alone, as before.
+        var job: Int64?
+        if case .remote(let r) = access {
+            job = try? await r.client.startJob(trigger: "manual", claim: nil)
+            if let job { r.job.store(job, ordering: .relaxed) }
+        }
         let archiver = Archiver(repository: access.repository, options: options)
         let ticker = ProgressTicker { [archiver] elapsed in
             let files = archiver.progress.files.load(ordering: .relaxed)
@@ -86,7 +95,22 @@ struct BackupCommand: AsyncParsableCommand {
         } catch {
             ticker.stop()
             if case .local(let store) = access { store.discardOpenPack() }
+            if case .remote(let r) = access, let job {
+                try? await r.client.reportJob(job, AgentAPI.JobReport(state: "failed", bytes: 0, files: 0, detail: "the backup failed: \(error)"))
+            }
             throw error
+        }
+        if case .remote(let r) = access, let job {
+            let s = result.point.point.summary
+            let failures = result.failures.prefix(AgentAPI.maxFailedFiles).map { AgentAPI.FailedFile(path: $0.path, reason: $0.reason) }
+            try? await r.client.reportJob(
+                job,
+                AgentAPI.JobReport(
+                    state: failures.isEmpty ? "completed" : "completed with warnings", bytes: s.bytesRead,
+                    files: s.filesNew + s.filesChanged + s.filesUnchanged,
+                    detail: "recovery point \(result.point.id.shortHex)"
+                        + (failures.isEmpty ? "" : "; \(result.failures.count) entries could not be backed up"),
+                    failedFiles: Array(failures)))
         }
         try report(result, machine: name)
         if let keepUntil {

@@ -352,6 +352,9 @@ import Testing
 final class Helper {
     let process = Process()
     let ready: [String: Any]
+    /// Held open while the helper should run: the SMTP server stops when its standard input ends, so that it dies
+    /// with a test process that crashed.
+    let input = Pipe()
 
     init(_ command: [String]) throws {
         process.executableURL = URL(fileURLWithPath: command[0])
@@ -359,6 +362,7 @@ final class Helper {
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
+        process.standardInput = input
         try process.run()
         var line = Data()
         while true {
@@ -373,6 +377,7 @@ final class Helper {
     }
 
     func stop() {
+        try? input.fileHandleForWriting.close()
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()

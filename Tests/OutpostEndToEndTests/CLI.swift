@@ -1,6 +1,11 @@
 import Foundation
 import Testing
 
+// stat's fields come through CoreFoundation's headers once NIO is in the test target's graph.
+#if canImport(CoreFoundation)
+    import CoreFoundation
+#endif
+
 #if canImport(Glibc)
     // Hummingbird, which OutpostHTTP brings into this target, makes CDispatch the module that declares `stat`.
     import CDispatch
