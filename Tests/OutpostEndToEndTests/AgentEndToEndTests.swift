@@ -37,6 +37,10 @@ import Testing
             relay.kill9()
         }
 
+        func restartRelay() throws {
+            try relay.start(environment: ["OUTPOST_TEST_CLOCK_FILE": clockFile, "TZ": "UTC"])
+        }
+
         /// Moves every process's clock `seconds` ahead of the real one.
         func shiftClock(to seconds: Double) throws {
             try String(seconds).write(toFile: clockFile, atomically: true, encoding: .utf8)
@@ -155,6 +159,27 @@ import Testing
         #expect(points.status == 0)
         #expect(points.stdout.split(separator: "\n").count >= 2)
         // A stopped agent reports a clean stop.
+        #expect(site.stopAgent("pc1") == 0)
+    }
+
+    @Test func slotsThatPassedWhileTheRelayWasDownRunOnceWhenItComesBack() throws {
+        let site = try Site()
+        let r = site.relay
+        _ = try site.enroll("pc1")
+        let d = site.data("pc1")
+        #expect(
+            try CLI.run(["relay", "group", "create", "--data", r.data, "g", "--machine", "pc1", "--path", d, "--schedule", "every 15m"]).status == 0)
+        try site.startAgent("pc1")
+        try Self.eventually(30, "the agent's first plan") { site.agentLog("pc1").contains("plan received") }
+        #expect(r.stop() == 0)
+        // Three slots pass with the relay down: the agent keeps its plan and waits for the relay.
+        try site.shiftClock(to: Self.secondsToNextQuarter() + 2 * 900)
+        try Self.eventually(60, "the agent finding the relay down") { site.agentLog("pc1").contains("the backup waits for it") }
+        try site.restartRelay()
+        func scheduled() throws -> [[String: Any]] { try site.jobs().filter { $0["trigger"] as? String == "schedule" } }
+        try Self.eventually(90, "the backup of the slots passed") { try scheduled().contains { $0["state"] as? String == "completed" } }
+        #expect(try scheduled().count == 1, "\(site.agentLog("pc1"))")
+        #expect(try site.jobs(["--state", "running"]).isEmpty)
         #expect(site.stopAgent("pc1") == 0)
     }
 
