@@ -74,6 +74,17 @@ let package = Package(
         // The vault's object storage: the ObjectStore protocol, a durable file-system implementation (the
         // embedded default), an in-memory one for tests, and the geo-redundant (GRS) replicating decorator.
         .target(name: "OutpostObjects", dependencies: ["OutpostCore"], swiftSettings: strict),
+        // The vault's ObjectStore on S3 (Ceph RGW, MinIO, AWS): SigV4, multipart, retries, over AsyncHTTPClient.
+        .target(
+            name: "OutpostS3",
+            dependencies: [
+                "OutpostCore", "OutpostObjects",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ], swiftSettings: strict),
         // TLS material: self-signed certificates made at init, fingerprints, pinning. Shared by relay and client.
         .target(
             name: "OutpostTLS",
@@ -131,7 +142,7 @@ let package = Package(
         .target(
             name: "OutpostVault",
             dependencies: [
-                "OutpostCore", "OutpostObjects", "OutpostTLS", "OutpostHTTP",
+                "OutpostCore", "OutpostObjects", "OutpostS3", "OutpostTLS", "OutpostHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -226,6 +237,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
         .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostObjects"], swiftSettings: strict),
+        // A single-node Ceph cluster around a test suite (Deploy/ceph.sh), for the S3 and end-to-end tests.
+        .target(name: "OutpostCephTestSupport", dependencies: ["OutpostS3"], path: "Tests/OutpostCephTestSupport", swiftSettings: strict),
+        // SigV4 vectors, and the ObjectStore conformance suite on memory, files and a real Ceph RGW (Deploy/ceph.sh).
+        .testTarget(
+            name: "OutpostS3Tests",
+            dependencies: [
+                "OutpostCore", "OutpostObjects", "OutpostS3", "OutpostCephTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ], swiftSettings: strict),
         .testTarget(
             name: "OutpostStoreTests", dependencies: ["OutpostCore", "OutpostStore", "OutpostArchive", "COutpostSystem", "OutpostTestSupport"],
             swiftSettings: strict),
@@ -237,7 +258,7 @@ let package = Package(
             name: "OutpostEndToEndTests",
             dependencies: [
                 "OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS", "OutpostForwarder", "OutpostStore",
-                "OutpostRelay", .product(name: "GRDB", package: "GRDB.swift"),
+                "OutpostRelay", "OutpostS3", "OutpostCephTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
