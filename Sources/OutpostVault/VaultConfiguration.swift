@@ -1,6 +1,7 @@
 import Foundation
 import OutpostCore
 import OutpostObjects
+import OutpostS3
 
 #if canImport(Glibc)
     import Glibc
@@ -8,6 +9,9 @@ import OutpostObjects
 
 /// Storage replication, as in Azure: GRS keeps a second, independent copy set; LRS one.
 public enum Replication: String, Codable, Sendable { case grs, lrs }
+
+/// Where the vault keeps its objects: files under the data directory (the default) or an S3 bucket.
+public enum VaultStorage: String, Codable, Sendable { case filesystem, s3 }
 
 /// The vault's settings and identity: `DATA/vault.json`.
 public struct VaultConfiguration: Codable, Sendable, Equatable {
@@ -25,6 +29,11 @@ public struct VaultConfiguration: Codable, Sendable, Equatable {
     /// Days a removed relay's container and deleted objects are kept before purging (at least 14).
     public var softDeleteDays = 14
     public var maxRelays = 50
+    /// Absent (vault.json written before S3 storage) means filesystem.
+    public var storage: VaultStorage?
+    /// The bucket with `storage` s3, and the second one GRS writes to (a second endpoint in production).
+    public var s3: S3Location?
+    public var secondaryS3: S3Location?
 
     public init(id: String, name: String, url: String, replication: Replication, secondary: String?) {
         self.id = id; self.name = name; self.url = url; self.replication = replication; self.secondary = secondary
@@ -64,12 +73,42 @@ public struct VaultDataDirectory: Sendable {
         try writeAtomically(Array(try e.encode(settings)), to: settingsPath)
     }
 
-    /// The object store per the settings: one copy set, or primary + secondary for GRS.
+    /// The object store per the settings: one copy set, or primary + secondary for GRS. Opening an S3 store
+    /// sends nothing (`prepareStorage` checks the service); its credentials are read now.
     public func objectStore(_ s: VaultConfiguration) throws -> any ObjectStore {
+        let stores = try s3Stores(s)
+        if let primary = stores.first {
+            guard s.replication == .grs else { return primary }
+            return ReplicatedObjectStore(primary: primary, secondary: stores[1])
+        }
         let primary = try FileObjectStore(root: objectsPath)
         guard s.replication == .grs else { return primary }
         let secondary = try FileObjectStore(root: s.secondary ?? (root + "/secondary"))
         return ReplicatedObjectStore(primary: primary, secondary: secondary)
+    }
+
+    /// Makes the storage ready (`vault init`): the directories, or, on S3, each bucket, created when missing. On S3
+    /// this is the check that the endpoint answers and takes the credentials, before anything else is written.
+    public func prepareStorage(_ s: VaultConfiguration) throws {
+        let stores = try s3Stores(s)
+        if stores.isEmpty { _ = try objectStore(s) }
+        for store in stores { try store.ensureBucket() }
+    }
+
+    /// The S3 stores of an S3 vault, primary first (and the secondary with GRS); none for a filesystem vault.
+    private func s3Stores(_ s: VaultConfiguration) throws -> [S3ObjectStore] {
+        guard s.storage == .s3 else { return [] }
+        guard let primary = s.s3 else {
+            throw VaultError(.notAVault, "\(settingsPath) says storage s3 but has no s3 bucket; it is damaged: restore it or create the vault again")
+        }
+        guard s.replication == .grs else { return [try S3ObjectStore(location: primary)] }
+        guard let secondary = s.secondaryS3 else {
+            throw VaultError(
+                .config,
+                "\(settingsPath): GRS on S3 needs a second bucket (secondaryS3); create the vault with --secondary-s3-endpoint and --secondary-s3-bucket"
+            )
+        }
+        return [try S3ObjectStore(location: primary), try S3ObjectStore(location: secondary)]
     }
 
     /// True when any relay's container holds an object (replication can no longer change).

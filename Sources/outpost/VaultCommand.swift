@@ -4,6 +4,7 @@ import Logging
 import OutpostCore
 import OutpostHTTP
 import OutpostObjects
+import OutpostS3
 import OutpostTLS
 import OutpostVault
 
@@ -20,60 +21,175 @@ struct VaultCommand: AsyncParsableCommand {
     )
 
     struct Init: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a vault: settings, self-signed certificate, object storage.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create a vault: settings, self-signed certificate, object storage.",
+            discussion: """
+                Objects live under DATA/objects (--storage filesystem, the default) or in an S3 bucket (--storage s3: Ceph \
+                RGW, MinIO, AWS S3), created when missing. The S3 key comes from --s3-credentials FILE (the [default] \
+                profile of an AWS credentials file, mode 0600) or from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, never \
+                from the command line; `vault serve` reads it the same way. GRS on S3 writes a second bucket \
+                (--secondary-s3-endpoint, --secondary-s3-bucket). Exit 0: created. Exit 10: DATA already holds a vault. \
+                Exit 19: the S3 service refused the key. Exit 20: the S3 endpoint cannot be reached. Exit 64: bad options.
+                """)
         @OptionGroup var vault: VaultOptions
         @Option(help: "The vault's name.") var name: String
         @Option(help: "The address relays use, https://HOST:PORT (serve listens on its port unless told otherwise).") var url: String
-        @Option(help: "grs (a second, independent copy set; the default) or lrs (one).") var replication: String = "grs"
-        @Option(help: "Where GRS keeps its second copy set (default: DATA/secondary; use another disk).") var secondary: String?
+        @Option(help: "grs (a second, independent copy set) or lrs (one). Default grs; with --storage s3, grs only with a secondary bucket.")
+        var replication: String?
+        @Option(help: "Where GRS keeps its second copy set on the filesystem (default: DATA/secondary; use another disk).") var secondary: String?
+        @Option(help: "filesystem (DATA/objects, the default) or s3 (a bucket on an S3 service).") var storage: String = "filesystem"
+        @Option(help: ArgumentHelp("The S3 service, such as http://127.0.0.1:7480.", valueName: "url")) var s3Endpoint: String?
+        @Option(help: ArgumentHelp("The bucket (created if missing).", valueName: "bucket")) var s3Bucket: String?
+        @Option(help: ArgumentHelp("The bucket's region.", valueName: "region")) var s3Region = "us-east-1"
+        @Option(help: "path (http://HOST/BUCKET: Ceph, MinIO) or virtual (http://BUCKET.HOST: AWS).") var s3Addressing = "path"
+        @Option(help: ArgumentHelp("The S3 key file (default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).", valueName: "file"))
+        var s3Credentials: String?
+        @Option(help: ArgumentHelp("GRS on S3: the second S3 service.", valueName: "url")) var secondaryS3Endpoint: String?
+        @Option(help: ArgumentHelp("GRS on S3: the second bucket (created if missing).", valueName: "bucket")) var secondaryS3Bucket: String?
+        @Option(help: ArgumentHelp("GRS on S3: the second bucket's region (default: --s3-region).", valueName: "region")) var secondaryS3Region:
+            String?
+        @Option(help: ArgumentHelp("GRS on S3: the second service's key file (default: as the first).", valueName: "file"))
+        var secondaryS3Credentials: String?
+
+        /// The storage settings the options describe, checked (usage errors, exit 64).
+        func storageSettings() throws -> (VaultStorage, Replication, S3Location?, S3Location?) {
+            guard let kind = VaultStorage(rawValue: storage) else { throw ValidationError("--storage must be filesystem or s3") }
+            let s3Options = [s3Endpoint, s3Bucket, s3Credentials, secondaryS3Endpoint, secondaryS3Bucket, secondaryS3Region, secondaryS3Credentials]
+            guard kind == .s3 else {
+                if s3Options.contains(where: { $0 != nil }) { throw ValidationError("the --s3-… and --secondary-s3-… options need --storage s3") }
+                guard let repl = Replication(rawValue: replication ?? "grs") else { throw ValidationError("--replication must be grs or lrs") }
+                return (kind, repl, nil, nil)
+            }
+            guard let endpoint = s3Endpoint, let bucket = s3Bucket else {
+                throw ValidationError("--storage s3 needs --s3-endpoint URL and --s3-bucket BUCKET")
+            }
+            guard let addressing = S3Addressing(rawValue: s3Addressing) else { throw ValidationError("--s3-addressing must be path or virtual") }
+            if secondary != nil {
+                throw ValidationError(
+                    "--secondary is a directory for filesystem storage; on S3 give --secondary-s3-endpoint and --secondary-s3-bucket")
+            }
+            let hasSecondary = secondaryS3Endpoint != nil || secondaryS3Bucket != nil
+            guard let repl = Replication(rawValue: replication ?? (hasSecondary ? "grs" : "lrs")) else {
+                throw ValidationError("--replication must be grs or lrs")
+            }
+            let primary = S3Location(
+                endpoint: endpoint, bucket: bucket, region: s3Region, addressing: addressing, credentialsFile: s3Credentials.map(Self.absolute))
+            try Self.check(primary)
+            guard repl == .grs else {
+                if hasSecondary { throw ValidationError("--secondary-s3-… options need --replication grs") }
+                return (kind, repl, primary, nil)
+            }
+            guard let secondEndpoint = secondaryS3Endpoint, let secondBucket = secondaryS3Bucket else {
+                throw ValidationError(
+                    "GRS on S3 writes a second bucket: give --secondary-s3-endpoint URL and --secondary-s3-bucket BUCKET, or --replication lrs")
+            }
+            let second = S3Location(
+                endpoint: secondEndpoint, bucket: secondBucket, region: secondaryS3Region ?? s3Region, addressing: addressing,
+                credentialsFile: (secondaryS3Credentials ?? s3Credentials).map(Self.absolute))
+            try Self.check(second)
+            if second.endpoint == primary.endpoint && second.bucket == primary.bucket {
+                throw ValidationError("the secondary bucket is the primary one: GRS needs a second, independent bucket")
+            }
+            return (kind, repl, primary, second)
+        }
+
+        static func absolute(_ path: String) -> String {
+            path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        }
+
+        /// A store for the location, opened only to check it (endpoint, bucket and region syntax).
+        static func check(_ location: S3Location) throws {
+            do {
+                _ = try S3ObjectStore(location: location, credentials: S3Credentials(accessKeyID: "-", secretAccessKey: "-"))
+            } catch let e as OutpostError where e.code == .usage {
+                throw ValidationError(e.message)
+            }
+        }
 
         func run() async throws {
-            guard let repl = Replication(rawValue: replication) else { throw ValidationError("--replication must be grs or lrs") }
+            let (kind, repl, s3, secondaryS3) = try storageSettings()
             guard url.hasPrefix("https://"), (try? RelayURL.port(url)) != nil else { throw ValidationError("--url must be https://HOST:PORT") }
             let dir = vault.directory
             if FileManager.default.fileExists(atPath: dir.settingsPath) { throw VaultError(.exists, "\(dir.root) already holds a vault") }
+            var settings = VaultConfiguration(id: RandomSecret.make(bytes: 8), name: name, url: url, replication: repl, secondary: secondary)
+            if kind == .s3 {
+                settings.storage = .s3
+                settings.s3 = s3
+                settings.secondaryS3 = secondaryS3
+            }
+            // Storage first: an S3 endpoint that cannot be reached, or refuses the key, leaves nothing behind.
+            try dir.prepareStorage(settings)
             try FileManager.default.createDirectory(
                 atPath: dir.root + "/tls", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             let host = URLComponents(string: url)?.host ?? "localhost"
             let identity = try TLSIdentity.selfSigned(commonName: "Outpost vault \(name)", hosts: [host, "localhost"])
             try DurableFile.writeSecret(Array(identity.certificatePEM.utf8), to: dir.certificatePath, mode: 0o644)
             try DurableFile.writeSecret(Array(identity.privateKeyPEM.utf8), to: dir.keyPath)
-            let settings = VaultConfiguration(id: RandomSecret.make(bytes: 8), name: name, url: url, replication: repl, secondary: secondary)
             try dir.save(settings)
-            _ = try dir.objectStore(settings)
-            printErr("created vault \(name) (\(repl.rawValue)) in \(dir.root); start it with `outpost vault serve --data \(dir.root)`")
+            // vault serve's settings, all commented out (Config/vault.toml); a file the administrator put there stays.
+            if !FileManager.default.fileExists(atPath: dir.root + "/vault.toml") {
+                try DurableFile.write(Array((VaultServeSettings.sample + "\n").utf8), to: dir.root + "/vault.toml", mode: 0o600)
+            }
+            let where_ = s3.map { " on S3 \($0)\(secondaryS3.map { " and \($0)" } ?? "")" } ?? ""
+            printErr("created vault \(name) (\(repl.rawValue))\(where_) in \(dir.root); start it with `outpost vault serve --data \(dir.root)`")
             printErr("certificate SHA-256 fingerprint:")
             print(try identity.fingerprint)
         }
     }
 
     struct Serve: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the vault until SIGTERM or SIGINT.")
+        static let configuration = CommandConfiguration(
+            abstract: "Run the vault until SIGTERM or SIGINT.",
+            discussion: """
+                Settings come from --config FILE, else DATA/vault.toml when it exists (Config/vault.toml is the sample), then \
+                from OUTPOST_VAULT_<KEY> environment variables (OUTPOST_VAULT_LISTEN, OUTPOST_VAULT_MAX_CONNECTIONS, …), \
+                then --listen. Exit 0: stopped by SIGTERM or SIGINT. Exit 10: DATA is not a vault. Exit 22: the address cannot be \
+                listened on. Exit 64: a bad option, setting or OUTPOST_VAULT_ variable (the message names it).
+                """)
         @OptionGroup var vault: VaultOptions
-        @Option(help: "HOST:PORT to listen on (default: 127.0.0.1 and the port of the vault's URL).") var listen: String?
+        @Option(help: "HOST:PORT to listen on (overrides vault.toml's listen; default: 127.0.0.1 and the port of the vault's URL).")
+        var listen: String?
+        @Option(help: ArgumentHelp("Settings file (default: DATA/vault.toml when it exists).", valueName: "file")) var config: String?
         @Option(help: ArgumentHelp("Write the port to this file once listening.", valueName: "file")) var portFile: String?
 
         func run() async throws {
             let dir = vault.directory
             let settings = try dir.settings()
+            let serve = try VaultServeSettings.load(
+                file: config, defaultFile: dir.root + "/vault.toml", environment: ProcessInfo.processInfo.environment)
             let (host, port): (String, Int)
-            if let listen {
-                guard let c = listen.lastIndex(of: ":"), let p = Int(listen[listen.index(after: c)...]) else {
-                    throw ValidationError("--listen must be HOST:PORT")
-                }
-                (host, port) = (String(listen[..<c]), p)
+            if let chosen = listen ?? serve.listen {
+                guard let hp = VaultServeSettings.split(chosen) else { throw ValidationError("--listen must be HOST:PORT") }
+                (host, port) = hp
             } else {
                 (host, port) = ("127.0.0.1", try RelayURL.port(settings.url))
             }
             var logger = Logger(label: "outpost.vault")
-            logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["OUTPOST_LOG_LEVEL"] ?? "") ?? .info
+            logger.logLevel = serve.logLevel
+            printErr(serve.summary)
             let portFile = self.portFile
-            let server = try VaultServer(directory: dir, host: host, port: port, logger: logger) { bound in
+            let server = try VaultServer(
+                directory: dir, host: host, port: port, logger: logger, limits: serve.limits, putBudget: serve.putBudgetBytes
+            ) {
+                bound in
                 printErr("vault \(settings.name) listening on https://\(host):\(bound)")
                 if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
             }
-            do { try await server.run() } catch { throw listenFailure(error, host: host, port: port, setting: "the port of the vault's url") }
+            // `/metrics` on a listener of its own when --metrics-listen is set (docs/metrics.md).
+            let metrics = try vaultMetricsServer(listen: metricsListen, tokenFile: metricsTokenFile, vault: server, logger: logger)
+            do { try await server.run(services: metrics.map { [$0] } ?? []) } catch {
+                throw listenFailure(error, host: host, port: port, setting: "listen in vault.toml")
+            }
         }
+
+        @Option(
+            help: ArgumentHelp(
+                "Serve Prometheus metrics at http://HOST:PORT/metrics, plain HTTP on a listener of its own (off unless set; off loopback only with --metrics-token-file).",
+                valueName: "host:port"))
+        var metricsListen: String?
+        @Option(help: ArgumentHelp("A file holding the bearer token metrics scrapers must send (at least 16 characters).", valueName: "file"))
+        var metricsTokenFile: String?
+        @OptionGroup var logging: LoggingOptions
     }
 
     struct Credentials: AsyncParsableCommand {
@@ -121,6 +237,10 @@ struct VaultCommand: AsyncParsableCommand {
                         .refused,
                         "the replication type cannot change once the vault holds backup items (as in Azure): create a new vault with --replication \(r) and register relays there"
                     )
+                }
+                if repl == .grs && s.storage == .s3 && s.secondaryS3 == nil {
+                    throw VaultError(
+                        .refused, "GRS on S3 needs a second bucket, which only `vault init --secondary-s3-endpoint … --secondary-s3-bucket …` sets")
                 }
                 s.replication = repl
             }

@@ -13,11 +13,13 @@ final class VaultHarness {
     private(set) var port = 0
     let logPath: String
 
-    init(_ scratch: Scratch, name: String = "vault", replication: String = "grs") throws {
+    /// `storage`: more `vault init` options, such as `--storage s3 …`.
+    init(_ scratch: Scratch, name: String = "vault", replication: String = "grs", storage: [String] = []) throws {
         self.scratch = scratch
         data = scratch.sub(name)
         logPath = scratch.sub("\(name).log")
-        let r = try CLI.run(["vault", "init", "--data", data, "--name", name, "--url", "https://127.0.0.1:1", "--replication", replication])
+        let r = try CLI.run(
+            ["vault", "init", "--data", data, "--name", name, "--url", "https://127.0.0.1:1", "--replication", replication] + storage)
         guard r.status == 0 else { throw HarnessError("vault init failed: \(r.stderr)") }
     }
 
