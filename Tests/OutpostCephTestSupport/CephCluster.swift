@@ -49,6 +49,7 @@ public struct CephCluster: Sendable {
         let r = await run("start", dir)
         guard r.status == 0, let env = try? String(contentsOfFile: dir + "/env", encoding: .utf8) else {
             _ = await run("stop", dir)
+            try? FileManager.default.removeItem(atPath: dir)
             throw CephError(
                 "Deploy/ceph.sh start failed (\(r.status)); the S3 tests need Ceph (`bash Deploy/install-deps.sh` installs it):\n\(r.stderr)")
         }
@@ -58,7 +59,7 @@ public struct CephCluster: Sendable {
             values[String(line[..<eq])] = String(line[line.index(after: eq)...])
         }
         guard let endpoint = values["S3_ENDPOINT"], let id = values["AWS_ACCESS_KEY_ID"], let secret = values["AWS_SECRET_ACCESS_KEY"] else {
-            _ = await run("stop", dir)
+            await CephCluster(dir: dir, endpoint: "", credentials: S3Credentials(accessKeyID: "", secretAccessKey: "")).stop()
             throw CephError("\(dir)/env lacks S3_ENDPOINT or the keys: \(env)")
         }
         return CephCluster(dir: dir, endpoint: endpoint, credentials: S3Credentials(accessKeyID: id, secretAccessKey: secret))
