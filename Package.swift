@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // libzstd from Debian's libzstd-dev.
@@ -186,11 +187,25 @@ let package = Package(
                 "OutpostCore", "OutpostArchive", "OutpostClient", "OutpostHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
+        // The relay's web console (issue 13): administrators, sessions, pages, the file browser (swift-mustache).
+        .target(
+            name: "OutpostConsole",
+            dependencies: [
+                "OutpostCore", "OutpostStore", "OutpostArchive", "OutpostHTTP", "OutpostRelay", "OutpostTLS",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: strict),
         .executableTarget(
             name: "outpost",
             dependencies: [
                 "OutpostCore", "OutpostStore", "OutpostArchive", "OutpostTLS", "OutpostRelay", "OutpostClient",
-                "OutpostVault", "OutpostObjects", "OutpostCrypto", "OutpostForwarder", "COutpostSystem", "OutpostAgent",
+                "OutpostVault", "OutpostObjects", "OutpostCrypto", "OutpostForwarder", "COutpostSystem", "OutpostAgent", "OutpostConsole",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),

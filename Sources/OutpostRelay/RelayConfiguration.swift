@@ -47,6 +47,8 @@ public struct RelayConfiguration: Sendable, Equatable {
     public var retention = RetentionPolicy()
     /// The time of day ("HH:MM", local time) at which `relay serve` prunes the relay tier.
     public var pruneTime = "03:00"
+    /// Where the web console listens (HTTPS, the relay's certificate); nil: no console.
+    public var consoleListen: String?
     /// `[jobs]`: deadlines of agents' jobs.
     public var jobs = JobSettings()
     /// `[alerts]`: what is watched, and where alerts go.
@@ -90,6 +92,7 @@ public struct RelayConfiguration: Sendable, Equatable {
         var proxy_password: String?
         var push_compression_level: Int?
         var retention: RetentionFile?
+        var console_listen: String?
     }
 
     public static func load(path: String) throws -> RelayConfiguration {
@@ -196,6 +199,10 @@ public struct RelayConfiguration: Sendable, Equatable {
             }
         }
         (c.alerts, c.jobs) = try AlertSettings.load(text, path: path)
+        if let v = file.console_listen, !v.isEmpty {
+            _ = try parseListen(v)
+            c.consoleListen = v
+        }
         if (c.tlsCertificate == nil) != (c.tlsPrivateKey == nil) {
             throw RelayError(.config, "\(path): set both tls_certificate and tls_private_key, or neither (then the certificate made at init is used)")
         }
@@ -276,6 +283,9 @@ public struct RelayConfiguration: Sendable, Equatable {
                 # proxy = "http://proxy.branch.lan:3128"
                 # proxy_user = "backup"
                 # proxy_password = "…"
+
+        # The web console (HTTPS, this relay's certificate), off unless set. Administrators: `outpost relay admin add`.
+        # console_listen = "0.0.0.0:8441"
 
                 # --- Retention: uncomment the [retention] line and the values you want. Keep the table at the end of
                 # the file: every key below the [retention] line belongs to it. No rule for a tier keeps everything on it.

@@ -1,3 +1,4 @@
+import OutpostConsole
 import OutpostForwarder
 import OutpostRelay
 import OutpostStore
@@ -8,5 +9,5 @@ import OutpostStore
 func registerIndexMigrations() {
     StoreIndex.registerMigrations(
         MachineCatalog.migrations + ForwardingLedger.migrations + RetentionSettings.migrations + ProtectionGroups.migrations
-            + AlertBook.migrations)
+            + AlertBook.migrations + ConsoleAccounts.migrations)
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import OutpostClient
+import OutpostConsole
 import OutpostCore
 import OutpostCrypto
 import OutpostForwarder
@@ -23,7 +24,7 @@ struct RelayCommand: AsyncParsableCommand {
         subcommands: [
             Init.self, Serve.self, AddMachine.self, Machines.self, RemoveMachine.self, Fingerprint.self, Check.self,
             Register.self, ChangePassphrase.self, Forward.self, Forwarding.self, VerifyVault.self, Rebuild.self, GC.self, Retention.self, Prune.self,
-            Points.self, Restore.self, Group.self, Jobs.self, JobDetail.self, BackupNow.self, Alerts.self,
+            Points.self, Restore.self, Group.self, Jobs.self, JobDetail.self, BackupNow.self, Alerts.self, Admin.self,
         ]
     )
 
@@ -50,6 +51,9 @@ struct RelayCommand: AsyncParsableCommand {
         @Option(help: "Settings file (default: DATA/relay.toml).") var config: String?
         @Flag(help: "Serve plain HTTP instead of HTTPS (only on a trusted network; credentials travel in clear).") var insecureHttp = false
         @Option(help: ArgumentHelp("Write the port to this file once listening (for scripts and tests).", valueName: "file")) var portFile: String?
+        @Option(help: ArgumentHelp("HOST:PORT of the web console (overrides relay.toml's console_listen).", valueName: "host:port"))
+        var consoleListen: String?
+        @Option(help: ArgumentHelp("Write the console's port to this file once it listens.", valueName: "file")) var consolePortFile: String?
 
         func run() async throws {
             let dir = relay.directory
@@ -125,6 +129,26 @@ struct RelayCommand: AsyncParsableCommand {
             let notify = forwarding
             let service = Relay(
                 store: store, configuration: settings, logger: logger, tier2: tier2, committed: { notify?.pointCommitted() }, clock: clock)
+            // The web console (issue 13), on its own listener, when console_listen (or --console-listen) is set.
+            if let listen = consoleListen ?? settings.consoleListen {
+                let (consoleHost, consolePort) = try RelayConfiguration.parseListen(listen)
+                var forwardNow: (@Sendable () -> Void)?
+                if let f = forwarding { forwardNow = { @Sendable in f.pointCommitted() } }
+                let registered = vaultForwarder != nil
+                let vaultStatus: @Sendable () -> String = {
+                    registered ? "registered; see the alerts for lag and reachability" : "not registered"
+                }
+                let console = try ConsoleServer(
+                    relay: service, hooks: ConsoleHooks(vault: tier2, forwardNow: forwardNow, vaultStatus: vaultStatus),
+                    relayName: ProcessInfo.processInfo.hostName, logger: logger)
+                let consoleScheme = insecureHttp ? "http" : "https"
+                let consolePortFile = self.consolePortFile
+                services.append(
+                    try console.service(host: consoleHost, port: consolePort, identity: identity) { bound in
+                        printErr("console listening on \(consoleScheme)://\(consoleHost):\(bound)")
+                        if let consolePortFile { try? "\(bound)\n".write(toFile: consolePortFile, atomically: true, encoding: .utf8) }
+                    })
+            }
             let portFile = self.portFile
             let scheme = insecureHttp ? "http" : "https"
             let scope = settings.dedupScope.rawValue

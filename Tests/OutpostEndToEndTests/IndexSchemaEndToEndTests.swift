@@ -27,7 +27,7 @@ import Testing
                     }
                 )
             }
-            #expect(migrations == ["v1", "v10", "v11", "v12", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"], "\(path)")
+            #expect(migrations == ["v1", "v10", "v11", "v12", "v13", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"], "\(path)")
             #expect(schema == Self.schema, "\(path)")
         }
     }
@@ -88,6 +88,30 @@ import Testing
         """,
         """
         index blobs_touched_trees: CREATE INDEX blobs_touched_trees ON blobs(touched_at) WHERE kind = 1
+        """,
+        """
+        table console_admins: CREATE TABLE console_admins (
+            name TEXT PRIMARY KEY,
+            password TEXT,
+            created_at REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        """
+        table console_links: CREATE TABLE console_links (
+            token_hash BLOB PRIMARY KEY,
+            admin TEXT NOT NULL REFERENCES console_admins(name) ON DELETE CASCADE,
+            expires_at REAL NOT NULL,
+            used_at REAL
+        ) WITHOUT ROWID
+        """,
+        """
+        table console_sessions: CREATE TABLE console_sessions (
+            token_hash BLOB PRIMARY KEY,
+            admin TEXT NOT NULL REFERENCES console_admins(name) ON DELETE CASCADE,
+            csrf TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            last_seen REAL NOT NULL
+        ) WITHOUT ROWID
         """,
         """
         table enrollment_tokens: CREATE TABLE enrollment_tokens (

@@ -1,0 +1,250 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import OutpostArchive
+import OutpostCore
+import OutpostHTTP
+import OutpostRelay
+import OutpostStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The console's pages and actions.
+struct ConsoleRoutes: Sendable {
+    let server: ConsoleServer
+    var relay: Relay { server.relay }
+    var store: Store { server.relay.store }
+
+    // MARK: Log in and out
+
+    @Sendable func loginPage(_ request: Request, context: ConsoleContext) async throws -> Response {
+        server.page("Log in", "login", [:], context: context)
+    }
+
+    @Sendable func login(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let form = try await Self.form(request)
+        let name = form["name"] ?? "", password = form["password"] ?? ""
+        let keys = ["ip:" + context.peer, "name:" + name]
+        if let wait = server.limiter.wait(keys) {
+            return server.page(
+                "Log in", "login", ["error": "too many failed attempts; try again in \(wait) s"], context: context, status: .tooManyRequests)
+        }
+        let accounts = server.accounts
+        guard let session = try await relay.offload({ try accounts.login(name, password: password) }) else {
+            server.limiter.failed(keys)
+            server.logger.warning("console login refused", metadata: ["name": "\(name)", "peer": "\(context.peer)"])
+            return server.page("Log in", "login", ["error": "wrong name or password"], context: context, status: .unauthorized)
+        }
+        server.logger.notice("console login", metadata: ["admin": "\(name)", "peer": "\(context.peer)"])
+        return Self.start(session)
+    }
+
+    @Sendable func loginLink(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let token = context.parameters.get("token") ?? ""
+        let accounts = server.accounts
+        guard token.count == 64, let session = try await relay.offload({ try accounts.redeem(link: token) }) else {
+            return server.page(
+                "Log in", "login",
+                ["error": "this login link is not valid (used, expired or mistyped); ask for a new one with `outpost relay admin add --login-link`"],
+                context: context, status: .unauthorized)
+        }
+        return Self.start(session)
+    }
+
+    static func start(_ session: ConsoleAccounts.Session) -> Response {
+        var r = Response(status: .seeOther, headers: [.location: "/"])
+        r.setCookie(Cookie(name: SessionMiddleware.cookie, value: session.token, path: "/", secure: true, httpOnly: true, sameSite: .strict))
+        return r
+    }
+
+    @Sendable func logout(_ request: Request, context: ConsoleContext) async throws -> Response {
+        try await checkCSRF(request, context)
+        if let s = context.session { try server.accounts.logout(token: s.token) }
+        var r = Response(status: .seeOther, headers: [.location: "/login"])
+        r.setCookie(Cookie(name: SessionMiddleware.cookie, value: "", maxAge: 0, path: "/", secure: true, httpOnly: true, sameSite: .strict))
+        return r
+    }
+
+    /// A form's fields (application/x-www-form-urlencoded, at most 64 KiB).
+    static func form(_ request: Request) async throws -> [String: String] {
+        let body = try await request.body.collect(upTo: 64 << 10)
+        var out: [String: String] = [:]
+        for pair in String(buffer: body).split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map {
+                String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+            }
+            if kv.count == 2 { out[kv[0]] = kv[1] } else if kv.count == 1 { out[kv[0]] = "" }
+        }
+        return out
+    }
+
+    /// A state-changing request carries the session's CSRF token; refused otherwise.
+    func checkCSRF(_ request: Request, _ context: ConsoleContext) async throws {
+        let sent = try await Self.form(request)["csrf"] ?? ""
+        guard let expected = context.session?.csrf, sent.utf8.count == expected.utf8.count,
+            zip(sent.utf8, expected.utf8).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0
+        else {
+            throw HTTPError(.forbidden, message: "this form's CSRF token is missing or wrong: reload the page and try again")
+        }
+    }
+
+    // MARK: Pages
+
+    static func time(_ d: Date?) -> String {
+        guard let d else { return "-" }
+        return d.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
+    }
+
+    static func bytes(_ n: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n), i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+
+    func jobRow(_ j: Job) -> [String: Any] {
+        [
+            "id": j.id, "kind": j.kind.rawValue, "machine": j.machine ?? "-", "state": j.state.rawValue, "started": Self.time(j.startedAt),
+            "detail": String((j.detail ?? "").prefix(200)), "trigger": j.trigger ?? "-",
+        ]
+    }
+
+    @Sendable func overview(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let store = self.store, clock = relay.clock
+        let data = try await relay.offload { () -> PageData in
+            let now = clock.now()
+            let machines = try MachineCatalog(store: store).machines().filter(\.isActive)
+            let members = Dictionary(try ProtectionGroups(store: store).memberships().map { ($0.machine, $0.group) }, uniquingKeysWith: { a, _ in a })
+            let good = try JobLog(store: store).lastGoodBackups()
+            let agents = try AgentDesk(store: store, clock: clock).contacts()
+            let missed = Set(try AlertBook(store: store).open().filter { $0.kind == .missedBackup }.map(\.subject))
+            var s = statvfs()
+            let disk = statvfs(store.layout.root, &s) == 0
+            return PageData([
+                "machines": machines.map { m -> [String: Any] in
+                    let g = members[m.name]
+                    let status = missed.contains(m.name) ? "late" : (g == nil ? "" : "ok")
+                    return [
+                        "name": m.name, "group": g.map { "\($0.name) (\($0.schedule))" } ?? "-", "lastGood": Self.time(good[m.name]),
+                        "points": m.recoveryPoints, "agent": agents[m.name].map { "seen " + Self.time($0.lastSeen) } ?? "-", "status": status,
+                    ]
+                },
+                "alerts": try AlertBook(store: store).open().map { ["kind": $0.kind.rawValue, "subject": $0.subject, "message": $0.message] },
+                "jobs": try JobLog(store: store).list(limit: 20).map(jobRow),
+                "diskFree": disk ? Self.bytes(Int64(s.f_bavail) * Int64(s.f_frsize)) : "?",
+                "diskTotal": disk ? Self.bytes(Int64(s.f_blocks) * Int64(s.f_frsize)) : "?",
+                "vault": server.hooks.vaultStatus(), "now": Self.time(now),
+            ])
+        }
+        return server.page("Overview", "overview", data.values, context: context)
+    }
+
+    @Sendable func alerts(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let store = self.store, now = relay.clock.now()
+        let list = try await relay.offload { try AlertBook(store: store).history(since: now.addingTimeInterval(-30 * 86400)) }
+        return server.page(
+            "Alerts", "alerts",
+            [
+                "alerts": list.map {
+                    [
+                        "opened": Self.time($0.openedAt), "kind": $0.kind.rawValue, "subject": $0.subject, "message": $0.message,
+                        "state": $0.clearedAt.map { "cleared " + Self.time($0) } ?? "open", "class": $0.clearedAt == nil ? "late" : "",
+                    ]
+                }
+            ], context: context)
+    }
+
+    @Sendable func machine(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let name = context.parameters.get("name") ?? ""
+        let relay = self.relay, store = self.store
+        let data = try await relay.offload { () -> PageData? in
+            guard try MachineCatalog(store: store).machineID(named: name) != nil else { return nil }
+            let g = try ProtectionGroups(store: store).membership(of: name)?.group
+            let points = try relay.tieredPoints(name: name).reversed().prefix(200)
+            return PageData([
+                "name": name, "group": g?.name ?? "-", "schedule": g?.schedule ?? "-",
+                "agent": try AgentDesk(store: store).contacts()[name].map { "\($0.hostname), \($0.timeZone), seen " + Self.time($0.lastSeen) } ?? "-",
+                "points": points.map { p -> [String: Any] in
+                    let s = p.info.point.summary
+                    return [
+                        "id": p.info.id.hex, "short": p.info.id.shortHex, "finished": Self.time(p.info.point.finishedAt), "tier": p.tier.rawValue,
+                        "files": s.filesNew + s.filesChanged + s.filesUnchanged, "size": Self.bytes(s.bytesTotal),
+                    ]
+                },
+                "jobs": try JobLog(store: store).list(machine: name, limit: 50).map(jobRow),
+            ])
+        }
+        guard let data else { throw HTTPError(.notFound, message: "no machine is named \(name)") }
+        return server.page(name, "machine", data.values, context: context)
+    }
+
+    @Sendable func job(_ request: Request, context: ConsoleContext) async throws -> Response {
+        guard let id = context.parameters.get("id").flatMap({ Int64($0) }) else { throw HTTPError(.badRequest, message: "a job id is a number") }
+        let store = self.store
+        guard let j = try await relay.offload({ try? JobLog(store: store).job(id) }) else {
+            throw HTTPError(.notFound, message: "no job has the id \(id)")
+        }
+        var data = jobRow(j)
+        data["ended"] = Self.time(j.endedAt)
+        data["bytes"] = Self.bytes(j.bytes)
+        data["files"] = j.files
+        data["detail"] = j.detail ?? ""
+        data["trigger"] = j.trigger as Any
+        data["point"] = j.point as Any
+        data["failed"] = j.failedFiles.map { ["path": $0.path, "reason": $0.reason] }
+        return server.page("Job \(id)", "job", data, context: context)
+    }
+
+    // MARK: Actions
+
+    @Sendable func backupNow(_ request: Request, context: ConsoleContext) async throws -> Response {
+        try await checkCSRF(request, context)
+        let name = context.parameters.get("name") ?? ""
+        let store = self.store, clock = relay.clock, minutes = relay.configuration.jobs.backupNowMinutes
+        let id = try await relay.offload {
+            try AgentDesk(store: store, clock: clock).backupNow(machine: name, claimWithin: Double(minutes) * 60)
+        }
+        server.logger.notice("console: backup now", metadata: ["admin": "\(context.session?.admin ?? "")", "machine": "\(name)", "job": "\(id)"])
+        return Response(status: .seeOther, headers: [.location: "/jobs/\(id)"])
+    }
+
+    @Sendable func forwardNow(_ request: Request, context: ConsoleContext) async throws -> Response {
+        try await checkCSRF(request, context)
+        guard let forward = server.hooks.forwardNow else {
+            throw HTTPError(.conflict, message: "this relay is not registered with a vault: there is nothing to forward to")
+        }
+        forward()
+        server.logger.notice("console: forward now", metadata: ["admin": "\(context.session?.admin ?? "")"])
+        return Response(status: .seeOther, headers: [.location: "/"])
+    }
+
+    @Sendable func check(_ request: Request, context: ConsoleContext) async throws -> Response {
+        try await checkCSRF(request, context)
+        let store = self.store, logger = server.logger
+        // A check of the index and packs (not every chunk's data), as a job; the page shows it when it ends.
+        Task.detached {
+            _ = try? JobLog(store: store).run(
+                .check,
+                summary: { (r: CheckReport) in
+                    (r.damage.isEmpty ? "no damage" : "\(r.damage.count) problems: \(r.damage.prefix(3).joined(separator: "; "))", 0)
+                }
+            ) {
+                let report = try StoreChecker(store: store, readData: false).run()
+                if !report.damage.isEmpty { throw OutpostError(.damaged, "check found damage: \(report.damage.prefix(5).joined(separator: "; "))") }
+                return report
+            }
+            logger.notice("console: check ran")
+        }
+        return Response(status: .seeOther, headers: [.location: "/"])
+    }
+}
+
+/// A page's values, made on the blocking pool and handed back to the request (read-only once made).
+struct PageData: @unchecked Sendable {
+    let values: [String: Any]
+    init(_ values: [String: Any]) { self.values = values }
+}
