@@ -273,7 +273,7 @@ let package = Package(
             name: "OutpostEndToEndTests",
             dependencies: [
                 "OutpostCore", "COutpostSystem", "OutpostClient", "OutpostTLS", "OutpostForwarder", "OutpostStore",
-                "OutpostRelay", "OutpostS3", "OutpostCephTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                "OutpostRelay", "OutpostS3", "OutpostCephTestSupport", "OutpostConsole", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -76,6 +76,7 @@ struct AgentRoutes: Sendable {
         guard let id = context.parameters.get("id").flatMap({ Int64($0) }) else { throw HTTPFailure(.badRequest, "a job id is a number") }
         let body = try await relay.limits.body.collect(request.body, upTo: 4 << 20, what: "job report")
         let r = try decode(AgentAPI.JobReport.self, body)
+        guard r.bytes >= 0, r.files >= 0 else { throw HTTPFailure(.badRequest, "a job report's bytes and files are counts, not negative") }
         let state = try r.state.map { text in
             guard let s = Job.State(rawValue: text), ![.queued, .running, .missed].contains(s) else {
                 throw HTTPFailure(.badRequest, "a job ends completed, completed with warnings, failed or cancelled, not \(text.debugDescription)")

@@ -146,7 +146,7 @@ struct RelayCommand: AsyncParsableCommand {
                 services.append(
                     try console.service(host: consoleHost, port: consolePort, identity: identity) { bound in
                         printErr("console listening on \(consoleScheme)://\(consoleHost):\(bound)")
-                        if let consolePortFile { try? "\(bound)\n".write(toFile: consolePortFile, atomically: true, encoding: .utf8) }
+                        if let consolePortFile { try? DurableFile.write(Array("\(bound)\n".utf8), to: consolePortFile, mode: 0o644) }
                     })
             }
             let portFile = self.portFile

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import OutpostConsole
 import OutpostForwarder
 import OutpostRelay
 import OutpostStore
@@ -271,6 +272,7 @@ import Testing
 /// Sources/outpost/IndexSchema.swift); without them its index would count as newer than this build.
 func openStoreAsTheBinaryDoes(_ path: String) throws -> Store {
     StoreIndex.registerMigrations(
-        MachineCatalog.migrations + ForwardingLedger.migrations + RetentionSettings.migrations + ProtectionGroups.migrations)
+        MachineCatalog.migrations + ForwardingLedger.migrations + RetentionSettings.migrations + ProtectionGroups.migrations
+            + AlertBook.migrations + ConsoleAccounts.migrations)
     return try Store.open(at: path, purpose: "the test")
 }
