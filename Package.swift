@@ -225,6 +225,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
+        // The agent's parts that need no relay: hooks (exit, output tail, time-out of the whole process group).
+        .testTarget(name: "OutpostAgentTests", dependencies: ["OutpostAgent", "OutpostCore"], swiftSettings: strict),
         .testTarget(
             name: "OutpostHTTPTests",
             dependencies: [

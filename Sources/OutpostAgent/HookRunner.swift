@@ -67,8 +67,13 @@ struct HookRunner: Sendable {
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
         // A process group of its own (its id is the hook's pid), so that a time-out stops everything it started.
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        // No signal blocked: the spawning thread's mask is inherited through exec, and the agent's threads
+        // (libdispatch's, Swift's cooperative pool) block them all; the time-out's SIGTERM would not reach the hook.
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK))
         posix_spawnattr_setpgroup(&attributes, 0)
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        posix_spawnattr_setsigmask(&attributes, &unblocked)
         let env = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }.map { "\($0.key)=\($0.value)" }
         let argv = ["/bin/sh", "-c", command]
         var spawnedPid: pid_t = 0
