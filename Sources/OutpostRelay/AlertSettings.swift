@@ -114,7 +114,7 @@ public struct AlertSettings: Sendable, Equatable {
         if let v = try ranged(f.delivery_attempts, "[alerts] delivery_attempts", 1...100, "attempts") { a.deliveryAttempts = v }
         if let url = f.webhook_url, !url.isEmpty {
             guard let u = URLComponents(string: url), ["http", "https"].contains(u.scheme ?? ""), u.host?.isEmpty == false else {
-                throw RelayError(.config, "\(path): [alerts] webhook_url must be an http:// or https:// URL, not \(url.debugDescription)")
+                throw RelayError(.config, "\(path): [alerts] webhook_url must be an http:// or https:// URL, not \(Terminal.quoted(url))")
             }
             guard let secret = f.webhook_secret_file, !secret.isEmpty else {
                 throw RelayError(
@@ -128,13 +128,15 @@ public struct AlertSettings: Sendable, Equatable {
         }
         if let host = f.smtp_host, !host.isEmpty {
             a.smtpHost = host
-            if let v = try ranged(f.smtp_port, "[alerts] smtp_port", 1...65535, "") { a.smtpPort = v }
             if let s = f.smtp_security {
                 guard ["starttls", "tls", "none"].contains(s) else {
-                    throw RelayError(.config, "\(path): [alerts] smtp_security is starttls (the default), tls or none, not \(s.debugDescription)")
+                    throw RelayError(.config, "\(path): [alerts] smtp_security is starttls (the default), tls or none, not \(Terminal.quoted(s))")
                 }
                 a.smtpSecurity = s
             }
+            // Without smtp_port, the security's own port (implicit TLS spoken to 587 fails at every alert).
+            a.smtpPort = SMTPSettings.defaultPort(for: SMTPSettings.Security(rawValue: a.smtpSecurity) ?? .starttls)
+            if let v = try ranged(f.smtp_port, "[alerts] smtp_port", 1...65535, "(a TCP port)") { a.smtpPort = v }
             guard let from = f.smtp_from, from.contains("@") else {
                 throw RelayError(.config, "\(path): [alerts] smtp_host needs smtp_from, the sender's address (e.g. \"outpost@branch.example\")")
             }
