@@ -8,6 +8,8 @@ dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
 dpkg -s pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # A real SMTP server for the alert tests (Tests/Support/smtp_server.py).
 dpkg -s python3-aiosmtpd >/dev/null 2>&1 || need+=(python3-aiosmtpd)
+# systemd-analyze, which DeployUnitTests verifies Deploy/'s units with.
+dpkg -s systemd >/dev/null 2>&1 || need+=(systemd)
 # A single-node Ceph cluster for the S3 backend's tests (Deploy/ceph.sh).
 for p in ceph-mon ceph-osd radosgw ceph-common; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then

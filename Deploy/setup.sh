@@ -1,16 +1,12 @@
 #!/usr/bin/env bash
-# Installs Outpost on this machine: build dependencies, a release build, the binary in /usr/local/bin, and the
-# systemd units in /etc/systemd/system (not enabled: see each unit's header for the one-time steps).
+# Installs Outpost on this machine from source: build dependencies, a release build, then Deploy/install.sh with
+# the same arguments: the binary in /usr/local/bin and, for each --role relay|vault|agent (repeatable), its user,
+# its directories and its systemd units (not enabled: install.sh prints the one-time steps). As root:
+#   bash Deploy/setup.sh --role relay
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Wrong arguments, or not root, are refused before the long build.
+bash Deploy/install.sh --check "$@"
 bash Deploy/install-deps.sh
 swift build -c release --product outpost
-install -m 0755 "$(swift build -c release --show-bin-path)/outpost" /usr/local/bin/outpost
-install -d -m 0755 /etc/outpost
-for unit in outpost-relay.service outpost-agent.service outpost-push@.service outpost-push@.timer outpost-backup@.service outpost-backup@.timer \
-            outpost-store-maintenance.service outpost-store-maintenance.timer \
-            outpost-relay-maintenance.service outpost-relay-maintenance.timer; do
-  install -m 0644 "Deploy/$unit" "/etc/systemd/system/$unit"
-done
-command -v systemctl >/dev/null && systemctl daemon-reload || true
-echo "installed /usr/local/bin/outpost ($(/usr/local/bin/outpost --version)); units are in /etc/systemd/system"
+bash Deploy/install.sh --binary "$(swift build -c release --show-bin-path)/outpost" "$@"
