@@ -2,7 +2,8 @@
 # The end-to-end demo on embedded defaults: installs dependencies, builds, starts a vault and a relay on loopback
 # (HTTPS, self-signed certificates), registers the relay with the vault (credentials file + generated passphrase),
 # enrolls this machine, pushes a backup, pushes again (incremental: nothing is read), forwards it encrypted to the
-# vault, verifies the vault copy, restores from the relay, compares byte for byte, and stops both gracefully.
+# vault, verifies the vault copy, restores from the relay, compares byte for byte, prints the web console's address
+# and a one-time login link, and stops both gracefully (OUTPOST_DEMO_KEEP=1 keeps them running for the console).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Deploy/install-deps.sh
@@ -32,7 +33,8 @@ VPORT=$(cat "$WORK/vault.port")
 
 echo "== relay: init and serve on 127.0.0.1"
 FP=$("$BIN" relay init --data "$WORK/relay")
-"$BIN" relay serve --data "$WORK/relay" --listen 127.0.0.1:0 --port-file "$WORK/relay.port" 2> "$WORK/relay.log" &
+"$BIN" relay serve --data "$WORK/relay" --listen 127.0.0.1:0 --port-file "$WORK/relay.port" \
+  --console-listen 127.0.0.1:0 --console-port-file "$WORK/console.port" 2> "$WORK/relay.log" &
 RELAY_PID=$!
 for _ in $(seq 1 300); do [ -s "$WORK/relay.port" ] && break; sleep 0.1; done
 PORT=$(cat "$WORK/relay.port")
@@ -57,9 +59,18 @@ echo "== recovery points"
 echo "== restore from the relay"
 "$BIN" restore --config "$WORK/client.toml" latest --target "$WORK/restore"
 diff -r --no-dereference "$WORK/data" "$WORK/restore$WORK/data" && echo "restore is byte-identical"
+echo "== web console: an administrator with a one-time login link"
+for _ in $(seq 1 300); do [ -s "$WORK/console.port" ] && break; sleep 0.1; done
+CPORT=$(cat "$WORK/console.port")
+LINK=$("$BIN" relay admin add --data "$WORK/relay" admin --login-link | sed -n "s#^https://[^/]*#https://127.0.0.1:$CPORT#p")
+echo "console on https://127.0.0.1:$CPORT (the relay's certificate); log in once with: $LINK"
 echo "== relay: machines and a full check (reading every chunk)"
 "$BIN" relay machines --data "$WORK/relay"
 "$BIN" relay check --data "$WORK/relay" --read-data
+if [ -n "${OUTPOST_DEMO_KEEP:-}" ]; then
+  echo "== OUTPOST_DEMO_KEEP is set: relay, console and vault keep running (Ctrl-C stops them)"
+  wait "$RELAY_PID"
+fi
 echo "== stop the relay and the vault (SIGTERM: graceful)"
 kill -TERM "$RELAY_PID"; wait "$RELAY_PID"; RELAY_PID=""
 kill -TERM "$VAULT_PID"; wait "$VAULT_PID"; VAULT_PID=""

@@ -106,6 +106,11 @@ public final class AlertMonitor: Service, Sendable {
         if members.isEmpty { return [] }
         let contacts = try AgentDesk(store: store, clock: clock).contacts()
         let lastGood = try JobLog(store: store).lastGoodBackups()
+        // A backup under way that started for the planned time is not a missed one (a long backup runs past its grace).
+        var running: [String: Date] = [:]
+        for j in try JobLog(store: store).list(state: .running, kind: .backup) {
+            if let m = j.machine { running[m] = max(running[m] ?? .distantPast, j.startedAt) }
+        }
         let grace = Double(settings.missedGraceMinutes) * 60
         return members.compactMap { m in
             guard let schedule = try? BackupSchedule.parse(m.group.schedule) else { return nil }
@@ -113,6 +118,7 @@ public final class AlertMonitor: Service, Sendable {
             // A backup that started a little before its planned time (the clocks of agent and relay differ) covers it.
             let since = max(m.joinedAt, (lastGood[m.machine] ?? .distantPast).addingTimeInterval(300))
             guard let slot = schedule.due(since: since, now: now.addingTimeInterval(-grace), in: zone) else { return nil }
+            if let started = running[m.machine], started >= slot.addingTimeInterval(-300) { return nil }
             let last = lastGood[m.machine].map { "its last good backup started \($0.formatted(.iso8601))" } ?? "it has no good backup yet"
             let agent = contacts[m.machine].map { "its agent was last seen \($0.lastSeen.formatted(.iso8601))" } ?? "no agent has asked for its plan"
             return AlertCondition(

@@ -127,6 +127,18 @@ import Testing
         #expect(try monitor(f).missedBackups(now: Self.slotUTC + 7200).map(\.subject) == ["failed", "tooEarly"])
     }
 
+    /// A long backup that started for its planned time runs past the grace: not missed; one started before the
+    /// time (for the previous one) does not cover it.
+    @Test func aBackupStillRunningForItsSlotIsNotMissed() throws {
+        let f = try AgentsFixture()
+        try f.machines("long", "stale", now: Self.join)
+        try f.group("g", ["long", "stale"], now: Self.join)
+        let log = JobLog(store: f.store)
+        _ = try log.begin(.backup, machine: "long", trigger: "schedule", claiming: nil, deadline: Self.slotUTC + 86400, now: Self.slotUTC + 5)
+        _ = try log.begin(.backup, machine: "stale", trigger: "schedule", claiming: nil, deadline: Self.slotUTC + 86400, now: Self.join + 60)
+        #expect(try monitor(f).missedBackups(now: Self.slotUTC + 7200).map(\.subject) == ["stale"])
+    }
+
     @Test func machinesInNoGroupOrAGroupWithoutMembersAreNeverLate() throws {
         let f = try AgentsFixture()
         try f.machines("pc1", now: Self.join)
