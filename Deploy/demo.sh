@@ -62,7 +62,7 @@ diff -r --no-dereference "$WORK/data" "$WORK/restore$WORK/data" && echo "restore
 echo "== web console: an administrator with a one-time login link"
 for _ in $(seq 1 300); do [ -s "$WORK/console.port" ] && break; sleep 0.1; done
 CPORT=$(cat "$WORK/console.port")
-LINK=$("$BIN" relay admin add --data "$WORK/relay" admin --login-link | sed -n "s#^https://[^/]*#https://127.0.0.1:$CPORT#p")
+LINK=$("$BIN" relay admin add --data "$WORK/relay" admin --login-link 2>/dev/null | sed -n "s#^https://[^/]*#https://127.0.0.1:$CPORT#p")
 echo "console on https://127.0.0.1:$CPORT (the relay's certificate); log in once with: $LINK"
 echo "== relay: machines and a full check (reading every chunk)"
 "$BIN" relay machines --data "$WORK/relay"
