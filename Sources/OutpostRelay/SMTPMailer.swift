@@ -70,25 +70,29 @@ public struct SMTPSettings: Sendable, Equatable {
     public func validate() throws {
         func refuse(_ what: String) -> AlertDeliveryError { .permanent(.config, "SMTP settings for \(target): \(what)") }
         guard !host.isEmpty, !host.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control })
-        else { throw refuse("the host \"\(printableExcerpt(host, limit: 100))\" is not a host name: give the mail server's name or address") }
-        guard (1...65535).contains(port) else { throw refuse("port \(port) is not a TCP port: give 587 (STARTTLS), 465 (TLS) or 25") }
+        else {
+            throw refuse("the host \"\(printableExcerpt(host, limit: 100))\" is not a host name: set smtp_host to the mail server's name or address")
+        }
+        guard (1...65535).contains(port) else { throw refuse("port \(port) is not a TCP port: set smtp_port to 587 (STARTTLS), 465 (TLS) or 25") }
         if security == .none, !Self.isLoopback(host) {
             throw refuse(
                 "security \"none\" would send the alerts\(username == nil ? "" : " and the password") in clear over the network; it is "
-                    + "allowed only to a server on this machine (localhost, 127.0.0.1, ::1): use \"starttls\" or \"tls\"")
+                    + "allowed only to a server on this machine (localhost, 127.0.0.1, ::1): set smtp_security to \"starttls\" or \"tls\"")
         }
-        if username != nil, password == nil { throw refuse("a username is set but no password: set both, or neither if the server needs no AUTH") }
+        if username != nil, password == nil {
+            throw refuse("smtp_user is set but no password: set smtp_password_file too, or neither if the server needs no AUTH")
+        }
         if let user = username, user.isEmpty || user.contains("\0") || (password ?? "").contains("\0") {
             throw refuse("the username or password is empty or holds a NUL character, which AUTH cannot carry")
         }
-        try Self.checkAddress(from, role: "from", target: target)
-        guard !to.isEmpty else { throw refuse("no recipient: give at least one address in to") }
-        for address in to { try Self.checkAddress(address, role: "to", target: target) }
+        try Self.checkAddress(from, role: "smtp_from", target: target)
+        guard !to.isEmpty else { throw refuse("no recipient: give at least one address in smtp_to") }
+        for address in to { try Self.checkAddress(address, role: "smtp_to", target: target) }
         guard !heloName.isEmpty, heloName.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) }) else {
             throw refuse("the HELO name \"\(printableExcerpt(heloName, limit: 100))\" is not a host name: give this machine's name")
         }
         if let path = caCertificatePath, !FileManager.default.isReadableFile(atPath: path) {
-            throw refuse("the CA certificate \(path) cannot be read: give the path of a readable PEM file")
+            throw refuse("the CA certificate \(path) cannot be read: set smtp_ca_file to a readable PEM file")
         }
     }
 
@@ -96,11 +100,13 @@ public struct SMTPSettings: Sendable, Equatable {
     /// or a second address.
     static func checkAddress(_ address: String, role: String, target: String) throws {
         let problem: String? =
-            if address.isEmpty { "is empty" }
-            else if address.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) { "holds a line break" }
-            else if !address.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) }) { "holds a space, a control or a non-ASCII character" }
-            else if address.contains(where: { "<>,;\"()".contains($0) }) { "holds <, >, a comma, a semicolon, a quote or a parenthesis" }
-            else { nil }
+            if address.isEmpty { "is empty" } else if address.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) {
+                "holds a line break"
+            } else if !address.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) }) {
+                "holds a space, a control or a non-ASCII character"
+            } else if address.contains(where: { "<>,;\"()".contains($0) }) { "holds <, >, a comma, a semicolon, a quote or a parenthesis" } else {
+                nil
+            }
         if let problem {
             throw AlertDeliveryError.permanent(
                 .config,
@@ -128,7 +134,9 @@ public struct SMTPSettings: Sendable, Equatable {
         if let ca = caCertificatePath { tls.additionalTrustRoots = [.file(ca)] }
         do { return try NIOSSLContext(configuration: tls) } catch {
             throw AlertDeliveryError.permanent(
-                .config, "SMTP settings for \(target): the CA certificate \(caCertificatePath ?? "") cannot be loaded (\(error)): give a PEM file")
+                .config,
+                "SMTP settings for \(target): the CA certificate \(caCertificatePath ?? "") cannot be loaded (\(error)): set smtp_ca_file to a PEM file"
+            )
         }
     }
 }
@@ -239,7 +247,8 @@ struct SMTPSession {
                 throw AlertDeliveryError.permanent(
                     .config,
                     "\(target) does not offer STARTTLS, and security is \"starttls\": Outpost does not send alerts or a password in clear. "
-                        + "Use a server or port that offers STARTTLS (usually 587), or security = \"tls\" for one that speaks TLS from the start (465)")
+                        + "Use a server or port that offers STARTTLS (usually 587), or smtp_security = \"tls\" for one that speaks TLS from the start (465)"
+                )
             }
             let answer = try await command("STARTTLS")
             try expect(answer, 220, step: "STARTTLS", fix: "check that the server's TLS is set up")
@@ -253,10 +262,10 @@ struct SMTPSession {
             try await authenticate(username: username, password: password, mechanisms: capabilities.authMechanisms)
         }
         let sender = try await command("MAIL FROM:<\(settings.from)>")
-        try expect(sender, 250, step: "MAIL FROM \(settings.from)", fix: "check that the account may send as the from address")
+        try expect(sender, 250, step: "MAIL FROM \(settings.from)", fix: "check that the account may send as smtp_from")
         for recipient in settings.to {
             let accepted = try await command("RCPT TO:<\(recipient)>")
-            try expect(accepted, 250...251, step: "RCPT TO \(recipient)", fix: "check the to addresses")
+            try expect(accepted, 250...251, step: "RCPT TO \(recipient)", fix: "check smtp_to")
         }
         let data = try await command("DATA")
         try expect(data, 354, step: "DATA", fix: "the server refused the message")
@@ -275,7 +284,7 @@ struct SMTPSession {
             throw failure(ehlo, step: "EHLO \(settings.heloName)", fix: "the server does not take mail now")
         }
         let helo = try await command("HELO \(settings.heloName)")
-        try expect(helo, 250, step: "HELO \(settings.heloName)", fix: "check helo_name")
+        try expect(helo, 250, step: "HELO \(settings.heloName)", fix: "the server refuses this machine's name")
         return Capabilities(lines: [])
     }
 
@@ -302,9 +311,11 @@ struct SMTPSession {
         let step = "authentication as \(username)"
         guard !mechanisms.isEmpty else {
             throw AlertDeliveryError.permanent(
-                .config, "\(target) does not offer authentication (AUTH), but a username is set: remove username and password, or use the server's submission port")
+                .config,
+                "\(target) does not offer authentication (AUTH), but smtp_user is set: remove smtp_user and smtp_password_file, or use the server's submission port"
+            )
         }
-        let fix = "authentication failed: check the username and password"
+        let fix = "authentication failed: check smtp_user and the password in smtp_password_file"
         if mechanisms.contains("PLAIN") {
             let token = Data(Array("\0\(username)\0\(password)".utf8)).base64EncodedString()
             let answer = try await command("AUTH PLAIN \(token)", shown: "AUTH PLAIN")
@@ -329,8 +340,13 @@ struct SMTPSession {
         return try await reply(step: step)
     }
 
-    func write(_ bytes: [UInt8], step: String) async throws {
-        do { try await outbound.write(ByteBuffer(bytes: bytes)) } catch { throw lost(error, step: step) }
+    /// A write fails with a bare "closed channel" when the connection ended first (a TLS handshake the
+    /// certificate check ended, say): the reason then waits on the reading side, so it is looked for there.
+    mutating func write(_ bytes: [UInt8], step: String) async throws {
+        do { try await outbound.write(ByteBuffer(bytes: bytes)) } catch {
+            do { _ = try await replies.next() } catch { throw lost(error, step: step) }
+            throw lost(error, step: step)
+        }
     }
 
     /// One reply: lines "250-…" up to the last "250 …".
@@ -346,7 +362,9 @@ struct SMTPSession {
                 let code = Int(String(decoding: bytes[0..<3], as: UTF8.self))
             else {
                 throw AlertDeliveryError.permanent(
-                    .remote, "\(target) answered \(step) with \"\(printableExcerpt(line, limit: 100))\", which is not SMTP: check host, port and security")
+                    .config,
+                    "\(target) answered \(step) with \"\(printableExcerpt(line, limit: 100))\", which is not SMTP: check smtp_host, smtp_port and smtp_security"
+                )
             }
             lines.append(bytes.count > 4 ? String(decoding: bytes[4...], as: UTF8.self) : "")
             if bytes.count == 3 || bytes[3] == 0x20 { return SMTPReply(code: code, lines: lines) }
@@ -374,11 +392,15 @@ struct SMTPSession {
     func lost(_ error: (any Error)?, step: String) -> AlertDeliveryError {
         if timedOut.hasFired {
             return .temporary(
-                .unreachable, "\(target) did not finish within \(settings.timeout) (waiting for \(step)); the alert stays queued and is sent again later")
+                .unreachable,
+                "\(target) did not finish within \(settings.timeout) (waiting for \(step)); the alert stays queued and is sent again later")
         }
         if let error, let tls = TLSFailure(error) {
             return tls.permanent
-                ? .permanent(.tls, "the TLS handshake with \(target) failed (\(tls.detail)): \(TLSFailure.fix)")
+                ? .permanent(
+                    .tls,
+                    "the TLS handshake with \(target) failed (\(tls.detail)): \(tls.fix(caSetting: "smtp_ca_file", portHint: "check smtp_port and smtp_security (starttls on 587, tls on 465)"))"
+                )
                 : .temporary(.unreachable, "the TLS connection to \(target) was cut during \(step) (\(tls.detail)); the alert is sent again later")
         }
         if let error = error as? SMTPLineHandler.LineTooLong {
@@ -452,7 +474,9 @@ enum SMTPMessage {
         if id.hasPrefix("<") && id.hasSuffix(">") && id.count >= 2 { id = String(id.dropFirst().dropLast()) }
         guard !id.isEmpty, id.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) && $0 != "<" && $0 != ">" }) else {
             throw AlertDeliveryError.permanent(
-                .invalid, "the alert's message id \"\(printableExcerpt(messageID, limit: 100))\" is not a valid Message-ID; it was not sent to \(settings.target)")
+                .invalid,
+                "the alert's message id \"\(printableExcerpt(messageID, limit: 100))\" is not a valid Message-ID; it was not sent to \(settings.target)"
+            )
         }
         if !id.contains("@") { id += "@" + settings.heloName }
 

@@ -31,11 +31,13 @@ public struct WebhookSettings: Sendable, Equatable {
         _ = try endpoint()
         guard !secret.isEmpty else {
             throw AlertDeliveryError.permanent(
-                .config, "the webhook secret for \(try endpoint().target) is empty: set a long random secret and give the receiver the same one")
+                .config,
+                "the webhook secret for \(try endpoint().target) is empty: put a long random secret in webhook_secret_file and give the receiver the same one"
+            )
         }
         if let path = caCertificatePath, !FileManager.default.isReadableFile(atPath: path) {
             throw AlertDeliveryError.permanent(
-                .config, "the CA certificate \(path) for \(try endpoint().target) cannot be read: give the path of a readable PEM file")
+                .config, "the CA certificate \(path) for \(try endpoint().target) cannot be read: set webhook_ca_file to a readable PEM file")
         }
     }
 
@@ -44,11 +46,12 @@ public struct WebhookSettings: Sendable, Equatable {
         guard let parts = URLComponents(string: url), let scheme = parts.scheme?.lowercased(), let host = parts.host, !host.isEmpty
         else {
             throw AlertDeliveryError.permanent(
-                .config, "the webhook URL \"\(printableExcerpt(url, limit: 100))\" is not a valid URL: give an http:// or https:// address")
+                .config,
+                "the webhook URL \"\(printableExcerpt(url, limit: 100))\" is not a valid URL: set webhook_url to an http:// or https:// address")
         }
         guard scheme == "http" || scheme == "https" else {
             throw AlertDeliveryError.permanent(
-                .config, "the webhook URL uses \"\(scheme):\", which Outpost does not send to: give an http:// or https:// address")
+                .config, "the webhook URL uses \"\(scheme):\", which Outpost does not send to: set webhook_url to an http:// or https:// address")
         }
         let shownHost = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
         return (scheme == "https", "the webhook at \(scheme)://\(shownHost)" + (parts.port.map { ":\($0)" } ?? ""))
@@ -114,13 +117,14 @@ public struct WebhookNotifier: Sendable {
         case 300..<400:
             let location = response.headers.first(name: "Location").map { " to \(printableExcerpt($0, limit: 100))" } ?? ""
             throw AlertDeliveryError.permanent(
-                .refused, "\(target) answered HTTP \(status) (a redirect\(location)): set the webhook URL to the receiver's final address")
+                .refused, "\(target) answered HTTP \(status) (a redirect\(location)): set webhook_url to the receiver's final address")
         case 401, 403:
             throw AlertDeliveryError.permanent(
-                .unauthorized, "\(target) refused the alert with HTTP \(status)\(said): check that the receiver holds the same secret as relay.toml")
+                .unauthorized,
+                "\(target) refused the alert with HTTP \(status)\(said): check that the receiver holds the same secret as webhook_secret_file")
         default:
             throw AlertDeliveryError.permanent(
-                .refused, "\(target) refused the alert with HTTP \(status)\(said): check the webhook URL and what the receiver accepts")
+                .refused, "\(target) refused the alert with HTTP \(status)\(said): check webhook_url and what the receiver accepts")
         }
     }
 
@@ -142,10 +146,14 @@ public struct WebhookNotifier: Sendable {
         }
         if let tls = TLSFailure(error) {
             return tls.permanent
-                ? .permanent(.tls, "the TLS handshake with \(target) failed (\(tls.detail)): \(TLSFailure.fix)")
+                ? .permanent(
+                    .tls,
+                    "the TLS handshake with \(target) failed (\(tls.detail)): \(tls.fix(caSetting: "webhook_ca_file", portHint: "check that webhook_url's host and port serve https"))"
+                )
                 : .temporary(.unreachable, "the TLS connection to \(target) was cut (\(tls.detail)); the alert stays queued and is sent again later")
         }
-        return .temporary(.unreachable, "could not deliver to \(target) (\(printableExcerpt("\(error)"))); the alert stays queued and is sent again later")
+        return .temporary(
+            .unreachable, "could not deliver to \(target) (\(printableExcerpt("\(error)"))); the alert stays queued and is sent again later")
     }
 }
 
@@ -154,10 +162,17 @@ public struct WebhookNotifier: Sendable {
 struct TLSFailure {
     let permanent: Bool
     let detail: String
+    /// The certificate was refused (rather than the handshake failing, as with a server that does not speak TLS).
+    let certificate: Bool
 
-    static let fix =
-        "the server's certificate is not trusted or does not name the host. If the server uses a self-signed or private-CA certificate, "
-        + "set ca_certificate to that CA's PEM file; check that the certificate names the host in the configuration"
+    /// What to do about it: `caSetting` names the extra CA's setting, `portHint` what to check when the far
+    /// end does not speak TLS at all.
+    func fix(caSetting: String, portHint: String) -> String {
+        certificate
+            ? "the server's certificate is not trusted or does not name the host. If the server uses a self-signed or private-CA "
+                + "certificate, set \(caSetting) to that CA's PEM file; check that the certificate names the host in the configuration"
+            : "the server does not speak TLS there as expected: \(portHint)"
+    }
 
     init?(_ error: any Error) {
         if let e = error as? NIOSSLError {
@@ -173,5 +188,6 @@ struct TLSFailure {
             return nil
         }
         detail = printableExcerpt("\(error)", limit: 300)
+        certificate = error is NIOSSLExtraError || detail.uppercased().contains("CERTIFICATE")
     }
 }

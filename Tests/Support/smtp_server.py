@@ -71,6 +71,24 @@ class NoEHLO(SMTP):
         await self.push("502 5.5.1 EHLO not implemented")
 
 
+class InjectingAfterSTARTTLS(SMTP):
+    """What a man in the middle does to a STARTTLS client: a reply sent in clear right after the 220, which a
+    careless client would take as the first reply over TLS."""
+
+    async def smtp_STARTTLS(self, arg):
+        await self.push("220 2.0.0 Ready to start TLS\r\n250-injected\r\n250 AUTH PLAIN")
+
+
+class ImplicitTLS(SMTP):
+    """TLS from the first byte. aiosmtpd 1.4 knows only TLS begun by STARTTLS: mark the connection encrypted,
+    so that AUTH is offered and the record says TLS."""
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._tls_protocol = transport
+        self.session.ssl = {"ssl_object": transport.get_extra_info("ssl_object")}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -80,6 +98,7 @@ def main():
     parser.add_argument("--password")
     parser.add_argument("--reject-rcpt", action="append", default=[])
     parser.add_argument("--no-ehlo", action="store_true")
+    parser.add_argument("--inject-after-starttls", action="store_true")
     args = parser.parse_args()
     # A child of a Swift test process inherits its threads' blocked signals: unblock them, so SIGTERM works.
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -95,7 +114,8 @@ def main():
         return AuthResult(success=ok, handled=False)
 
     handler = Recorder(args.out, args.reject_rcpt)
-    kind = NoEHLO if args.no_ehlo else SMTP
+    kind = (NoEHLO if args.no_ehlo else ImplicitTLS if args.tls == "implicit"
+            else InjectingAfterSTARTTLS if args.inject_after_starttls else SMTP)
     options = dict(hostname="outpost-test-smtp", decode_data=False)
     if args.user:
         options.update(authenticator=authenticator, auth_required=True, auth_require_tls=args.tls != "none")
