@@ -190,7 +190,8 @@ public final class Agent: Sendable {
             return .reachedRelay
         }
         logger.info("backup started", metadata: ["job": "\(job)", "trigger": "\(trigger)"])
-        let report = await backup(job: job, plan: plan)
+        // Lines logged during the backup carry the job's id (`--log-format json`).
+        let report = await LogContext.$job.withValue(job) { await backup(job: job, plan: plan) }
         // Reported even when the agent is being stopped (a task of its own is not cancelled with this one).
         let client = self.client
         do { try await Task { try await client.reportJob(job, report) }.value } catch {

@@ -243,6 +243,17 @@ public struct ForwardingLedger: Sendable {
     }
 
     /// Every recovery point with its forwarding state, oldest first (points never tried are pending).
+    /// Stored bytes of the blobs the vault has not acknowledged: what forwarding still has to send, and more (blobs
+    /// of backups under way, garbage a gc has not collected yet). One scan of the index (`/metrics`).
+    public func unsentBytes() throws -> Int64 {
+        try index.read("measuring what the vault lacks") { db in
+            try Int64.fetchOne(
+                db,
+                sql: "SELECT COALESCE(SUM(stored_length), 0) FROM blobs WHERE NOT EXISTS (SELECT 1 FROM vault_blobs v WHERE v.blob_id = blobs.id)")
+                ?? 0
+        }
+    }
+
     public func entries() throws -> [Entry] {
         let points = try index.points()
         let states = try index.read("listing forwarding state") { db in

@@ -97,6 +97,7 @@ public final class Relay: Sendable {
         }
         // Stores what neither the index nor the open pack holds (and touches what the index holds).
         let stats = try store.save(frames)
+        RelayMetrics.recordUpload(receivedBytes: body.count, receivedChunks: frames.count, stored: stats)
         let added = try catalog.addOwned(by: machine, frames.map(\.id))
         if configuration.dedupScope == .relay {
             return RelayAPI.UploadResult(received: frames.count, stored: stats.blobs, storedBytes: stats.storedBytes, rawBytes: stats.rawBytes)

@@ -36,6 +36,10 @@ public struct RelayConfiguration: Sendable, Equatable {
     public var forwardTimes: [String] = []
     public var throttle = ThrottleSchedule()
     public var proxy: ProxyConfiguration?
+    /// Where `/metrics` is served (plain HTTP, a listener of its own; docs/metrics.md); nil: no metrics.
+    public var metricsListen: String?
+    /// A file holding the bearer token scrapers must send; required when `metricsListen` is not loopback.
+    public var metricsTokenFile: String?
     /// The zstd level protected machines compress new chunks at (negative: zstd's fast levels). Nil: the
     /// store's own level. A push is bound by the client's compression and the relay's mandatory re-hash on the
     /// same hardware; a cheaper level buys throughput for a slightly larger store (docs/benchmarks.md).
@@ -90,6 +94,8 @@ public struct RelayConfiguration: Sendable, Equatable {
         var proxy: String?
         var proxy_user: String?
         var proxy_password: String?
+        var metrics_listen: String?
+        var metrics_token_file: String?
         var push_compression_level: Int?
         var retention: RetentionFile?
         var console_listen: String?
@@ -170,6 +176,22 @@ public struct RelayConfiguration: Sendable, Equatable {
                     .config, "\(path): push_compression_level must be -7 to 19 (negative: zstd's fast levels), or 0 for the store's own level")
             }
             c.pushCompressionLevel = v == 0 ? nil : Int32(v)
+        }
+        if let v = file.metrics_token_file, !v.isEmpty {
+            guard file.metrics_listen?.isEmpty == false else {
+                throw RelayError(
+                    .config,
+                    "\(path): metrics_token_file is set but metrics_listen is not: set metrics_listen = \"127.0.0.1:9440\" too, or remove it"
+                )
+            }
+            c.metricsTokenFile = v
+        }
+        if let v = file.metrics_listen, !v.isEmpty {
+            do { _ = try MetricsServer.checkListen(v, hasToken: c.metricsTokenFile != nil, what: "metrics_listen") } catch let e as OutpostError {
+                throw RelayError(.config, "\(path): \(e.message)")
+            }
+            if v == c.listen { throw RelayError(.config, "\(path): metrics_listen must differ from listen (\(v)): metrics have a port of their own") }
+            c.metricsListen = v
         }
         // A key added at the end of the file after a `[retention]` line belongs to that table and would be
         // ignored without a word: say so instead.
@@ -268,6 +290,12 @@ public struct RelayConfiguration: Sendable, Equatable {
                 # zstd level protected machines compress new chunks at: -7 to 19 (negative = zstd's fast levels), 0 = the
                 # store's own level (3). Level 2 pushes faster than 3 for a store about 3 % larger (docs/benchmarks.md).
                 push_compression_level = 2
+
+                # --- Metrics (docs/metrics.md): Prometheus text at http://METRICS_LISTEN/metrics, on a listener of its own
+                # (plain HTTP; off unless set); the machines' port never serves it. Off loopback, metrics_token_file is
+                # required, and scrapers send "Authorization: Bearer <the file's content>".
+                # metrics_listen = "127.0.0.1:9440"
+                # metrics_token_file = "/etc/outpost/metrics.token"    # e.g. `openssl rand -hex 32 > FILE`, mode 0600
 
                 # --- Forwarding to the vault (after `outpost relay register`) ---
                 # Send each recovery point off-site as soon as it is committed.

@@ -50,6 +50,8 @@ public struct RelayServer: Sendable {
     /// from the server.
     public func buildRouter() -> Router<RelayRequestContext> {
         let router = Router(context: RelayRequestContext.self)
+        // First: it sees the status the error middleware answers with (docs/metrics.md).
+        router.add(middleware: RequestMetricsMiddleware())
         router.add(middleware: Self.errors(logger: logger))
         ServiceRoutes(certificatePEM: listener.identity?.certificatePEM, noCertificate: "this relay serves plain HTTP and has no certificate")
             .addRoutes(to: router)

@@ -123,7 +123,8 @@ public struct JobLog: Sendable {
     ) async throws -> T {
         let id = try? start(kind, machine: machine)
         do {
-            let value = try await body()
+            // Lines logged meanwhile carry the job's id (`--log-format json`).
+            let value = try await LogContext.$job.withValue(id) { try await body() }
             ended(id, value, summary)
             return value
         } catch {
@@ -138,7 +139,7 @@ public struct JobLog: Sendable {
     ) throws -> T {
         let id = try? start(kind, machine: machine)
         do {
-            let value = try body()
+            let value = try LogContext.$job.withValue(id) { try body() }
             ended(id, value, summary)
             return value
         } catch {

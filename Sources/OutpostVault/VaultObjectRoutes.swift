@@ -30,6 +30,7 @@ struct VaultObjectRoutes: Sendable {
 
     @Sendable func put(_ request: Request, context: VaultRequestContext) async throws -> Response {
         let k = try key(context)
+        let relay = try context.authenticated().id
         let max = VaultServer.maxObjectBytes
         let declared = request.headers[.contentLength].flatMap { Int($0) }
         if let declared, declared > max {
@@ -44,7 +45,9 @@ struct VaultObjectRoutes: Sendable {
                 // Cut off by the client or by the connection limits: the client's problem, not the vault's.
                 throw HTTPFailure(.badRequest, "the request body was cut off (\(error))")
             }
-            return try objects.putIfAbsent(k, Array(buffer: body))
+            let created = try objects.putIfAbsent(k, Array(buffer: body))
+            if created { VaultMetrics.recordStored(relay: relay, bytes: body.readableBytes) }
+            return created
         }
         return Response(status: created ? .created : .ok)
     }

@@ -5,6 +5,7 @@ import OutpostCore
 import OutpostHTTP
 import OutpostObjects
 import OutpostTLS
+import ServiceLifecycle
 
 /// Per-request state: the relay the credential belongs to, once authenticated.
 public struct VaultRequestContext: BearerContext {
@@ -68,6 +69,8 @@ public struct VaultServer: Sendable {
     /// Every route of the vault (docs/vault.md §7): the open ones, registration, and a relay's own objects.
     public func buildRouter() -> Router<VaultRequestContext> {
         let router = Router(context: VaultRequestContext.self)
+        // First: it sees the status the error middleware answers with (docs/metrics.md).
+        router.add(middleware: RequestMetricsMiddleware())
         router.add(middleware: Self.errors(logger: logger))
         ServiceRoutes(certificatePEM: identity.certificatePEM).addRoutes(to: router)
         VaultRegistrationRoutes(settings: settings, registry: registry, objects: objects, logger: logger).addRoutes(to: router)
@@ -125,7 +128,8 @@ public struct VaultServer: Sendable {
         return purged
     }
 
-    public func run() async throws {
+    /// `services` run beside the server and stop with it (the metrics listener).
+    public func run(services: [any Service] = []) async throws {
         // At most `maxConnections` open; more wait in the listen backlog (not accepted, so they hold no descriptor).
         let server = HTTPServer(
             name: "outpost-vault", host: host, port: port, identity: identity, idleTimeout: .seconds(300),
@@ -149,7 +153,7 @@ public struct VaultServer: Sendable {
                     try? await Task.sleep(for: Self.purgeInterval)
                 }
             }
-            try await server.run(router, logger: logger, onListening: onListening)
+            try await server.run(router, services: services, logger: logger, onListening: onListening)
             group.cancelAll()
         }
     }

@@ -38,6 +38,7 @@ struct AgentCommand: AsyncParsableCommand {
             help: ArgumentHelp("A hook command line this machine runs (repeatable; added to client.toml's allowed_hooks).", valueName: "command"))
         var allowHooks: [String] = []
         @Option(help: "Files read at once during a backup (default: 3 × cores).") var workers: Int?
+        @OptionGroup var logging: LoggingOptions
 
         func validate() throws {
             if let workers, !(1...256).contains(workers) { throw ValidationError("--workers must be 1 to 256") }

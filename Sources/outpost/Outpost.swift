@@ -22,16 +22,13 @@ struct Outpost: AsyncParsableCommand {
     )
 
     static func main() async {
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["OUTPOST_LOG_LEVEL"] ?? "") ?? .error
-            return h
-        }
         raiseFileLimit()
         limitMallocArenas()
         registerIndexMigrations()
         do {
             var command = try parseAsRoot()
+            // Logging once the command line says how (`--log-format` of the long-running commands).
+            Logs.bootstrap(for: command)
             // Servers stop gracefully on SIGINT/SIGTERM by themselves; every other command says what was kept.
             if !(command is RelayCommand.Serve) && !(command is VaultCommand.Serve) && !(command is AgentCommand.Run) {
                 InterruptHandling.install(command: type(of: command).configuration.commandName ?? "command")
@@ -83,6 +80,7 @@ struct StoreOptions: ParsableArguments {
 }
 
 func printErr(_ s: String) {
+    if Logs.isJSON { return Logs.jsonLine(s) }
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
 

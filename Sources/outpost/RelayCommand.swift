@@ -86,6 +86,12 @@ struct RelayCommand: AsyncParsableCommand {
                 services.append(f)
                 tier2 = { id in try await forwarder.fetch(id) }
             }
+            // `/metrics` on a listener of its own when metrics_listen is set (docs/metrics.md).
+            if let metrics = try relayMetricsServer(
+                dir: dir, store: store, settings: settings, clock: .fromEnvironment(), registered: vaultForwarder != nil, logger: logger)
+            {
+                services.append(metrics)
+            }
             // The relay tier's daily prune at prune_time (a relay with no rule prunes nothing).
             let retention = settings.retention
             let retainInVault = vaultForwarder
@@ -162,6 +168,8 @@ struct RelayCommand: AsyncParsableCommand {
             }
             await dispatcher.shutdown()
         }
+
+        @OptionGroup var logging: LoggingOptions
     }
 
     /// The forwarder's alert conditions: points waiting too long to be forwarded, and a vault that cannot be reached.
