@@ -250,127 +250,127 @@ public struct RelayConfiguration: Sendable, Equatable {
     }
 
     public static let sample = """
-                # Outpost relay configuration (TOML). Written by `outpost relay init`; edit and restart `outpost relay serve`.
+        # Outpost relay configuration (TOML). Written by `outpost relay init`; edit and restart `outpost relay serve`.
 
-                # Address the relay listens on (HTTPS). Protected machines connect here.
-                listen = "127.0.0.1:8440"
+        # Address the relay listens on (HTTPS). Protected machines connect here.
+        listen = "127.0.0.1:8440"
 
-                # An operator-provided certificate and key (PEM). Without them the self-signed certificate made at init
-                # (DATA/tls/) is used; clients pin its SHA-256 fingerprint (`outpost relay fingerprint`).
-                # tls_certificate = "/etc/outpost/relay.crt"
-                # tls_private_key = "/etc/outpost/relay.key"
+        # An operator-provided certificate and key (PEM). Without them the self-signed certificate made at init
+        # (DATA/tls/) is used; clients pin its SHA-256 fingerprint (`outpost relay fingerprint`).
+        # tls_certificate = "/etc/outpost/relay.crt"
+        # tls_private_key = "/etc/outpost/relay.key"
 
-                # Which chunks a machine is told are new: "machine" answers from the asking machine's own history only,
-                # so no machine can learn what another holds (the store still keeps each chunk once). "relay" answers
-                # from the whole store: faster first backups of similar machines, but any machine can then probe for
-                # and read any chunk whose SHA-256 it knows. Keep "machine" unless all machines trust each other.
-                dedup_scope = "machine"
+        # Which chunks a machine is told are new: "machine" answers from the asking machine's own history only,
+        # so no machine can learn what another holds (the store still keeps each chunk once). "relay" answers
+        # from the whole store: faster first backups of similar machines, but any machine can then probe for
+        # and read any chunk whose SHA-256 it knows. Keep "machine" unless all machines trust each other.
+        dedup_scope = "machine"
 
-                # Hours an enrollment token from `outpost relay add-machine` stays valid.
-                token_valid_hours = 24
+        # Hours an enrollment token from `outpost relay add-machine` stays valid.
+        token_valid_hours = 24
 
-                # Uploads verified at the same time; more wait unread (bounded memory under many machines).
-                # max_concurrent_uploads = 4
+        # Uploads verified at the same time; more wait unread (bounded memory under many machines).
+        # max_concurrent_uploads = 4
 
-                # Of those, how many one machine may hold (default: the number of cores), so that one slow or greedy
-                # machine never blocks the others.
-                # max_uploads_per_machine = 2
+        # Of those, how many one machine may hold (default: the number of cores), so that one slow or greedy
+        # machine never blocks the others.
+        # max_uploads_per_machine = 2
 
-                # A request whose body takes longer than this is cut off (408).
-                request_timeout_seconds = 300
+        # A request whose body takes longer than this is cut off (408).
+        request_timeout_seconds = 300
 
-                # A request body that arrives slower than this, after its first 10 s, is cut off (408) and its upload
-                # slot freed. 0 disables the check.
-                # min_upload_kbps = 256
+        # A request body that arrives slower than this, after its first 10 s, is cut off (408) and its upload
+        # slot freed. 0 disables the check.
+        # min_upload_kbps = 256
 
-                # Open connections at most (more wait to be accepted), and seconds after which an idle one is closed.
-                # max_connections = 512
-                # idle_timeout_seconds = 120
+        # Open connections at most (more wait to be accepted), and seconds after which an idle one is closed.
+        # max_connections = 512
+        # idle_timeout_seconds = 120
 
-                # zstd level protected machines compress new chunks at: -7 to 19 (negative = zstd's fast levels), 0 = the
-                # store's own level (3). Level 2 pushes faster than 3 for a store about 3 % larger (docs/benchmarks.md).
-                push_compression_level = 2
+        # zstd level protected machines compress new chunks at: -7 to 19 (negative = zstd's fast levels), 0 = the
+        # store's own level (3). Level 2 pushes faster than 3 for a store about 3 % larger (docs/benchmarks.md).
+        push_compression_level = 2
 
-                # --- Metrics (docs/metrics.md): Prometheus text at http://METRICS_LISTEN/metrics, on a listener of its own
-                # (plain HTTP; off unless set); the machines' port never serves it. Off loopback, metrics_token_file is
-                # required, and scrapers send "Authorization: Bearer <the file's content>".
-                # metrics_listen = "127.0.0.1:9440"
-                # metrics_token_file = "/etc/outpost/metrics.token"    # e.g. `openssl rand -hex 32 > FILE`, mode 0600
+        # --- Metrics (docs/metrics.md): Prometheus text at http://METRICS_LISTEN/metrics, on a listener of its own
+        # (plain HTTP; off unless set); the machines' port never serves it. Off loopback, metrics_token_file is
+        # required, and scrapers send "Authorization: Bearer <the file's content>".
+        # metrics_listen = "127.0.0.1:9440"
+        # metrics_token_file = "/etc/outpost/metrics.token"    # e.g. `openssl rand -hex 32 > FILE`, mode 0600
 
-                # --- Forwarding to the vault (after `outpost relay register`) ---
-                # Send each recovery point off-site as soon as it is committed.
-                forward_after_each_point = true
-                # And/or at up to three times of day.
-                # forward_times = ["01:00", "13:00"]
-                # Bandwidth limits in Kbit/s (512 to 1023000; 0 = none) for work hours and for other hours.
-                throttle_work_kbps = 0
-                throttle_other_kbps = 0
-                work_days = [1, 2, 3, 4, 5]      # 1 = Monday … 7 = Sunday
-                work_hours = "08:00-18:00"
-                # Reach the vault through an HTTP proxy, with optional credentials.
-                # proxy = "http://proxy.branch.lan:3128"
-                # proxy_user = "backup"
-                # proxy_password = "…"
+        # --- Forwarding to the vault (after `outpost relay register`) ---
+        # Send each recovery point off-site as soon as it is committed.
+        forward_after_each_point = true
+        # And/or at up to three times of day.
+        # forward_times = ["01:00", "13:00"]
+        # Bandwidth limits in Kbit/s (512 to 1023000; 0 = none) for work hours and for other hours.
+        throttle_work_kbps = 0
+        throttle_other_kbps = 0
+        work_days = [1, 2, 3, 4, 5]      # 1 = Monday … 7 = Sunday
+        work_hours = "08:00-18:00"
+        # Reach the vault through an HTTP proxy, with optional credentials.
+        # proxy = "http://proxy.branch.lan:3128"
+        # proxy_user = "backup"
+        # proxy_password = "…"
 
         # The web console (HTTPS, this relay's certificate), off unless set. Administrators: `outpost relay admin add`.
-        # console_listen = "0.0.0.0:8441"
+        # console_listen = "0.0.0.0:8442"
 
-                # --- Retention: uncomment the [retention] line and the values you want. Keep the table at the end of
-                # the file: every key below the [retention] line belongs to it. No rule for a tier keeps everything on it.
-                # `outpost relay retention` overrides these values for the relay and per machine (kept in the relay's
-                # index); `outpost relay prune --dry-run` shows what they would remove.
-                # [retention]
-                # The relay (short term): keep points younger than N days (1 to 9999) and/or the newest N (1 to 9999).
-                # A point leaves the relay only once it is forwarded (when the relay is registered with a vault), and a
-                # machine's newest point always stays.
-                # relay_days = 14
-                # relay_last = 10
-                # The vault (long term): the newest point of each of the last N days (7 to 9999), weeks (4 to 5163),
-                # months (3 to 1188) and years (1 to 99); at most 9999 points in all. Computed and shown by
-                # `outpost relay prune`; not yet applied in the vault.
-                # vault_daily = 30
-                # vault_weekly = 8
-                # vault_monthly = 12
-                # vault_yearly = 7
-                # When `relay serve` prunes the relay tier, once a day (local time; default 03:00).
-                # prune_time = "03:00"
+        # --- Retention: uncomment the [retention] line and the values you want. Keep the table at the end of
+        # the file: every key below the [retention] line belongs to it. No rule for a tier keeps everything on it.
+        # `outpost relay retention` overrides these values for the relay and per machine (kept in the relay's
+        # index); `outpost relay prune --dry-run` shows what they would remove.
+        # [retention]
+        # The relay (short term): keep points younger than N days (1 to 9999) and/or the newest N (1 to 9999).
+        # A point leaves the relay only once it is forwarded (when the relay is registered with a vault), and a
+        # machine's newest point always stays.
+        # relay_days = 14
+        # relay_last = 10
+        # The vault (long term): the newest point of each of the last N days (7 to 9999), weeks (4 to 5163),
+        # months (3 to 1188) and years (1 to 99); at most 9999 points in all. Computed and shown by
+        # `outpost relay prune`; not yet applied in the vault.
+        # vault_daily = 30
+        # vault_weekly = 8
+        # vault_monthly = 12
+        # vault_yearly = 7
+        # When `relay serve` prunes the relay tier, once a day (local time; default 03:00).
+        # prune_time = "03:00"
 
-                # --- Agents' jobs: uncomment the [jobs] line to change these defaults. Keys below it belong to it.
-                # [jobs]
-                # A backup still running this long after it started is failed (1 to 168).
-                # backup_deadline_hours = 12
-                # A running backup whose agent said nothing for this long is failed (agents report every 30 s).
-                # agent_silence_minutes = 10
-                # A `relay backup-now` no agent took within this long is failed.
-                # backup_now_minutes = 60
+        # --- Agents' jobs: uncomment the [jobs] line to change these defaults. Keys below it belong to it.
+        # [jobs]
+        # A backup still running this long after it started is failed (1 to 168).
+        # backup_deadline_hours = 12
+        # A running backup whose agent said nothing for this long is failed (agents report every 30 s).
+        # agent_silence_minutes = 10
+        # A `relay backup-now` no agent took within this long is failed.
+        # backup_now_minutes = 60
 
-                # --- Alerts (docs/alerts.md): `relay serve` raises and clears them by itself; `outpost relay alerts` lists
-                # them. Uncomment the [alerts] line and what you need; keys below it belong to it. Each alert is sent once
-                # when it opens and once when it clears, to the webhook and/or by mail; `outpost relay alerts --test` sends a
-                # test to each.
-                # [alerts]
-                # check_interval_seconds = 60
-                # A machine of a protection group misses its backup when it has no good backup this long after a planned time.
-                # missed_grace_minutes = 60
-                # Forwarding lags when a point waits longer than this to be forwarded to the vault.
-                # forwarding_lag_hours = 24
-                # The relay's disk is low below this share of free space (0: not watched).
-                # min_free_percent = 10
-                # Attempts per notification (retried 30 s, 1 min, 2 min … at most 1 h apart).
-                # delivery_attempts = 8
-                # A webhook: JSON POSTed with X-Outpost-Signature = sha256=HMAC-SHA256(secret, timestamp + "." + body).
-                # webhook_url = "https://alerts.example.org/outpost"
-                # webhook_secret_file = "/etc/outpost/webhook.secret"    # e.g. `openssl rand -hex 32 > FILE`, mode 0600
-                # webhook_ca_file = "/etc/outpost/webhook-ca.pem"          # an extra CA to trust for an https webhook
-                # Email over SMTP: STARTTLS on 587 by default ("tls": implicit TLS on 465; "none" only to a loopback relay).
-                # smtp_host = "mail.branch.lan"
-                # smtp_port = 587
-                # smtp_security = "starttls"
-                # smtp_user = "outpost"
-                # smtp_password_file = "/etc/outpost/smtp.password"
-                # smtp_from = "outpost@branch.example.org"
-                # smtp_to = ["backup-admins@example.org"]
-                # smtp_ca_file = "/etc/outpost/mail-ca.pem"
+        # --- Alerts (docs/alerts.md): `relay serve` raises and clears them by itself; `outpost relay alerts` lists
+        # them. Uncomment the [alerts] line and what you need; keys below it belong to it. Each alert is sent once
+        # when it opens and once when it clears, to the webhook and/or by mail; `outpost relay alerts --test` sends a
+        # test to each.
+        # [alerts]
+        # check_interval_seconds = 60
+        # A machine of a protection group misses its backup when it has no good backup this long after a planned time.
+        # missed_grace_minutes = 60
+        # Forwarding lags when a point waits longer than this to be forwarded to the vault.
+        # forwarding_lag_hours = 24
+        # The relay's disk is low below this share of free space (0: not watched).
+        # min_free_percent = 10
+        # Attempts per notification (retried 30 s, 1 min, 2 min … at most 1 h apart).
+        # delivery_attempts = 8
+        # A webhook: JSON POSTed with X-Outpost-Signature = sha256=HMAC-SHA256(secret, timestamp + "." + body).
+        # webhook_url = "https://alerts.example.org/outpost"
+        # webhook_secret_file = "/etc/outpost/webhook.secret"    # e.g. `openssl rand -hex 32 > FILE`, mode 0600
+        # webhook_ca_file = "/etc/outpost/webhook-ca.pem"          # an extra CA to trust for an https webhook
+        # Email over SMTP: STARTTLS on 587 by default ("tls": implicit TLS on 465; "none" only to a loopback relay).
+        # smtp_host = "mail.branch.lan"
+        # smtp_port = 587
+        # smtp_security = "starttls"
+        # smtp_user = "outpost"
+        # smtp_password_file = "/etc/outpost/smtp.password"
+        # smtp_from = "outpost@branch.example.org"
+        # smtp_to = ["backup-admins@example.org"]
+        # smtp_ca_file = "/etc/outpost/mail-ca.pem"
         """
 }
 

@@ -26,3 +26,16 @@ import Testing
         #expect(e?.message.contains("push_compression_level must be -7 to 19") == true)
     }
 }
+
+/// The file `relay init` writes is Config/relay.toml's commented sample, line for line (its indentation included).
+@Suite struct RelaySampleTests {
+    @Test func initWritesTheSampleInConfig() throws {
+        let config = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Config/relay.toml").path
+        let text = try String(contentsOfFile: config, encoding: .utf8)
+        let start = try #require(text.range(of: "# Outpost relay configuration"))
+        let sample = RelayConfiguration.sample.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(String(text[start.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines) == sample)
+        #expect(!sample.split(separator: "\n").contains { $0.hasPrefix(" ") }, "no line of the sample is indented")
+    }
+}
