@@ -43,7 +43,8 @@ public struct VaultConfiguration: Codable, Sendable, Equatable {
 /// The vault's name for its errors (one type for every layer: `OutpostError`).
 public typealias VaultError = OutpostError
 
-/// The vault's data directory: vault.json, registry.json (relays and issued credentials), tls/, objects/.
+/// The vault's data directory: vault.json, registry.json (relays and issued credentials; filesystem storage),
+/// tls/, objects/.
 public struct VaultDataDirectory: Sendable {
     public let root: String
     public var settingsPath: String { root + "/vault.json" }
@@ -109,6 +110,15 @@ public struct VaultDataDirectory: Sendable {
             )
         }
         return [try S3ObjectStore(location: primary), try S3ObjectStore(location: secondary)]
+    }
+
+    /// The registry per the settings: registry.json on filesystem storage; on S3, the log in the bucket that
+    /// every node over it shares (`RegistryLog`, docs/vault.md §2.5), with this directory's registry.json (from
+    /// before the log) imported when the log is empty. `objects`: the store `objectStore(_:)` opened, else one is
+    /// opened here.
+    public func registry(_ s: VaultConfiguration, objects: (any ObjectStore)? = nil) throws -> VaultRegistry {
+        guard s.storage == .s3 else { return try VaultRegistry(path: registryPath) }
+        return VaultRegistry(objects: try objects ?? objectStore(s), legacyFile: registryPath)
     }
 
     /// True when any relay's container holds an object (replication can no longer change).

@@ -2,14 +2,17 @@ import Crypto
 import Foundation
 import OutpostCore
 import OutpostHTTP
+import OutpostObjects
 import Synchronization
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// The relays registered with a vault and the credentials files issued for it, kept in registry.json.
-/// Secrets are stored as SHA-256 hashes only.
+/// The relays registered with a vault and the credentials files issued for it. On filesystem storage they are
+/// kept in registry.json; on S3 storage, as a log of events in the vault's bucket (`RegistryLog`), so that
+/// every `vault serve` over that bucket serves the same relays (docs/vault.md §2.2, §2.5). Both apply the same
+/// events, decided from the same state. Secrets are stored as SHA-256 hashes only.
 public final class VaultRegistry: Sendable {
     public struct Relay: Codable, Sendable, Equatable {
         public var id: String
@@ -37,73 +40,54 @@ public final class VaultRegistry: Sendable {
         public var recoverRelay: String?
     }
 
-    struct State: Codable {
+    struct State: Codable, Sendable, Equatable {
         var relays: [Relay] = []
         var issued: [Issued] = []
-        /// mtime of registry.json when it was read: the file is re-read when another process (the
-        /// `vault credentials` command) changed it.
-        var loadedStamp: Double? = nil
-        enum CodingKeys: String, CodingKey { case relays, issued }
     }
 
-    let path: String
-    private let state: Mutex<State>
+    enum Backend: Sendable {
+        case file(RegistryFile)
+        case log(RegistryLog)
+    }
 
+    let backend: Backend
+
+    /// The registry of a filesystem vault: registry.json at `path`.
     public init(path: String) throws {
-        self.path = path
-        state = Mutex(try Self.read(path))
+        backend = .file(try RegistryFile(path: path))
     }
 
-    static func stamp(_ path: String) -> Double? {
-        guard let a = try? FileManager.default.attributesOfItem(atPath: path), let m = a[.modificationDate] as? Date else { return nil }
-        return m.timeIntervalSince1970 + Double((a[.systemFileNumber] as? Int) ?? 0)
-    }
-
-    static func read(_ path: String) throws -> State {
-        guard let data = FileManager.default.contents(atPath: path) else { return State() }
-        let d = JSONDecoder()
-        d.dateDecodingStrategy = .iso8601
-        do {
-            var s = try d.decode(State.self, from: data)
-            s.loadedStamp = stamp(path)
-            return s
-        } catch { throw VaultError(.notAVault, "the vault registry \(path) is damaged: \(error)") }
-    }
-
-    /// Serialises read-modify-write of registry.json between processes (`vault serve` and `vault credentials`).
-    private func withFileLock<T>(_ body: () throws -> T) throws -> T {
-        let fd = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw VaultError(.invalid, "cannot open \(path).lock: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        flock(fd, LOCK_EX)
-        defer { flock(fd, LOCK_UN) }
-        return try body()
-    }
-
-    private func refresh(_ s: inout State) throws {
-        if Self.stamp(path) != s.loadedStamp { s = try Self.read(path) }
+    /// The registry of an S3 vault: the event log under `meta/registry/` in `objects`. Nothing is read until it
+    /// is needed. `legacyFile`: a registry.json from before the log, imported as its first event when the log
+    /// is empty. `maxAge`: how long a node trusts its copy when it authenticates a relay it knows.
+    public init(objects: any ObjectStore, legacyFile: String? = nil, maxAge: Duration = RegistryLog.defaultMaxAge) {
+        backend = .log(RegistryLog(objects: objects, legacyFile: legacyFile, maxAge: maxAge))
     }
 
     static func hash(_ s: String) -> String { Hex.encode(Array(SHA256.hash(data: Array(s.utf8)))) }
 
-    private func persist(_ s: inout State) throws {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        e.dateEncodingStrategy = .iso8601
-        try writeAtomically(Array(try e.encode(s)), to: path)
-        s.loadedStamp = Self.stamp(path)
+    /// Decides a change on the newest state and records the event it returns (nil: nothing to record). On the
+    /// log, a node that lost the race for the next event number decides again on the state that includes the
+    /// winner's event, so a one-time transition never succeeds twice.
+    private func change<T>(_ decide: (State) throws -> (T, RegistryEvent?)) throws -> T {
+        switch backend {
+        case .file(let f): try f.change(decide)
+        case .log(let l): try l.change(decide)
+        }
     }
 
-    public func issue(secret: String, expiresAt: Date, recoverRelay: String? = nil) throws {
-        try withFileLock { try issueLocked(secret: secret, expiresAt: expiresAt, recoverRelay: recoverRelay) }
+    private func current() throws -> State {
+        switch backend {
+        case .file(let f): try f.current()
+        case .log(let l): try l.refreshed().state
+        }
     }
 
-    private func issueLocked(secret: String, expiresAt: Date, recoverRelay: String?) throws {
-        try state.withLock { s in
-            try refresh(&s)
+    public func issue(secret: String, expiresAt: Date, recoverRelay: String? = nil, now: Date = Date()) throws {
+        try change { s in
             let id = try recoverRelay.map { s.relays[try Self.resolve($0, in: s.relays, activeOnly: false)].id }
-            s.issued.append(Issued(secretHash: Self.hash(secret), expiresAt: expiresAt, recoverRelay: id))
-            try persist(&s)
+            let issued = Issued(secretHash: Self.hash(secret), expiresAt: expiresAt, recoverRelay: id)
+            return ((), RegistryEvent(.issue, at: now) { $0.issued = issued })
         }
     }
 
@@ -129,54 +113,66 @@ public final class VaultRegistry: Sendable {
     /// Trades a credentials-file secret for a relay credential: single use, before expiry, at most `maxRelays`.
     /// `proven`: for a recovery file, whether the relay proved it holds the container's key (recorded).
     public func register(secret: String, relayName: String, maxRelays: Int, proven: Bool = false, now: Date = Date()) throws -> RegisterOutcome {
-        try withFileLock { try registerLocked(secret: secret, relayName: relayName, maxRelays: maxRelays, proven: proven, now: now) }
-    }
-
-    private func registerLocked(secret: String, relayName: String, maxRelays: Int, proven: Bool, now: Date) throws -> RegisterOutcome {
-        try state.withLock { s in
-            try refresh(&s)
-            guard let i = s.issued.firstIndex(where: { $0.secretHash == Self.hash(secret) }) else {
-                return .refused(
-                    "this vault credentials file was not issued by this vault (or belongs to another vault); download a new one with `outpost vault credentials`"
+        try change { s in
+            let secretHash = Self.hash(secret)
+            guard let issued = s.issued.first(where: { $0.secretHash == secretHash }) else {
+                return (
+                    .refused(
+                        "this vault credentials file was not issued by this vault (or belongs to another vault); download a new one with `outpost vault credentials`"
+                    ), nil
                 )
             }
-            if s.issued[i].usedAt != nil {
-                return .refused("this vault credentials file was already used; download a new one with `outpost vault credentials`")
+            if issued.usedAt != nil {
+                return (.refused("this vault credentials file was already used; download a new one with `outpost vault credentials`"), nil)
             }
-            if s.issued[i].expiresAt < now {
-                return .refused(
-                    "this vault credentials file expired on \(s.issued[i].expiresAt.formatted(.iso8601)); download a new one with `outpost vault credentials`"
+            if issued.expiresAt < now {
+                return (
+                    .refused(
+                        "this vault credentials file expired on \(issued.expiresAt.formatted(.iso8601)); download a new one with `outpost vault credentials`"
+                    ), nil
                 )
             }
             let credential = RandomSecret.make()
-            var relay: Relay
-            if let recover = s.issued[i].recoverRelay, let j = s.relays.firstIndex(where: { $0.id == recover }) {
-                s.relays[j].credentialHash = Self.hash(credential)
-                s.relays[j].removedAt = nil
-                s.relays[j].takeovers = (s.relays[j].takeovers ?? []) + [Takeover(at: now, relayName: relayName, proven: proven)]
-                relay = s.relays[j]
+            let event: RegistryEvent
+            if let recover = issued.recoverRelay, s.relays.contains(where: { $0.id == recover }) {
+                event = RegistryEvent(.takeover, at: now) {
+                    $0.secretHash = secretHash
+                    $0.relayID = recover
+                    $0.credentialHash = Self.hash(credential)
+                    $0.takeover = Takeover(at: now, relayName: relayName, proven: proven)
+                }
             } else {
-                if let problem = RelayName.problem(relayName) { return .invalidName(problem + "; register with another --name") }
+                if let problem = RelayName.problem(relayName) { return (.invalidName(problem + "; register with another --name"), nil) }
                 if let other = s.relays.first(where: { $0.removedAt == nil && $0.name == relayName }) {
-                    return .nameTaken(
-                        "a relay named \(RelayName.quoted(relayName)) is already registered with this vault (id \(other.id)): register under another --name, or rebuild that relay with `outpost vault credentials --recover \(other.id)`, or remove it first with `outpost vault remove-relay \(other.id)`"
+                    return (
+                        .nameTaken(
+                            "a relay named \(RelayName.quoted(relayName)) is already registered with this vault (id \(other.id)): register under another --name, or rebuild that relay with `outpost vault credentials --recover \(other.id)`, or remove it first with `outpost vault remove-relay \(other.id)`"
+                        ), nil
                     )
                 }
                 if let other = s.relays.first(where: { $0.id == relayName }) {
-                    return .nameTaken(
-                        "\(RelayName.quoted(relayName)) is the id of another relay of this vault (named \(RelayName.quoted(other.name))): register under another --name"
+                    return (
+                        .nameTaken(
+                            "\(RelayName.quoted(relayName)) is the id of another relay of this vault (named \(RelayName.quoted(other.name))): register under another --name"
+                        ), nil
                     )
                 }
                 let active = s.relays.filter { $0.removedAt == nil }.count
                 if active >= maxRelays {
-                    return .refused("this vault already serves \(active) relays, its limit (\(maxRelays)); remove one or raise max_relays")
+                    return (.refused("this vault already serves \(active) relays, its limit (\(maxRelays)); remove one or raise max_relays"), nil)
                 }
-                relay = Relay(id: RandomSecret.make(bytes: 8), name: relayName, credentialHash: Self.hash(credential), registeredAt: now)
-                s.relays.append(relay)
+                let relay = Relay(id: RandomSecret.make(bytes: 8), name: relayName, credentialHash: Self.hash(credential), registeredAt: now)
+                event = RegistryEvent(.register, at: now) {
+                    $0.secretHash = secretHash
+                    $0.relay = relay
+                }
             }
-            s.issued[i].usedAt = now
-            try persist(&s)
-            return .registered(relay, credential: credential)
+            var after = s
+            try after.apply(event)
+            guard let relay = after.relays.first(where: { $0.id == (event.relay?.id ?? event.relayID) }) else {
+                throw VaultError(.invalid, "the registration event names no relay")
+            }
+            return (.registered(relay, credential: credential), event)
         }
     }
 
@@ -184,50 +180,222 @@ public final class VaultRegistry: Sendable {
     /// expired, for a recovery); the file is not spent. Lets `relay rebuild` check its passphrase against the
     /// container's key file before it registers, since registering replaces the relay's credential.
     public func recoveryTarget(secret: String, now: Date = Date()) throws -> Result<Relay, RecoveryRefusal> {
-        try state.withLock { s in
-            try refresh(&s)
-            guard let issued = s.issued.first(where: { $0.secretHash == Self.hash(secret) }), issued.usedAt == nil, issued.expiresAt >= now else {
-                return .failure(
-                    RecoveryRefusal(
-                        message:
-                            "this recovery credentials file is not valid here (not issued by this vault, already used or expired); make a new one with `outpost vault credentials --recover RELAY`"
-                    ))
-            }
-            guard let id = issued.recoverRelay, let relay = s.relays.first(where: { $0.id == id }) else {
-                return .failure(RecoveryRefusal(message: "this vault credentials file registers a new relay; it does not re-attach one"))
-            }
-            return .success(relay)
+        let s = try current()
+        guard let issued = s.issued.first(where: { $0.secretHash == Self.hash(secret) }), issued.usedAt == nil, issued.expiresAt >= now else {
+            return .failure(
+                RecoveryRefusal(
+                    message:
+                        "this recovery credentials file is not valid here (not issued by this vault, already used or expired); make a new one with `outpost vault credentials --recover RELAY`"
+                ))
         }
+        guard let id = issued.recoverRelay, let relay = s.relays.first(where: { $0.id == id }) else {
+            return .failure(RecoveryRefusal(message: "this vault credentials file registers a new relay; it does not re-attach one"))
+        }
+        return .success(relay)
     }
 
     public struct RecoveryRefusal: Error, Sendable { public let message: String }
 
-    public func authenticate(relayID: String, secret: String) -> Relay? {
-        state.withLock { s in
-            try? refresh(&s)
+    /// The active relay the credential belongs to, or nil. On the log, a node answers from its copy when that
+    /// copy is younger than `maxAge` and knows the credential; otherwise it reads the events it has not seen
+    /// first, so a relay registered through another node is known at once. Throws only when the storage cannot
+    /// be read and the copy does not know the credential (the relay gets 500, not 401).
+    public func authenticate(relayID: String, secret: String) throws -> Relay? {
+        let given = Array(Self.hash(secret).utf8)
+        func match(_ s: State) -> Relay? {
             guard let r = s.relays.first(where: { $0.id == relayID && $0.removedAt == nil }) else { return nil }
-            let given = Array(Self.hash(secret).utf8), stored = Array(r.credentialHash.utf8)
+            let stored = Array(r.credentialHash.utf8)
             guard given.count == stored.count else { return nil }
             var diff: UInt8 = 0
             for (a, b) in zip(given, stored) { diff |= a ^ b }
             return diff == 0 ? r : nil
         }
-    }
-
-    public func remove(_ idOrName: String, now: Date = Date()) throws -> Relay {
-        try withFileLock { try removeLocked(idOrName, now: now) }
-    }
-
-    private func removeLocked(_ idOrName: String, now: Date) throws -> Relay {
-        try state.withLock { s in
-            try refresh(&s)
-            let i = try Self.resolve(idOrName, in: s.relays, activeOnly: true)
-            s.relays[i].removedAt = now
-            s.relays[i].credentialHash = ""
-            try persist(&s)
-            return s.relays[i]
+        switch backend {
+        case .file(let f):
+            return match(f.currentOrCached())
+        case .log(let l):
+            if let fresh = l.cachedIfFresh(), let r = match(fresh) { return r }
+            return match(try l.refreshed().state)
         }
     }
 
-    public var relays: [Relay] { state.withLock { $0.relays } }
+    public func remove(_ idOrName: String, now: Date = Date()) throws -> Relay {
+        try change { s in
+            let i = try Self.resolve(idOrName, in: s.relays, activeOnly: true)
+            var relay = s.relays[i]
+            relay.removedAt = now
+            relay.credentialHash = ""
+            return (relay, RegistryEvent(.remove, at: now) { $0.relayID = relay.id })
+        }
+    }
+
+    /// Every relay ever registered, removed ones too, as the storage holds them now (`vault relays`).
+    public func allRelays() throws -> [Relay] { try current().relays }
+
+    /// Every relay ever registered, removed ones too. On the log: the node's copy, read again when older than
+    /// `maxAge` (kept as it is when the storage cannot be read).
+    public var relays: [Relay] {
+        switch backend {
+        case .file(let f): f.cached().relays
+        case .log(let l): l.cachedIfFresh()?.relays ?? ((try? l.refreshed().state) ?? l.cached()).relays
+        }
+    }
+}
+
+/// One change to the registry: an object `meta/registry/NNNNNNNNNN.json` of the log on S3 storage (docs/vault.md
+/// §2.5), and what the filesystem registry applies to registry.json.
+struct RegistryEvent: Codable, Sendable, Equatable {
+    enum Kind: String, Codable, Sendable {
+        /// A credentials file was written (`issued`).
+        case issue
+        /// A credentials file made a new relay, and its container (`secretHash` spent, `relay` added).
+        case register
+        /// A recovery file handed a relay's container to a rebuilt relay (`secretHash` spent; `relayID` gets
+        /// `credentialHash`, its `removedAt` cleared and `takeover` appended).
+        case takeover
+        /// `vault remove-relay` (`relayID`).
+        case remove
+        /// The registry.json of an S3 vault from before the log (`state`); only ever the first event.
+        case `import`
+    }
+
+    var format = "outpost-vault-registry-event"
+    var version = 1
+    /// Random: no two events have the same bytes, which a retried conditional PUT relies on (a lost answer
+    /// counts as written when the stored object's MD5 is the sent bytes', docs/vault.md §2.4).
+    var id = RandomSecret.make(bytes: 8)
+    var kind: Kind
+    var at: Date
+    var issued: VaultRegistry.Issued?
+    var secretHash: String?
+    var relay: VaultRegistry.Relay?
+    var relayID: String?
+    var credentialHash: String?
+    var takeover: VaultRegistry.Takeover?
+    var state: VaultRegistry.State?
+
+    init(_ kind: Kind, at: Date, _ fill: (inout RegistryEvent) -> Void = { _ in }) {
+        self.kind = kind
+        self.at = at
+        fill(&self)
+    }
+}
+
+extension VaultRegistry.State {
+    /// The state after `e`. The same on every node: an event carries everything it changes.
+    mutating func apply(_ e: RegistryEvent) throws {
+        func bad() -> VaultError {
+            VaultError(.notAVault, "a \(e.kind.rawValue) event of the vault registry (id \(e.id)) lacks its fields: it is damaged")
+        }
+        func spend(_ hash: String?) {
+            if let i = issued.firstIndex(where: { $0.secretHash == hash && $0.usedAt == nil }) { issued[i].usedAt = e.at }
+        }
+        switch e.kind {
+        case .issue:
+            guard let i = e.issued else { throw bad() }
+            issued.append(i)
+        case .register:
+            guard let r = e.relay, e.secretHash != nil else { throw bad() }
+            relays.append(r)
+            spend(e.secretHash)
+        case .takeover:
+            guard let id = e.relayID, let hash = e.credentialHash, let t = e.takeover, e.secretHash != nil else { throw bad() }
+            if let j = relays.firstIndex(where: { $0.id == id }) {
+                relays[j].credentialHash = hash
+                relays[j].removedAt = nil
+                relays[j].takeovers = (relays[j].takeovers ?? []) + [t]
+            }
+            spend(e.secretHash)
+        case .remove:
+            guard let id = e.relayID else { throw bad() }
+            if let j = relays.firstIndex(where: { $0.id == id }) {
+                relays[j].removedAt = e.at
+                relays[j].credentialHash = ""
+            }
+        case .import:
+            guard let s = e.state else { throw bad() }
+            self = s
+        }
+    }
+}
+
+/// registry.json: read again when another process (the `vault credentials` command) changed it, written whole
+/// under `flock` on registry.json.lock.
+final class RegistryFile: Sendable {
+    struct Loaded {
+        var state: VaultRegistry.State
+        /// mtime (and inode) of registry.json when it was read.
+        var stamp: Double?
+    }
+
+    let path: String
+    private let loaded: Mutex<Loaded>
+
+    init(path: String) throws {
+        self.path = path
+        loaded = Mutex(try Self.read(path))
+    }
+
+    static func stamp(_ path: String) -> Double? {
+        guard let a = try? FileManager.default.attributesOfItem(atPath: path), let m = a[.modificationDate] as? Date else { return nil }
+        return m.timeIntervalSince1970 + Double((a[.systemFileNumber] as? Int) ?? 0)
+    }
+
+    static func read(_ path: String) throws -> Loaded {
+        guard let data = FileManager.default.contents(atPath: path) else { return Loaded(state: .init(), stamp: nil) }
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        do { return Loaded(state: try d.decode(VaultRegistry.State.self, from: data), stamp: stamp(path)) } catch {
+            throw VaultError(.notAVault, "the vault registry \(path) is damaged: \(error)")
+        }
+    }
+
+    /// Serialises read-modify-write of registry.json between processes (`vault serve` and `vault credentials`).
+    private func withFileLock<T>(_ body: () throws -> T) throws -> T {
+        let fd = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw VaultError(.invalid, "cannot open \(path).lock: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        flock(fd, LOCK_EX)
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+
+    private func refresh(_ l: inout Loaded) throws {
+        if Self.stamp(path) != l.stamp { l = try Self.read(path) }
+    }
+
+    func change<T>(_ decide: (VaultRegistry.State) throws -> (T, RegistryEvent?)) throws -> T {
+        try withFileLock {
+            try loaded.withLock { l in
+                try refresh(&l)
+                let (result, event) = try decide(l.state)
+                guard let event else { return result }
+                var next = l.state
+                try next.apply(event)
+                let e = JSONEncoder()
+                e.outputFormatting = [.prettyPrinted, .sortedKeys]
+                e.dateEncodingStrategy = .iso8601
+                try writeAtomically(Array(try e.encode(next)), to: path)
+                l = Loaded(state: next, stamp: Self.stamp(path))
+                return result
+            }
+        }
+    }
+
+    func current() throws -> VaultRegistry.State {
+        try loaded.withLock { l in
+            try refresh(&l)
+            return l.state
+        }
+    }
+
+    /// The file's state, or the last one read when it cannot be read now.
+    func currentOrCached() -> VaultRegistry.State {
+        loaded.withLock { l in
+            try? refresh(&l)
+            return l.state
+        }
+    }
+
+    func cached() -> VaultRegistry.State { loaded.withLock { $0.state } }
 }

@@ -50,8 +50,8 @@ public struct VaultServer: Sendable {
         self.putBudget = ByteBudget(bytes: putBudget)
         self.directory = directory
         settings = try directory.settings()
-        registry = try VaultRegistry(path: directory.registryPath)
         objects = try directory.objectStore(settings)
+        registry = try directory.registry(settings, objects: objects)
         guard let cert = try? String(contentsOfFile: directory.certificatePath, encoding: .utf8),
             let key = try? String(contentsOfFile: directory.keyPath, encoding: .utf8)
         else {
@@ -80,7 +80,7 @@ public struct VaultServer: Sendable {
                 malformed: "missing or malformed relay credential: register the relay with `outpost relay register`"
             ) { token in
                 guard let credential = VaultAPI.parseCredential(token) else { return nil }
-                guard let relay = registry.authenticate(relayID: credential.relayID, secret: credential.secret) else {
+                guard let relay = try registry.authenticate(relayID: credential.relayID, secret: credential.secret) else {
                     throw HTTPFailure(.unauthorized, "the relay credential is not valid (wrong, or the relay was removed from the vault)")
                 }
                 return relay

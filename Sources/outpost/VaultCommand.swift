@@ -206,7 +206,7 @@ struct VaultCommand: AsyncParsableCommand {
             guard (1...365).contains(validDays) else { throw ValidationError("--valid-days must be 1 to 365") }
             let secret = RandomSecret.make()
             let expires = Date().addingTimeInterval(Double(validDays) * 86400)
-            try VaultRegistry(path: dir.registryPath).issue(secret: secret, expiresAt: expires, recoverRelay: recover)
+            try dir.registry(settings).issue(secret: secret, expiresAt: expires, recoverRelay: recover)
             let cert = try String(contentsOfFile: dir.certificatePath, encoding: .utf8)
             let file = VaultCredentialsFile(
                 vaultID: settings.id, vaultName: settings.name, url: url ?? settings.url,
@@ -269,7 +269,9 @@ struct VaultCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List registered relays.")
         @OptionGroup var vault: VaultOptions
         func run() async throws {
-            for r in try VaultRegistry(path: vault.directory.registryPath).relays {
+            let dir = vault.directory
+            let settings = try dir.settings()
+            for r in try dir.registry(settings).allRelays() {
                 print(
                     "\(r.id)  \(RelayName.printable(r.name))  registered \(r.registeredAt.formatted(.iso8601))\(r.removedAt.map { "  removed \($0.formatted(.iso8601))" } ?? "")"
                 )
@@ -285,7 +287,7 @@ struct VaultCommand: AsyncParsableCommand {
         func run() async throws {
             let dir = vault.directory
             let s = try dir.settings()
-            let r = try VaultRegistry(path: dir.registryPath).remove(relay)
+            let r = try dir.registry(s).remove(relay)
             printErr(
                 "relay \(RelayName.printable(r.name)) (id \(r.id)) removed; its container is kept for \(s.softDeleteDays) days\(s.immutable ? " (and until retention expires: the vault is immutable)" : "")"
             )

@@ -23,6 +23,13 @@ final class VaultHarness {
         guard r.status == 0 else { throw HarnessError("vault init failed: \(r.stderr)") }
     }
 
+    /// A harness over a vault data directory that exists already (a second node's copy): nothing is initialised.
+    init(existing data: String, in scratch: Scratch, name: String) {
+        self.scratch = scratch
+        self.data = data
+        logPath = scratch.sub("\(name).log")
+    }
+
     func start() throws {
         let portFile = scratch.sub("vport-\(UUID().uuidString.prefix(6))")
         let p = Process()
