@@ -62,11 +62,13 @@ struct AgentRoutes: Sendable {
             throw HTTPFailure(.badRequest, "a job's trigger is schedule, now or manual, not \(start.trigger.debugDescription)")
         }
         let relay = self.relay
-        let id = try await relay.offload {
-            let now = relay.clock.now()
-            return try JobLog(store: relay.store).begin(
-                .backup, machine: machine.name, trigger: start.trigger, claiming: start.claim,
-                deadline: now.addingTimeInterval(Double(relay.configuration.backupDeadlineHours) * 3600), now: now)
+        let id = try await Self.mapped {
+            try await relay.offload {
+                let now = relay.clock.now()
+                return try JobLog(store: relay.store).begin(
+                    .backup, machine: machine.name, trigger: start.trigger, claiming: start.claim,
+                    deadline: now.addingTimeInterval(Double(relay.configuration.backupDeadlineHours) * 3600), now: now)
+            }
         }
         return try .json(AgentAPI.JobStarted(id: id), status: .created)
     }
@@ -84,19 +86,29 @@ struct AgentRoutes: Sendable {
             return s
         }
         let relay = self.relay
-        try await relay.offload {
-            let log = JobLog(store: relay.store)
-            let detail = r.detail.map { String($0.prefix(8192)) }
-            if let state {
-                try log.end(
-                    id, machine: machine.name, state, bytes: r.bytes, files: r.files, detail: detail,
-                    failedFiles: r.failedFiles.prefix(AgentAPI.maxFailedFiles).map { Job.FailedFile(path: $0.path, reason: $0.reason) },
-                    now: relay.clock.now())
-            } else {
-                try log.report(id, machine: machine.name, bytes: r.bytes, files: r.files, detail: detail, now: relay.clock.now())
+        try await Self.mapped {
+            try await relay.offload {
+                let log = JobLog(store: relay.store)
+                let detail = r.detail.map { String($0.prefix(8192)) }
+                if let state {
+                    try log.end(
+                        id, machine: machine.name, state, bytes: r.bytes, files: r.files, detail: detail,
+                        failedFiles: r.failedFiles.prefix(AgentAPI.maxFailedFiles).map { Job.FailedFile(path: $0.path, reason: $0.reason) },
+                        now: relay.clock.now())
+                } else {
+                    try log.report(id, machine: machine.name, bytes: r.bytes, files: r.files, detail: detail, now: relay.clock.now())
+                }
             }
         }
         return Response(status: .noContent)
+    }
+
+    /// The job log's refusals as the client's mistakes: another machine's or an unknown job (404), a job claimed
+    /// or ended already (409), a state a job cannot end in (400).
+    static func mapped<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let e as OutpostError where [.notFound, .conflict, .invalid].contains(e.code) {
+            throw HTTPFailure(e)
+        }
     }
 
     private func decode<T: Decodable>(_ type: T.Type, _ buffer: ByteBuffer) throws -> T {

@@ -251,6 +251,38 @@ import Testing
         site.agents["pc9"]!.waitUntilExit()
         #expect(site.agents["pc9"]!.terminationStatus == 19, "\(site.agentLog("pc9"))")
         #expect(site.agentLog("pc9").contains("refused this machine's credential"))
+        // The job routes refuse what is not the machine's or not running, with the client's status.
+        let good = try site.enroll("pc7")
+        let credential = try String(contentsOfFile: good, encoding: .utf8).split(separator: "\n").first { $0.hasPrefix("credential") }!
+            .split(separator: "\"")[1]
+        func post(_ path: String, _ body: String) throws -> (Int, String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            p.arguments = [
+                "-s", "-k", "-o", "/dev/stderr", "-w", "%{http_code}", "-H", "Authorization: Bearer \(credential)", "-H",
+                "Content-Type: application/json", "-d", body, r.url + path,
+            ]
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            let code = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (Int(code) ?? 0, text)
+        }
+        let started = try post("/v1/agent/jobs", #"{"trigger":"manual"}"#)
+        #expect(started.0 == 201, "\(started.1)")
+        let id = (json(started.1) as? [String: Any])?["id"] as? Int ?? 0
+        #expect(try post("/v1/agent/jobs", #"{"trigger":"cron"}"#).0 == 400)
+        #expect(try post("/v1/agent/jobs", #"{"trigger":"now","claim":999999}"#).0 == 404)
+        #expect(try post("/v1/agent/jobs/\(id)", #"{"bytes":-1,"files":0,"failedFiles":[]}"#).0 == 400)
+        #expect(try post("/v1/agent/jobs/\(id)", #"{"state":"missed","bytes":0,"files":0,"failedFiles":[]}"#).0 == 400)
+        #expect(try post("/v1/agent/jobs/\(id)", #"{"state":"completed","bytes":1,"files":1,"failedFiles":[]}"#).0 == 204)
+        let again = try post("/v1/agent/jobs/\(id)", #"{"state":"failed","bytes":1,"files":1,"failedFiles":[]}"#)
+        #expect(again.0 == 409 && again.1.contains("has ended"), "\(again)")
+        #expect(try post("/v1/agent/jobs/999999", #"{"bytes":0,"files":0,"failedFiles":[]}"#).0 == 404)
+        #expect(try site.jobs(["--machine", "pc7"]).first?["state"] as? String == "completed")
         // A group's hook with a line break is refused.
         _ = try site.enroll("pc8")
         let bad = try CLI.run([
