@@ -106,7 +106,7 @@ final class SMTPTestServer {
     ) -> SMTPSettings {
         SMTPSettings(
             host: "127.0.0.1", port: port, security: security, username: password == nil ? nil : "alice", password: password,
-            from: "outpost@relay.test", to: to, timeout: .seconds(20), caCertificatePath: trusted ? caPath : nil, heloName: "relay.test")
+            from: "outpost@relay.test", to: to, timeout: .seconds(120), caCertificatePath: trusted ? caPath : nil, heloName: "relay.test")
     }
 }
 
