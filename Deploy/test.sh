@@ -12,4 +12,7 @@ swift build --build-tests
 # Before the unit and end-to-end tests, so that their summary is the run's closing line.
 bash Deploy/schemathesis.sh
 bash Deploy/demo.sh
-swift test --skip-build
+# Two runs: the end-to-end tests block threads of Swift's cooperative pool while they wait for the binary, and on
+# a 2-core machine that starved the timers of unit tests running beside them (a 0.5 s hook time-out took 76 s).
+swift test --skip-build --skip OutpostEndToEndTests
+swift test --skip-build --filter OutpostEndToEndTests
