@@ -103,8 +103,12 @@ public struct VaultServer: Sendable {
                 logger.error("storage failure", metadata: ["error": "\(e.message)"])
                 return HTTPFailure(e, message: "the vault could not store or read the object")
             default:
-                // Another layer's error (registry, settings): an unexpected failure.
-                return nil
+                // Another layer's error (the object store's backend, the registry): logged in full, answered
+                // without its text, which can name the storage endpoint, its access key id or a file's path.
+                logger.error("vault failure", metadata: ["error": "\(e.message)", "code": "\(e.code)"])
+                return HTTPFailure(
+                    status: .internalServerError, code: "internal",
+                    message: "the vault could not serve this request; its operator finds the reason in the vault's log")
             }
         }
     }

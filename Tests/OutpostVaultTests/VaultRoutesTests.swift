@@ -104,7 +104,8 @@ import Testing
         }
     }
 
-    /// The object store's errors keep their code with the vault's words; another layer's error is "internal".
+    /// The object store's errors keep their code with the vault's words; another layer's error is "internal",
+    /// answered without its text (an S3 backend's names its endpoint and access key id).
     @Test func objectStoreErrorsMapToTheirStatus() {
         let errors = VaultServer.errors(logger: Logger(label: "vault-test"))
         let full = errors.failure(for: ObjectStoreError(.diskFull, "ENOSPC on /srv"))
@@ -112,6 +113,10 @@ import Testing
         let io = errors.failure(for: ObjectStoreError(.io, "EIO"))
         #expect(io.status == .internalServerError && io.code == "io" && io.message == "the vault could not store or read the object")
         let other = errors.failure(for: VaultError(.notAVault, "no settings"))
-        #expect(other.status == .internalServerError && other.code == "internal" && other.message == "no settings")
+        #expect(other.status == .internalServerError && other.code == "internal" && !other.message.contains("no settings"))
+        let s3 = errors.failure(
+            for: ObjectStoreError(
+                .unauthorized, "S3 PUT bucket b key k at http://10.0.0.5:7480 refused access key AKIAEXAMPLE (403): check the access key and secret"))
+        #expect(s3.status == .internalServerError && !s3.message.contains("AKIAEXAMPLE") && !s3.message.contains("10.0.0.5"))
     }
 }
