@@ -108,7 +108,7 @@ mon cluster log file = $D/log/cluster.log
 crash dir = $D/crash
 keyring = $D/keyring
 osd objectstore = memstore
-# The crush entry is ours (`osd crush add` below): the OSD's own update at start races its monitor client, which
+# The crush entry is ours (osd crush add, below): the OSD's own update at start races its monitor client, which
 # sometimes sends it before it knows the cluster's fsid ("wrong fsid"), and the OSD then exits.
 osd crush update on start = false
 osd class update on start = false
