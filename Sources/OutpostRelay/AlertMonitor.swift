@@ -22,17 +22,15 @@ public final class AlertMonitor: Service, Sendable {
     /// The forwarder's conditions (forwarding lag, vault reachability); the relay itself knows nothing of the vault.
     let providers: [@Sendable (Date) async -> [AlertCondition]]
     let dispatcher: AlertDispatcher?
-    /// The kinds the providers may raise: an alert of another kind they do not report is not cleared by them.
-    let providedKinds: Set<Alert.Kind>
     /// The relay's own time zone, for machines whose agent never said its own.
     let timeZone: TimeZone
 
     public init(
         store: Store, settings: AlertSettings, jobs: JobSettings, clock: WallClock, logger: Logger, dispatcher: AlertDispatcher?,
-        providedKinds: Set<Alert.Kind> = [], providers: [@Sendable (Date) async -> [AlertCondition]] = [], timeZone: TimeZone = .current
+        providers: [@Sendable (Date) async -> [AlertCondition]] = [], timeZone: TimeZone = .current
     ) {
         self.store = store; self.settings = settings; self.jobs = jobs; self.clock = clock; self.logger = logger
-        self.dispatcher = dispatcher; self.providedKinds = providedKinds; self.providers = providers; self.timeZone = timeZone
+        self.dispatcher = dispatcher; self.providers = providers; self.timeZone = timeZone
     }
 
     public func run() async throws {

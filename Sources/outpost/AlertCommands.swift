@@ -29,11 +29,7 @@ extension RelayCommand {
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay alerts`")
             let book = AlertBook(store: store)
             if test { try await sendTest(dir: dir, store: store, book: book); return }
-            let after = try since.map { text -> Date in
-                if let d = try? Date(text, strategy: .iso8601) { return d }
-                if let d = try? Date(text + "T00:00:00Z", strategy: .iso8601) { return d }
-                throw ValidationError("--since takes YYYY-MM-DD or an ISO 8601 time, not \(text)")
-            }
+            let after = try since.map(parseSince)
             let alerts = try after.map { try book.history(since: $0) } ?? book.open()
             let troubled = try book.troubled()
             if json {

@@ -26,11 +26,7 @@ extension RelayCommand {
                 }
                 return st
             }
-            let after = try since.map { text -> Date in
-                if let d = try? Date(text, strategy: .iso8601) { return d }
-                if let d = try? Date(text + "T00:00:00Z", strategy: .iso8601) { return d }
-                throw ValidationError("--since takes YYYY-MM-DD or an ISO 8601 time, not \(text)")
-            }
+            let after = try since.map(parseSince)
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay jobs`")
             let jobs = try JobLog(store: store).list(machine: machine, state: wanted, since: after)
             if json { try printJSON(jobs); return }
@@ -120,4 +116,11 @@ extension RelayCommand {
 func asRelayJob<T>(_ kind: Job.Kind, _ dir: RelayDataDirectory, machine: String? = nil, _ body: () async throws -> T) async throws -> T {
     guard let store = try? Store.open(at: dir.storePath, purpose: "recording a job") else { return try await body() }
     return try await JobLog(store: store).run(kind, machine: machine, body)
+}
+
+/// `--since`: an ISO 8601 time, or a day (YYYY-MM-DD, from its start in UTC).
+func parseSince(_ text: String) throws -> Date {
+    if let d = try? Date(text, strategy: .iso8601) { return d }
+    if let d = try? Date(text + "T00:00:00Z", strategy: .iso8601) { return d }
+    throw ValidationError("--since takes YYYY-MM-DD or an ISO 8601 time, not \(text)")
 }

@@ -129,7 +129,6 @@ struct RelayCommand: AsyncParsableCommand {
             services.append(
                 AlertMonitor(
                     store: store, settings: settings.alerts, jobs: settings.jobs, clock: clock, logger: logger, dispatcher: dispatcher,
-                    providedKinds: [.forwardingLag, .vaultUnreachable],
                     providers: vaultForwarder.map { f in forwarderAlerts(f, dir: dir, store: store, lagHours: settings.alerts.forwardingLagHours) }
                         ?? []))
             let notify = forwarding
