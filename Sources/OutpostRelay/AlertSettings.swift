@@ -74,20 +74,12 @@ public struct AlertSettings: Sendable, Equatable {
     }
 
     /// Reads the `[alerts]` and `[jobs]` tables of relay.toml's text; every mistake names the key and the fix.
-    static func load(_ text: String, path: String) throws -> (AlertSettings, JobSettings) {
+    static func load(_ text: String, table: TOMLTable?, path: String) throws -> (AlertSettings, JobSettings) {
         struct Tables: Codable {
             var alerts: File?
             var jobs: JobSettings.File?
         }
-        let table = try? TOMLTable(string: text)
-        for (name, keys) in [("alerts", File.keys), ("jobs", JobSettings.File.keys)] {
-            if let stray = table?[name]?.table?.keys.first(where: { !keys.contains($0) }) {
-                throw RelayError(
-                    .config,
-                    "\(path): [\(name)] has no setting \(stray) (it takes \(keys.joined(separator: ", "))); keys below the [\(name)] line belong to it: move \(stray) above that line"
-                )
-            }
-        }
+        try RelayConfiguration.refuseStrayKeys(table, [("alerts", File.keys), ("jobs", JobSettings.File.keys)], path: path)
         let tables: Tables
         do { tables = try TOMLDecoder().decode(Tables.self, from: text) } catch {
             throw RelayError(.config, "\(path): [alerts] or [jobs] is not of the expected shape: \(error)")

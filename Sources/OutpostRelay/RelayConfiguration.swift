@@ -195,14 +195,8 @@ public struct RelayConfiguration: Sendable, Equatable {
         }
         // A key added at the end of the file after a `[retention]` line belongs to that table and would be
         // ignored without a word: say so instead.
-        if let keys = (try? TOMLTable(string: text))?["retention"]?.table?.keys,
-            let stray = keys.first(where: { !RetentionFile.keys.contains($0) })
-        {
-            throw RelayError(
-                .config,
-                "\(path): [retention] has no setting \(stray) (it takes \(RetentionFile.keys.joined(separator: ", "))); keys below the [retention] line belong to it: move \(stray) above that line"
-            )
-        }
+        let table = try? TOMLTable(string: text)
+        try Self.refuseStrayKeys(table, [("retention", RetentionFile.keys)], path: path)
         if let r = file.retention {
             let policy = RetentionPolicy(
                 relayDays: r.relay_days, relayLast: r.relay_last, vaultDaily: r.vault_daily, vaultWeekly: r.vault_weekly,
@@ -220,7 +214,7 @@ public struct RelayConfiguration: Sendable, Equatable {
                 c.pruneTime = t
             }
         }
-        (c.alerts, c.jobs) = try AlertSettings.load(text, path: path)
+        (c.alerts, c.jobs) = try AlertSettings.load(text, table: table, path: path)
         if let v = file.console_listen, !v.isEmpty {
             _ = try parseListen(v)
             c.consoleListen = v
@@ -230,6 +224,19 @@ public struct RelayConfiguration: Sendable, Equatable {
         }
         _ = try parseListen(c.listen)
         return c
+    }
+
+    /// A key added at the end of the file after a `[table]` line belongs to that table and would be ignored
+    /// without a word: refused instead, naming the key, what the table takes, and the fix.
+    static func refuseStrayKeys(_ table: TOMLTable?, _ tables: [(name: String, keys: [String])], path: String) throws {
+        for (name, keys) in tables {
+            if let stray = table?[name]?.table?.keys.first(where: { !keys.contains($0) }) {
+                throw RelayError(
+                    .config,
+                    "\(path): [\(name)] has no setting \(stray) (it takes \(keys.joined(separator: ", "))); keys below the [\(name)] line belong to it: move \(stray) above that line"
+                )
+            }
+        }
     }
 
     /// "HH:MM" → minutes since midnight.
