@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import OutpostClient
 import Testing
 
 #if canImport(Glibc)
@@ -253,8 +254,7 @@ import Testing
         #expect(site.agentLog("pc9").contains("refused this machine's credential"))
         // The job routes refuse what is not the machine's or not running, with the client's status.
         let good = try site.enroll("pc7")
-        let credential = try String(contentsOfFile: good, encoding: .utf8).split(separator: "\n").first { $0.hasPrefix("credential") }!
-            .split(separator: "\"")[1]
+        let credential = try ClientConfiguration.load(path: good).credential
         func post(_ path: String, _ body: String) throws -> (Int, String) {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")

@@ -1,4 +1,5 @@
 import Foundation
+import OutpostClient
 import Testing
 
 #if canImport(Glibc)
@@ -64,8 +65,7 @@ import Testing
 
         // No session: pages send to the login form, actions are refused; a machine's credential opens nothing.
         #expect(try Self.curl(base + "/", jar: jar).status == 303)
-        let credential = try String(contentsOfFile: config, encoding: .utf8).split(separator: "\n").first { $0.hasPrefix("credential") }!
-            .split(separator: "\"")[1]
+        let credential = try ClientConfiguration.load(path: config).credential
         #expect(try Self.curl(base + "/", jar: other, ["-H", "Authorization: Bearer \(credential)"]).status == 303)
         #expect(
             try Self.curl(base + "/points/\(point)/file?path=/docs/a.txt", jar: other, ["-H", "Authorization: Bearer \(credential)"]).status == 303)
