@@ -121,7 +121,8 @@ struct ConsoleRoutes: Sendable {
             let members = Dictionary(try ProtectionGroups(store: store).memberships().map { ($0.machine, $0.group) }, uniquingKeysWith: { a, _ in a })
             let good = try JobLog(store: store).lastGoodBackups()
             let agents = try AgentDesk(store: store, clock: clock).contacts()
-            let missed = Set(try AlertBook(store: store).open().filter { $0.kind == .missedBackup }.map(\.subject))
+            let open = try AlertBook(store: store).open()
+            let missed = Set(open.filter { $0.kind == .missedBackup }.map(\.subject))
             var s = statvfs()
             let disk = statvfs(store.layout.root, &s) == 0
             return PageData([
@@ -133,7 +134,7 @@ struct ConsoleRoutes: Sendable {
                         "points": m.recoveryPoints, "agent": agents[m.name].map { "seen " + Self.time($0.lastSeen) } ?? "-", "status": status,
                     ]
                 },
-                "alerts": try AlertBook(store: store).open().map { ["kind": $0.kind.rawValue, "subject": $0.subject, "message": $0.message] },
+                "alerts": open.map { ["kind": $0.kind.rawValue, "subject": $0.subject, "message": $0.message] },
                 "jobs": try JobLog(store: store).list(limit: 20).map(jobRow),
                 "diskFree": disk ? Self.bytes(Int64(s.f_bavail) * Int64(s.f_frsize)) : "?",
                 "diskTotal": disk ? Self.bytes(Int64(s.f_blocks) * Int64(s.f_frsize)) : "?",
