@@ -134,34 +134,3 @@ public final class MemoryObjectStore: ObjectStore, @unchecked Sendable {
         lock.withLock { _ = objects.removeValue(forKey: key) }
     }
 }
-
-/// Geo-redundant storage: every write goes to the primary and to an independent secondary location; reads
-/// come from the primary and fall back to the secondary when the primary lost the object.
-public struct ReplicatedObjectStore: ObjectStore {
-    public let primary: any ObjectStore
-    public let secondary: any ObjectStore
-
-    public init(primary: any ObjectStore, secondary: any ObjectStore) {
-        self.primary = primary
-        self.secondary = secondary
-    }
-
-    public func putIfAbsent(_ key: String, _ bytes: [UInt8]) throws -> Bool {
-        let created = try primary.putIfAbsent(key, bytes)
-        _ = try secondary.putIfAbsent(key, bytes)
-        return created
-    }
-
-    public func get(_ key: String) throws -> [UInt8]? { try primary.get(key) ?? secondary.get(key) }
-    public func get(_ key: String, range: Range<Int>) throws -> [UInt8]? { try primary.get(key, range: range) ?? secondary.get(key, range: range) }
-    public func list(prefix: String) throws -> [ObjectInfo] {
-        var byKey: [String: ObjectInfo] = [:]
-        for o in try secondary.list(prefix: prefix) { byKey[o.key] = o }
-        for o in try primary.list(prefix: prefix) { byKey[o.key] = o }
-        return byKey.values.sorted { $0.key < $1.key }
-    }
-    public func delete(_ key: String) throws {
-        try primary.delete(key)
-        try secondary.delete(key)
-    }
-}

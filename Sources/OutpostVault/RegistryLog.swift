@@ -148,6 +148,6 @@ public final class RegistryLog: Sendable {
 
     private func copyToSecondary(_ key: String, _ bytes: [UInt8]) {
         guard let replicated = objects as? ReplicatedObjectStore else { return }
-        _ = try? replicated.secondary.putIfAbsent(key, bytes)
+        try? replicated.replicate(key, bytes)
     }
 }

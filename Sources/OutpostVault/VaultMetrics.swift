@@ -1,13 +1,19 @@
+import Foundation
 import Metrics
 import OutpostCore
 import OutpostHTTP
+import OutpostObjects
 
 /// The vault's own metrics (docs/metrics.md), beside the requests every server counts: bytes relays stored, by
 /// relay container, as they are stored; at each scrape, the relays the registry holds.
 public struct VaultMetrics: Sendable {
     let registry: VaultRegistry
+    let replica: ReplicaMonitor?
 
-    public init(registry: VaultRegistry) { self.registry = registry }
+    public init(registry: VaultRegistry, replica: ReplicaMonitor? = nil) {
+        self.registry = registry
+        self.replica = replica
+    }
 
     public static let storedBytes = "outpost_vault_stored_bytes_total"
     public static let storedObjects = "outpost_vault_stored_objects_total"
@@ -39,6 +45,18 @@ public struct VaultMetrics: Sendable {
             m.gauge(
                 "outpost_vault_relay_info", "Each registered relay's id (the relay label of other metrics) and name (always 1).", 1,
                 labels: [("relay", r.id), ("name", RelayName.printable(r.name)), ("state", r.removedAt == nil ? "active" : "removed")])
+        }
+        // With GRS, from the start (0 until the first round has read the backlog).
+        if let status = replica?.status {
+            m.gauge(
+                "outpost_vault_replica_backlog_objects", "GRS: writes and deletes the secondary copy set has not taken yet.",
+                Double(status.backlog.objects))
+            m.gauge(
+                "outpost_vault_replica_lag_seconds", "GRS: age of the oldest write the secondary copy set has not taken (0: caught up).",
+                status.lagSeconds(now: Date()))
+            m.gauge(
+                "outpost_vault_replica_check_failed", "GRS: 1 when the last round could not read the backlog (the primary failed).",
+                status.failure == nil ? 0 : 1)
         }
         return m
     }

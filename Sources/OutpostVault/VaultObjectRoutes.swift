@@ -8,6 +8,8 @@ import OutpostObjects
 /// soft delete, list (docs/vault.md §7). Deletes are refused on an immutable vault.
 struct VaultObjectRoutes: Sendable {
     let settings: VaultConfiguration
+    /// The rules in force (on S3 shared by every node through the registry, §2.5).
+    let registry: VaultRegistry
     let objects: any ObjectStore
     /// Bytes of PUT bodies held in memory at once.
     let putBudget: ByteBudget
@@ -70,7 +72,7 @@ struct VaultObjectRoutes: Sendable {
     }
 
     @Sendable func delete(_ request: Request, context: VaultRequestContext) async throws -> Response {
-        if settings.immutable {
+        if registry.policy(default: settings).immutable {
             throw HTTPFailure(.forbidden, "this vault is immutable: nothing is deleted before its retention expires, whoever asks")
         }
         let k = try key(context)

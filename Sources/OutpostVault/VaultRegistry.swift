@@ -43,6 +43,8 @@ public final class VaultRegistry: Sendable {
     struct State: Codable, Sendable, Equatable {
         var relays: [Relay] = []
         var issued: [Issued] = []
+        /// S3 only: the policy `vault set` recorded last (nil: none yet; each node applies its vault.json's).
+        var policy: VaultPolicy?
     }
 
     enum Backend: Sendable {
@@ -158,6 +160,8 @@ public final class VaultRegistry: Sendable {
                     )
                 }
                 let active = s.relays.filter { $0.removedAt == nil }.count
+                // On S3 the limit `vault set` recorded in the log, which every node applies alike.
+                let maxRelays = s.policy?.maxRelays ?? maxRelays
                 if active >= maxRelays {
                     return (.refused("this vault already serves \(active) relays, its limit (\(maxRelays)); remove one or raise max_relays"), nil)
                 }
@@ -257,6 +261,8 @@ struct RegistryEvent: Codable, Sendable, Equatable {
         case remove
         /// The registry.json of an S3 vault from before the log (`state`); only ever the first event.
         case `import`
+        /// `vault set` on an S3 vault: the policy every node applies from now on (`policy`).
+        case policy
     }
 
     var format = "outpost-vault-registry-event"
@@ -273,6 +279,7 @@ struct RegistryEvent: Codable, Sendable, Equatable {
     var credentialHash: String?
     var takeover: VaultRegistry.Takeover?
     var state: VaultRegistry.State?
+    var policy: VaultPolicy?
 
     init(_ kind: Kind, at: Date, _ fill: (inout RegistryEvent) -> Void = { _ in }) {
         self.kind = kind
@@ -315,6 +322,9 @@ extension VaultRegistry.State {
         case .import:
             guard let s = e.state else { throw bad() }
             self = s
+        case .policy:
+            guard let p = e.policy else { throw bad() }
+            policy = p
         }
     }
 }

@@ -24,6 +24,8 @@ public struct VaultServer: Sendable {
     public let registry: VaultRegistry
     public let objects: any ObjectStore
     public let identity: TLSIdentity
+    /// GRS only: replays and reports what the secondary copy set missed.
+    public let replica: ReplicaMonitor?
     let host: String
     let port: Int
     let logger: Logger
@@ -52,6 +54,7 @@ public struct VaultServer: Sendable {
         settings = try directory.settings()
         objects = try directory.objectStore(settings)
         registry = try directory.registry(settings, objects: objects)
+        replica = (objects as? ReplicatedObjectStore).map { ReplicaMonitor(store: $0, logger: logger) }
         guard let cert = try? String(contentsOfFile: directory.certificatePath, encoding: .utf8),
             let key = try? String(contentsOfFile: directory.keyPath, encoding: .utf8)
         else {
@@ -85,7 +88,7 @@ public struct VaultServer: Sendable {
                 }
                 return relay
             })
-        VaultObjectRoutes(settings: settings, objects: objects, putBudget: putBudget).addRoutes(to: relay)
+        VaultObjectRoutes(settings: settings, registry: registry, objects: objects, putBudget: putBudget).addRoutes(to: relay)
         return router
     }
 
@@ -118,15 +121,16 @@ public struct VaultServer: Sendable {
 
     /// Purges soft-deleted objects and removed relays' containers older than the soft-delete period.
     public func purge(now: Date = Date()) throws -> Int {
-        let cutoff = now.addingTimeInterval(-Double(settings.softDeleteDays) * 86400)
+        let policy = registry.policy(default: settings)
+        let cutoff = now.addingTimeInterval(-Double(policy.softDeleteDays) * 86400)
         var purged = 0
         for o in try objects.list(prefix: "trash/") {
             let parts = o.key.split(separator: "/")
-            if parts.count > 1, let t = Double(parts[1]), t < cutoff.timeIntervalSince1970, !settings.immutable {
+            if parts.count > 1, let t = Double(parts[1]), t < cutoff.timeIntervalSince1970, !policy.immutable {
                 try objects.delete(o.key); purged += 1
             }
         }
-        for r in registry.relays where !settings.immutable && (r.removedAt.map({ $0 < cutoff }) ?? false) {
+        for r in registry.relays where !policy.immutable && (r.removedAt.map({ $0 < cutoff }) ?? false) {
             for o in try objects.list(prefix: "containers/\(r.id)/") { try objects.delete(o.key); purged += 1 }
         }
         return purged
@@ -155,6 +159,21 @@ public struct VaultServer: Sendable {
                     case .failure(let error): self.logger.error("purge failed; retried at the next interval", metadata: ["error": "\(error)"])
                     }
                     try? await Task.sleep(for: Self.purgeInterval)
+                }
+            }
+            if let replica {
+                group.addTask {
+                    // A secondary that missed writes gets them when it is back (docs/vault.md §3.1); on a thread of
+                    // its own, as the purge.
+                    while !Task.isCancelled {
+                        await withCheckedContinuation { done in
+                            Thread {
+                                replica.round()
+                                done.resume()
+                            }.start()
+                        }
+                        try? await Task.sleep(for: ReplicaMonitor.interval)
+                    }
                 }
             }
             try await server.run(router, services: services, logger: logger, onListening: onListening)

@@ -102,7 +102,7 @@ func vaultMetricsServer(listen: String?, tokenFile: String?, vault: VaultServer,
     }
     let token = try tokenFile.map { try MetricsServer.readToken(file: $0, what: "--metrics-token-file") }
     MetricsRegistry.process.bootstrap(help: VaultMetrics.help)
-    let metrics = VaultMetrics(registry: vault.registry)
+    let metrics = VaultMetrics(registry: vault.registry, replica: vault.replica)
     return MetricsServer(listen: address, token: token, setting: "--metrics-listen", logger: logger, snapshot: { metrics.snapshot().exposition() }) {
         bound in
         printErr("vault metrics on http://\(address.host):\(bound)/metrics\(token == nil ? "" : " (bearer token of --metrics-token-file)")")

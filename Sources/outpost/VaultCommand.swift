@@ -17,7 +17,7 @@ struct VaultCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vault",
         abstract: "Run and administer the off-site vault (holds relays' encrypted copies).",
-        subcommands: [Init.self, Serve.self, Credentials.self, Set.self, Relays.self, RemoveRelay.self]
+        subcommands: [Init.self, Serve.self, Credentials.self, Set.self, Relays.self, RemoveRelay.self, Replica.self]
     )
 
     struct Init: AsyncParsableCommand {
@@ -244,23 +244,28 @@ struct VaultCommand: AsyncParsableCommand {
                 }
                 s.replication = repl
             }
-            if let d = softDeleteDays {
-                guard d >= 14 else { throw ValidationError("--soft-delete-days must be at least 14") }
-                s.softDeleteDays = d
+            if immutable && mutable { throw ValidationError("give --immutable or --mutable, not both") }
+            if let d = softDeleteDays, d < 14 { throw ValidationError("--soft-delete-days must be at least 14") }
+            if let m = maxRelays, m < 1 { throw ValidationError("--max-relays must be at least 1") }
+            let change = VaultPolicy.Change(
+                immutable: mutable ? false : (immutable ? true : nil), lock: lock, softDeleteDays: softDeleteDays, maxRelays: maxRelays)
+            let registry = try dir.registry(s)
+            let policy: VaultPolicy
+            if registry.sharesPolicy {
+                // S3: recorded in the registry log, which every node over the bucket reads (docs/vault.md §2.5);
+                // decided on the log's newest policy, not on this node's copy of vault.json.
+                policy = change.isEmpty ? registry.policy(default: s) : try registry.setPolicy(change, default: s)
+            } else {
+                policy = try VaultPolicy(s).applying(change)
             }
-            if let m = maxRelays {
-                guard m >= 1 else { throw ValidationError("--max-relays must be at least 1") }
-                s.maxRelays = m
-            }
-            if mutable {
-                if s.locked { throw VaultError(.refused, "this vault's immutability is locked and cannot be turned off") }
-                s.immutable = false
-            }
-            if immutable || lock { s.immutable = true }
-            if lock { s.locked = true }
+            s = policy.applied(to: s)
             try dir.save(s)
+            let applies =
+                registry.sharesPolicy
+                ? "every vault node over the bucket applies the rules within 5 s; restart `vault serve` for the replication"
+                : "restart `vault serve` to apply"
             printErr(
-                "vault \(s.name): replication \(s.replication.rawValue), immutable \(s.immutable)\(s.locked ? " (locked)" : ""), soft delete \(s.softDeleteDays) days; restart `vault serve` to apply"
+                "vault \(s.name): replication \(s.replication.rawValue), immutable \(s.immutable)\(s.locked ? " (locked)" : ""), soft delete \(s.softDeleteDays) days, at most \(s.maxRelays) relays; \(applies)"
             )
         }
     }
@@ -291,6 +296,62 @@ struct VaultCommand: AsyncParsableCommand {
             printErr(
                 "relay \(RelayName.printable(r.name)) (id \(r.id)) removed; its container is kept for \(s.softDeleteDays) days\(s.immutable ? " (and until retention expires: the vault is immutable)" : "")"
             )
+        }
+    }
+}
+
+extension VaultCommand {
+    struct Replica: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show how far GRS's secondary copy set is behind, and replay what it missed.",
+            discussion: """
+                GRS writes every object to the primary copy set, which answers, then to the secondary. A write or delete \
+                the secondary did not take is kept as pending in the primary; `vault serve` replays them every 30 s and \
+                warns in its log beyond 15 minutes (docs/vault.md §3.1). This command reads the pending writes from the \
+                storage (beside a running vault, which it does not disturb). Exit 0: read (and, with --catch-up, replayed \
+                what the secondary takes now). Exit 10: DATA is not a vault. Exit 15: the vault is LRS (no secondary).
+                """)
+        @OptionGroup var vault: VaultOptions
+        @Flag(help: "Replay the pending writes on the secondary now (what still fails stays pending).") var catchUp = false
+        @Flag(help: "Also compare every object of the two copy sets and copy what the secondary lacks (two full listings).")
+        var reconcile = false
+        @Flag(help: "Print JSON: objects, oldest (ISO 8601 or null), lag_seconds, copied.") var json = false
+
+        func run() async throws {
+            let dir = vault.directory
+            let settings = try dir.settings()
+            guard let store = try dir.objectStore(settings) as? ReplicatedObjectStore else {
+                throw OutpostError(
+                    .refused, "vault \(settings.name) is LRS: it has no secondary copy set (replication is chosen at `vault init --replication grs`)")
+            }
+            let copied = reconcile ? try store.reconcile() : 0
+            let backlog = catchUp ? try store.catchUp() : try store.backlog()
+            let now = Date()
+            let lag = Int(backlog.lagSeconds(now: now).rounded())
+            if json {
+                struct Out: Encodable {
+                    var objects: Int
+                    var oldest: String?
+                    var lag_seconds: Int
+                    var copied: Int
+                }
+                let e = JSONEncoder()
+                e.outputFormatting = [.sortedKeys]
+                let out = Out(objects: backlog.objects, oldest: backlog.oldest?.formatted(.iso8601), lag_seconds: lag, copied: copied)
+                print(String(decoding: try e.encode(out), as: UTF8.self))
+                return
+            }
+            if reconcile { print("copied \(copied) objects the secondary lacked") }
+            if backlog.objects == 0 {
+                print("secondary copy set: up to date")
+            } else {
+                print(
+                    "secondary copy set: \(backlog.objects) writes pending, the oldest since \(backlog.oldest?.formatted(.iso8601) ?? "?") (\(lag) s behind)"
+                )
+                for entry in try store.pending().prefix(10) {
+                    print("  \(entry.op.rawValue) \(entry.key) since \(entry.since.formatted(.iso8601)): \(entry.error)")
+                }
+            }
         }
     }
 }

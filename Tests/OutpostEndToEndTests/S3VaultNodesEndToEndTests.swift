@@ -73,6 +73,14 @@ extension S3VaultEndToEndTests {
         #expect(again.status == 0 && again.stdout.contains("backlog 0"), "\(again.stdout) \(again.stderr)")
         let bucket = try S3ObjectStore(location: S3Location(endpoint: ceph.endpoint, bucket: try bucket(of: b)), credentials: ceph.credentials)
         #expect(try bucket.list(prefix: "containers/").filter { $0.key.contains("/p/") }.count == 2)
+
+        // The rules are the vault's, not a node's (§2.5): locked through A's copy of vault.json, B refuses to turn
+        // immutability off although its own vault.json never heard of the lock, and applies A's relay limit.
+        #expect(try CLI.run(["vault", "set", "--data", a.data, "--lock", "--max-relays", "7"]).status == 0)
+        let unlock = try CLI.run(["vault", "set", "--data", b.data, "--mutable"])
+        #expect(unlock.status == 15 && unlock.stderr.contains("locked"), "\(unlock.stderr)")
+        let shown = try CLI.run(["vault", "set", "--data", b.data])
+        #expect(shown.stderr.contains("immutable true (locked)") && shown.stderr.contains("at most 7 relays"), "\(shown.stderr)")
         #expect(relay.stop() == 0)
         #expect(b.stop() == 0)
     }
