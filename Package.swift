@@ -193,11 +193,12 @@ let package = Package(
                 "OutpostCore", "OutpostArchive", "OutpostClient", "OutpostHTTP",
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
-        // The relay's web console (issue 13): administrators, sessions, pages, the file browser (swift-mustache).
+        // The web consoles (issue 13; swift-mustache): the relay's (administrators, sessions, pages, the file browser)
+        // and the vault's fleet view, which shares its login and layout (so this depends on OutpostVault, not the reverse).
         .target(
             name: "OutpostConsole",
             dependencies: [
-                "OutpostCore", "OutpostStore", "OutpostArchive", "OutpostHTTP", "OutpostRelay", "OutpostTLS",
+                "OutpostCore", "OutpostStore", "OutpostArchive", "OutpostHTTP", "OutpostRelay", "OutpostTLS", "OutpostVault", "OutpostObjects",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
@@ -259,6 +260,9 @@ let package = Package(
                 "OutpostHTTP", .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: strict),
+        // The consoles' parts without a server: the vault's administrators over a shared object store.
+        .testTarget(
+            name: "OutpostConsoleTests", dependencies: ["OutpostConsole", "OutpostObjects", "OutpostVault", "OutpostCore"], swiftSettings: strict),
         .testTarget(name: "OutpostCryptoTests", dependencies: ["OutpostCore", "OutpostCrypto", "OutpostObjects"], swiftSettings: strict),
         // A single-node Ceph cluster around a test suite (Deploy/ceph.sh), for the S3 and end-to-end tests.
         .target(name: "OutpostCephTestSupport", dependencies: ["OutpostS3"], path: "Tests/OutpostCephTestSupport", swiftSettings: strict),

@@ -1,5 +1,3 @@
-import Crypto
-import CryptoExtras
 import Foundation
 import GRDB
 import OutpostCore
@@ -8,8 +6,9 @@ import OutpostStore
 /// The console's administrators, their sessions and one-time login links, in the relay's index (schema v13).
 /// Passwords are kept as scrypt hashes (N 2^15, r 8, p 1, a random salt); session and link tokens only as their
 /// SHA-256, so a copy of the index opens no session. A machine's credential is not an administrator's: the two
-/// live in different tables and the console never reads the machines'.
-public struct ConsoleAccounts: Sendable {
+/// live in different tables and the console never reads the machines'. Passwords and tokens: `ConsolePassword`,
+/// `ConsoleToken` (shared with the vault's console).
+public struct ConsoleAccounts: ConsoleAccountStore {
     let index: StoreIndex
     let clock: WallClock
 
@@ -47,19 +46,13 @@ public struct ConsoleAccounts: Sendable {
     public var idleTimeout: TimeInterval = 30 * 60
     public var maxAge: TimeInterval = 12 * 3600
     public static let linkLifetime: TimeInterval = 15 * 60
-    static let scryptN = 1 << 15
 
     // MARK: Administrators
 
     /// Adds an administrator with a password (at least 12 characters), or without one (a login link only).
     public func add(_ name: String, password: String?) throws {
-        if let problem = MachineName.problem(name) {
-            throw StoreError(.invalid, problem.replacingOccurrences(of: "machine name", with: "administrator name"))
-        }
-        if let password, password.count < 12 {
-            throw StoreError(.invalid, "the password of \(name) is \(password.count) characters long; give at least 12")
-        }
-        let hash = try password.map { try Self.hash(password: $0) }
+        if let problem = ConsolePassword.problem(name: name, password: password) { throw StoreError(.invalid, problem) }
+        let hash = try password.map { try ConsolePassword.hash($0) }
         try index.write("adding an administrator") { db in
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM console_admins WHERE name = ?", arguments: [name]) ?? false {
                 throw StoreError(.taken, "an administrator named \(name) exists; remove it first, or give another name")
@@ -106,42 +99,12 @@ public struct ConsoleAccounts: Sendable {
         }
     }
 
-    // MARK: Passwords
-
-    static func hash(password: String) throws -> String {
-        var salt = [UInt8](repeating: 0, count: 16)
-        for i in salt.indices { salt[i] = UInt8.random(in: 0...255) }
-        let key = try derive(password, salt: salt, n: scryptN)
-        return "scrypt$\(scryptN)$8$1$" + Data(salt).base64EncodedString() + "$" + key.base64EncodedString()
-    }
-
-    static func derive(_ password: String, salt: [UInt8], n: Int) throws -> Data {
-        let key = try KDF.Scrypt.deriveKey(
-            from: Array(password.utf8), salt: salt, outputByteCount: 32, rounds: n, blockSize: 8, parallelism: 1, maxMemory: 64 << 20)
-        return key.withUnsafeBytes { Data($0) }
-    }
-
-    static func verify(password: String, against stored: String) -> Bool {
-        let parts = stored.split(separator: "$").map(String.init)
-        guard parts.count == 6, parts[0] == "scrypt", let n = Int(parts[1]), n >= 1 << 10, n <= 1 << 20,
-            let salt = Data(base64Encoded: parts[4]), let expected = Data(base64Encoded: parts[5]),
-            let derived = try? derive(password, salt: Array(salt), n: n)
-        else { return false }
-        // Constant time: every byte compared.
-        guard derived.count == expected.count else { return false }
-        return zip(derived, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
-    }
-
     // MARK: Sessions
 
-    public struct Session: Sendable, Equatable {
-        public var admin: String
-        public var token: String
-        public var csrf: String
-    }
+    public typealias Session = ConsoleSession
 
-    static func token() -> String { RandomToken.hex(32) }
-    static func digest(_ token: String) -> Data { Data(SHA256.hash(data: Data(token.utf8))) }
+    static func token() -> String { ConsoleToken.make() }
+    static func digest(_ token: String) -> Data { ConsoleToken.digest(token) }
 
     /// A session for the administrator when the password is right; nil otherwise (unknown name or wrong
     /// password look the same, and cost the same scrypt).
@@ -149,16 +112,13 @@ public struct ConsoleAccounts: Sendable {
         let stored = try index.read("reading an administrator") { db in
             try String.fetchOne(db, sql: "SELECT password FROM console_admins WHERE name = ?", arguments: [name])
         }
-        let ok = Self.verify(password: password, against: stored ?? Self.decoy)
+        let ok = ConsolePassword.verify(password, against: stored ?? ConsolePassword.decoy)
         guard ok, stored != nil else { return nil }
         return try open(name)
     }
 
-    /// A hash no password matches, verified for unknown names so that they take as long as known ones.
-    static let decoy = "scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
-
     private func open(_ name: String) throws -> Session {
-        let s = Session(admin: name, token: Self.token(), csrf: Self.token())
+        let s = ConsoleSession(admin: name, token: Self.token(), csrf: Self.token())
         let t = clock.now().timeIntervalSince1970
         try index.write("opening a console session") { db in
             try db.execute(
@@ -189,7 +149,7 @@ public struct ConsoleAccounts: Sendable {
                 try db.execute(sql: "UPDATE console_sessions SET last_seen = ? WHERE token_hash = ?", arguments: [now, key])
             }
         }
-        return Session(admin: row["admin"], token: token, csrf: row["csrf"])
+        return ConsoleSession(admin: row["admin"], token: token, csrf: row["csrf"])
     }
 
     public func logout(token: String) throws {
@@ -225,12 +185,5 @@ public struct ConsoleAccounts: Sendable {
             return row["admin"]
         }
         return try admin.map { try open($0) }
-    }
-}
-
-enum RandomToken {
-    static func hex(_ bytes: Int) -> String {
-        var g = SystemRandomNumberGenerator()
-        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
     }
 }

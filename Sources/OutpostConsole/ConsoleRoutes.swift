@@ -19,92 +19,15 @@ struct ConsoleRoutes: Sendable {
     var relay: Relay { server.relay }
     var store: Store { server.relay.store }
 
-    // MARK: Log in and out
-
-    @Sendable func loginPage(_ request: Request, context: ConsoleContext) async throws -> Response {
-        server.page("Log in", "login", [:], context: context)
-    }
-
-    @Sendable func login(_ request: Request, context: ConsoleContext) async throws -> Response {
-        let form = try await Self.form(request)
-        let name = form["name"] ?? "", password = form["password"] ?? ""
-        let keys = ["ip:" + context.peer, "name:" + name]
-        if let wait = server.limiter.wait(keys) {
-            return server.page(
-                "Log in", "login", ["error": "too many failed attempts; try again in \(wait) s"], context: context, status: .tooManyRequests)
-        }
-        let accounts = server.accounts
-        guard let session = try await relay.offload({ try accounts.login(name, password: password) }) else {
-            server.limiter.failed(keys)
-            server.logger.warning("console login refused", metadata: ["name": "\(name)", "peer": "\(context.peer)"])
-            return server.page("Log in", "login", ["error": "wrong name or password"], context: context, status: .unauthorized)
-        }
-        server.logger.notice("console login", metadata: ["admin": "\(name)", "peer": "\(context.peer)"])
-        return Self.start(session)
-    }
-
-    @Sendable func loginLink(_ request: Request, context: ConsoleContext) async throws -> Response {
-        let token = context.parameters.get("token") ?? ""
-        let accounts = server.accounts
-        guard token.count == 64, let session = try await relay.offload({ try accounts.redeem(link: token) }) else {
-            return server.page(
-                "Log in", "login",
-                ["error": "this login link is not valid (used, expired or mistyped); ask for a new one with `outpost relay admin add --login-link`"],
-                context: context, status: .unauthorized)
-        }
-        return Self.start(session)
-    }
-
-    static func start(_ session: ConsoleAccounts.Session) -> Response {
-        var r = Response(status: .seeOther, headers: [.location: "/"])
-        r.setCookie(Cookie(name: SessionMiddleware.cookie, value: session.token, path: "/", secure: true, httpOnly: true, sameSite: .strict))
-        return r
-    }
-
-    @Sendable func logout(_ request: Request, context: ConsoleContext) async throws -> Response {
-        try await checkCSRF(request, context)
-        if let s = context.session { try server.accounts.logout(token: s.token) }
-        var r = Response(status: .seeOther, headers: [.location: "/login"])
-        r.setCookie(Cookie(name: SessionMiddleware.cookie, value: "", maxAge: 0, path: "/", secure: true, httpOnly: true, sameSite: .strict))
-        return r
-    }
-
-    /// A form's fields (application/x-www-form-urlencoded, at most 64 KiB).
-    static func form(_ request: Request) async throws -> [String: String] {
-        let body = try await request.body.collect(upTo: 64 << 10)
-        var out: [String: String] = [:]
-        for pair in String(buffer: body).split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1).map {
-                String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
-            }
-            if kv.count == 2 { out[kv[0]] = kv[1] } else if kv.count == 1 { out[kv[0]] = "" }
-        }
-        return out
-    }
-
     /// A state-changing request carries the session's CSRF token; refused otherwise.
     func checkCSRF(_ request: Request, _ context: ConsoleContext) async throws {
-        let sent = try await Self.form(request)["csrf"] ?? ""
-        guard let expected = context.session?.csrf, sent.utf8.count == expected.utf8.count,
-            zip(sent.utf8, expected.utf8).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0
-        else {
-            throw HTTPError(.forbidden, message: "this form's CSRF token is missing or wrong: reload the page and try again")
-        }
+        try await ConsoleLogin.checkCSRF(request, context)
     }
 
     // MARK: Pages
 
-    static func time(_ d: Date?) -> String {
-        guard let d else { return "-" }
-        return d.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
-    }
-
-    static func bytes(_ n: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(n), i = 0
-        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
-        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
-    }
+    static func time(_ d: Date?) -> String { ConsoleFormat.time(d) }
+    static func bytes(_ n: Int64) -> String { ConsoleFormat.bytes(n) }
 
     func jobRow(_ j: Job) -> [String: Any] {
         [
@@ -242,10 +165,4 @@ struct ConsoleRoutes: Sendable {
         }
         return Response(status: .seeOther, headers: [.location: "/"])
     }
-}
-
-/// A page's values, made on the blocking pool and handed back to the request (read-only once made).
-struct PageData: @unchecked Sendable {
-    let values: [String: Any]
-    init(_ values: [String: Any]) { self.values = values }
 }

@@ -11,7 +11,7 @@ enum ConsoleTemplates {
 
     static let all: [(String, String)] = [
         ("layout", layout), ("login", login), ("overview", overview), ("machine", machine), ("job", job), ("alerts", alerts),
-        ("browse", browse),
+        ("browse", browse), ("fleet", fleet),
     ]
 
     static let layout = """
@@ -24,7 +24,7 @@ enum ConsoleTemplates {
         .ok{background:#e3f4e3}.late{background:#fbe3e3}.warn{background:#fff4d6}.muted{color:#777}form.inline{display:inline}
         .scroll{overflow-x:auto}button{padding:.3em .8em}input{padding:.3em}
         </style></head><body>
-        <header><strong>Outpost {{relay}}</strong>{{#admin}}<a href="/">Overview</a><a href="/alerts">Alerts</a>
+        <header><strong>Outpost {{site}}</strong>{{#admin}}{{#nav}}<a href="{{href}}">{{label}}</a>{{/nav}}
         <form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" value="{{csrf}}"><button>Log out {{admin}}</button></form>{{/admin}}</header>
         <main>{{#flash}}<p class="warn">{{flash}}</p>{{/flash}}{{{body}}}</main></body></html>
         """
@@ -79,5 +79,19 @@ enum ConsoleTemplates {
         <div class="scroll"><table><tr><th>Name</th><th>Size</th><th>Modified</th></tr>
         {{#entries}}<tr><td>{{#folder}}<a href="/points/{{id}}/browse?path={{query}}">{{name}}/</a>{{/folder}}{{#file}}<a href="/points/{{id}}/file?path={{query}}">{{name}}</a>{{/file}}{{#other}}{{name}} ({{type}}){{/other}}</td><td>{{size}}</td><td>{{modified}}</td></tr>{{/entries}}
         </table></div>{{#truncated}}<p class="muted">only the first {{limit}} shown</p>{{/truncated}}
+        """
+
+    /// The vault's fleet view (`VaultConsoleServer`): read-only, no forms but the layout's log-out.
+    static let fleet = """
+        <h1>Fleet</h1><p>{{active}} relays · {{machines}} machines, {{late}} late · {{alerts}} open alerts · {{now}}</p>
+        <div class="scroll"><table><tr><th>Relay</th><th>Registered</th><th>Last contact</th><th>Vault lag</th><th>Machines</th><th>Open alerts</th>
+        <th>Relay disk</th><th>On the vault</th><th>Version</th></tr>
+        {{#relays}}<tr class="{{class}}"><td><strong>{{name}}</strong> <span class="muted">{{id}}</span></td><td>{{registered}}</td><td>{{contact}}</td>
+        <td>{{lag}}</td><td>{{machines}}</td><td>{{alerts}}</td><td>{{disk}}</td><td>{{space}}</td><td>{{version}}</td></tr>{{/relays}}
+        </table></div>{{^relays}}<p class="muted">no relay is registered</p>{{/relays}}
+        <h2>Soft-deleted containers</h2>{{^removed}}<p class="muted">none</p>{{/removed}}
+        {{#hasRemoved}}<div class="scroll"><table><tr><th>Relay</th><th>Removed</th><th>Purged after</th><th>On the vault</th></tr>{{/hasRemoved}}
+        {{#removed}}<tr><td>{{name}} <span class="muted">{{id}}</span></td><td>{{removedAt}}</td><td>{{purge}}</td><td>{{space}}</td></tr>{{/removed}}
+        {{#hasRemoved}}</table></div>{{/hasRemoved}}
         """
 }

@@ -19,18 +19,40 @@ public struct ForwardingSchedule: Sendable, Equatable {
 
 /// Runs the forwarder inside `relay serve`: after each committed recovery point (when configured), at the
 /// configured times of day, and again with backoff while the vault is unreachable. Backups go on meanwhile.
+/// With `status`, it also sends the vault the relay's status record (its fleet view, docs/vault.md §20) after
+/// each run, at most once a minute, and every `statusInterval` in any case.
 public final class ForwardingService: Service, Sendable {
     let forwarder: Forwarder
     let schedule: ForwardingSchedule
     let logger: Logger
+    let status: (@Sendable () async -> Void)?
     private let trigger: AsyncStream<Void>.Continuation
     private let triggers: AsyncStream<Void>
+    private let lastStatus = Mutex<ContinuousClock.Instant?>(nil)
 
-    public init(forwarder: Forwarder, schedule: ForwardingSchedule, logger: Logger) {
+    /// The longest a running relay goes without sending a status record.
+    public static let statusInterval: Duration = .seconds(300)
+    /// The shortest time between two records sent after forwarding runs (a run follows each commit).
+    static let statusSpacing: Duration = .seconds(60)
+
+    public init(forwarder: Forwarder, schedule: ForwardingSchedule, logger: Logger, status: (@Sendable () async -> Void)? = nil) {
         self.forwarder = forwarder
         self.schedule = schedule
         self.logger = logger
+        self.status = status
         (triggers, trigger) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Sends the status record unless one went less than `spacing` ago.
+    private func reportStatus(spacing: Duration) async {
+        guard let status else { return }
+        let now = ContinuousClock.now
+        let due = lastStatus.withLock { last -> Bool in
+            if let l = last, now - l < spacing { return false }
+            last = now
+            return true
+        }
+        if due { await status() }
     }
 
     /// Called when a recovery point was committed.
@@ -64,6 +86,15 @@ public final class ForwardingService: Service, Sendable {
                         if !self.schedule.times.isEmpty { self.trigger.yield() }
                     }
                 }
+                // The status record while idle (the runs send one too).
+                if self.status != nil {
+                    group.addTask {
+                        while !Task.isCancelled {
+                            await self.reportStatus(spacing: Self.statusSpacing)
+                            try await Task.sleep(for: Self.statusInterval)
+                        }
+                    }
+                }
                 // The runs: one at a time; after a failure, wait (exponential backoff) and try again.
                 group.addTask {
                     var failures = 0
@@ -73,6 +104,7 @@ public final class ForwardingService: Service, Sendable {
                             let r = try await self.forwarder.run()
                             if r.points > 0 { self.logger.info("forwarded", metadata: ["points": "\(r.points)", "bytes": "\(r.bytes)"]) }
                             failures = 0
+                            await self.reportStatus(spacing: r.points > 0 ? .zero : Self.statusSpacing)
                         } catch {
                             failures += 1
                             let delay = min(900.0, 5 * pow(2.0, Double(failures - 1)))

@@ -121,6 +121,13 @@ public final class VaultClient: Sendable {
         return nil
     }
 
+    /// Sends the relay's status record for the vault's fleet view (`POST /v1/status`); false when the vault
+    /// predates it (404).
+    public func sendStatus(_ record: RelayStatusRecord) async throws -> Bool {
+        let (code, _) = try await call(.POST, "/v1/status", body: try record.encoded())
+        return code != 404
+    }
+
     public func register(secret: String, relayName: String, proof: String? = nil) async throws -> VaultAPI.RegisterResponse {
         let (_, body) = try await call(
             .POST, "/v1/register",

@@ -116,6 +116,8 @@ extension RelayCommand {
                 let started = Date()
                 let r = try await forwardAll()
                 let secs = Date().timeIntervalSince(started)
+                // The fleet view's record, as `relay serve` sends after its runs (best effort: a warning when it fails).
+                await sendStatus(forwarder, settings: try dir.configuration())
                 print(
                     "forwarded \(r.points) recovery points: \(r.blobs) blobs, \(formatBytes(r.bytes)) in \(String(format: "%.1f", secs)) s (\(formatBytes(Int64(Double(r.bytes) / max(secs, 0.001))))/s); backlog \(r.backlog)"
                 )
@@ -237,6 +239,12 @@ func withForwarder<T>(
         await forwarder.vault.close()
         throw error
     }
+}
+
+/// Sends the vault the relay's status record (its fleet view, docs/vault.md §20); logged, never thrown.
+func sendStatus(_ forwarder: Forwarder, settings: RelayConfiguration) async {
+    let reporter = RelayStatusReporter(store: forwarder.store, settings: settings.alerts, clock: .fromEnvironment())
+    await forwarder.sendStatus { backlog, lag in try reporter.record(backlog: backlog, vaultLagSeconds: lag) }
 }
 
 /// Builds the forwarder from the relay's registration, keys and settings.

@@ -81,7 +81,10 @@ struct RelayCommand: AsyncParsableCommand {
                 let schedule = ForwardingSchedule(
                     afterEachPoint: settings.forwardAfterEachPoint,
                     times: settings.forwardTimes.compactMap(RelayConfiguration.parseClock))
-                let f = ForwardingService(forwarder: forwarder, schedule: schedule, logger: logger)
+                let relaySettings = settings
+                let f = ForwardingService(forwarder: forwarder, schedule: schedule, logger: logger) {
+                    await sendStatus(forwarder, settings: relaySettings)
+                }
                 forwarding = f
                 services.append(f)
                 tier2 = { id in try await forwarder.fetch(id) }

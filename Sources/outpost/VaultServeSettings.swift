@@ -12,6 +12,8 @@ import TOMLKit
 struct VaultServeSettings: Equatable {
     /// HOST:PORT; nil: 127.0.0.1 and the port of the vault's url.
     var listen: String?
+    /// HOST:PORT of the fleet view (the vault's console); nil: off.
+    var consoleListen: String?
     var maxConnections = VaultServer.defaultLimits.maxConnections
     /// Bytes per second a request body must arrive at (0: no minimum).
     var minimumBodyRate = VaultServer.defaultLimits.minimumBodyRate
@@ -20,7 +22,7 @@ struct VaultServeSettings: Equatable {
     /// The file and the environment variables the values came from, for the start-up line.
     var sources: [String] = []
 
-    static let keys = ["listen", "max_connections", "min_upload_kbps", "put_memory_mib", "log_level"]
+    static let keys = ["listen", "console_listen", "max_connections", "min_upload_kbps", "put_memory_mib", "log_level"]
     static let environmentPrefix = "OUTPOST_VAULT_"
     static func environmentName(_ key: String) -> String { environmentPrefix + key.uppercased() }
     /// vault.json's settings under the names an administrator might try here: refused with a pointer to `vault set`.
@@ -121,13 +123,13 @@ struct VaultServeSettings: Equatable {
             return n
         }
         switch key {
-        case "listen":
+        case "listen", "console_listen":
             let v = try text()
             guard let colon = v.lastIndex(of: ":"), let port = Int(v[v.index(after: colon)...]), (0...65535).contains(port), colon > v.startIndex
             else {
                 throw OutpostError(.config, "\(name) must be HOST:PORT, such as \"0.0.0.0:8441\" or \"[::]:8441\", not \(found.shown)")
             }
-            listen = v
+            if key == "listen" { listen = v } else { consoleListen = v }
         case "max_connections": maxConnections = try number(16...65536, "connections")
         case "min_upload_kbps": minimumBodyRate = try number(0...1_000_000, "Kbit/s (0: no minimum)") * 1000 / 8
         case "put_memory_mib": putBudgetBytes = try number(64...65536, "MiB") << 20
@@ -170,6 +172,11 @@ struct VaultServeSettings: Equatable {
         # Address the vault listens on (HTTPS), HOST:PORT; relays connect here. Default: 127.0.0.1 and the port of
         # the vault's url. "0.0.0.0:8441" (or "[::]:8441") serves relays on other machines; port 0 picks a free one.
         # listen = "127.0.0.1:8441"
+
+        # The fleet view (docs/console.md): a read-only page of every relay, HTTPS with the vault's certificate, on
+        # its own address, for the administrators of `outpost vault admin add`. Off unless set (or `vault serve
+        # --console-listen HOST:PORT`).
+        # console_listen = "127.0.0.1:8443"
 
         # Open connections at most (16 to 65536); more wait in the kernel's listen backlog, unaccepted. A relay's
         # forwarder keeps a few open at a time.

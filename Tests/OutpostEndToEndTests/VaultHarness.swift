@@ -30,11 +30,12 @@ final class VaultHarness {
         logPath = scratch.sub("\(name).log")
     }
 
-    func start() throws {
+    /// `extra`: more `vault serve` options, such as `--console-listen`.
+    func start(extra: [String] = []) throws {
         let portFile = scratch.sub("vport-\(UUID().uuidString.prefix(6))")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: CLI.binary)
-        p.arguments = ["vault", "serve", "--data", data, "--listen", "127.0.0.1:\(port)", "--port-file", portFile]
+        p.arguments = ["vault", "serve", "--data", data, "--listen", "127.0.0.1:\(port)", "--port-file", portFile] + extra
         FileManager.default.createFile(atPath: logPath, contents: nil)
         p.standardError = FileHandle(forWritingAtPath: logPath)
         p.standardOutput = FileHandle.nullDevice

@@ -1,0 +1,163 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTLS
+import Logging
+import OutpostCore
+import OutpostHTTP
+import OutpostObjects
+import OutpostTLS
+import OutpostVault
+import ServiceLifecycle
+import Synchronization
+
+/// The vault's fleet view (issue 13): one read-only page of every registered relay, on a listener of its own
+/// (`console_listen`), with the vault's certificate, behind the vault's administrators (`VaultAdmins`). It lives
+/// in OutpostConsole, beside the relay's console, to share its login, sessions, CSRF, limiter, headers and
+/// layout; OutpostConsole depends on OutpostVault, never the reverse, and the vault server knows nothing of it.
+public struct VaultConsoleServer: Sendable {
+    let vault: VaultServer
+    let accounts: VaultAdmins
+    let pages: ConsolePages
+    let logger: Logger
+    let limiter = LoginLimiter()
+    let usage: ContainerUsage
+    let clock: @Sendable () -> Date
+
+    public init(vault: VaultServer, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) throws {
+        self.vault = vault
+        self.logger = logger
+        self.clock = clock
+        accounts = VaultAdmins(objects: vault.objects, clock: clock)
+        usage = ContainerUsage(objects: vault.objects)
+        pages = ConsolePages(library: try ConsoleTemplates.library(), site: "vault " + vault.settings.name, nav: [("/", "Fleet")])
+    }
+
+    /// The console as a service of `vault serve`: HTTPS with the vault's certificate.
+    public func service(host: String, port: Int, onListening: @escaping @Sendable (Int) -> Void) throws -> some Service {
+        Application(
+            router: buildRouter(), server: try .tls(.http1(), tlsConfiguration: try vault.identity.serverConfiguration()),
+            configuration: .init(address: .hostname(host, port: port), serverName: "outpost-vault-console"),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) }, logger: logger)
+    }
+
+    public func buildRouter() -> Router<ConsoleContext> {
+        let router = Router(context: ConsoleContext.self)
+        router.add(middleware: ConsoleHeaders())
+        let admin = router.group().add(middleware: SessionMiddleware(accounts: accounts))
+        ConsoleLogin(
+            accounts: accounts, limiter: limiter, pages: pages, logger: logger, linkCommand: "outpost vault admin link NAME",
+            offload: { body in try await ConsoleThread.run(body) }
+        ).add(to: router, sessions: admin)
+        admin.get("/", use: fleet)
+        return router
+    }
+
+    /// A relay without contact for this long is shown late (it sends a status record every 5 minutes).
+    static let silence: TimeInterval = 15 * 60
+
+    @Sendable func fleet(_ request: Request, context: ConsoleContext) async throws -> Response {
+        let vault = self.vault, usage = self.usage, now = clock()
+        let data = try await ConsoleThread.run { () -> PageData in
+            let relays = try vault.registry.allRelays()
+            let status = try RelayStatusStore(objects: vault.objects).all()
+            return PageData(
+                try Self.fleetValues(
+                    relays: relays, status: status, usage: { try usage.bytes(relay: $0, now: now) }, settings: vault.settings, now: now))
+        }
+        return pages.page("Fleet", "fleet", data.values, context: context)
+    }
+
+    /// The page's values: active relays by name, then the removed ones (soft-deleted containers) with their purge date.
+    static func fleetValues(
+        relays: [VaultRegistry.Relay], status: [String: RelayStatusStore.Stored], usage: (String) throws -> Int64, settings: VaultConfiguration,
+        now: Date
+    ) rethrows -> [String: Any] {
+        var rows: [[String: Any]] = [], removed: [[String: Any]] = []
+        var machines = 0, late = 0, alerts = 0
+        for r in relays.sorted(by: { ($0.name, $0.id) < ($1.name, $1.id) }) {
+            let name = RelayName.printable(r.name)
+            if let at = r.removedAt {
+                let purge = at.addingTimeInterval(Double(settings.softDeleteDays) * 86400)
+                removed.append([
+                    "name": name, "id": r.id, "removedAt": time(at),
+                    "purge": settings.immutable ? "kept: the vault is immutable" : (purge < now ? "purged " : "") + time(purge),
+                    "space": ConsoleFormat.bytes(try usage(r.id)),
+                ])
+                continue
+            }
+            var row: [String: Any] = [
+                "name": name, "id": r.id, "registered": time(r.registeredAt), "space": ConsoleFormat.bytes(try usage(r.id)),
+                "contact": "never", "lag": "-", "machines": "-", "alerts": "-", "disk": "-", "version": "-", "class": "late",
+            ]
+            if let s = status[r.id] {
+                let rec = s.record
+                let lateMachines = rec.machines.count { $0.lateAfter < now }
+                let open = rec.openAlerts.values.reduce(0, +)
+                machines += rec.machineCount
+                late += lateMachines
+                alerts += open
+                let silent = now.timeIntervalSince(s.receivedAt) > silence
+                row["contact"] = time(s.receivedAt) + " (" + duration(now.timeIntervalSince(s.receivedAt)) + " ago)"
+                row["lag"] =
+                    duration(Double(rec.vaultLagSeconds))
+                    + (rec.backlog.points > 0 ? "; \(rec.backlog.points) points, \(ConsoleFormat.bytes(rec.backlog.bytes)) waiting" : "")
+                row["machines"] =
+                    "\(rec.machineCount) machine\(rec.machineCount == 1 ? "" : "s")" + (lateMachines > 0 ? ", \(lateMachines) late" : "")
+                row["alerts"] =
+                    open == 0 ? "none" : rec.openAlerts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                row["disk"] = "\(ConsoleFormat.bytes(rec.disk.usedBytes)) used, \(ConsoleFormat.bytes(rec.disk.freeBytes)) free"
+                row["version"] = rec.relayVersion
+                row["class"] = silent || lateMachines > 0 || open > 0 ? "late" : "ok"
+            }
+            rows.append(row)
+        }
+        return [
+            "relays": rows, "removed": removed, "hasRemoved": !removed.isEmpty, "active": rows.count, "machines": machines, "late": late,
+            "alerts": alerts, "now": time(now),
+        ]
+    }
+
+    static func time(_ d: Date) -> String { ConsoleFormat.time(d) }
+
+    /// "45 s", "12 min", "3 h 20 min", "2 d 4 h".
+    static func duration(_ seconds: Double) -> String {
+        let s = max(0, Int(seconds))
+        if s < 60 { return "\(s) s" }
+        if s < 3600 { return "\(s / 60) min" }
+        if s < 86400 { return "\(s / 3600) h \(s % 3600 / 60) min" }
+        return "\(s / 86400) d \(s % 86400 / 3600) h"
+    }
+}
+
+/// The bytes in each relay's container, summed from a listing and kept 10 minutes per node: on S3 a listing is a
+/// request per 1000 objects, so the fleet page lists a container at most once in that time.
+final class ContainerUsage: Sendable {
+    static let lifetime: TimeInterval = 600
+    let objects: any ObjectStore
+    private let cache = Mutex<[String: (bytes: Int64, at: Date)]>([:])
+
+    init(objects: any ObjectStore) { self.objects = objects }
+
+    func bytes(relay: String, now: Date) throws -> Int64 {
+        if let c = cache.withLock({ $0[relay] }), now.timeIntervalSince(c.at) < Self.lifetime { return c.bytes }
+        let sum = try objects.list(prefix: "containers/\(relay)/").reduce(Int64(0)) { $0 + Int64($1.size) }
+        cache.withLock { $0[relay] = (sum, now) }
+        return sum
+    }
+}
+
+/// How both consoles write times and sizes.
+enum ConsoleFormat {
+    static func time(_ d: Date?) -> String {
+        guard let d else { return "-" }
+        return d.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
+    }
+
+    static func bytes(_ n: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n), i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+}
