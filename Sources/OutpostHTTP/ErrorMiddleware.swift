@@ -37,6 +37,9 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 
+    /// What a caller reads for a failure no layer expected.
+    public static var internalMessage: String { "the server could not serve this request; its operator finds the reason in its log" }
+
     /// The answer to `error`. Anything no layer expects is logged and answered as 500 `internal`.
     public func failure(for error: any Error) -> HTTPFailure {
         switch error {
@@ -51,8 +54,10 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return HTTPFailure(.tooLarge, wording.tooLarge)
         default:
             if let f = translate(error) { return f }
+            // Logged in full, answered without its text: it can name the server's paths, its vault's address or
+            // its storage's credentials, which the caller has no need of (docs/threat_model.md).
             logger.error("unexpected failure", metadata: ["error": "\(error)"])
-            return HTTPFailure(status: .internalServerError, code: "internal", message: "\(error)")
+            return HTTPFailure(status: .internalServerError, code: "internal", message: Self.internalMessage)
         }
     }
 }

@@ -65,6 +65,7 @@ struct TestContext: BearerContext {
             #expect(store.status == .conflict && store.failure?.error == "taken" && store.failure?.message == "the name is taken")
             let surprise = try await client.execute(uri: "/surprise", method: .get)
             #expect(surprise.status == .internalServerError && surprise.failure?.error == "internal")
+            #expect(surprise.failure?.message == ErrorMiddleware<TestContext>.internalMessage, "the error's text stays in the log")
             let nowhere = try await client.execute(uri: "/nowhere", method: .get)
             #expect(nowhere.status == .notFound && nowhere.failure?.error == "http" && nowhere.failure?.message == "Not Found")
         }

@@ -106,7 +106,7 @@ import Testing
     }
 
     /// Store errors keep their code and status; a full disk is 507 with the relay's advice; another layer's
-    /// error is "internal".
+    /// error is "internal", without its text.
     @Test func storeErrorsMapToTheirStatus() {
         let errors = RelayServer.errors(logger: Logger(label: "relay-test"))
         let full = errors.failure(for: StoreError(.diskFull, "ENOSPC"))
@@ -117,7 +117,7 @@ import Testing
         let locked = errors.failure(for: StoreError(.locked, "locked"))
         #expect(locked.status == .internalServerError && locked.code == "locked")
         let vault = errors.failure(for: OutpostError(.vault, "the vault is away"))
-        #expect(vault.status == .internalServerError && vault.code == "internal" && vault.message == "the vault is away")
+        #expect(vault.status == .internalServerError && vault.code == "internal" && !vault.message.contains("away"), "logged, not answered")
         let format = errors.failure(for: FormatError(.truncated, "short"))
         #expect(format.status == .badRequest && format.code == "badRequest")
     }
