@@ -61,16 +61,17 @@ public struct VaultConsoleServer: Sendable {
         let data = try await ConsoleThread.run { () -> PageData in
             let relays = try vault.registry.allRelays()
             let status = try RelayStatusStore(objects: vault.objects).all()
+            // The soft-delete period and immutability every node shares (on S3 they are in the registry).
+            let policy = vault.registry.policy(default: vault.settings)
             return PageData(
-                try Self.fleetValues(
-                    relays: relays, status: status, usage: { try usage.bytes(relay: $0, now: now) }, settings: vault.settings, now: now))
+                try Self.fleetValues(relays: relays, status: status, usage: { try usage.bytes(relay: $0, now: now) }, policy: policy, now: now))
         }
         return pages.page("Fleet", "fleet", data.values, context: context)
     }
 
     /// The page's values: active relays by name, then the removed ones (soft-deleted containers) with their purge date.
     static func fleetValues(
-        relays: [VaultRegistry.Relay], status: [String: RelayStatusStore.Stored], usage: (String) throws -> Int64, settings: VaultConfiguration,
+        relays: [VaultRegistry.Relay], status: [String: RelayStatusStore.Stored], usage: (String) throws -> Int64, policy: VaultPolicy,
         now: Date
     ) rethrows -> [String: Any] {
         var rows: [[String: Any]] = [], removed: [[String: Any]] = []
@@ -78,10 +79,10 @@ public struct VaultConsoleServer: Sendable {
         for r in relays.sorted(by: { ($0.name, $0.id) < ($1.name, $1.id) }) {
             let name = RelayName.printable(r.name)
             if let at = r.removedAt {
-                let purge = at.addingTimeInterval(Double(settings.softDeleteDays) * 86400)
+                let purge = at.addingTimeInterval(Double(policy.softDeleteDays) * 86400)
                 removed.append([
                     "name": name, "id": r.id, "removedAt": time(at),
-                    "purge": settings.immutable ? "kept: the vault is immutable" : (purge < now ? "purged " : "") + time(purge),
+                    "purge": policy.immutable ? "kept: the vault is immutable" : (purge < now ? "purged " : "") + time(purge),
                     "space": ConsoleFormat.bytes(try usage(r.id)),
                 ])
                 continue

@@ -89,6 +89,8 @@ public struct VaultServer: Sendable {
                 return relay
             })
         VaultObjectRoutes(settings: settings, registry: registry, objects: objects, putBudget: putBudget).addRoutes(to: relay)
+        // Each relay's status record, for the fleet view (docs/vault.md §20).
+        VaultStatusRoutes(objects: objects, logger: logger).addRoutes(to: relay)
         return router
     }
 
@@ -132,6 +134,7 @@ public struct VaultServer: Sendable {
         }
         for r in registry.relays where !policy.immutable && (r.removedAt.map({ $0 < cutoff }) ?? false) {
             for o in try objects.list(prefix: "containers/\(r.id)/") { try objects.delete(o.key); purged += 1 }
+            purged += try RelayStatusStore(objects: objects).remove(relay: r.id)
         }
         return purged
     }

@@ -1,12 +1,14 @@
 import ArgumentParser
 import Foundation
 import Logging
+import OutpostConsole
 import OutpostCore
 import OutpostHTTP
 import OutpostObjects
 import OutpostS3
 import OutpostTLS
 import OutpostVault
+import ServiceLifecycle
 
 struct VaultOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The vault's data directory.", valueName: "dir")) var data: String
@@ -17,7 +19,7 @@ struct VaultCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vault",
         abstract: "Run and administer the off-site vault (holds relays' encrypted copies).",
-        subcommands: [Init.self, Serve.self, Credentials.self, Set.self, Relays.self, RemoveRelay.self, Replica.self]
+        subcommands: [Init.self, Serve.self, Credentials.self, Set.self, Relays.self, RemoveRelay.self, Admin.self, Replica.self]
     )
 
     struct Init: AsyncParsableCommand {
@@ -143,7 +145,8 @@ struct VaultCommand: AsyncParsableCommand {
             discussion: """
                 Settings come from --config FILE, else DATA/vault.toml when it exists (Config/vault.toml is the sample), then \
                 from OUTPOST_VAULT_<KEY> environment variables (OUTPOST_VAULT_LISTEN, OUTPOST_VAULT_MAX_CONNECTIONS, …), \
-                then --listen. Exit 0: stopped by SIGTERM or SIGINT. Exit 10: DATA is not a vault. Exit 22: the address cannot be \
+                then --listen. The fleet view (docs/console.md) listens on console_listen or --console-listen, off unless set. \
+                Exit 0: stopped by SIGTERM or SIGINT. Exit 10: DATA is not a vault. Exit 22: an address cannot be \
                 listened on. Exit 64: a bad option, setting or OUTPOST_VAULT_ variable (the message names it).
                 """)
         @OptionGroup var vault: VaultOptions
@@ -151,6 +154,9 @@ struct VaultCommand: AsyncParsableCommand {
         var listen: String?
         @Option(help: ArgumentHelp("Settings file (default: DATA/vault.toml when it exists).", valueName: "file")) var config: String?
         @Option(help: ArgumentHelp("Write the port to this file once listening.", valueName: "file")) var portFile: String?
+        @Option(help: ArgumentHelp("HOST:PORT of the fleet view (overrides vault.toml's console_listen).", valueName: "host:port"))
+        var consoleListen: String?
+        @Option(help: ArgumentHelp("Write the console's port to this file once it listens.", valueName: "file")) var consolePortFile: String?
 
         func run() async throws {
             let dir = vault.directory
@@ -177,7 +183,19 @@ struct VaultCommand: AsyncParsableCommand {
             }
             // `/metrics` on a listener of its own when --metrics-listen is set (docs/metrics.md).
             let metrics = try vaultMetricsServer(listen: metricsListen, tokenFile: metricsTokenFile, vault: server, logger: logger)
-            do { try await server.run(services: metrics.map { [$0] } ?? []) } catch {
+            var services: [any Service] = metrics.map { [$0] } ?? []
+            // The fleet view (issue 13) on a listener of its own when console_listen (or --console-listen) is set.
+            if let chosen = consoleListen ?? serve.consoleListen {
+                guard let hp = VaultServeSettings.split(chosen) else { throw ValidationError("--console-listen must be HOST:PORT") }
+                let (consoleHost, consolePort) = hp
+                let consolePortFile = self.consolePortFile
+                services.append(
+                    try VaultConsoleServer(vault: server, logger: logger).service(host: consoleHost, port: consolePort) { bound in
+                        printErr("vault console listening on https://\(consoleHost):\(bound)")
+                        if let consolePortFile { try? DurableFile.write(Array("\(bound)\n".utf8), to: consolePortFile, mode: 0o644) }
+                    })
+            }
+            do { try await server.run(services: services) } catch {
                 throw listenFailure(error, host: host, port: port, setting: "listen in vault.toml")
             }
         }
