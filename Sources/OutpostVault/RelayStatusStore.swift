@@ -24,6 +24,7 @@ public struct RelayStatusStore: Sendable {
         public var receivedAt: Date
         public var record: RelayStatusRecord
 
+        public init(receivedAt: Date, record: RelayStatusRecord) { self.receivedAt = receivedAt; self.record = record }
         enum CodingKeys: String, CodingKey { case format, version, receivedAt = "received_at", record }
     }
 
