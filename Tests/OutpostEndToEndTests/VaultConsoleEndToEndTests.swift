@@ -95,6 +95,19 @@ import Testing
         while Date() < deadline && !ended { ended = try ConsoleEndToEndTests.curl(base + "/", jar: s.sub("jar-bob")).status == 303 }
         #expect(ended)
 
+        // `relay serve` sends a record of its own once it forwards (here: when it starts, registered): west's
+        // newest record is replaced by a later one, waited for as the harnesses wait.
+        let before = statusFiles(vault.data).filter { $0.contains("/objects/") }
+        #expect(west.stop() == 0)
+        try west.start()
+        let waitUntil = Date().addingTimeInterval(30)
+        var replaced = false
+        while Date() < waitUntil && !replaced {
+            replaced = Set(statusFiles(vault.data).filter { $0.contains("/objects/") }) != Set(before)
+            if !replaced { usleep(20_000) }
+        }
+        #expect(replaced, "relay serve sent no status record: \(west.log)")
+
         // The stored records (both copy sets) hold counts and times: no file or machine name.
         let records = statusFiles(vault.data)
         #expect(records.filter { $0.contains("/objects/meta/status/") }.count == 2, "one record per relay: \(records)")
