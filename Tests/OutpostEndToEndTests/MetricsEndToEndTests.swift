@@ -235,7 +235,7 @@ import Testing
         // in the vault's test: here only the request counter, which both serve).
         var exported = Set(after.types.keys)
         for (name, type) in after.types where type == "histogram" { exported.formUnion([name + "_bucket", name + "_sum", name + "_count"]) }
-        let missing = try Self.alertRuleNames().subtracting(exported)
+        let missing = try Self.alertRuleNames().filter { !$0.hasPrefix("outpost_vault_") }.subtracting(exported)
         #expect(missing.isEmpty, "Deploy/outpost-alerts.rules.yml names metrics nobody exports: \(missing.sorted())")
 
         // The token: none or a wrong one is refused.
