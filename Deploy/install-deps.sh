@@ -10,6 +10,8 @@ dpkg -s pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 dpkg -s python3-aiosmtpd >/dev/null 2>&1 || need+=(python3-aiosmtpd)
 # systemd-analyze, which DeployUnitTests verifies Deploy/'s units with.
 dpkg -s systemd >/dev/null 2>&1 || need+=(systemd)
+# A real browser for the console's test (ConsoleBrowserEndToEndTests): headless chromium driven by Selenium.
+for p in chromium chromium-driver python3-selenium; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 # A single-node Ceph cluster for the S3 backend's tests (Deploy/ceph.sh).
 for p in ceph-mon ceph-osd radosgw ceph-common; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then

@@ -104,18 +104,23 @@ struct ConsolePages: Sendable {
     let nav: [(String, String)]
 
     func page(_ title: String, _ template: String, _ data: [String: Any], context: ConsoleContext, status: HTTPResponse.Status = .ok) -> Response {
-        var values = data
-        values["csrf"] = context.session?.csrf ?? ""
-        let body = library.render(values, withTemplate: template) ?? ""
-        let html =
-            library.render(
-                [
-                    "title": title, "body": body, "site": site, "admin": context.session?.admin as Any, "csrf": context.session?.csrf ?? "",
-                    "nav": nav.map { ["href": $0.0, "label": $0.1] },
-                ], withTemplate: "layout") ?? ""
+        let html = render(title, template, data, session: context.session)
         var headers = HTTPFields()
         headers[.contentType] = "text/html; charset=utf-8"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    /// The page's HTML. The header's links and log-out form come with a session only: `admin` is left out
+    /// without one, since a nil in `Any` is a value to mustache (it showed "Log out nil" on the login page).
+    func render(_ title: String, _ template: String, _ data: [String: Any], session: ConsoleSession?) -> String {
+        var values = data
+        values["csrf"] = session?.csrf ?? ""
+        var layout: [String: Any] = [
+            "title": title, "body": library.render(values, withTemplate: template) ?? "", "site": site, "csrf": session?.csrf ?? "",
+            "nav": nav.map { ["href": $0.0, "label": $0.1] },
+        ]
+        if let session { layout["admin"] = session.admin }
+        return library.render(layout, withTemplate: "layout") ?? ""
     }
 }
 

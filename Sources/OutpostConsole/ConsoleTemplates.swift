@@ -14,13 +14,15 @@ enum ConsoleTemplates {
         ("browse", browse), ("fleet", fleet),
     ]
 
+    /// A long word (a point's 64-digit id, a path) wraps rather than widen the page past a phone's width; tables
+    /// scroll in their own box.
     static let layout = """
         <!doctype html>
         <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
         <title>{{title}} · Outpost</title>
         <style>
         body{font:15px/1.4 system-ui,sans-serif;margin:0;color:#222}header{background:#24476b;color:#fff;padding:.5em 1em;display:flex;flex-wrap:wrap;gap:1em;align-items:center}
-        header a{color:#fff}main{padding:1em;max-width:70em}table{border-collapse:collapse;width:100%}td,th{padding:.3em .5em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
+        header a{color:#fff}main{padding:1em;max-width:70em;overflow-wrap:break-word}table{border-collapse:collapse;width:100%}td,th{padding:.3em .5em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
         .ok{background:#e3f4e3}.late{background:#fbe3e3}.warn{background:#fff4d6}.muted{color:#777}form.inline{display:inline}
         .scroll{overflow-x:auto}button{padding:.3em .8em}input{padding:.3em}
         </style></head><body>
