@@ -263,7 +263,8 @@ public final class Agent: Sendable {
             report = AgentAPI.JobReport(
                 state: failures.isEmpty ? "completed" : "completed with warnings", bytes: s.bytesRead,
                 files: s.filesNew + s.filesChanged + s.filesUnchanged,
-                detail: "recovery point \(result.point.id.shortHex)" + (failures.isEmpty ? "" : "; \(failures.count) entries could not be backed up"),
+                detail: "recovery point \(result.point.id.shortHex)"
+                    + (failures.isEmpty ? "" : "; \(failures.count) \(failures.count == 1 ? "entry" : "entries") could not be backed up"),
                 failedFiles: Array(failures.prefix(AgentAPI.maxFailedFiles)))
         } catch let e as OutpostError where e.code == .unreachable {
             report = failed("\(Self.unreachablePrefix): \(e.message)")

@@ -109,7 +109,8 @@ struct BackupCommand: AsyncParsableCommand {
                     state: failures.isEmpty ? "completed" : "completed with warnings", bytes: s.bytesRead,
                     files: s.filesNew + s.filesChanged + s.filesUnchanged,
                     detail: "recovery point \(result.point.id.shortHex)"
-                        + (failures.isEmpty ? "" : "; \(result.failures.count) entries could not be backed up"),
+                        + (failures.isEmpty
+                            ? "" : "; \(result.failures.count) \(result.failures.count == 1 ? "entry" : "entries") could not be backed up"),
                     failedFiles: Array(failures)))
         }
         try report(result, machine: name)
@@ -144,7 +145,7 @@ struct BackupCommand: AsyncParsableCommand {
             )
         }
         if !result.failures.isEmpty {
-            printErr("\(result.failures.count) entries could not be backed up:")
+            printErr("\(result.failures.count) \(result.failures.count == 1 ? "entry" : "entries") could not be backed up:")
             for f in result.failures { printErr("  \(Terminal.escaped(f.path)): \(Terminal.escaped(f.reason))") }
         }
     }
