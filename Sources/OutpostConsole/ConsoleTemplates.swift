@@ -86,6 +86,7 @@ enum ConsoleTemplates {
     /// The vault's fleet view (`VaultConsoleServer`): read-only, no forms but the layout's log-out.
     static let fleet = """
         <h1>Fleet</h1><p>{{active}} relays · {{machines}} machines, {{late}} late · {{alerts}} open alerts · {{now}}</p>
+        {{#hasReplica}}<p class="{{replicaClass}}">Secondary copy set (GRS): {{replica}}</p>{{/hasReplica}}
         <div class="scroll"><table><tr><th>Relay</th><th>Registered</th><th>Last contact</th><th>Vault lag</th><th>Machines</th><th>Open alerts</th>
         <th>Relay disk</th><th>On the vault</th><th>Version</th></tr>
         {{#relays}}<tr class="{{class}}"><td><strong>{{name}}</strong> <span class="muted">{{id}}</span></td><td>{{registered}}</td><td>{{contact}}</td>

@@ -63,8 +63,10 @@ public struct VaultConsoleServer: Sendable {
             let status = try RelayStatusStore(objects: vault.objects).all()
             // The soft-delete period and immutability every node shares (on S3 they are in the registry).
             let policy = vault.registry.policy(default: vault.settings)
-            return PageData(
-                try Self.fleetValues(relays: relays, status: status, usage: { try usage.bytes(relay: $0, now: now) }, policy: policy, now: now))
+            var values = try Self.fleetValues(
+                relays: relays, status: status, usage: { try usage.bytes(relay: $0, now: now) }, policy: policy, now: now)
+            values.merge(Self.replicaValues(vault.replica?.status, now: now)) { $1 }
+            return PageData(values)
         }
         return pages.page("Fleet", "fleet", data.values, context: context)
     }
@@ -117,6 +119,26 @@ public struct VaultConsoleServer: Sendable {
             "relays": rows, "removed": removed, "hasRemoved": !removed.isEmpty, "active": rows.count, "machines": machines, "late": late,
             "alerts": alerts, "now": time(now),
         ]
+    }
+
+    /// GRS: how far the secondary copy set is behind (docs/vault.md §3.1), from the node's last round; nothing
+    /// on an LRS vault.
+    static func replicaValues(_ status: ReplicaMonitor.Status?, now: Date) -> [String: Any] {
+        guard let status else { return ["hasReplica": false] }
+        let text: String
+        var behind = status.failure != nil
+        if let failure = status.failure {
+            text = "not read at the last round: \(failure)"
+        } else if status.checkedAt == nil {
+            text = "not read yet"
+        } else if status.backlog.objects == 0 {
+            text = "up to date"
+        } else {
+            let lag = status.lagSeconds(now: now)
+            behind = lag > ReplicaMonitor.warnAfter
+            text = "\(status.backlog.objects) writes pending, \(duration(lag)) behind"
+        }
+        return ["hasReplica": true, "replica": text, "replicaClass": behind ? "late" : "ok"]
     }
 
     static func time(_ d: Date) -> String { ConsoleFormat.time(d) }

@@ -21,6 +21,7 @@ public final class ReplicaMonitor: Sendable {
         /// Why the last round could not read the pending entries (the primary failed), nil when it could.
         public var failure: String?
         public var lastReconcile: Date?
+        public init() {}
         public func lagSeconds(now: Date) -> Double { backlog.lagSeconds(now: now) }
     }
 

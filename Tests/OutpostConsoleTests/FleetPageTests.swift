@@ -1,6 +1,7 @@
 import Foundation
 import OutpostCore
 import OutpostHTTP
+import OutpostObjects
 import OutpostVault
 import Testing
 
@@ -78,5 +79,19 @@ import Testing
         #expect((gone["purge"] as? String)?.hasPrefix("2025-06-28") == true, "\(gone)")
         let kept = try #require((try Self.values(true)["removed"] as? [[String: Any]])?.first)
         #expect(kept["purge"] as? String == "kept: the vault is immutable")
+    }
+
+    @Test func theSecondaryCopySetsLagIsShownOnAGRSVault() {
+        #expect(VaultConsoleServer.replicaValues(nil, now: Self.now)["hasReplica"] as? Bool == false, "LRS: no line")
+        var status = ReplicaMonitor.Status()
+        #expect(VaultConsoleServer.replicaValues(status, now: Self.now)["replica"] as? String == "not read yet")
+        status.checkedAt = Self.now
+        #expect(VaultConsoleServer.replicaValues(status, now: Self.now)["replica"] as? String == "up to date")
+        status.backlog = .init(objects: 3, oldest: Self.now.addingTimeInterval(-1200))
+        let behind = VaultConsoleServer.replicaValues(status, now: Self.now)
+        #expect(behind["replica"] as? String == "3 writes pending, 20 min behind")
+        #expect(behind["replicaClass"] as? String == "late", "past the 15 minutes")
+        status.failure = "the primary is unreachable"
+        #expect((VaultConsoleServer.replicaValues(status, now: Self.now)["replica"] as? String)?.hasPrefix("not read at the last round") == true)
     }
 }
