@@ -84,12 +84,15 @@ struct ConsoleRoutes: Sendable {
 
     @Sendable func machine(_ request: Request, context: ConsoleContext) async throws -> Response {
         let name = context.parameters.get("name") ?? ""
-        let relay = self.relay, store = self.store
+        let page = min(max(request.uri.queryParameters.get("page").flatMap { Int($0) } ?? 1, 1), 1_000_000)
+        let relay = self.relay, store = self.store, vault = server.hooks.vault != nil
         let data = try await relay.offload { () -> PageData? in
             guard try MachineCatalog(store: store).machineID(named: name) != nil else { return nil }
             let g = try ProtectionGroups(store: store).membership(of: name)?.group
-            let points = try relay.tieredPoints(name: name).reversed().prefix(200)
-            return PageData([
+            // One page of points, newest first: only its records are read, however many the machine has.
+            let per = Self.pointsPerPage
+            let (points, total) = try PointTiers(store: store, vault: vault).newest(machine: name, limit: per, offset: (page - 1) * per)
+            var values: [String: Any] = [
                 "name": name, "group": g?.name ?? "-", "schedule": g?.schedule ?? "-",
                 "agent": try AgentDesk(store: store).contacts()[name].map { "\($0.hostname), \($0.timeZone), seen " + Self.time($0.lastSeen) } ?? "-",
                 "points": points.map { p -> [String: Any] in
@@ -100,10 +103,27 @@ struct ConsoleRoutes: Sendable {
                     ]
                 },
                 "jobs": try JobLog(store: store).list(machine: name, limit: 50).map(jobRow),
-            ])
+            ]
+            values.merge(Self.pointsPage(page, shown: points.count, total: total)) { a, _ in a }
+            return PageData(values)
         }
         guard let data else { throw HTTPError(.notFound, message: "no machine is named \(name)") }
         return server.page(name, "machine", data.values, context: context)
+    }
+
+    /// Recovery points a machine's page shows at once, newest first; `?page=N` shows older ones.
+    static let pointsPerPage = 100
+
+    /// The machine page's line on its points: which of them this page shows, and links to the pages around it
+    /// (a page past the last links back to the last).
+    static func pointsPage(_ page: Int, shown: Int, total: Int) -> [String: Any] {
+        let first = (page - 1) * pointsPerPage, last = max(1, (total + pointsPerPage - 1) / pointsPerPage)
+        let line =
+            shown > 0 ? "\(first + 1)–\(first + shown) of \(total), newest first" : total > 0 ? "none on page \(page) (\(total) in all)" : "none"
+        return [
+            "pointsShown": line, "hasNewer": page > 1 && total > 0, "newerPage": min(page - 1, last),
+            "hasOlder": shown > 0 && first + shown < total, "olderPage": page + 1,
+        ]
     }
 
     @Sendable func job(_ request: Request, context: ConsoleContext) async throws -> Response {

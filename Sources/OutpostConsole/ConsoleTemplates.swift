@@ -55,7 +55,8 @@ enum ConsoleTemplates {
 
     static let machine = """
         <h1>{{name}}</h1><p>Group: {{group}} · Schedule: {{schedule}} · Agent: {{agent}}</p>
-        <h2>Recovery points</h2><div class="scroll"><table><tr><th>Point</th><th>Finished</th><th>Tier</th><th>Files</th><th>Size</th></tr>
+        <h2>Recovery points</h2><p>{{pointsShown}}{{#hasNewer}} · <a href="/machines/{{name}}?page={{newerPage}}">newer</a>{{/hasNewer}}{{#hasOlder}} · <a href="/machines/{{name}}?page={{olderPage}}">older</a>{{/hasOlder}}</p>
+        <div class="scroll"><table><tr><th>Point</th><th>Finished</th><th>Tier</th><th>Files</th><th>Size</th></tr>
         {{#points}}<tr><td><a href="/points/{{id}}/browse">{{short}}</a></td><td>{{finished}}</td><td>{{tier}}</td><td>{{files}}</td><td>{{size}}</td></tr>{{/points}}</table></div>
         <h2>Jobs</h2><div class="scroll"><table><tr><th>Job</th><th>State</th><th>Trigger</th><th>Started</th><th>Detail</th></tr>
         {{#jobs}}<tr><td><a href="/jobs/{{id}}">{{id}}</a></td><td>{{state}}</td><td>{{trigger}}</td><td>{{started}}</td><td>{{detail}}</td></tr>{{/jobs}}</table></div>

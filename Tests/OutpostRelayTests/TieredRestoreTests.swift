@@ -119,6 +119,46 @@ func sample(_ seed: UInt64, _ count: Int = 6_000) -> [UInt8] {
         #expect(try PointTiers(store: t.relay.store, vault: true).list(machine: "nobody").isEmpty)
     }
 
+    /// One point by its id, and a page of a machine's points newest first, say what the whole list says, and
+    /// read only the records they show: another point's damaged record does not stop them (the console's pages
+    /// of a point and of a machine ask these, so that 10,000 points on the relay cost them nothing).
+    @Test func onePointOrOnePageSaysWhereItIsAndReadsNoOtherPoint() async throws {
+        let t = try VaultedRelay()
+        var ids: [BlobID] = []
+        for i in 1...5 { ids.append(try t.m1.push(new: ["f\(i)": [sample(UInt64(20 + i))]]).id) }
+        try t.markForwarded([ids[0], ids[1], ids[3]])
+        let pruner = RelayPruner(store: t.relay.store, file: RetentionPolicy(relayLast: 2))
+        let states = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, [0, 1, 3].contains($0) ? "forwarded" : "pending") })
+        _ = try pruner.apply(try pruner.plan(forwarding: states))
+        let tiers = PointTiers(store: t.relay.store, vault: true)
+        let all = try tiers.list(machine: "m1")
+        #expect(all.map(\.info.id) == ids)
+        #expect(all.map(\.tier) == [.vault, .vault, .relay, .both, .relay])
+
+        for p in all {
+            let one = try #require(try tiers.point(p.info.id))
+            #expect(one.info == p.info && one.tier == p.tier)
+        }
+        #expect(try tiers.point(BlobID.hash([1, 2, 3])) == nil)
+        #expect(try PointTiers(store: t.relay.store, vault: false).point(ids[0]) == nil, "without a vault a pruned point is gone")
+
+        let pages = try [0, 2, 4].map { try tiers.newest(machine: "m1", limit: 2, offset: $0) }
+        #expect(pages.map(\.total) == [5, 5, 5])
+        #expect(pages.flatMap(\.points).map(\.info.id) == ids.reversed())
+        #expect(pages.flatMap(\.points).map(\.tier) == all.reversed().map(\.tier))
+        let alone = try PointTiers(store: t.relay.store, vault: false).newest(machine: "m1", limit: 10, offset: 0)
+        #expect(alone.total == 3 && alone.points.map(\.info.id) == [ids[4], ids[3], ids[2]] && alone.points.allSatisfy { $0.tier == .relay })
+        #expect(try tiers.newest(machine: "nobody", limit: 10, offset: 0).total == 0)
+
+        // The newest point's record damaged: the whole list fails, the others' pages and look-ups do not.
+        try t.relay.store.index.write("damaging a record") { db in
+            try db.execute(sql: "UPDATE recovery_points SET record = x'7b' WHERE id = ?", arguments: [ids[4].data])
+        }
+        #expect(throws: (any Error).self) { try tiers.list(machine: "m1") }
+        #expect(try tiers.point(ids[3])?.tier == .both)
+        #expect(try tiers.newest(machine: "m1", limit: 2, offset: 2).points.map(\.info.id) == [ids[2], ids[1]])
+    }
+
     /// A relay serving without a vault lists every point as relay, even with a ledger and pruned points.
     @Test func aRelayWithoutAVaultSaysRelay() async throws {
         let t = try VaultedRelay(withVault: false)
