@@ -142,6 +142,9 @@ struct ConsoleLogin: Sendable {
         admin.post("/logout", use: logout)
     }
 
+    /// Password checks at once, per process (each holds 32 MiB for about 0.1 s).
+    static let scryptGate = ConcurrencyGate(limit: 4)
+
     @Sendable func loginPage(_ request: Request, context: ConsoleContext) async throws -> Response {
         pages.page("Log in", "login", [:], context: context)
     }
@@ -154,6 +157,13 @@ struct ConsoleLogin: Sendable {
             return pages.page(
                 "Log in", "login", ["error": "too many failed attempts; try again in \(wait) s"], context: context, status: .tooManyRequests)
         }
+        // Each check is a 32 MiB scrypt on a thread of its own: a burst of logins must not take the server's memory.
+        guard Self.scryptGate.enter() else {
+            return pages.page(
+                "Log in", "login", ["error": "the console is busy checking other logins; try again in a few seconds"], context: context,
+                status: .serviceUnavailable)
+        }
+        defer { Self.scryptGate.leave() }
         let accounts = self.accounts
         guard let session = try await offload({ try accounts.login(name, password: password) }) else {
             limiter.failed(keys)
@@ -270,6 +280,21 @@ final class LoginLimiter: Sendable {
     func failed(_ keys: [String], now: Date = Date()) {
         failures.withLock { f in for k in keys { f[k, default: []].append(now) } }
     }
+}
+
+/// At most `limit` holders at once; the others are turned away at once rather than queued.
+final class ConcurrencyGate: Sendable {
+    let limit: Int
+    private let held = Mutex(0)
+    init(limit: Int) { self.limit = limit }
+    func enter() -> Bool {
+        held.withLock { n in
+            guard n < limit else { return false }
+            n += 1
+            return true
+        }
+    }
+    func leave() { held.withLock { $0 -= 1 } }
 }
 
 /// Blocking work on a thread of its own (the vault console has no blocking pool; its pages are rare).

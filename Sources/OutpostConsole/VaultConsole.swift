@@ -64,7 +64,7 @@ public struct VaultConsoleServer: Sendable {
             // The soft-delete period and immutability every node shares (on S3 they are in the registry).
             let policy = vault.registry.policy(default: vault.settings)
             var values = try Self.fleetValues(
-                relays: relays, status: status, usage: { try usage.bytes(relay: $0, now: now) }, policy: policy, now: now)
+                relays: relays, status: status, usage: { usage.bytes(relay: $0, now: now) }, policy: policy, now: now)
             values.merge(Self.replicaValues(vault.replica?.status, now: now)) { $1 }
             return PageData(values)
         }
@@ -73,7 +73,7 @@ public struct VaultConsoleServer: Sendable {
 
     /// The page's values: active relays by name, then the removed ones (soft-deleted containers) with their purge date.
     static func fleetValues(
-        relays: [VaultRegistry.Relay], status: [String: RelayStatusStore.Stored], usage: (String) throws -> Int64, policy: VaultPolicy,
+        relays: [VaultRegistry.Relay], status: [String: RelayStatusStore.Stored], usage: (String) throws -> Int64?, policy: VaultPolicy,
         now: Date
     ) rethrows -> [String: Any] {
         var rows: [[String: Any]] = [], removed: [[String: Any]] = []
@@ -85,12 +85,12 @@ public struct VaultConsoleServer: Sendable {
                 removed.append([
                     "name": name, "id": r.id, "removedAt": time(at),
                     "purge": policy.immutable ? "kept: the vault is immutable" : (purge < now ? "purged " : "") + time(purge),
-                    "space": ConsoleFormat.bytes(try usage(r.id)),
+                    "space": try usage(r.id).map(ConsoleFormat.bytes) ?? "counting…",
                 ])
                 continue
             }
             var row: [String: Any] = [
-                "name": name, "id": r.id, "registered": time(r.registeredAt), "space": ConsoleFormat.bytes(try usage(r.id)),
+                "name": name, "id": r.id, "registered": time(r.registeredAt), "space": try usage(r.id).map(ConsoleFormat.bytes) ?? "counting…",
                 "contact": "never", "lag": "-", "machines": "-", "alerts": "-", "disk": "-", "version": "-", "class": "late",
             ]
             if let s = status[r.id] {
@@ -145,7 +145,8 @@ public struct VaultConsoleServer: Sendable {
 
     /// "45 s", "12 min", "3 h 20 min", "2 d 4 h".
     static func duration(_ seconds: Double) -> String {
-        let s = max(0, Int(seconds))
+        // Clamped before the conversion, which traps beyond Int's range (and on NaN).
+        let s = seconds.isNaN ? 0 : Int(min(max(seconds, 0), 1e12))
         if s < 60 { return "\(s) s" }
         if s < 3600 { return "\(s / 60) min" }
         if s < 86400 { return "\(s / 3600) h \(s % 3600 / 60) min" }
@@ -154,19 +155,47 @@ public struct VaultConsoleServer: Sendable {
 }
 
 /// The bytes in each relay's container, summed from a listing and kept 10 minutes per node: on S3 a listing is a
-/// request per 1000 objects, so the fleet page lists a container at most once in that time.
+/// request per 1000 objects. Counted on one thread of its own, one container after the other, never inside a page
+/// request: a page shows the last count (however old) and asks for a new one when it is older than `lifetime`,
+/// so page views stay fast and many views at once list each container once.
 final class ContainerUsage: Sendable {
     static let lifetime: TimeInterval = 600
     let objects: any ObjectStore
-    private let cache = Mutex<[String: (bytes: Int64, at: Date)]>([:])
+    private struct State {
+        var counted: [String: (bytes: Int64, at: Date)] = [:]
+        var wanted: Set<String> = []
+        var counting = false
+    }
+    private let state = Mutex(State())
 
     init(objects: any ObjectStore) { self.objects = objects }
 
-    func bytes(relay: String, now: Date) throws -> Int64 {
-        if let c = cache.withLock({ $0[relay] }), now.timeIntervalSince(c.at) < Self.lifetime { return c.bytes }
-        let sum = try objects.list(prefix: "containers/\(relay)/").reduce(Int64(0)) { $0 + Int64($1.size) }
-        cache.withLock { $0[relay] = (sum, now) }
-        return sum
+    /// The last count, nil before the first; a count older than `lifetime` (or none) is asked for.
+    func bytes(relay: String, now: Date) -> Int64? {
+        let (last, start) = state.withLock { s -> ((bytes: Int64, at: Date)?, Bool) in
+            let last = s.counted[relay]
+            guard last.map({ now.timeIntervalSince($0.at) >= Self.lifetime }) ?? true else { return (last, false) }
+            s.wanted.insert(relay)
+            defer { s.counting = true }
+            return (last, !s.counting)
+        }
+        if start { Thread { self.countWanted() }.start() }
+        return last?.bytes
+    }
+
+    /// Counts what was asked for until nothing is; a listing that fails leaves the old count.
+    private func countWanted() {
+        while let relay = state.withLock({ s -> String? in
+            guard let r = s.wanted.popFirst() else {
+                s.counting = false
+                return nil
+            }
+            return r
+        }) {
+            guard let listed = try? objects.list(prefix: "containers/\(relay)/") else { continue }
+            let sum = listed.reduce(Int64(0)) { $0 + Int64($1.size) }
+            state.withLock { $0.counted[relay] = (sum, Date()) }
+        }
     }
 }
 

@@ -167,9 +167,15 @@ public struct RelayStatusRecord: Codable, Sendable, Equatable {
             }
             guard (1...Self.maxCount).contains(n) else { throw bad("open_alerts.\(kind)", "1 to \(Self.maxCount)") }
         }
-        guard disk.usedBytes >= 0, disk.freeBytes >= 0 else { throw bad("disk", "counts of bytes, 0 or more") }
-        guard (0...Self.maxCount).contains(backlog.points), backlog.bytes >= 0 else { throw bad("backlog", "counts, 0 or more") }
-        guard vaultLagSeconds >= 0 else { throw bad("vault_lag_seconds", "0 or more") }
+        // Bounded above too: the page does arithmetic on them (a lag near Int64.max would trap converting back
+        // from Double and take the vault down at the next page view).
+        guard (0...Self.maxStorageBytes).contains(disk.usedBytes), (0...Self.maxStorageBytes).contains(disk.freeBytes) else {
+            throw bad("disk", "counts of bytes from 0 to 2^60")
+        }
+        guard (0...Self.maxCount).contains(backlog.points), (0...Self.maxStorageBytes).contains(backlog.bytes) else {
+            throw bad("backlog", "points from 0 to \(Self.maxCount) and bytes from 0 to 2^60")
+        }
+        guard (0...Self.maxLagSeconds).contains(vaultLagSeconds) else { throw bad("vault_lag_seconds", "0 to \(Self.maxLagSeconds) (200 years)") }
         // Dates between 2000 and 2200: a relay's clock that far off is a mistake the page would only hide.
         let range = Date(timeIntervalSince1970: 946_684_800)...Date(timeIntervalSince1970: 7_258_118_400)
         guard range.contains(sentAt) else { throw bad("sent_at", "a date between 2000 and 2200") }
@@ -179,6 +185,11 @@ public struct RelayStatusRecord: Codable, Sendable, Equatable {
             }
         }
     }
+
+    /// 1 EiB: more than any relay's disk or backlog.
+    public static let maxStorageBytes: Int64 = 1 << 60
+    /// 200 years, in seconds.
+    public static let maxLagSeconds: Int64 = 200 * 366 * 86400
 
     static func versionByte(_ c: UInt8) -> Bool {
         (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x2d || c == 0x2b

@@ -47,8 +47,23 @@ public struct ReplicatedObjectStore: ObjectStore {
         public func lagSeconds(now: Date) -> Double { oldest.map { max(0, now.timeIntervalSince($0)) } ?? 0 }
     }
 
-    static func pendingKey(_ op: PendingEntry.Operation, _ key: String) -> String {
-        pendingPrefix + op.rawValue + "-" + BlobID.hash(Array(key.utf8)).hex
+    /// The folder of one key's pending entries of one kind: `put-<h>/` or `delete-<h>/`.
+    static func pendingFolder(_ op: PendingEntry.Operation, _ key: String) -> String {
+        pendingPrefix + op.rawValue + "-" + BlobID.hash(Array(key.utf8)).hex + "/"
+    }
+
+    /// One miss: `<folder><since in ms, 13 digits>-<random>`. Named by its time, so the backlog and its age come
+    /// from a listing alone; one object per miss, so a miss during a replay of the same key is not lost with it.
+    func pendingKey(_ op: PendingEntry.Operation, _ key: String, since: Date) -> String {
+        let ms = String(max(0, Int64(since.timeIntervalSince1970 * 1000)))
+        return Self.pendingFolder(op, key) + String(repeating: "0", count: max(0, 13 - ms.count)) + ms + "-"
+            + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+    }
+
+    /// The time a pending entry's name carries.
+    static func since(ofPendingKey key: String) -> Date? {
+        guard let last = key.split(separator: "/").last, let ms = Int64(last.prefix { $0 != "-" }) else { return nil }
+        return Date(timeIntervalSince1970: Double(ms) / 1000)
     }
 
     public func putIfAbsent(_ key: String, _ bytes: [UInt8]) throws -> Bool {
@@ -64,16 +79,23 @@ public struct ReplicatedObjectStore: ObjectStore {
         do { _ = try secondary.putIfAbsent(key, bytes) } catch { try recordPending(.put, key, error) }
     }
 
-    public func get(_ key: String) throws -> [UInt8]? { try read { try $0.get(key) } }
-    public func get(_ key: String, range: Range<Int>) throws -> [UInt8]? { try read { try $0.get(key, range: range) } }
+    public func get(_ key: String) throws -> [UInt8]? { try read(key) { try $0.get(key) } }
+    public func get(_ key: String, range: Range<Int>) throws -> [UInt8]? { try read(key) { try $0.get(key, range: range) } }
 
     /// The primary's copy; else the secondary's, also when the primary fails. A secondary that fails does not
     /// fail a read the primary answered "absent"; a primary that fails does fail one the secondary cannot answer.
-    private func read(_ get: (any ObjectStore) throws -> [UInt8]?) throws -> [UInt8]? {
+    /// An object deleted while the secondary missed the delete is absent, although the secondary still has it.
+    private func read(_ key: String, _ get: (any ObjectStore) throws -> [UInt8]?) throws -> [UInt8]? {
         var primaryError: (any Error)?
-        do { if let bytes = try get(primary) { return bytes } } catch { primaryError = error }
+        do {
+            if let bytes = try get(primary) { return bytes }
+            if try !primary.list(prefix: Self.pendingFolder(.delete, key)).isEmpty { return nil }
+        } catch { primaryError = error }
         do { return try get(secondary) } catch { throw primaryError ?? error }
     }
+
+    /// Whether the primary holds `key` (one byte read, not the object).
+    private func primaryHolds(_ key: String) throws -> Bool { try primary.get(key, range: 0..<1) != nil }
 
     /// The union of both copy sets, less what was deleted while the secondary missed the delete, and never the
     /// pending entries themselves; the primary's alone while the secondary fails.
@@ -93,60 +115,98 @@ public struct ReplicatedObjectStore: ObjectStore {
     }
 
     private func recordPending(_ op: PendingEntry.Operation, _ key: String, _ error: any Error) throws {
-        let entry = PendingEntry(op: op, key: key, since: now(), error: "\(error)")
-        // Put-if-absent: an entry already there keeps its older `since`, so the lag counts from the first miss.
-        _ = try primary.putIfAbsent(Self.pendingKey(op, key), try Self.encoder.encode(entry).bytes)
+        let since = now()
+        let entry = PendingEntry(op: op, key: key, since: since, error: "\(error)")
+        _ = try primary.putIfAbsent(pendingKey(op, key, since: since), try Self.encoder.encode(entry).bytes)
     }
 
-    /// The pending entries (of one operation, or all), oldest first. Damaged entries are skipped (they name no
-    /// key to replay).
+    /// The pending entries' names, grouped by key and kind (one folder each), oldest folder first.
+    private func pendingFolders(_ prefix: String = pendingPrefix) throws -> [(folder: String, names: [String], oldest: Date)] {
+        var byFolder: [String: [String]] = [:]
+        for o in try primary.list(prefix: prefix) {
+            guard let slash = o.key.lastIndex(of: "/") else { continue }
+            byFolder[String(o.key[...slash]), default: []].append(o.key)
+        }
+        return byFolder.map { folder, names in
+            (folder, names.sorted(), names.compactMap(Self.since(ofPendingKey:)).min() ?? .distantPast)
+        }.sorted { ($0.oldest, $0.folder) < ($1.oldest, $1.folder) }
+    }
+
+    /// The entry of a folder (any of its misses names the same key and kind). Nil when damaged or gone.
+    private func entry(in names: [String]) throws -> PendingEntry? {
+        for name in names {
+            if let bytes = try primary.get(name), let e = try? Self.decoder.decode(PendingEntry.self, from: Data(bytes)) { return e }
+        }
+        return nil
+    }
+
+    /// The pending entries (of one operation, or all), one per key and kind, oldest first, `since` the oldest
+    /// miss. One get per key: for `vault replica`, not for every round.
     public func pending(_ op: PendingEntry.Operation? = nil) throws -> [PendingEntry] {
         var entries: [PendingEntry] = []
-        for o in try primary.list(prefix: Self.pendingPrefix + (op.map { $0.rawValue + "-" } ?? "")) {
-            guard let bytes = try primary.get(o.key), let e = try? Self.decoder.decode(PendingEntry.self, from: Data(bytes)) else { continue }
+        for f in try pendingFolders(Self.pendingPrefix + (op.map { $0.rawValue + "-" } ?? "")) {
+            guard var e = try entry(in: f.names) else { continue }
+            e.since = f.oldest
             entries.append(e)
         }
-        return entries.sorted { $0.since < $1.since }
+        return entries
     }
 
-    /// The secondary's backlog, from the pending entries (one list and one get per entry).
+    /// The secondary's backlog: the misses not replayed yet and the age of the oldest, from one listing.
     public func backlog() throws -> Backlog {
-        let entries = try pending()
-        return Backlog(objects: entries.count, oldest: entries.first?.since)
+        let names = try primary.list(prefix: Self.pendingPrefix).map(\.key)
+        return Backlog(objects: names.count, oldest: names.compactMap(Self.since(ofPendingKey:)).min())
     }
 
-    /// Replays the pending entries on the secondary, oldest first, and returns the backlog left. An entry that
-    /// fails again stays (with its first `since`); the run goes on with the next, so one bad object does not hold
-    /// back the rest. A put whose object the primary no longer has, and a delete of a key the primary holds
-    /// again, are settled by dropping the entry.
+    /// Replays the pending entries on the secondary, oldest key first, and returns the backlog left. The first
+    /// failure of the secondary ends the round: it is down or refusing, and trying every entry against it would
+    /// cost a time-out and a read of the object from the primary each. A put whose object the primary no longer
+    /// has, and a delete of a key the primary holds again, are settled by dropping the entry; a delete that
+    /// reaches the primary while its object is copied is undone on the secondary at once. Only the misses listed
+    /// at the start are dropped: one recorded during the replay stays for the next round.
     @discardableResult
     public func catchUp() throws -> Backlog {
-        var left: [PendingEntry] = []
-        for entry in try pending() {
-            do {
-                switch entry.op {
-                case .put:
-                    if let bytes = try primary.get(entry.key) { _ = try secondary.putIfAbsent(entry.key, bytes) }
-                case .delete:
-                    if try primary.get(entry.key) == nil { try secondary.delete(entry.key) }
+        let folders = try pendingFolders()
+        var done = 0
+        for f in folders {
+            if let e = try entry(in: f.names) {
+                do {
+                    switch e.op {
+                    case .put:
+                        if let bytes = try primary.get(e.key) {
+                            _ = try secondary.putIfAbsent(e.key, bytes)
+                            if try !primaryHolds(e.key) { try secondary.delete(e.key) }
+                        }
+                    case .delete:
+                        if try !primaryHolds(e.key) {
+                            try secondary.delete(e.key)
+                            // Put again meanwhile: its copy may just have been deleted.
+                            if let bytes = try primary.get(e.key) { _ = try secondary.putIfAbsent(e.key, bytes) }
+                        }
+                    }
+                } catch {
+                    break
                 }
-                try primary.delete(Self.pendingKey(entry.op, entry.key))
-            } catch {
-                left.append(entry)
             }
+            for name in f.names { try primary.delete(name) }
+            done += 1
         }
-        return Backlog(objects: left.count, oldest: left.first?.since)
+        let left = folders.dropFirst(done)
+        return Backlog(objects: left.reduce(0) { $0 + $1.names.count }, oldest: left.map(\.oldest).min())
     }
 
     /// Copies into the secondary every object under `prefix` the primary holds and the secondary does not, and
     /// returns how many. It finds what no pending entry records: a vault process killed between its primary
-    /// write and the secondary's, or a secondary restored from an older copy. Two listings: run it rarely.
+    /// write and the secondary's, or a secondary restored from an older copy. Two listings: run it rarely. It
+    /// never deletes from the secondary, except a copy whose object the primary deleted meanwhile.
     public func reconcile(prefix: String = "") throws -> Int {
         let have = Set(try secondary.list(prefix: prefix).map(\.key))
         var copied = 0
         for o in try primary.list(prefix: prefix) where !have.contains(o.key) && !o.key.hasPrefix(Self.pendingPrefix) {
             guard let bytes = try primary.get(o.key) else { continue }
-            if try secondary.putIfAbsent(o.key, bytes) { copied += 1 }
+            if try secondary.putIfAbsent(o.key, bytes) {
+                if try !primaryHolds(o.key) { try secondary.delete(o.key) } else { copied += 1 }
+            }
         }
         return copied
     }

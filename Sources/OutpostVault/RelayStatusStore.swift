@@ -39,10 +39,16 @@ public struct RelayStatusStore: Sendable {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
         e.dateEncodingStrategy = .iso8601
-        let key = Self.key(relay: relay, at: receivedAt)
+        let before = try objects.list(prefix: Self.prefix + relay + "/").map(\.key)
+        var key = Self.key(relay: relay, at: receivedAt)
+        // Named after the newest one there when this node's clock is behind the node that stored it, so the record
+        // that arrived last is the one the page shows, whatever the nodes' clocks say.
+        if let newest = before.max(), newest >= key, let ms = Int64(newest.dropFirst(Self.prefix.count + relay.count + 1).prefix(16)) {
+            key = Self.key(relay: relay, at: Date(timeIntervalSince1970: Double(ms + 1) / 1000))
+        }
         _ = try objects.putIfAbsent(key, Array(try e.encode(Stored(receivedAt: receivedAt, record: record))))
-        // Only older names: a newer one another node stored meanwhile stays.
-        for o in try objects.list(prefix: Self.prefix + relay + "/") where o.key < key { try objects.delete(o.key) }
+        // Only the ones listed before: a newer one another node stored meanwhile stays.
+        for k in before where k < key { try objects.delete(k) }
     }
 
     static func decode(_ bytes: [UInt8]) -> Stored? {

@@ -46,6 +46,16 @@ public struct VaultPolicy: Codable, Sendable, Equatable {
         return p
     }
 
+    /// This policy, but immutable and locked when `s` (a node's vault.json) is locked: a lock made there before
+    /// the log recorded any policy (or on a node that has not read the log) is never weakened by the log.
+    func keepingLock(of s: VaultConfiguration) -> VaultPolicy {
+        guard s.locked else { return self }
+        var p = self
+        p.immutable = true
+        p.locked = true
+        return p
+    }
+
     /// `s` with this policy's rules (the copy vault.json keeps).
     public func applied(to s: VaultConfiguration) -> VaultConfiguration {
         var s = s
@@ -60,7 +70,7 @@ extension VaultRegistry {
     public func policy(default settings: VaultConfiguration) -> VaultPolicy {
         switch backend {
         case .file: VaultPolicy(settings)
-        case .log(let l): (l.cachedIfFresh() ?? (try? l.refreshed().state) ?? l.cached()).policy ?? VaultPolicy(settings)
+        case .log(let l): ((l.cachedIfFresh() ?? (try? l.refreshed().state) ?? l.cached()).policy ?? VaultPolicy(settings)).keepingLock(of: settings)
         }
     }
 
@@ -77,7 +87,7 @@ extension VaultRegistry {
             throw VaultError(.invalid, "a filesystem vault keeps its policy in vault.json; `vault set` writes it there")
         }
         return try l.change { s in
-            let current = s.policy ?? VaultPolicy(settings)
+            let current = (s.policy ?? VaultPolicy(settings)).keepingLock(of: settings)
             let next = try current.applying(change)
             return (next, next == current && s.policy != nil ? nil : RegistryEvent(.policy, at: now) { $0.policy = next })
         }

@@ -94,4 +94,28 @@ import Testing
         status.failure = "the primary is unreachable"
         #expect((VaultConsoleServer.replicaValues(status, now: Self.now)["replica"] as? String)?.hasPrefix("not read at the last round") == true)
     }
+
+    @Test func aDurationBeyondIntsRangeDoesNotTrap() {
+        #expect(VaultConsoleServer.duration(Double(Int64.max)).hasSuffix(" h"))
+        #expect(VaultConsoleServer.duration(-5) == "0 s")
+        #expect(VaultConsoleServer.duration(.nan) == "0 s")
+    }
+
+    /// A page never lists a container itself: it shows the last count and a thread of its own counts again.
+    @Test func containerSizesAreCountedOffThePage() async throws {
+        let objects = MemoryObjectStore()
+        _ = try objects.putIfAbsent("containers/r1/a", [UInt8](repeating: 1, count: 100))
+        _ = try objects.putIfAbsent("containers/r1/b", [UInt8](repeating: 1, count: 50))
+        let usage = ContainerUsage(objects: objects)
+        #expect(usage.bytes(relay: "r1", now: Self.now) == nil, "not counted yet: the page says so")
+        let deadline = ContinuousClock.now + .seconds(10)
+        var counted: Int64?
+        while counted == nil && ContinuousClock.now < deadline {
+            await Task.yield()
+            counted = usage.bytes(relay: "r1", now: Self.now)
+        }
+        #expect(counted == 150)
+        _ = try objects.putIfAbsent("containers/r1/c", [1])
+        #expect(usage.bytes(relay: "r1", now: Self.now) == 150, "within its lifetime the count is not taken again")
+    }
 }

@@ -42,12 +42,14 @@ import Testing
         _ = try grs.putIfAbsent("containers/a/p1", [1, 2, 3])
         _ = try grs.putIfAbsent("containers/a/p2", [4])
         let backlog = try grs.backlog()
-        #expect(backlog.objects == 2)
-        #expect(backlog.oldest == first, "a second miss of one key keeps the first miss's time")
+        #expect(backlog.objects == 3, "each miss counts, two of them of one key")
+        #expect(backlog.oldest == first, "the age is the oldest miss's")
+        #expect(try grs.pending().map(\.key) == ["containers/a/p1", "containers/a/p2"], "one entry per key, oldest first")
+        #expect(try grs.pending().first?.since == first)
         #expect(backlog.lagSeconds(now: clock.now()) == 60)
         #expect(try grs.list(prefix: "").map(\.key) == ["containers/a/p1", "containers/a/p2"], "pending entries are not listed")
 
-        #expect(try grs.catchUp().objects == 2, "still down: nothing replayed, nothing dropped")
+        #expect(try grs.catchUp().objects == 3, "still down: nothing replayed, nothing dropped")
         secondary.down.withLock { $0 = false }
         #expect(try grs.catchUp() == .init(objects: 0, oldest: nil))
         #expect(try secondary.inner.get("containers/a/p1") == [1, 2, 3])
@@ -63,6 +65,8 @@ import Testing
         secondary.down.withLock { $0 = false }
         #expect(try secondary.inner.get("containers/a/p/x") == [9], "the secondary still holds it")
         #expect(try grs.list(prefix: "containers/a/").isEmpty, "but the vault does not list it")
+        #expect(try grs.get("containers/a/p/x") == nil, "nor read it")
+        #expect(try grs.get("containers/a/p/x", range: 0..<1) == nil)
         try grs.catchUp()
         #expect(try secondary.inner.get("containers/a/p/x") == nil)
         #expect(try grs.backlog().objects == 0)
@@ -114,5 +118,63 @@ import Testing
         secondary.down.withLock { $0 = false }
         status = monitor.round()
         #expect(status.backlog.objects == 0 && status.failure == nil && status.lastReconcile != nil)
+    }
+
+    /// A secondary that fails ends the round at its first failure: one attempt per round, not one per entry.
+    @Test func aRoundStopsAtTheSecondarysFirstFailure() throws {
+        final class Counting: ObjectStore {
+            let inner = MemoryObjectStore()
+            let attempts = Mutex(0)
+            func putIfAbsent(_ key: String, _ bytes: [UInt8]) throws -> Bool {
+                attempts.withLock { $0 += 1 }
+                throw ObjectStoreError(.io, "down (test)")
+            }
+            func get(_ key: String) throws -> [UInt8]? { try inner.get(key) }
+            func get(_ key: String, range: Range<Int>) throws -> [UInt8]? { try inner.get(key, range: range) }
+            func list(prefix: String) throws -> [ObjectInfo] { try inner.list(prefix: prefix) }
+            func delete(_ key: String) throws { try inner.delete(key) }
+        }
+        let primary = MemoryObjectStore(), secondary = Counting()
+        let grs = ReplicatedObjectStore(primary: primary, secondary: secondary)
+        for i in 0..<20 { _ = try grs.putIfAbsent("k\(i)", [UInt8(i)]) }
+        secondary.attempts.withLock { $0 = 0 }
+        #expect(try grs.catchUp().objects == 20)
+        #expect(secondary.attempts.withLock { $0 } == 1)
+    }
+
+    /// A miss recorded during a replay of its key is not dropped with the misses the round listed.
+    @Test func aMissDuringAReplayStaysForTheNextRound() throws {
+        /// A secondary that is back, during whose first put the vault records another miss of the same key.
+        final class Racing: ObjectStore {
+            let inner = MemoryObjectStore()
+            let onPut = Mutex<(@Sendable () -> Void)?>(nil)
+            func putIfAbsent(_ key: String, _ bytes: [UInt8]) throws -> Bool {
+                if let f = onPut.withLock({ f in
+                    defer { f = nil }; return f
+                }) {
+                    f()
+                }
+                return try inner.putIfAbsent(key, bytes)
+            }
+            func get(_ key: String) throws -> [UInt8]? { try inner.get(key) }
+            func get(_ key: String, range: Range<Int>) throws -> [UInt8]? { try inner.get(key, range: range) }
+            func list(prefix: String) throws -> [ObjectInfo] { try inner.list(prefix: prefix) }
+            func delete(_ key: String) throws { try inner.delete(key) }
+        }
+        let primary = MemoryObjectStore(), secondary = Switchable(), racing = Racing(), clock = Clock()
+        let missing = ReplicatedObjectStore(primary: primary, secondary: secondary, now: clock.now)
+        secondary.down.withLock { $0 = true }
+        _ = try missing.putIfAbsent("k", [1])
+        let grs = ReplicatedObjectStore(primary: primary, secondary: racing, now: clock.now)
+        racing.onPut.withLock {
+            $0 = {
+                clock.advance(1)
+                _ = try? missing.putIfAbsent("k", [1])
+            }
+        }
+        #expect(try grs.catchUp().objects == 0, "the round counts what it listed")
+        #expect(try grs.backlog().objects == 1, "the miss recorded meanwhile waits for the next round")
+        try grs.catchUp()
+        #expect(try grs.backlog().objects == 0)
     }
 }

@@ -55,4 +55,18 @@ import Testing
         locked.locked = true
         #expect(registry.policy(default: locked) == VaultPolicy(locked))
     }
+
+    /// A node whose vault.json was locked before the log held a policy stays locked, whatever another node
+    /// records first from its own, unlocked, copy.
+    @Test func aLocalLockIsNeverWeakenedByTheLog() throws {
+        let (a, b) = twoNodes()
+        var locked = settings
+        locked.immutable = true
+        locked.locked = true
+        _ = try b.setPolicy(.init(maxRelays: 80), default: settings)
+        let p = a.policy(default: locked)
+        #expect(p.immutable && p.locked && p.maxRelays == 80)
+        let e = #expect(throws: OutpostError.self) { try a.setPolicy(.init(immutable: false), default: locked) }
+        #expect(e?.code == .refused)
+    }
 }
