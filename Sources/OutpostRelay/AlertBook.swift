@@ -227,6 +227,46 @@ public struct AlertBook: Sendable {
         return final
     }
 
+    // MARK: History retention
+
+    /// The jobs open alerts name ("… (job 42)": a failed or warned job, damage found by a check); history
+    /// retention keeps them while the alert is open.
+    public func openJobReferences() throws -> Set<Int64> {
+        let messages = try index.read("reading alerts") { db in
+            try String.fetchAll(db, sql: "SELECT message FROM alerts WHERE cleared_at IS NULL")
+        }
+        var ids = Set<Int64>()
+        for m in messages {
+            for match in m.matches(of: /\(job (\d+)\)/) { if let id = Int64(match.1) { ids.insert(id) } }
+        }
+        return ids
+    }
+
+    /// History retention (`[jobs] keep_days`): deletes the alerts cleared before `cutoff` with their deliveries,
+    /// `batchSize` alerts a transaction; an open alert, and one with a delivery still pending, stays. Returns how
+    /// many alerts went.
+    public func expire(clearedBefore cutoff: Date, batchSize: Int = 5000) throws -> Int {
+        var deleted = 0
+        while true {
+            let gone = try index.write("deleting old alerts") { db -> Int in
+                let ids = try Int64.fetchAll(
+                    db,
+                    sql: """
+                        SELECT id FROM alerts WHERE cleared_at IS NOT NULL AND cleared_at < ?
+                        AND NOT EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.alert = alerts.id AND d.state = 'pending')
+                        ORDER BY id LIMIT ?
+                        """, arguments: [cutoff.timeIntervalSince1970, batchSize])
+                guard !ids.isEmpty else { return 0 }
+                let list = ids.map(String.init).joined(separator: ",")
+                try db.execute(sql: "DELETE FROM alert_deliveries WHERE alert IN (\(list))")
+                try db.execute(sql: "DELETE FROM alerts WHERE id IN (\(list))")
+                return ids.count
+            }
+            deleted += gone
+            if gone < batchSize { return deleted }
+        }
+    }
+
     static func alert(_ row: Row) -> Alert {
         Alert(
             id: row["id"], kind: Alert.Kind(rawValue: row["kind"]) ?? .jobFailed, subject: row["subject"], message: row["message"],

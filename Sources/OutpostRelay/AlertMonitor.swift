@@ -4,6 +4,7 @@ import Logging
 import OutpostCore
 import OutpostStore
 import ServiceLifecycle
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -12,7 +13,8 @@ import ServiceLifecycle
 /// The relay watching itself (issue 12; docs/alerts.md), inside `relay serve`, every `check_interval_seconds`:
 /// closes agents' jobs that will not end by themselves, opens and clears alerts (a job failed or with warnings, a
 /// missed backup, damage found, low disk, and what the forwarder adds: forwarding lag, an unreachable vault), and
-/// delivers each opening and clearing to the configured channels.
+/// delivers each opening and clearing to the configured channels; and, at most once an hour, deletes the history
+/// older than `[jobs] keep_days` (`HistoryRetention`).
 public final class AlertMonitor: Service, Sendable {
     let store: Store
     let settings: AlertSettings
@@ -24,6 +26,8 @@ public final class AlertMonitor: Service, Sendable {
     let dispatcher: AlertDispatcher?
     /// The relay's own time zone, for machines whose agent never said its own.
     let timeZone: TimeZone
+    /// When history retention last ran (nil: not yet in this process).
+    let historyRan = Mutex<Date?>(nil)
 
     public init(
         store: Store, settings: AlertSettings, jobs: JobSettings, clock: WallClock, logger: Logger, dispatcher: AlertDispatcher?,
@@ -72,7 +76,29 @@ public final class AlertMonitor: Service, Sendable {
         } catch {
             logger.error("the alert check failed; tried again at the next", metadata: ["reason": "\(error)"])
         }
+        applyHistoryRetention(now: now)
         await dispatcher?.deliverDue(now: clock.now())
+    }
+
+    /// History retention, after the alerts are reconciled (the open ones name the jobs to keep), at most once an
+    /// hour: the first round of `relay serve`, then the first round an hour or more after the last.
+    func applyHistoryRetention(now: Date) {
+        let due = historyRan.withLock { last in
+            if let last, now.timeIntervalSince(last) < 3600, now >= last { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        do {
+            let r = try HistoryRetention(store: store).apply(keepDays: jobs.keepDays, now: now)
+            if r.jobs + r.alerts > 0 {
+                logger.info(
+                    "history older than [jobs] keep_days deleted",
+                    metadata: ["jobs": "\(r.jobs)", "alerts": "\(r.alerts)", "keep_days": "\(r.keepDays)"])
+            }
+        } catch {
+            logger.error("deleting the history older than [jobs] keep_days failed; tried again in an hour", metadata: ["reason": "\(error)"])
+        }
     }
 
     /// The relay's own conditions now.

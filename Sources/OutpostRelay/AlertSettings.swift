@@ -2,7 +2,7 @@ import Foundation
 import OutpostCore
 import TOMLKit
 
-/// relay.toml's `[jobs]` table: how long the relay waits on agents' jobs.
+/// relay.toml's `[jobs]` table: how long the relay waits on agents' jobs, and how long it keeps their history.
 public struct JobSettings: Sendable, Equatable {
     /// A backup still running this long after it started is failed.
     public var backupDeadlineHours = 12
@@ -10,6 +10,9 @@ public struct JobSettings: Sendable, Equatable {
     public var agentSilenceMinutes = 10
     /// A `relay backup-now` no agent took within this long is failed.
     public var backupNowMinutes = 60
+    /// Jobs ended and alerts cleared longer ago than this are deleted (`HistoryRetention`), so that the index
+    /// does not grow by every job forever.
+    public var keepDays = 400
 
     public init() {}
 
@@ -17,7 +20,8 @@ public struct JobSettings: Sendable, Equatable {
         var backup_deadline_hours: Int?
         var agent_silence_minutes: Int?
         var backup_now_minutes: Int?
-        static let keys = ["backup_deadline_hours", "agent_silence_minutes", "backup_now_minutes"]
+        var keep_days: Int?
+        static let keys = ["backup_deadline_hours", "agent_silence_minutes", "backup_now_minutes", "keep_days"]
     }
 }
 
@@ -96,6 +100,7 @@ public struct AlertSettings: Sendable, Equatable {
             if let v = try ranged(j.backup_deadline_hours, "[jobs] backup_deadline_hours", 1...168, "hours") { jobs.backupDeadlineHours = v }
             if let v = try ranged(j.agent_silence_minutes, "[jobs] agent_silence_minutes", 1...1440, "minutes") { jobs.agentSilenceMinutes = v }
             if let v = try ranged(j.backup_now_minutes, "[jobs] backup_now_minutes", 1...1440, "minutes") { jobs.backupNowMinutes = v }
+            if let v = try ranged(j.keep_days, "[jobs] keep_days", 30...3650, "days") { jobs.keepDays = v }
         }
         var a = AlertSettings()
         guard let f = tables.alerts else { return (a, jobs) }

@@ -350,6 +350,9 @@ public struct RelayConfiguration: Sendable, Equatable {
         # agent_silence_minutes = 10
         # A `relay backup-now` no agent took within this long is failed.
         # backup_now_minutes = 60
+        # Jobs that ended, and alerts cleared, more than this many days ago are deleted (30 to 3650); each
+        # machine's newest good backup, open alerts and the jobs of points still held stay (docs/alerts.md).
+        # keep_days = 400
 
         # --- Alerts (docs/alerts.md): `relay serve` raises and clears them by itself; `outpost relay alerts` lists
         # them. Uncomment the [alerts] line and what you need; keys below it belong to it. Each alert is sent once

@@ -75,6 +75,14 @@ public struct JobLog: Sendable {
             CREATE INDEX jobs_open ON jobs(state) WHERE state IN ('queued', 'running');
             """)
 
+    /// Each machine's newest good backup found in a few index steps (`lastGoodBackups`, read by the console's
+    /// overview, the missed-backup check and the metrics), not by a scan of every job the relay kept.
+    static let goodBackupSchema = IndexMigration(
+        "v14",
+        sql: """
+            CREATE INDEX jobs_good_backup ON jobs(machine, started_at) WHERE kind = 'backup' AND state IN ('completed', 'completed with warnings');
+            """)
+
     /// Records a job that starts now; returns its id.
     @discardableResult
     public func start(_ kind: Job.Kind, machine: String? = nil, now: Date = Date()) throws -> Int64 {
@@ -304,18 +312,83 @@ public struct JobLog: Sendable {
         }
     }
 
+    /// The machines with a good backup, each with its newest one (id, start): a walk of the index
+    /// `jobs_good_backup` from one machine to the next (SQLite's GROUP BY would read every entry of it).
+    static let newestGoodBackupsSQL = """
+        WITH RECURSIVE m(machine) AS (
+            SELECT MIN(machine) FROM jobs WHERE kind = 'backup' AND state IN ('completed', 'completed with warnings') AND machine IS NOT NULL
+            UNION ALL
+            SELECT (SELECT MIN(machine) FROM jobs WHERE kind = 'backup' AND state IN ('completed', 'completed with warnings') AND machine > m.machine)
+            FROM m WHERE m.machine IS NOT NULL
+        )
+        SELECT machine, (
+            SELECT MAX(started_at) FROM jobs WHERE kind = 'backup' AND state IN ('completed', 'completed with warnings') AND machine = m.machine
+        ) AS t, (
+            SELECT id FROM jobs WHERE kind = 'backup' AND state IN ('completed', 'completed with warnings') AND machine = m.machine
+            ORDER BY started_at DESC, id DESC LIMIT 1
+        ) AS id
+        FROM m WHERE machine IS NOT NULL
+        """
+
     /// When each machine's last good backup (completed, with warnings or not) started.
     public func lastGoodBackups() throws -> [String: Date] {
         try index.read("reading backups") { db in
             Dictionary(
-                try Row.fetchAll(
+                try Row.fetchAll(db, sql: Self.newestGoodBackupsSQL).map { (($0["machine"] as String), Date(timeIntervalSince1970: $0["t"])) },
+                uniquingKeysWith: { a, _ in a })
+        }
+    }
+
+    // MARK: History retention
+
+    /// History retention (`[jobs] keep_days`, applied by the relay): deletes the jobs that ended before `cutoff`,
+    /// failed files and all, `batchSize` rows a transaction so that a backup committing meanwhile waits for one
+    /// batch at most. Kept whatever their age: each machine's newest good backup (the overview and the
+    /// missed-backup check read it), the latest ended run of each kind per machine (the alert check reads it, and
+    /// an open alert names it), a backup whose recovery point is still in the catalog, and the jobs `keeping`
+    /// says are still referred to (it runs inside each batch's transaction). Returns how many went.
+    public func expire(
+        endedBefore cutoff: Date, batchSize: Int = 5000, keeping: (Database, _ id: Int64, _ point: String?) throws -> Bool = { _, _, _ in false }
+    ) throws -> Int {
+        let c = cutoff.timeIntervalSince1970
+        // These only move on to newer jobs meanwhile, which are too young to go: read once.
+        let newestGood: [Int64] = try index.read("reading jobs") { db in
+            try Int64.fetchAll(db, sql: "SELECT id FROM (\(Self.newestGoodBackupsSQL))")
+        }
+        let kept = Set(newestGood).union(try latestEnded().map(\.id))
+        var deleted = 0
+        // Oldest first along jobs_by_start, from where the last batch stopped (a job ends after it starts).
+        var after: (start: Double, id: Int64) = (-Double.greatestFiniteMagnitude, Int64.min)
+        while true {
+            let (scanned, gone, last) = try index.write("deleting old jobs") { db -> (Int, Int, (Double, Int64)?) in
+                let rows = try Row.fetchAll(
                     db,
                     sql: """
-                        SELECT machine, MAX(started_at) AS t FROM jobs WHERE kind = 'backup' AND machine IS NOT NULL
-                        AND state IN ('completed', 'completed with warnings') GROUP BY machine
-                        """
-                ).map { (($0["machine"] as String), Date(timeIntervalSince1970: $0["t"])) }, uniquingKeysWith: { a, _ in a })
+                        SELECT id, started_at, point FROM jobs WHERE started_at < ? AND started_at >= ? AND (started_at > ? OR id > ?)
+                        AND ended_at < ? AND state NOT IN ('queued', 'running') ORDER BY started_at, id LIMIT ?
+                        """, arguments: [c, after.start, after.start, after.id, c, batchSize])
+                var gone = 0
+                for row in rows {
+                    let id: Int64 = row["id"]
+                    let point: String? = row["point"]
+                    if kept.contains(id) { continue }
+                    if let point, try Self.pointHeld(db, point) { continue }
+                    if try keeping(db, id, point) { continue }
+                    try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id])
+                    gone += 1
+                }
+                return (rows.count, gone, rows.last.map { ($0["started_at"], $0["id"]) })
+            }
+            deleted += gone
+            guard let last, scanned == batchSize else { return deleted }
+            after = last
         }
+    }
+
+    /// Whether the recovery point (hex) is in the store's catalog.
+    static func pointHeld(_ db: Database, _ point: String) throws -> Bool {
+        guard let id = BlobID(hex: point) else { return false }
+        return try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM recovery_points WHERE id = ?)", arguments: [id.data]) ?? false
     }
 
     /// The queued jobs of a machine, oldest first (its agent's plan lists them).

@@ -71,7 +71,9 @@ extension RelayCommand {
                 vault: the entries of points it lets go (`vault: expires`) are deleted there, then every vault pack no \
                 remaining point needs, and packs mostly unused are rewritten (soft delete: the vault keeps what it \
                 deletes for its soft-delete period; an immutable vault refuses, exit 15). --dry-run shows what the vault \
-                would free.
+                would free. Without --dry-run or --machine, the history older than [jobs] keep_days (jobs ended and \
+                alerts cleared before; not a machine's newest good backup, an open alert or a held point's job) is \
+                deleted too, as `relay serve` does every hour.
                 """
         )
         @OptionGroup var relay: RelayOptions
@@ -101,6 +103,8 @@ extension RelayCommand {
             var gcReport: GCReport?
             /// What the vault tier did (or would do) in the vault; nil without a vault.
             var vault: VaultRetention.Report?
+            /// The jobs and alerts older than [jobs] keep_days deleted; nil with --dry-run or --machine.
+            var history: HistoryRetention.Report?
         }
 
         func run() async throws {
@@ -131,6 +135,8 @@ extension RelayCommand {
             defer {
                 if let vaultError { printErr("the relay tier was applied; the vault tier was not (run `outpost relay prune` again): \(vaultError)") }
             }
+            // The history older than [jobs] keep_days, as `relay serve` deletes it every hour.
+            let history = dryRun || machine != nil ? nil : try HistoryRetention(store: store).apply(keepDays: settings.jobs.keepDays, now: Date())
             if let job {
                 try? jobs.finish(
                     job, vaultError == nil ? .completed : .completedWithWarnings,
@@ -144,7 +150,8 @@ extension RelayCommand {
                 : "about \(formatBytes(space.bytes)) (\(space.blobs) blobs) to reclaim by `outpost relay gc --data \(dir.root)` (runs while the relay serves); gc keeps what was relied on within its grace, so the data of points pruned now is freed only by a gc at least 24 h after the prune"
             let report = gc ? try GarbageCollector(store: store, treeRoots: try PrunedPoints(store: store).roots()).run() : nil
             if json {
-                try printJSON(Output(dryRun: dryRun, plan: plan, reclaimable: space, gc: note, gcReport: report, vault: vaultReport))
+                try printJSON(
+                    Output(dryRun: dryRun, plan: plan, reclaimable: space, gc: note, gcReport: report, vault: vaultReport, history: history))
                 if let vaultError { throw vaultError }
                 return
             }
@@ -159,6 +166,9 @@ extension RelayCommand {
             )
             if plan.vaultRegistered { print("vault: " + plan.vaultTier) }
             print("space: \(note)")
+            if let h = history {
+                print("history: \(h.jobs) jobs and \(h.alerts) alerts older than [jobs] keep_days \(h.keepDays) deleted")
+            }
             if let r = report {
                 print(
                     "gc: removed \(r.deadBlobs) unused blobs, \(r.packsDeleted) packs deleted, \(r.packsRepacked) rewritten; \(formatBytes(r.bytesFreed)) freed"

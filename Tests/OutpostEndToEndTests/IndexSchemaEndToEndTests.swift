@@ -6,7 +6,7 @@ import OutpostRelay
 import OutpostStore
 import Testing
 
-/// The index schema (docs/format.md §9) of the stores the binary makes: the store's own migrations (v1, v6) and the ones
+/// The index schema (docs/format.md §9) of the stores the binary makes: the store's own migrations (v1, v6, v9, v10, v14) and the ones
 /// the relay's machine catalog, its retention settings (v5) and the forwarder's ledger register.
 @Suite struct IndexSchemaEndToEndTests {
     /// Every store, local or a relay's, carries the whole schema, statement for statement as the stores made
@@ -28,7 +28,7 @@ import Testing
                     }
                 )
             }
-            #expect(migrations == ["v1", "v10", "v11", "v12", "v13", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"], "\(path)")
+            #expect(migrations == ["v1", "v10", "v11", "v12", "v13", "v14", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"], "\(path)")
             #expect(schema == Self.schema, "\(path)")
         }
     }
@@ -170,6 +170,9 @@ import Testing
         """,
         """
         index jobs_by_start: CREATE INDEX jobs_by_start ON jobs(started_at)
+        """,
+        """
+        index jobs_good_backup: CREATE INDEX jobs_good_backup ON jobs(machine, started_at) WHERE kind = 'backup' AND state IN ('completed', 'completed with warnings')
         """,
         """
         index jobs_open: CREATE INDEX jobs_open ON jobs(state) WHERE state IN ('queued', 'running')
