@@ -14,7 +14,10 @@ A failed check prints "FAIL: what" on stderr and exits 1; a missing package exit
 
 The relay's certificate is self-signed: chromium pins it by its public key (--ignore-certificate-errors-spki-list
 with the SHA-256 of the certificate's SubjectPublicKeyInfo, read from --cert), so any other certificate is still
-refused; Python's own requests verify against that certificate alone."""
+refused; Python's own requests verify against that certificate alone.
+
+vault_console_browser.py walks the vault's fleet view with this file's browser and helpers (`arguments`, `drive`,
+`Console`)."""
 
 import argparse
 import base64
@@ -91,10 +94,14 @@ def deadline_wait(seconds, what, condition, every=0.05):
 
 
 class Console:
+    """The browser, its helpers and the relay console's walk (`run`); vault_console_browser.py walks the vault's."""
+
+    failure_shot = "failure"
+
     def __init__(self, args, workdir):
         self.base = args.url.rstrip("/")
         self.args = args
-        self.downloads = args.downloads or os.path.join(workdir, "downloads")
+        self.downloads = getattr(args, "downloads", None) or os.path.join(workdir, "downloads")
         os.makedirs(self.downloads, exist_ok=True)
         os.makedirs(args.artifacts, exist_ok=True)
         options = webdriver.ChromeOptions()
@@ -192,6 +199,12 @@ class Console:
         if extra > 0:
             self.too_wide.append(f"the {page} page is {extra} px wider than a 390 px phone")
 
+    def log_in(self, name, password):
+        """Fills the login form and sends it; returns the answer's status."""
+        self.driver.find_element(By.NAME, "name").send_keys(name)
+        self.driver.find_element(By.NAME, "password").send_keys(password)
+        return self.submit(self.driver.find_element(By.CSS_SELECTOR, "form[action='/login'] button"))
+
     # MARK: outside the browser
 
     def post(self, path, body, cookie=None):
@@ -223,9 +236,7 @@ class Console:
         check("Log out" not in header and "Overview" not in header, f"the login page's header offers {header!r} without a session")
         self.fits_a_phone("login")
         self.screenshot("login")
-        self.driver.find_element(By.NAME, "name").send_keys(a.admin)
-        self.driver.find_element(By.NAME, "password").send_keys(password)
-        status = self.submit(self.driver.find_element(By.CSS_SELECTOR, "form[action='/login'] button"))
+        status = self.log_in(a.admin, password)
         check(self.path() == "/", f"logging in ends at {self.path()} (status {status}): {self.text[:300]}")
         cookie = self.driver.get_cookie("outpost_session")
         check(cookie and cookie.get("httpOnly") and cookie.get("secure"), f"the session cookie is not Secure and HttpOnly: {cookie}")
@@ -323,22 +334,19 @@ class Console:
         say("ok")
 
 
-def main():
-    parser = argparse.ArgumentParser()
+def arguments(description):
+    """The options every walk takes; a walk adds its own."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--url", required=True, help="the console, https://127.0.0.1:PORT")
-    parser.add_argument("--cert", required=True, help="the relay's certificate (PEM), pinned")
+    parser.add_argument("--cert", required=True, help="the server's certificate (PEM), pinned")
     parser.add_argument("--admin", required=True)
     parser.add_argument("--password-file", required=True)
-    parser.add_argument("--machine", action="append", required=True, help="machines the overview lists; the first is browsed")
-    parser.add_argument("--download", required=True, help="a file of the first machine's newest point, by its absolute path")
-    parser.add_argument("--job", required=True, help="a job with failed files")
-    parser.add_argument("--failed-path", required=True)
-    parser.add_argument("--failed-reason", required=True)
-    parser.add_argument("--alert-kind", required=True)
-    parser.add_argument("--alert-subject", required=True)
     parser.add_argument("--artifacts", required=True, help="where the screenshots go")
-    parser.add_argument("--downloads", help="where the browser saves files (default: a temporary folder)")
-    args = parser.parse_args()
+    return parser
+
+
+def drive(walk, args):
+    """Runs `walk` (Console or a subclass) over a fresh browser; the exit status (0 passed, 1 failed, 3 missing)."""
     # A process group of its own, which chromedriver and chromium join: the test kills the group on a timeout.
     os.setpgid(0, 0)
     for tool, package in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")]:
@@ -348,14 +356,14 @@ def main():
     workdir = tempfile.mkdtemp(prefix="outpost-browser-")
     console = None
     try:
-        console = Console(args, workdir)
+        console = walk(args, workdir)
         console.run()
         return 0
     except (Failure, WebDriverException) as e:
         print(f"FAIL: {e}", file=sys.stderr)
         if console:
             try:
-                console.screenshot("failure")
+                console.screenshot(console.failure_shot)
             except Exception:
                 pass
         return 1
@@ -363,6 +371,19 @@ def main():
         if console:
             console.driver.quit()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main():
+    parser = arguments("Walks the relay's console.")
+    parser.add_argument("--machine", action="append", required=True, help="machines the overview lists; the first is browsed")
+    parser.add_argument("--download", required=True, help="a file of the first machine's newest point, by its absolute path")
+    parser.add_argument("--job", required=True, help="a job with failed files")
+    parser.add_argument("--failed-path", required=True)
+    parser.add_argument("--failed-reason", required=True)
+    parser.add_argument("--alert-kind", required=True)
+    parser.add_argument("--alert-subject", required=True)
+    parser.add_argument("--downloads", help="where the browser saves files (default: a temporary folder)")
+    return drive(Console, parser.parse_args())
 
 
 if __name__ == "__main__":
