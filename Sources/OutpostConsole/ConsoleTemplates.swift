@@ -88,10 +88,10 @@ enum ConsoleTemplates {
     static let fleet = """
         <h1>Fleet</h1><p>{{active}} relays · {{machines}} machines, {{late}} late · {{alerts}} open alerts · {{now}}</p>
         {{#hasReplica}}<p class="{{replicaClass}}">Secondary copy set (GRS): {{replica}}</p>{{/hasReplica}}
-        <div class="scroll"><table><tr><th>Relay</th><th>Registered</th><th>Last contact</th><th>Vault lag</th><th>Machines</th><th>Open alerts</th>
-        <th>Relay disk</th><th>On the vault</th><th>Version</th></tr>
-        {{#relays}}<tr class="{{class}}"><td><strong>{{name}}</strong> <span class="muted">{{id}}</span></td><td>{{registered}}</td><td>{{contact}}</td>
-        <td>{{lag}}</td><td>{{machines}}</td><td>{{alerts}}</td><td>{{disk}}</td><td>{{space}}</td><td>{{version}}</td></tr>{{/relays}}
+        <div class="scroll"><table><tr><th>Relay</th><th>Vault lag</th><th>Machines</th><th>Open alerts</th><th>Last contact</th>
+        <th>Relay disk</th><th>On the vault</th><th>Registered</th><th>Version</th></tr>
+        {{#relays}}<tr class="{{class}}"><td><strong>{{name}}</strong> <span class="muted">{{id}}</span></td><td>{{lag}}</td><td>{{machines}}</td>
+        <td>{{alerts}}</td><td>{{contact}}</td><td>{{disk}}</td><td>{{space}}</td><td>{{registered}}</td><td>{{version}}</td></tr>{{/relays}}
         </table></div>{{^relays}}<p class="muted">no relay is registered</p>{{/relays}}
         <h2>Soft-deleted containers</h2>{{^removed}}<p class="muted">none</p>{{/removed}}
         {{#hasRemoved}}<div class="scroll"><table><tr><th>Relay</th><th>Removed</th><th>Purged after</th><th>On the vault</th></tr>{{/hasRemoved}}
