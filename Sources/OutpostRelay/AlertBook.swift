@@ -54,7 +54,7 @@ public struct AlertDelivery: Sendable, Codable, Equatable {
     public var lastError: String?
 }
 
-/// The relay's alerts and their deliveries, in its index (schema v12). An alert opens once per condition and
+/// The relay's alerts and their deliveries, in its index (schema v12, v16). An alert opens once per condition and
 /// clears once; each opening and clearing is queued once per configured channel, so a notification is sent
 /// once when it opens and once when it clears, not at every check.
 public struct AlertBook: Sendable {
@@ -87,7 +87,10 @@ public struct AlertBook: Sendable {
                     last_error TEXT
                 );
                 CREATE INDEX alert_deliveries_pending ON alert_deliveries(next_at) WHERE state = 'pending';
-                """)
+                """),
+        // An alert's deliveries (`deliveries(alert:)`, and history retention's check for a pending one and its
+        // deletion) without a scan of every delivery ever queued.
+        IndexMigration("v16", sql: "CREATE INDEX alert_deliveries_by_alert ON alert_deliveries(alert);"),
     ]
 
     /// What `reconcile` changed.

@@ -139,24 +139,37 @@ public struct RelayMetrics: Sendable {
         m.gauge("outpost_relay_disk_size_bytes", "Size of the store's file system in bytes.", Double(s.f_blocks) * unit)
     }
 
-    private func jobs(_ m: MetricsSnapshot) throws {
-        // Jobs are never deleted: counts of ended jobs only grow, as a counter's must.
-        let (ended, open, durations) = try store.index.read("reading jobs for metrics") { db in
-            let ended = try Row.fetchAll(
-                db, sql: "SELECT kind, state, COUNT(*) AS n FROM jobs WHERE ended_at IS NOT NULL GROUP BY kind, state")
+    /// How many jobs ended, by kind and end state: the index `jobs_ended` (schema v15) read alone, in its order.
+    static let endedCountsSQL = "SELECT kind, state, COUNT(*) AS n FROM jobs WHERE ended_at IS NOT NULL GROUP BY kind, state ORDER BY kind, state"
+    /// The durations of the ended jobs, by kind and end state, each group in the order of the ids: the index
+    /// `jobs_ended` read alone, in its order.
+    static let endedDurationsSQL = "SELECT ended_at - started_at FROM jobs WHERE ended_at IS NOT NULL ORDER BY kind, state, id"
+
+    func jobs(_ m: MetricsSnapshot) throws {
+        // Counts of ended jobs only grow, as a counter's must, until history retention deletes old ones.
+        let (ended, open) = try store.index.read("reading jobs for metrics") { db in
+            // The durations come in the counts' order (one snapshot): each group's are its next `n`, in the order
+            // of the ids, so that each histogram's sum adds up as it always did. Plain numbers, no row decoded.
+            var ended: [(kind: String, state: String, n: Int64, durations: [Double])] = []
+            let counts = try Row.fetchAll(db, sql: Self.endedCountsSQL)
+            let durations = try Double?.fetchCursor(db, sql: Self.endedDurationsSQL)
+            for row in counts {
+                let n: Int64 = row["n"]
+                var values: [Double] = []
+                values.reserveCapacity(Int(n))
+                while values.count < n, let d = try durations.next() { values.append(max(0, d ?? 0)) }
+                ended.append((row["kind"], row["state"], n, values))
+            }
             let open = try Row.fetchAll(
                 db, sql: "SELECT kind, state, COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'running') GROUP BY kind, state")
-            var durations: [[String]: [Double]] = [:]
-            let rows = try Row.fetchCursor(db, sql: "SELECT kind, state, ended_at - started_at AS d FROM jobs WHERE ended_at IS NOT NULL")
-            while let row = try rows.next() {
-                durations[[row["kind"], Self.outcome(row["state"])], default: []].append(max(0, row["d"] as Double? ?? 0))
-            }
-            return (ended, open, durations)
+            return (ended, open)
         }
-        for row in ended {
+        var durations: [[String]: [Double]] = [:]
+        for group in ended {
             m.counter(
-                "outpost_relay_jobs_total", "Jobs ended, by kind and outcome.", row["n"],
-                labels: [("kind", row["kind"]), ("outcome", Self.outcome(row["state"]))])
+                "outpost_relay_jobs_total", "Jobs ended, by kind and outcome.", group.n,
+                labels: [("kind", group.kind), ("outcome", Self.outcome(group.state))])
+            durations[[group.kind, Self.outcome(group.state)], default: []].append(contentsOf: group.durations)
         }
         for row in open {
             m.gauge(

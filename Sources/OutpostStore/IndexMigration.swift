@@ -82,7 +82,9 @@ extension StoreIndex {
             """)
 
     /// The store's own steps, applied to every store.
-    static let ownSchema = [storeSchema, onlineGCSchema, JobLog.schema, JobLog.agentSchema, JobLog.goodBackupSchema]
+    static let ownSchema = [
+        storeSchema, onlineGCSchema, JobLog.schema, JobLog.agentSchema, JobLog.goodBackupSchema, JobLog.latestEndedSchema,
+    ]
 
     /// Migrations other modules add (the relay's machine catalog, the forwarder's ledger), in no order.
     private static let added = Mutex<[IndexMigration]>([])

@@ -6,8 +6,8 @@ import OutpostRelay
 import OutpostStore
 import Testing
 
-/// The index schema (docs/format.md §9) of the stores the binary makes: the store's own migrations (v1, v6, v9, v10, v14) and the ones
-/// the relay's machine catalog, its retention settings (v5) and the forwarder's ledger register.
+/// The index schema (docs/format.md §9) of the stores the binary makes: the store's own migrations (v1, v6, v9, v10, v14, v15) and the ones
+/// the relay's machine catalog, its retention settings (v5), its alerts (v12, v16) and the forwarder's ledger register.
 @Suite struct IndexSchemaEndToEndTests {
     /// Every store, local or a relay's, carries the whole schema, statement for statement as the stores made
     /// before the migrations moved to the modules that own them: an existing store opens with nothing to apply
@@ -28,7 +28,7 @@ import Testing
                     }
                 )
             }
-            #expect(migrations == ["v1", "v10", "v11", "v12", "v13", "v14", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"], "\(path)")
+            #expect(migrations == ["v1", "v10", "v11", "v12", "v13", "v14", "v15", "v16", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"], "\(path)")
             #expect(schema == Self.schema, "\(path)")
         }
     }
@@ -56,6 +56,9 @@ import Testing
             delivered_at REAL,
             last_error TEXT
         )
+        """,
+        """
+        index alert_deliveries_by_alert: CREATE INDEX alert_deliveries_by_alert ON alert_deliveries(alert)
         """,
         """
         index alert_deliveries_pending: CREATE INDEX alert_deliveries_pending ON alert_deliveries(next_at) WHERE state = 'pending'
@@ -172,7 +175,13 @@ import Testing
         index jobs_by_start: CREATE INDEX jobs_by_start ON jobs(started_at)
         """,
         """
+        index jobs_ended: CREATE INDEX jobs_ended ON jobs(kind, state, id, started_at, ended_at) WHERE ended_at IS NOT NULL
+        """,
+        """
         index jobs_good_backup: CREATE INDEX jobs_good_backup ON jobs(machine, started_at) WHERE kind = 'backup' AND state IN ('completed', 'completed with warnings')
+        """,
+        """
+        index jobs_latest_ended: CREATE INDEX jobs_latest_ended ON jobs(kind, machine, ended_at) WHERE ended_at IS NOT NULL AND state NOT IN ('missed', 'cancelled') AND kind != 'group'
         """,
         """
         index jobs_open: CREATE INDEX jobs_open ON jobs(state) WHERE state IN ('queued', 'running')
