@@ -1,3 +1,4 @@
+import Foundation
 import Metrics
 import Prometheus
 import Synchronization
@@ -102,6 +103,9 @@ struct HelpfulFactory: MetricsFactory {
 /// date between scrapes. Names must not be the live registry's.
 public struct MetricsSnapshot {
     let registry = PrometheusCollectorRegistry()
+    /// Histograms known as counts already (`histogram(_:_:buckets:labels:cumulativeCounts:sum:count:)`), which
+    /// swift-prometheus cannot hold (its histograms only record observations): emitted after the registry's.
+    let aggregated = AggregatedHistograms()
 
     public init() {}
 
@@ -120,9 +124,59 @@ public struct MetricsSnapshot {
         for v in values { h.record(v) }
     }
 
-    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+    /// A histogram known as aggregates: the cumulative count of observations at most each upper bound of
+    /// `buckets` (in their order), their sum and their count (the `+Inf` bucket). Emitted in the registry's text
+    /// format, one `# HELP` and `# TYPE` per name; a name must not be used with the registry's own metrics too.
+    public func histogram(
+        _ name: String, _ help: String, buckets: [Double], labels: [(String, String)] = [], cumulativeCounts: [Int64], sum: Double,
+        count: Int64
+    ) {
+        var series = ""
+        func line(_ suffix: String, _ labels: [(String, String)], _ value: String) {
+            series += name + suffix
+            if !labels.isEmpty {
+                series += "{" + labels.map { "\($0.0)=\"\(Self.escaped($0.1))\"" }.joined(separator: ",") + "}"
+            }
+            series += " " + value + "\n"
+        }
+        for (bound, n) in zip(buckets, cumulativeCounts) { line("_bucket", labels + [("le", bound.description)], "\(n)") }
+        line("_bucket", labels + [("le", "+Inf")], "\(count)")
+        line("_sum", labels, sum.description)
+        line("_count", labels, "\(count)")
+        aggregated.add(name, help, series)
+    }
+
+    public func exposition() -> [UInt8] { registry.emitToBuffer() + aggregated.text().utf8 }
+
+    /// A label value as the text format writes it.
+    static func escaped(_ value: String) -> String {
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
+    }
 
     static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+}
+
+/// The pre-aggregated histograms of a snapshot, by name in the order they came, each name's series together.
+final class AggregatedHistograms {
+    private var families: [(name: String, help: String, series: String)] = []
+
+    func add(_ name: String, _ help: String, _ series: String) {
+        if let i = families.firstIndex(where: { $0.name == name }) {
+            precondition(families[i].help == help, "the histogram \(name) has two help texts")
+            families[i].series += series
+        } else {
+            families.append((name, help, series))
+        }
+    }
+
+    func text() -> String {
+        families.map { f in
+            (f.help.isEmpty
+                ? "" : "# HELP \(f.name) \(f.help.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: " "))\n")
+                + "# TYPE \(f.name) histogram\n" + f.series
+        }.joined()
     }
 }

@@ -29,7 +29,7 @@ public struct HistoryRetention: Sendable {
         let alerts = AlertBook(store: store)
         // Before the alerts go: a cleared alert names no job that must stay.
         let named = try alerts.openJobReferences()
-        let jobs = try JobLog(store: store).expire(endedBefore: cutoff, batchSize: batchSize) { db, id, point in
+        let jobs = try JobLog(store: store).expire(endedBefore: cutoff, bounds: RelayMetrics.jobBuckets, batchSize: batchSize) { db, id, point in
             if named.contains(id) { return true }
             // A point pruned from the relay that the vault still holds (listed, restorable).
             guard let point, let pointID = BlobID(hex: point) else { return false }

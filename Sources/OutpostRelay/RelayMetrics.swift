@@ -65,7 +65,8 @@ public struct RelayMetrics: Sendable {
         recordUpload(receivedBytes: 0, receivedChunks: 0, stored: SaveStats())
     }
 
-    /// Job durations, from a second to a day.
+    /// Job durations, from a second to a day. History retention counts the jobs it deletes for these
+    /// (`job_tallies`): a change of them loses the deleted jobs' bucket counts (their _count and _sum stay).
     static let jobBuckets: [Double] = [1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400]
 
     /// The scrape-time metrics as Prometheus text, read on the relay's blocking pool (SQLite and statvfs block).
@@ -139,47 +140,29 @@ public struct RelayMetrics: Sendable {
         m.gauge("outpost_relay_disk_size_bytes", "Size of the store's file system in bytes.", Double(s.f_blocks) * unit)
     }
 
-    /// How many jobs ended, by kind and end state: the index `jobs_ended` (schema v15) read alone, in its order.
-    static let endedCountsSQL = "SELECT kind, state, COUNT(*) AS n FROM jobs WHERE ended_at IS NOT NULL GROUP BY kind, state ORDER BY kind, state"
-    /// The durations of the ended jobs, by kind and end state, each group in the order of the ids: the index
-    /// `jobs_ended` read alone, in its order.
-    static let endedDurationsSQL = "SELECT ended_at - started_at FROM jobs WHERE ended_at IS NOT NULL ORDER BY kind, state, id"
-
     func jobs(_ m: MetricsSnapshot) throws {
-        // Counts of ended jobs only grow, as a counter's must, until history retention deletes old ones.
+        // Every job that ever ended, aggregated in SQL (the index `jobs_ended` read alone), with what history
+        // retention deleted added (`job_tallies`): counters that never go down, no duration read one by one.
         let (ended, open) = try store.index.read("reading jobs for metrics") { db in
-            // The durations come in the counts' order (one snapshot): each group's are its next `n`, in the order
-            // of the ids, so that each histogram's sum adds up as it always did. Plain numbers, no row decoded.
-            var ended: [(kind: String, state: String, n: Int64, durations: [Double])] = []
-            let counts = try Row.fetchAll(db, sql: Self.endedCountsSQL)
-            let durations = try Double?.fetchCursor(db, sql: Self.endedDurationsSQL)
-            for row in counts {
-                let n: Int64 = row["n"]
-                var values: [Double] = []
-                values.reserveCapacity(Int(n))
-                while values.count < n, let d = try durations.next() { values.append(max(0, d ?? 0)) }
-                ended.append((row["kind"], row["state"], n, values))
-            }
+            let ended = try JobLog.endedTallies(db, bounds: Self.jobBuckets)
             let open = try Row.fetchAll(
                 db, sql: "SELECT kind, state, COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'running') GROUP BY kind, state")
             return (ended, open)
         }
-        var durations: [[String]: [Double]] = [:]
-        for group in ended {
+        for t in ended {
             m.counter(
-                "outpost_relay_jobs_total", "Jobs ended, by kind and outcome.", group.n,
-                labels: [("kind", group.kind), ("outcome", Self.outcome(group.state))])
-            durations[[group.kind, Self.outcome(group.state)], default: []].append(contentsOf: group.durations)
+                "outpost_relay_jobs_total", "Jobs ended, by kind and outcome.", t.jobs,
+                labels: [("kind", t.kind), ("outcome", Self.outcome(t.state))])
         }
         for row in open {
             m.gauge(
                 "outpost_relay_jobs_in_progress", "Jobs queued or running, by kind.", Double(row["n"] as Int64),
                 labels: [("kind", row["kind"]), ("state", row["state"])])
         }
-        for (key, values) in durations.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+        for t in ended {
             m.histogram(
                 "outpost_relay_job_duration_seconds", "How long ended jobs ran, by kind and outcome.", buckets: Self.jobBuckets,
-                labels: [("kind", key[0]), ("outcome", key[1])], values: values)
+                labels: [("kind", t.kind), ("outcome", Self.outcome(t.state))], cumulativeCounts: t.buckets, sum: t.durationSum, count: t.jobs)
         }
     }
 

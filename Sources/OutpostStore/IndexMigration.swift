@@ -84,6 +84,7 @@ extension StoreIndex {
     /// The store's own steps, applied to every store.
     static let ownSchema = [
         storeSchema, onlineGCSchema, JobLog.schema, JobLog.agentSchema, JobLog.goodBackupSchema, JobLog.latestEndedSchema,
+        JobLog.talliesSchema,
     ]
 
     /// Migrations other modules add (the relay's machine catalog, the forwarder's ledger), in no order.

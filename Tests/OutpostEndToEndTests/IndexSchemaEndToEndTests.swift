@@ -6,7 +6,7 @@ import OutpostRelay
 import OutpostStore
 import Testing
 
-/// The index schema (docs/format.md §9) of the stores the binary makes: the store's own migrations (v1, v6, v9, v10, v14, v15) and the ones
+/// The index schema (docs/format.md §9) of the stores the binary makes: the store's own migrations (v1, v6, v9, v10, v14, v15, v17) and the ones
 /// the relay's machine catalog, its retention settings (v5), its alerts (v12, v16) and the forwarder's ledger register.
 @Suite struct IndexSchemaEndToEndTests {
     /// Every store, local or a relay's, carries the whole schema, statement for statement as the stores made
@@ -28,7 +28,9 @@ import Testing
                     }
                 )
             }
-            #expect(migrations == ["v1", "v10", "v11", "v12", "v13", "v14", "v15", "v16", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"], "\(path)")
+            #expect(
+                migrations == ["v1", "v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"],
+                "\(path)")
             #expect(schema == Self.schema, "\(path)")
         }
     }
@@ -156,6 +158,16 @@ import Testing
             machine TEXT PRIMARY KEY,
             group_name TEXT NOT NULL REFERENCES protection_groups(name)
         , joined_at REAL NOT NULL DEFAULT 0) WITHOUT ROWID
+        """,
+        """
+        table job_tallies: CREATE TABLE job_tallies (
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            jobs INTEGER NOT NULL,
+            duration_sum REAL NOT NULL,
+            buckets TEXT NOT NULL,
+            PRIMARY KEY (kind, state)
+        ) WITHOUT ROWID
         """,
         """
         table jobs: CREATE TABLE jobs (

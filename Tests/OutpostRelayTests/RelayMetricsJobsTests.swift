@@ -10,7 +10,8 @@ import Testing
 
 /// The job metrics (docs/metrics.md) read at each scrape come from one pass over the index `jobs_ended` (schema
 /// v15), no job row read, with the values the two scans of every job they replaced gave, histogram sums added in
-/// the same order; and an alert's deliveries are found through `alert_deliveries_by_alert` (v16).
+/// the same order; history retention leaves them as they were (`job_tallies`, v17); and an alert's deliveries are
+/// found through `alert_deliveries_by_alert` (v16).
 @Suite struct RelayMetricsJobsTests {
     /// 2026-03-15 12:00 UTC.
     static let t0 = Date(timeIntervalSince1970: 1_773_576_000)
@@ -125,6 +126,47 @@ import Testing
         #expect(lines(try metrics(f.store)) == lines(try groupByMetrics(f.store)))
     }
 
+    // MARK: History retention
+
+    /// History retention deletes old jobs (`[jobs] keep_days`); what it deleted stays counted (`job_tallies`,
+    /// schema v17), so that no counter or histogram series goes down (Prometheus would take it for a reset, and
+    /// `increase(outpost_relay_jobs_total{outcome="failed"}[1h])` would jump by every failed job kept).
+    @Test func retentionLeavesTheJobMetricsAsTheyWere() throws {
+        let f = try AgentsFixture()
+        let t = Self.t0.timeIntervalSince1970
+        let states = ["completed", "completed with warnings", "failed", "missed", "cancelled"]
+        // Whole seconds, summed exactly in any order; old jobs a year before t0, young ones at t0.
+        for i in 0..<60 {
+            let start = (i % 2 == 0 ? t - 365 * 86400 : t) + Double(i)
+            try insert(
+                f.store, ["backup", "prune", "check"][i % 3], "pc\(i % 4)", states[i % states.count], start: start,
+                end: start + Double([0, 1, 5, 59, 600, 4000, 90000, -3][i % 8]))
+        }
+        try insert(f.store, "backup", "pc1", "running", start: t, end: nil)
+        let before = lines(try metrics(f.store))
+        #expect(before == lines(try groupByMetrics(f.store)))
+
+        let report = try HistoryRetention(store: f.store).apply(keepDays: 30, now: Self.t0, batchSize: 7)
+        #expect(report.jobs > 20, "old jobs went")
+        #expect(lines(try metrics(f.store)) == before, "every counter, bucket, _sum and _count as it was")
+        #expect(lines(try groupByMetrics(f.store)) != before, "the jobs table alone would have gone down")
+
+        // A second run deletes nothing more and changes nothing; new jobs still count.
+        _ = try HistoryRetention(store: f.store).apply(keepDays: 30, now: Self.t0)
+        #expect(lines(try metrics(f.store)) == before)
+        try insert(f.store, "prune", nil, "failed", start: t + 100, end: t + 130)
+        let after = lines(try metrics(f.store))
+        let failed = before.first { $0.hasPrefix(#"outpost_relay_jobs_total{kind="prune",outcome="failed"}"#) }
+        let failedAfter = after.first { $0.hasPrefix(#"outpost_relay_jobs_total{kind="prune",outcome="failed"}"#) }
+        #expect(failed.flatMap { Int($0.split(separator: " ").last!) }.map { $0 + 1 } == failedAfter.flatMap { Int($0.split(separator: " ").last!) })
+        #expect(after.contains { $0.hasPrefix(#"outpost_relay_job_duration_seconds_bucket{kind="prune",outcome="failed",le="60.0"}"#) })
+        let bucket = { (l: [String]) in
+            l.first { $0.hasPrefix(#"outpost_relay_job_duration_seconds_bucket{kind="prune",outcome="failed",le="60.0"}"#) }
+                .flatMap { Int($0.split(separator: " ").last!) } ?? 0
+        }
+        #expect(bucket(after) == bucket(before) + 1)
+    }
+
     // MARK: The indexes
 
     func plan(_ store: Store, _ sql: String) throws -> [String] {
@@ -133,8 +175,8 @@ import Testing
 
     @Test func theEndedJobsAreReadFromTheIndexAlone() throws {
         let f = try AgentsFixture()
-        #expect(try plan(f.store, RelayMetrics.endedCountsSQL) == ["SCAN jobs USING COVERING INDEX jobs_ended"], "no job row, no sort")
-        #expect(try plan(f.store, RelayMetrics.endedDurationsSQL) == ["SCAN jobs USING COVERING INDEX jobs_ended"], "no job row, no sort")
+        let sql = JobLog.talliesSQL(bounds: RelayMetrics.jobBuckets.count).replacingOccurrences(of: "?", with: "1.0")
+        #expect(try plan(f.store, sql) == ["SCAN jobs USING COVERING INDEX jobs_ended"], "no job row, no sort")
     }
 
     @Test func anAlertsDeliveriesAreFoundThroughTheIndex() throws {

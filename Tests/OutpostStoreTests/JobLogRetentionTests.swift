@@ -8,7 +8,7 @@ import Testing
 @testable import OutpostStore
 
 /// History retention of the job log (`JobLog.expire`, `[jobs] keep_days`): old ended jobs go, in batches; what
-/// is still read or referred to stays whatever its age; and each machine's newest good backup is found through
+/// is still read or referred to stays whatever its age, and what goes stays counted (`job_tallies`); and each machine's newest good backup is found through
 /// the index `jobs_good_backup` (schema v14), not by a scan of every job.
 @Suite struct JobLogRetentionTests {
     /// 2026-03-15 12:00 UTC.
@@ -38,7 +38,7 @@ import Testing
         let newestGood = try rec(log, .backup, "pc1", .completed, daysAgo: 5)
         let latestForward = try rec(log, .forward, nil, .completed, daysAgo: 3)
 
-        #expect(try log.expire(endedBefore: Self.cutoff) == 2)
+        #expect(try log.expire(endedBefore: Self.cutoff, bounds: [60, 3600]) == 2)
         #expect(try ids(log) == [young, newestGood, latestForward])
         #expect(throws: StoreError.self, "the failed files went with their job (a column of its row)") { try log.job(old) }
     }
@@ -55,7 +55,7 @@ import Testing
         let pc3 = try rec(log, .backup, "pc3", .completed, daysAgo: 1)
         let before = try log.lastGoodBackups()
 
-        #expect(try log.expire(endedBefore: Self.cutoff) == 3)
+        #expect(try log.expire(endedBefore: Self.cutoff, bounds: [60, 3600]) == 3)
         #expect(try ids(log) == [pc1, pc1Latest, pc2, pc3], "the newest good backup, and the latest run the alert check reads")
         #expect(try log.lastGoodBackups() == before, "the overview and the missed-backup check see the same backups")
         #expect(before == ["pc1": Self.now - 800 * Self.day, "pc2": Self.now - 500 * Self.day, "pc3": Self.now - 1 * Self.day])
@@ -72,7 +72,7 @@ import Testing
         let restore = try rec(log, .restore, "pc1", .completed, daysAgo: 450)
         let before = try log.latestEnded()
 
-        #expect(try log.expire(endedBefore: Self.cutoff) == 3)
+        #expect(try log.expire(endedBefore: Self.cutoff, bounds: [60, 3600]) == 3)
         #expect(try ids(log) == [failedCheck, prune, restore])
         #expect(try log.latestEnded() == before)
     }
@@ -85,7 +85,7 @@ import Testing
         let running = try log.begin(.backup, machine: "pc2", trigger: "schedule", claiming: nil, deadline: Self.now + 3600, now: old)
         let local = try log.start(.gc, now: old)
 
-        #expect(try log.expire(endedBefore: Self.cutoff) == 0)
+        #expect(try log.expire(endedBefore: Self.cutoff, bounds: [60, 3600]) == 0)
         #expect(try ids(log) == [queued, running, local])
     }
 
@@ -105,7 +105,7 @@ import Testing
         try log.end(lost, machine: "pc1", .failed, bytes: 0, files: 0, detail: nil, failedFiles: [], now: start + 30)
         let latest = try rec(log, .backup, "pc1", .completed, daysAgo: 1)
 
-        #expect(try log.expire(endedBefore: Self.cutoff) == 1, "the job of a point no longer held goes")
+        #expect(try log.expire(endedBefore: Self.cutoff, bounds: [60, 3600]) == 1, "the job of a point no longer held goes")
         #expect(try ids(log) == [job, latest])
         #expect(try log.job(job).point == point.id.hex)
     }
@@ -116,7 +116,7 @@ import Testing
         let named = try rec(log, .backup, "pc1", .failed, daysAgo: 600)
         try rec(log, .backup, "pc1", .failed, daysAgo: 500)
         try rec(log, .backup, "pc1", .failed, daysAgo: 1)
-        #expect(try log.expire(endedBefore: Self.cutoff) { _, id, _ in id == named } == 1)
+        #expect(try log.expire(endedBefore: Self.cutoff, bounds: [60, 3600]) { _, id, _ in id == named } == 1)
         #expect(try ids(log).contains(named))
     }
 
@@ -132,8 +132,29 @@ import Testing
         let young = try rec(log, .backup, "pc1", .completed, daysAgo: 2)
         // pc0's newest good backup (and latest run), the latest runs of pc2 and pc3; pc1's is the young one.
         let kept: Set<Int64> = [jobs[20], jobs[22], jobs[19], young]
-        #expect(try log.expire(endedBefore: Self.cutoff, batchSize: 3) == 20)
+        #expect(try log.expire(endedBefore: Self.cutoff, bounds: [60, 3600], batchSize: 3) == 20)
         #expect(try ids(log) == kept)
+    }
+
+    /// What each batch deletes is added to `job_tallies` (schema v17) in its transaction: the ended jobs'
+    /// counts, duration sums and bucket counts by kind and state are what they were before, and the table
+    /// holds exactly the deleted jobs.
+    @Test func whatGoesIsTalliedSoTheTotalsStay() throws {
+        let s = Scratch()
+        let store = try makeStore(s)
+        let log = JobLog(store: store)
+        for i in 0..<23 { try rec(log, i % 3 == 0 ? .check : .backup, "pc\(i % 4)", i % 4 == 0 ? .completed : .failed, daysAgo: 1000 - Double(i)) }
+        try rec(log, .backup, "pc1", .failed, daysAgo: 2)
+        let bounds: [Double] = [60, 600, 3600]
+        let totals = { try store.index.read("reading") { db in try JobLog.endedTallies(db, bounds: bounds) } }
+        let before = try totals()
+        #expect(before.map(\.jobs).reduce(0, +) == 24)
+        let gone = try log.expire(endedBefore: Self.cutoff, bounds: bounds, batchSize: 4)
+        #expect(gone > 10)
+        #expect(try totals() == before)
+        let tallied = try store.index.read("reading") { db in try JobLog.retainedTallies(db) }
+        #expect(tallied.map(\.jobs).reduce(0, +) == Int64(gone))
+        #expect(tallied.allSatisfy { $0.buckets == [0, $0.jobs, $0.jobs] && $0.durationSum == 600 * Double($0.jobs) }, "\(tallied)")
     }
 
     // MARK: The index
