@@ -135,7 +135,7 @@ import Testing
         let portFile = s.sub("console-port")
         try relay.start(extra: ["--console-listen", "127.0.0.1:0", "--console-port-file", portFile])
         defer { relay.kill9() }
-        let port = Int((try String(contentsOfFile: portFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines))!
+        let port = try waitForPortFile(portFile, "the relay console")
 
         // pc1: a clean backup with the file the browser downloads.
         let pc1 = try relay.enroll("pc1")

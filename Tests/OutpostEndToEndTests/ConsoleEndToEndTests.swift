@@ -45,7 +45,7 @@ import Testing
         let portFile = s.sub("console-port")
         try relay.start(extra: ["--console-listen", "127.0.0.1:0", "--console-port-file", portFile])
         defer { relay.kill9() }
-        let port = Int((try String(contentsOfFile: portFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines))!
+        let port = try waitForPortFile(portFile, "the relay console")
         let base = "https://127.0.0.1:\(port)"
         let config = try relay.enroll("pc1")
         s.write("data/docs/a.txt", Data("hello console\n".utf8))

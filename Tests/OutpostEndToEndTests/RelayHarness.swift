@@ -93,4 +93,15 @@ struct HarnessError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
+/// The port a server wrote to `file` once it listened, waited for with a deadline: a server writes each of its
+/// listeners' port files when that listener is bound, so one file may appear before another.
+func waitForPortFile(_ file: String, _ what: String) throws -> Int {
+    let deadline = Date().addingTimeInterval(30)
+    while Date() < deadline {
+        if let t = try? String(contentsOfFile: file, encoding: .utf8), let n = Int(t.trimmingCharacters(in: .whitespacesAndNewlines)) { return n }
+        usleep(10_000)
+    }
+    throw HarnessError("\(what) did not listen within 30 s")
+}
+
 func json(_ s: String) -> Any? { try? JSONSerialization.jsonObject(with: Data(s.utf8)) }

@@ -121,14 +121,7 @@ import Testing
 
     /// The port a listener wrote to `file`, waited for as the harnesses wait for theirs (the console's listener
     /// may come up after the vault's).
-    static func port(_ file: String) throws -> Int {
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            if let t = try? String(contentsOfFile: file, encoding: .utf8), let n = Int(t.trimmingCharacters(in: .whitespacesAndNewlines)) { return n }
-            usleep(10_000)
-        }
-        throw HarnessError("the vault console did not listen within 30 s")
-    }
+    static func port(_ file: String) throws -> Int { try waitForPortFile(file, "the vault console") }
 
     /// Every file under `meta/status/` of the vault's copy sets.
     func statusFiles(_ data: String) -> [String] {
