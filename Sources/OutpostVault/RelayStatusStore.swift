@@ -47,8 +47,10 @@ public struct RelayStatusStore: Sendable {
             key = Self.key(relay: relay, at: Date(timeIntervalSince1970: Double(ms + 1) / 1000))
         }
         _ = try objects.putIfAbsent(key, Array(try e.encode(Stored(receivedAt: receivedAt, record: record))))
-        // Only the ones listed before: a newer one another node stored meanwhile stays.
-        for k in before where k < key { try objects.delete(k) }
+        // The older ones: those listed before, and any another request stored meanwhile under an older name. A
+        // newer one another node stored meanwhile stays.
+        let after = try objects.list(prefix: Self.prefix + relay + "/").map(\.key)
+        for k in Set(before + after) where k < key { try objects.delete(k) }
     }
 
     static func decode(_ bytes: [UInt8]) -> Stored? {

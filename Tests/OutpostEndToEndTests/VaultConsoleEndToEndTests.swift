@@ -103,7 +103,9 @@ import Testing
         let waitUntil = Date().addingTimeInterval(30)
         var replaced = false
         while Date() < waitUntil && !replaced {
-            replaced = Set(statusFiles(vault.data).filter { $0.contains("/objects/") }) != Set(before)
+            // Changed, and the older record deleted (the vault puts the new one first, then deletes the older).
+            let now = statusFiles(vault.data).filter { $0.contains("/objects/") }
+            replaced = Set(now) != Set(before) && now.count == before.count
             if !replaced { usleep(20_000) }
         }
         #expect(replaced, "relay serve sent no status record: \(west.log)")
