@@ -30,19 +30,7 @@ extension RelayCommand.Admin {
         func run() async throws {
             let dir = relay.directory
             try dir.requireRelay()
-            var password: String?
-            if let passwordFile {
-                guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else {
-                    throw ValidationError("cannot read the password file \(passwordFile)")
-                }
-                password = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            } else if !loginLink {
-                guard let typed = readSecret(prompt: "password for \(name): "), let again = readSecret(prompt: "again: ") else {
-                    throw ValidationError("give --password-file FILE or --login-link when not at a terminal")
-                }
-                guard typed == again else { throw ValidationError("the two passwords differ") }
-                password = typed
-            }
+            let password = try adminPassword(file: passwordFile, loginLink: loginLink, name: name)
             let store = try Store.open(at: dir.storePath, purpose: "`outpost relay admin add`")
             let accounts = ConsoleAccounts(store: store)
             try accounts.add(name, password: password)
@@ -106,4 +94,21 @@ func printLink(_ accounts: ConsoleAccounts, name: String, dir: RelayDataDirector
 func readSecret(prompt: String) -> String? {
     guard isatty(0) == 1 else { return nil }
     return String(cString: getpass(prompt))
+}
+
+/// A new administrator's password for `relay admin add` and `vault admin add`: the first line of `file`, else typed
+/// twice at the terminal; nil with `--login-link` alone (the account logs in by the link).
+func adminPassword(file: String?, loginLink: Bool, name: String) throws -> String? {
+    if let file {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw ValidationError("cannot read the password file \(file); check its path and permissions")
+        }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+    }
+    if loginLink { return nil }
+    guard let typed = readSecret(prompt: "password for \(name): "), let again = readSecret(prompt: "again: ") else {
+        throw ValidationError("give --password-file FILE or --login-link when not at a terminal")
+    }
+    guard typed == again else { throw ValidationError("the two passwords differ; run the command again") }
+    return typed
 }

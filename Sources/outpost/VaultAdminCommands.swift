@@ -37,19 +37,7 @@ extension VaultCommand.Admin {
         func run() async throws {
             let dir = vault.directory
             let admins = try VaultCommand.Admin.admins(dir)
-            var password: String?
-            if let passwordFile {
-                guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else {
-                    throw ValidationError("cannot read the password file \(passwordFile)")
-                }
-                password = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            } else if !loginLink {
-                guard let typed = readSecret(prompt: "password for \(name): "), let again = readSecret(prompt: "again: ") else {
-                    throw ValidationError("give --password-file FILE or --login-link when not at a terminal")
-                }
-                guard typed == again else { throw ValidationError("the two passwords differ") }
-                password = typed
-            }
+            let password = try adminPassword(file: passwordFile, loginLink: loginLink, name: name)
             try admins.add(name, password: password)
             print("vault administrator \(name) added")
             if loginLink { try printVaultLink(admins, name: name, dir: dir) }
